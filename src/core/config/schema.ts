@@ -1,0 +1,111 @@
+import { z } from 'zod';
+
+/**
+ * The shape of attendux.json. Every object is strict: an unknown key is an error that names it, because a
+ * misspelt key silently falling back to a default is how backups end up in the wrong place.
+ * Relative paths are resolved against the directory of the config file.
+ */
+const port = z.number().int().min(1).max(65535);
+
+export const DatabaseSchema = z.strictObject({
+  /** The server's connection: an unprivileged role subject to row-level security. */
+  url: z.string().optional(),
+  /** Migrations, backups, restore, DSAR: the role that owns the schema. */
+  adminUrl: z.string().optional(),
+  /** Name of the unprivileged role the server connects as; migrations grant to it. */
+  appRole: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/).default('attendux_app'),
+  poolSize: z.number().int().min(1).max(200).default(10),
+  embedded: z
+    .strictObject({
+      port: port.default(54329),
+    })
+    .default({ port: 54329 }),
+});
+
+export const ServerSchema = z.strictObject({
+  host: z.string().default('127.0.0.1'),
+  port: port.default(8080),
+  /** Set when running behind nginx/Caddy so X-Forwarded-* headers are believed. */
+  trustProxy: z.boolean().default(false),
+  /** Origins allowed on state-changing cookie requests (CSRF), e.g. https://attendance.example.com */
+  allowedOrigins: z.array(z.string()).default([]),
+  tlsCert: z.string().optional(),
+  tlsKey: z.string().optional(),
+  sessionIdleMinutes: z.number().int().min(1).max(7 * 24 * 60).default(30),
+  maxFailedLogins: z.number().int().min(1).max(100).default(5),
+  lockoutMinutes: z.number().int().min(1).max(24 * 60).default(15),
+  securityContact: z.string().default('mailto:security@example.invalid'),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export const BackupSchema = z.strictObject({
+  /** Defaults to <dataDir>/backups. */
+  dir: z.string().optional(),
+  /** age X25519 public keys (age1...). Every backup is encrypted to all of them. */
+  recipients: z.array(z.string().regex(/^age1[0-9a-z]+$/, 'must be an age public key (age1...)')).default([]),
+  /** Optional path to an age identity on this server, for unattended restore drills (doctor warns). */
+  identityFile: z.string().optional(),
+  retention: z
+    .strictObject({
+      fullDays: z.number().int().min(1).default(30),
+      incrementalDays: z.number().int().min(1).default(7),
+      configDays: z.number().int().min(1).default(90),
+    })
+    .default({ fullDays: 30, incrementalDays: 7, configDays: 90 }),
+  schedule: z
+    .strictObject({
+      full: z.string().default('0 2 * * *'),
+      incremental: z.string().default('0 */6 * * *'),
+      timeZone: z.string().default('UTC'),
+    })
+    .default({ full: '0 2 * * *', incremental: '0 */6 * * *', timeZone: 'UTC' }),
+  /** backup status calls a kind stale after this many hours without a successful run. */
+  staleAfterHours: z
+    .strictObject({
+      full: z.number().positive().default(26),
+      incremental: z.number().positive().default(7),
+    })
+    .default({ full: 26, incremental: 7 }),
+});
+
+export const AuditSchema = z.strictObject({
+  retentionDays: z.number().int().min(1).default(365),
+});
+
+export const ConfigSchema = z.strictObject({
+  /** Embedded PostgreSQL cluster, default backup dir, lock files. */
+  dataDir: z.string().default('/var/lib/attendux'),
+  /** The 0600 secrets file; defaults to attendux.secrets.json beside the config file. */
+  secretsFile: z.string().optional(),
+  database: DatabaseSchema.default(DatabaseSchema.parse({})),
+  server: ServerSchema.default(ServerSchema.parse({})),
+  backup: BackupSchema.default(BackupSchema.parse({})),
+  audit: AuditSchema.default(AuditSchema.parse({})),
+});
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;
+
+const base64Key = z.string().regex(/^[A-Za-z0-9+/]{43}=$/, 'must be 32 bytes, base64');
+
+export const SecretsSchema = z.strictObject({
+  /** Signs session cookies. */
+  sessionKey: base64Key,
+  /** HMAC-SHA256 key for API-key secrets. */
+  apiKeyHmacKey: base64Key,
+  /** Pepper for hashing IP addresses and user agents in the audit log. */
+  auditPepper: base64Key,
+  /** AES-256-GCM data-encryption keys by id (face templates). */
+  dataKeys: z.record(z.string().regex(/^[a-z0-9-]{1,32}$/), base64Key),
+  activeDataKeyId: z.string(),
+  database: z
+    .strictObject({
+      /** Password of the embedded cluster's superuser. */
+      superuserPassword: z.string().optional(),
+      adminPassword: z.string().optional(),
+      appPassword: z.string().optional(),
+    })
+    .default({}),
+});
+
+export type Secrets = z.infer<typeof SecretsSchema>;

@@ -1,0 +1,99 @@
+import { readdir, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { AttenduxError } from '../errors.js';
+import { connectClient, type Queryable } from './pool.js';
+
+/** Migrations ship at the package root and are found through the package, never the cwd. */
+export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations', import.meta.url));
+export const MIGRATIONS_TABLE = 'pgmigrations';
+
+export interface MigrateOptions {
+  adminUrl: string;
+  /** Role the migrations grant table privileges to (config database.appRole). */
+  appRole: string;
+  direction: 'up' | 'down';
+  /** How many to run; up defaults to all, down to one. */
+  count?: number;
+  dryRun?: boolean;
+  log?: (line: string) => void;
+}
+
+export interface MigrationState {
+  applied: { name: string; runOn: string }[];
+  pending: string[];
+}
+
+export async function migrationFiles(): Promise<string[]> {
+  const files = await readdir(MIGRATIONS_DIR);
+  return files
+    .filter((f) => /^\d{4}_[a-z0-9-]+\.sql$/.test(f))
+    .map((f) => f.replace(/\.sql$/, ''))
+    .sort();
+}
+
+/**
+ * Run migrations through node-pg-migrate on one connection that carries attendux.app_role, which the SQL
+ * migrations read to grant privileges. A concurrent run waits on the advisory lock instead of failing.
+ */
+export async function runMigrations(opts: MigrateOptions): Promise<string[]> {
+  const { runner } = await import('node-pg-migrate');
+  const client = await connectClient(opts.adminUrl, 'attendux-migrate');
+  try {
+    await client.query("SELECT set_config('attendux.app_role', $1, false)", [opts.appRole]);
+    const ran = await runner({
+      dbClient: client,
+      dir: MIGRATIONS_DIR,
+      migrationsTable: MIGRATIONS_TABLE,
+      direction: opts.direction,
+      count: opts.count ?? (opts.direction === 'up' ? Infinity : 1),
+      singleTransaction: true,
+      checkOrder: true,
+      dryRun: opts.dryRun ?? false,
+      advisoryLockMode: 'wait',
+      ignorePattern: '(\\..*|.*\\.md)',
+      log: () => undefined,
+      logger: { debug: () => undefined, info: () => undefined, warn: (m: string) => opts.log?.(m), error: () => undefined },
+    });
+    return ran.map((m) => m.name);
+  } catch (err) {
+    throw new AttenduxError('MIGRATION_FAILED', `migration ${opts.direction} failed: ${(err as Error).message}`, {
+      cause: err,
+      hint: 'the failed migration was rolled back; fix the cause and run it again',
+    });
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+export async function appliedMigrations(c: Queryable): Promise<{ name: string; runOn: string }[]> {
+  const exists = await c.query<{ t: string | null }>('SELECT to_regclass($1)::text AS t', [MIGRATIONS_TABLE]);
+  if (!exists.rows[0]?.t) return [];
+  const { rows } = await c.query<{ name: string; run_on: Date }>(
+    `SELECT name, run_on FROM ${MIGRATIONS_TABLE} ORDER BY run_on, id`,
+  );
+  return rows.map((r) => ({ name: r.name, runOn: r.run_on.toISOString() }));
+}
+
+export async function migrationState(c: Queryable): Promise<MigrationState> {
+  const applied = await appliedMigrations(c);
+  const done = new Set(applied.map((a) => a.name));
+  const pending = (await migrationFiles()).filter((f) => !done.has(f));
+  return { applied, pending };
+}
+
+/** The schema version a backup records: the name of the newest applied migration. */
+export async function schemaVersion(c: Queryable): Promise<string | null> {
+  const applied = await appliedMigrations(c);
+  return applied.length ? applied[applied.length - 1]!.name : null;
+}
+
+/** Create an empty SQL migration after the newest one (for developers of attendux). */
+export async function createMigration(name: string): Promise<string> {
+  if (!/^[a-z0-9-]+$/.test(name)) throw new AttenduxError('USAGE', 'migration name must be kebab-case (a-z, 0-9, -)');
+  const files = await migrationFiles();
+  const next = files.length ? Number(files[files.length - 1]!.slice(0, 4)) + 1 : 1;
+  const file = join(MIGRATIONS_DIR, `${String(next).padStart(4, '0')}_${name}.sql`);
+  await writeFile(file, '-- Up Migration\n\n-- Down Migration\n', { flag: 'wx' });
+  return file;
+}

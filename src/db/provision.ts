@@ -1,0 +1,80 @@
+import { connectClient, ddl, type Queryable } from './pool.js';
+import { AttenduxError } from '../errors.js';
+
+export interface ProvisionOptions {
+  /** A superuser (or CREATEROLE + CREATEDB) connection to the cluster's maintenance database. */
+  superuserUrl: string;
+  database: string;
+  ownerRole: string;
+  ownerPassword: string;
+  appRole: string;
+  appPassword: string;
+}
+
+export interface ProvisionResult {
+  createdDatabase: boolean;
+  createdRoles: string[];
+}
+
+const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
+
+function checkIdent(kind: string, name: string): void {
+  if (!IDENT.test(name)) {
+    throw new AttenduxError('USAGE', `${kind} "${name}" must be lower-case letters, digits and _ (max 63)`);
+  }
+}
+
+async function roleExists(c: Queryable, name: string): Promise<boolean> {
+  const { rowCount } = await c.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [name]);
+  return rowCount === 1;
+}
+
+/**
+ * Create the two roles and the database of an install, idempotently: the owner (schema owner, used for
+ * migrations, backups and the CLI; may create databases for restores) and the app role the server runs as,
+ * which cannot bypass row-level security. Existing roles get the passwords from the secrets file.
+ */
+export async function provisionDatabase(opts: ProvisionOptions): Promise<ProvisionResult> {
+  checkIdent('database name', opts.database);
+  checkIdent('role name', opts.ownerRole);
+  checkIdent('role name', opts.appRole);
+  if (opts.ownerRole === opts.appRole) throw new AttenduxError('USAGE', 'the owner and app roles must differ');
+  const su = await connectClient(opts.superuserUrl, 'attendux-init');
+  const createdRoles: string[] = [];
+  let createdDatabase = false;
+  try {
+    for (const [role, password, attrs] of [
+      [opts.ownerRole, opts.ownerPassword, 'LOGIN CREATEDB NOSUPERUSER NOCREATEROLE NOBYPASSRLS'],
+      [opts.appRole, opts.appPassword, 'LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOINHERIT'],
+    ] as const) {
+      if (await roleExists(su, role)) {
+        await ddl(su, `ALTER ROLE %I WITH ${attrs} PASSWORD %L`, role, password);
+      } else {
+        await ddl(su, `CREATE ROLE %I WITH ${attrs} PASSWORD %L`, role, password);
+        createdRoles.push(role);
+      }
+    }
+    const { rowCount } = await su.query('SELECT 1 FROM pg_database WHERE datname = $1', [opts.database]);
+    if (rowCount === 0) {
+      // The owner must be able to SET ROLE-free ALTER DATABASE ... RENAME for in-place restores; it owns it.
+      await ddl(su, 'GRANT %I TO current_user', opts.ownerRole).catch(() => undefined);
+      await ddl(su, "CREATE DATABASE %I OWNER %I ENCODING 'UTF8' TEMPLATE template0", opts.database, opts.ownerRole);
+      createdDatabase = true;
+    }
+    await ddl(su, 'REVOKE ALL ON DATABASE %I FROM PUBLIC', opts.database);
+    await ddl(su, 'GRANT CONNECT, TEMPORARY ON DATABASE %I TO %I', opts.database, opts.appRole);
+  } finally {
+    await su.end().catch(() => undefined);
+  }
+  // Inside the new database: the owner owns the public schema, nobody else may create objects in it.
+  const url = new URL(opts.superuserUrl);
+  url.pathname = `/${encodeURIComponent(opts.database)}`;
+  const db = await connectClient(url.toString(), 'attendux-init');
+  try {
+    await ddl(db, 'ALTER SCHEMA public OWNER TO %I', opts.ownerRole);
+    await db.query('REVOKE CREATE ON SCHEMA public FROM PUBLIC');
+  } finally {
+    await db.end().catch(() => undefined);
+  }
+  return { createdDatabase, createdRoles };
+}

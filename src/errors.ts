@@ -1,0 +1,58 @@
+/**
+ * The one error type of attendux. Core code throws it; only the CLI entry point turns it into an exit code.
+ * Every code is listed in ERROR_CODES with its exit code and a line of documentation, so that the README's
+ * error table and the code cannot drift apart (a unit test checks this).
+ */
+export const ERROR_CODES = {
+  USAGE: { exitCode: 2, doc: 'A flag, argument or value on the command line is wrong.' },
+  NOT_A_TTY: { exitCode: 2, doc: 'An interactive question was needed but there is no terminal; pass the flags.' },
+  CONFIRMATION_REQUIRED: { exitCode: 2, doc: 'A destructive command needs --yes when no terminal can confirm.' },
+  ABORTED: { exitCode: 1, doc: 'The user answered no at a confirmation prompt.' },
+  CONFIG_NOT_FOUND: { exitCode: 2, doc: 'No configuration file was found at any of the lookup places.' },
+  CONFIG_INVALID: { exitCode: 2, doc: 'The configuration file or an ATTENDUX_* override is invalid.' },
+  CONFIG_EXISTS: { exitCode: 1, doc: 'init found an existing install and --force was not given.' },
+  SECRETS_INSECURE: { exitCode: 1, doc: 'The secrets file is readable by group or others.' },
+  SECRETS_INVALID: { exitCode: 1, doc: 'The secrets file is missing or malformed.' },
+  DB_UNAVAILABLE: { exitCode: 1, doc: 'PostgreSQL could not be reached or started.' },
+  DB_ERROR: { exitCode: 1, doc: 'PostgreSQL refused an operation.' },
+  MIGRATION_FAILED: { exitCode: 1, doc: 'A schema migration failed; nothing of it was applied.' },
+  SCHEMA_OUTDATED: { exitCode: 1, doc: 'The database has pending migrations; run `attendux migrate up`.' },
+  NOT_FOUND: { exitCode: 1, doc: 'The named company, user, key or backup does not exist.' },
+  ALREADY_EXISTS: { exitCode: 1, doc: 'An object with that name already exists.' },
+  IO_ERROR: { exitCode: 1, doc: 'A file could not be read or written.' },
+  INTERNAL: { exitCode: 1, doc: 'A bug: an unexpected error. Run again with --debug and report it.' },
+} as const satisfies Record<string, { exitCode: number; doc: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface AttenduxErrorOptions {
+  hint?: string;
+  exitCode?: number;
+  cause?: unknown;
+  /** Extra machine-readable facts printed with --json (for example the pid holding a lock). */
+  details?: Record<string, unknown>;
+}
+
+export class AttenduxError extends Error {
+  readonly code: ErrorCode;
+  readonly exitCode: number;
+  readonly hint: string | undefined;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options: AttenduxErrorOptions = {}) {
+    super(message, { cause: options.cause });
+    this.name = 'AttenduxError';
+    this.code = code;
+    this.exitCode = options.exitCode ?? ERROR_CODES[code].exitCode;
+    this.hint = options.hint;
+    this.details = options.details;
+  }
+}
+
+export function usageError(message: string, hint?: string): AttenduxError {
+  return new AttenduxError('USAGE', message, { hint });
+}
+
+export function isAttenduxError(err: unknown): err is AttenduxError {
+  return err instanceof AttenduxError;
+}
