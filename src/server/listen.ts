@@ -1,0 +1,25 @@
+import { openInstall } from '../core/install.js';
+import { buildApp } from './app.js';
+
+export interface ServeOptions {
+  configPath?: string;
+  host?: string;
+  port?: number;
+  onListening?: (url: string) => void;
+}
+
+/** Open the install, build the app, listen, and shut down cleanly on SIGTERM/SIGINT. */
+export async function serve(opts: ServeOptions): Promise<void> {
+  const install = await openInstall({ configPath: opts.configPath });
+  const app = await buildApp({ install });
+  const server = install.loaded.config.server;
+  const url = await app.listen({ host: opts.host ?? server.host, port: opts.port ?? server.port });
+  opts.onListening?.(url);
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  await app.close();
+  await install.close();
+}
