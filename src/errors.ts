@@ -5,8 +5,14 @@
  */
 export const ERROR_CODES = {
   USAGE: { exitCode: 2, doc: 'A flag, argument or value on the command line is wrong.' },
-  NOT_A_TTY: { exitCode: 2, doc: 'An interactive question was needed but there is no terminal; pass the flags.' },
-  CONFIRMATION_REQUIRED: { exitCode: 2, doc: 'A destructive command needs --yes when no terminal can confirm.' },
+  NOT_A_TTY: {
+    exitCode: 2,
+    doc: 'An interactive question was needed but there is no terminal; pass the flags.',
+  },
+  CONFIRMATION_REQUIRED: {
+    exitCode: 2,
+    doc: 'A destructive command needs --yes when no terminal can confirm.',
+  },
   ABORTED: { exitCode: 1, doc: 'The user answered no at a confirmation prompt.' },
   CONFIG_NOT_FOUND: { exitCode: 2, doc: 'No configuration file was found at any of the lookup places.' },
   CONFIG_INVALID: { exitCode: 2, doc: 'The configuration file or an ATTENDUX_* override is invalid.' },

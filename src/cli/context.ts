@@ -83,9 +83,13 @@ export class CliContext {
   async confirm(question: string, yes: boolean | undefined): Promise<void> {
     if (yes) return;
     if (!this.interactive) {
-      throw new AttenduxError('CONFIRMATION_REQUIRED', `${question} (refusing without --yes: no terminal to confirm on)`, {
-        hint: 'pass --yes to confirm, or --dry-run to preview',
-      });
+      throw new AttenduxError(
+        'CONFIRMATION_REQUIRED',
+        `${question} (refusing without --yes: no terminal to confirm on)`,
+        {
+          hint: 'pass --yes to confirm, or --dry-run to preview',
+        },
+      );
     }
     const { confirm } = await import('@inquirer/prompts');
     const ok = await confirm({ message: question, default: false });
@@ -102,7 +106,10 @@ export function intOption(name: string, min = 0, max = Number.MAX_SAFE_INTEGER) 
   return (value: string): number => {
     const n = Number(value);
     if (!Number.isInteger(n) || n < min || n > max) {
-      throw new AttenduxError('USAGE', `${name} must be an integer between ${min} and ${max}, got "${value}"`);
+      throw new AttenduxError(
+        'USAGE',
+        `${name} must be an integer between ${min} and ${max}, got "${value}"`,
+      );
     }
     return n;
   };
@@ -110,9 +117,23 @@ export function intOption(name: string, min = 0, max = Number.MAX_SAFE_INTEGER) 
 
 export function table(rows: readonly object[], columns: string[]): string[] {
   if (!rows.length) return ['(none)'];
-  const cell = (v: unknown) => (v instanceof Date ? v.toISOString() : v === null || v === undefined ? '-' : String(v));
+  const cell = (v: unknown): string =>
+    v instanceof Date
+      ? v.toISOString()
+      : v === null || v === undefined
+        ? '-'
+        : typeof v === 'object'
+          ? JSON.stringify(v)
+          : String(v);
   const get = (r: object, c: string) => (r as Record<string, unknown>)[c];
   const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(get(r, c)).length)));
-  const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i]!)).join('  ').trimEnd();
-  return [line(columns.map((c) => c.toUpperCase())), ...rows.map((r) => line(columns.map((c) => cell(get(r, c)))))];
+  const line = (vals: string[]) =>
+    vals
+      .map((v, i) => v.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
+  return [
+    line(columns.map((c) => c.toUpperCase())),
+    ...rows.map((r) => line(columns.map((c) => cell(get(r, c))))),
+  ];
 }

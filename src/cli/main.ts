@@ -7,7 +7,12 @@ export function buildProgram(): Command {
   const program = new Command('attendux')
     .description('Self-hosted multi-tenant attendance server and its operations toolkit')
     .version(VERSION, '-V, --version')
-    .addOption(new Option('-c, --config <file>', 'config file (else $ATTENDUX_CONFIG, ./attendux.json, /etc/attendux/attendux.json)'))
+    .addOption(
+      new Option(
+        '-c, --config <file>',
+        'config file (else $ATTENDUX_CONFIG, ./attendux.json, /etc/attendux/attendux.json)',
+      ),
+    )
     .option('--json', 'print one JSON result object on stdout')
     .option('-q, --quiet', 'print nothing on success (for cron)')
     .option('--no-color', 'no colours in output')
@@ -61,9 +66,12 @@ export async function main(argv: string[]): Promise<void> {
     if (e.hint) process.stderr.write(`  hint: ${e.hint}\n`);
     if (debug) {
       process.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
-      let cause = (err as Error)?.cause;
+      let cause: unknown = (err as Error)?.cause;
       while (cause) {
-        process.stderr.write(`caused by: ${(cause as Error).stack ?? String(cause)}\n`);
+        process.stderr.write(
+          `caused by: ${cause instanceof Error ? (cause.stack ?? cause.message) : JSON.stringify(cause)}
+`,
+        );
         cause = (cause as Error).cause;
       }
     }

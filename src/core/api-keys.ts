@@ -1,12 +1,20 @@
 import { AttenduxError, usageError } from '../errors.js';
 import { inTransaction, type Pool } from '../db/pool.js';
 import { appendAudit } from '../db/queries/audit.js';
-import { API_KEY_SCOPES, insertApiKey, listApiKeys as queryKeys, revokeApiKey as revokeKey, type ApiKey, type ApiKeyScope } from '../db/queries/api-keys.js';
+import {
+  API_KEY_SCOPES,
+  insertApiKey,
+  listApiKeys as queryKeys,
+  revokeApiKey as revokeKey,
+  type ApiKey,
+  type ApiKeyScope,
+} from '../db/queries/api-keys.js';
 import { generateApiKey } from '../crypto/apikey.js';
 import { requireTenant } from './tenants.js';
 
 export function parseScopes(list: string[]): ApiKeyScope[] {
-  if (!list.length) throw usageError('an API key needs at least one scope', `scopes: ${API_KEY_SCOPES.join(', ')}`);
+  if (!list.length)
+    throw usageError('an API key needs at least one scope', `scopes: ${API_KEY_SCOPES.join(', ')}`);
   for (const s of list) {
     if (!(API_KEY_SCOPES as readonly string[]).includes(s)) {
       throw usageError(`unknown scope "${s}"`, `scopes: ${API_KEY_SCOPES.join(', ')}`);
@@ -50,7 +58,10 @@ export async function listApiKeys(pool: Pool, tenantRef: string): Promise<ApiKey
   return queryKeys(pool, tenant.id);
 }
 
-export async function revokeApiKey(pool: Pool, opts: { tenant: string; key: string; actor: string }): Promise<ApiKey> {
+export async function revokeApiKey(
+  pool: Pool,
+  opts: { tenant: string; key: string; actor: string },
+): Promise<ApiKey> {
   return inTransaction(pool, async (c) => {
     const tenant = await requireTenant(c, opts.tenant);
     const key = await revokeKey(c, tenant.id, opts.key);

@@ -2,7 +2,7 @@ import { mkdir, readFile, copyFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { AttenduxError } from '../errors.js';
 import { pathExists, writeFileAtomic } from './fs.js';
-import { loadConfig, loadSecrets, resolvePaths, validateConfig } from './config/load.js';
+import { applyEnvOverrides, loadConfig, loadSecrets, resolvePaths, validateConfig } from './config/load.js';
 import type { ConfigInput, Secrets } from './config/schema.js';
 import { randomKey, randomPassword } from '../crypto/random.js';
 import { formatIdentityFile, generateAgeKeyPair } from '../crypto/age.js';
@@ -67,7 +67,7 @@ function newSecrets(): Secrets {
     sessionKey: randomKey(),
     apiKeyHmacKey: randomKey(),
     auditPepper: randomKey(),
-    dataKeys: { 'k1': randomKey() },
+    dataKeys: { k1: randomKey() },
     activeDataKeyId: 'k1',
     database: {},
   };
@@ -118,7 +118,10 @@ export async function initInstall(opts: InitOptions): Promise<InitResult> {
   let identityText: string | undefined;
   if (recipient) {
     if (!/^age1[0-9a-z]+$/.test(recipient)) {
-      throw new AttenduxError('USAGE', `--backup-recipient "${recipient}" is not an age public key (age1...)`);
+      throw new AttenduxError(
+        'USAGE',
+        `--backup-recipient "${recipient}" is not an age public key (age1...)`,
+      );
     }
   } else if (opts.force && (await pathExists(configPath))) {
     // Keep the recipients of the config being replaced: a new key pair would orphan older backups' key.
@@ -130,9 +133,13 @@ export async function initInstall(opts: InitOptions): Promise<InitResult> {
     recipient = pair.recipient;
     identityPath = resolve(opts.identityPath ?? join(configDir, 'attendux-backup-identity.txt'));
     if (await pathExists(identityPath)) {
-      throw new AttenduxError('CONFIG_EXISTS', `${identityPath} already exists; refusing to overwrite a backup identity`, {
-        hint: 'move it somewhere safe, or pass --backup-recipient with its public key',
-      });
+      throw new AttenduxError(
+        'CONFIG_EXISTS',
+        `${identityPath} already exists; refusing to overwrite a backup identity`,
+        {
+          hint: 'move it somewhere safe, or pass --backup-recipient with its public key',
+        },
+      );
     }
     identityText = formatIdentityFile(pair.identity, pair.recipient);
   }
@@ -147,7 +154,10 @@ export async function initInstall(opts: InitOptions): Promise<InitResult> {
       appRole,
       ...(embedded
         ? { embedded: { port: opts.embeddedPort ?? 54329 } }
-        : { url: dbUrl(opts.superuserUrl!, appRole, database), adminUrl: dbUrl(opts.superuserUrl!, ownerRole, database) }),
+        : {
+            url: dbUrl(opts.superuserUrl!, appRole, database),
+            adminUrl: dbUrl(opts.superuserUrl!, ownerRole, database),
+          }),
     },
     server: { host: opts.serverHost ?? '127.0.0.1', port: opts.serverPort ?? 8080 },
     backup: { recipients: [recipient] },
@@ -161,23 +171,30 @@ export async function initInstall(opts: InitOptions): Promise<InitResult> {
     step(`wrote backup identity ${identityPath} (move it off this server)`);
   }
   await writeFileAtomic(secretsPath, JSON.stringify(secrets, null, 2) + '\n', 0o600);
-  step(existingSecrets ? `kept existing secrets in ${secretsPath}` : `wrote secrets ${secretsPath} (mode 0600)`);
+  step(
+    existingSecrets ? `kept existing secrets in ${secretsPath}` : `wrote secrets ${secretsPath} (mode 0600)`,
+  );
   if (await pathExists(configPath)) {
     const history = join(resolve(opts.dataDir), 'config-history');
     await mkdir(history, { recursive: true, mode: 0o700 });
-    await copyFile(configPath, join(history, `${new Date().toISOString().replace(/[:.]/g, '-')}-attendux.json`));
+    await copyFile(
+      configPath,
+      join(history, `${new Date().toISOString().replace(/[:.]/g, '-')}-attendux.json`),
+    );
   }
   await writeFileAtomic(configPath, JSON.stringify(config, null, 2) + '\n', 0o640);
   step(`wrote config ${configPath}`);
 
-  const loaded = resolvePaths(configPath, validateConfig(config, configPath));
+  const loaded = resolvePaths(configPath, validateConfig(applyEnvOverrides(config, process.env), configPath));
   let target;
   if (embedded) {
     target = await resolveDatabase(loaded, secrets);
-    step(`embedded PostgreSQL running on 127.0.0.1:${target.embedded!.port} (${join(loaded.config.dataDir, 'pg')})`);
+    step(
+      `embedded PostgreSQL running on 127.0.0.1:${target.embedded!.port} (${join(loaded.config.dataDir, 'pg')})`,
+    );
   }
   try {
-    const superuserUrl = embedded ? target!.superuserUrl! : opts.superuserUrl!;
+    const superuserUrl = target?.superuserUrl ?? opts.superuserUrl!;
     const prov = await provisionDatabase({
       superuserUrl,
       database,
@@ -186,7 +203,9 @@ export async function initInstall(opts: InitOptions): Promise<InitResult> {
       appRole,
       appPassword: secrets.database.appPassword!,
     });
-    step(`${prov.createdDatabase ? 'created' : 'kept'} database ${database} (roles ${ownerRole}, ${appRole})`);
+    step(
+      `${prov.createdDatabase ? 'created' : 'kept'} database ${database} (roles ${ownerRole}, ${appRole})`,
+    );
     const db = target ?? (await resolveDatabase(loaded, secrets));
     const ran = await runMigrations({ adminUrl: db.adminUrl, appRole, direction: 'up' });
     step(ran.length ? `applied ${ran.length} migration(s)` : 'schema already current');
@@ -247,9 +266,13 @@ async function describeExisting(configPath: string, opts: InitOptions): Promise<
   try {
     const tenant = await findTenant(pool, opts.tenantSlug).catch(() => undefined);
     if (!tenant) {
-      throw new AttenduxError('CONFIG_EXISTS', `${configPath} exists but the install is incomplete (no company "${opts.tenantSlug}")`, {
-        hint: 're-run with --force to finish it (existing secrets are kept)',
-      });
+      throw new AttenduxError(
+        'CONFIG_EXISTS',
+        `${configPath} exists but the install is incomplete (no company "${opts.tenantSlug}")`,
+        {
+          hint: 're-run with --force to finish it (existing secrets are kept)',
+        },
+      );
     }
     return {
       alreadyInstalled: true,

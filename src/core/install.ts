@@ -36,9 +36,13 @@ export async function openInstall(opts: OpenOptions = {}): Promise<Install> {
       if (opts.requireMigrated !== false) {
         const state = await migrationState(client);
         if (state.pending.length) {
-          throw new AttenduxError('SCHEMA_OUTDATED', `the database has ${state.pending.length} pending migration(s)`, {
-            hint: 'run `attendux migrate up`',
-          });
+          throw new AttenduxError(
+            'SCHEMA_OUTDATED',
+            `the database has ${state.pending.length} pending migration(s)`,
+            {
+              hint: 'run `attendux migrate up`',
+            },
+          );
         }
       }
     } finally {

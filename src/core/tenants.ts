@@ -23,17 +23,27 @@ export function validateTimeZone(tz: string): void {
 
 export async function createTenant(pool: Pool, opts: CreateTenantOptions): Promise<Tenant> {
   if (!SLUG_RE.test(opts.slug)) {
-    throw usageError(`company slug "${opts.slug}" is invalid`, 'use 2-63 lower-case letters, digits and dashes');
+    throw usageError(
+      `company slug "${opts.slug}" is invalid`,
+      'use 2-63 lower-case letters, digits and dashes',
+    );
   }
   if (!opts.name.trim()) throw usageError('company name must not be empty');
   if (opts.timeZone) validateTimeZone(opts.timeZone);
-  if (opts.currency && !/^[A-Z]{3}$/.test(opts.currency)) throw usageError('currency must be an ISO 4217 code such as EUR');
+  if (opts.currency && !/^[A-Z]{3}$/.test(opts.currency))
+    throw usageError('currency must be an ISO 4217 code such as EUR');
   return inTransaction(pool, async (c) => {
     if (await findTenant(c, opts.slug)) {
       throw new AttenduxError('ALREADY_EXISTS', `company "${opts.slug}" already exists`);
     }
     const tenant = await insertTenant(c, opts);
-    const entry = { actor: opts.actor, action: 'tenant.create', entityType: 'tenant', entityId: tenant.id, details: { slug: tenant.slug } };
+    const entry = {
+      actor: opts.actor,
+      action: 'tenant.create',
+      entityType: 'tenant',
+      entityId: tenant.id,
+      details: { slug: tenant.slug },
+    };
     await appendAudit(c, { ...entry, tenantId: SYSTEM_TENANT });
     await appendAudit(c, { ...entry, tenantId: tenant.id });
     return tenant;
@@ -47,7 +57,9 @@ export async function listTenants(pool: Pool) {
 export async function requireTenant(q: Queryable, ref: string): Promise<Tenant> {
   const tenant = await findTenant(q, ref);
   if (!tenant) {
-    throw new AttenduxError('NOT_FOUND', `no company "${ref}"`, { hint: '`attendux tenant list` shows the companies' });
+    throw new AttenduxError('NOT_FOUND', `no company "${ref}"`, {
+      hint: '`attendux tenant list` shows the companies',
+    });
   }
   return tenant;
 }

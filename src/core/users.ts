@@ -36,7 +36,8 @@ export interface UserWithPassword {
 }
 
 export function parseRole(role: string): Role {
-  if (!(ROLES as readonly string[]).includes(role)) throw usageError(`unknown role "${role}"`, `roles: ${ROLES.join(', ')}`);
+  if (!(ROLES as readonly string[]).includes(role))
+    throw usageError(`unknown role "${role}"`, `roles: ${ROLES.join(', ')}`);
   return role as Role;
 }
 
@@ -59,7 +60,13 @@ export async function createUser(pool: Pool, opts: CreateUserOptions): Promise<U
     if (await findUserByEmail(c, tenant.id, email)) {
       throw new AttenduxError('ALREADY_EXISTS', `user ${email} already exists in company "${tenant.slug}"`);
     }
-    const user = await insertUser(c, { tenantId: tenant.id, email, displayName: opts.displayName, role: opts.role, passwordHash: hash });
+    const user = await insertUser(c, {
+      tenantId: tenant.id,
+      email,
+      displayName: opts.displayName,
+      role: opts.role,
+      passwordHash: hash,
+    });
     await appendAudit(c, {
       tenantId: tenant.id,
       actor: opts.actor,

@@ -15,7 +15,11 @@ export interface NewApiKey {
 const KEY_RE = /^atx_([a-z0-9]{12})_([A-Za-z0-9_-]{43})$/;
 
 export function generateApiKey(hmacKey: string): NewApiKey {
-  const prefix = randomBytes(9).toString('base64url').toLowerCase().replace(/[^a-z0-9]/g, '0').slice(0, 12);
+  const prefix = randomBytes(9)
+    .toString('base64url')
+    .toLowerCase()
+    .replace(/[^a-z0-9]/g, '0')
+    .slice(0, 12);
   const secret = randomBytes(32).toString('base64url');
   return { key: `atx_${prefix}_${secret}`, prefix, secretHmac: hmacSha256(hmacKey, secret) };
 }

@@ -48,14 +48,18 @@ export async function resolveDatabase(loaded: LoadedConfig, secrets: Secrets): P
   if (!isEmbedded(loaded)) {
     if (!db.url || !db.adminUrl) {
       const missing = db.url ? 'database.adminUrl' : 'database.url';
-      throw new AttenduxError('CONFIG_INVALID', `key "${missing}" is required when the other database URL is set`, {
-        hint: 'set both database.url and database.adminUrl, or neither for the embedded default',
-      });
+      throw new AttenduxError(
+        'CONFIG_INVALID',
+        `key "${missing}" is required when the other database URL is set`,
+        {
+          hint: 'set both database.url and database.adminUrl, or neither for the embedded default',
+        },
+      );
     }
     return {
       appUrl: withPassword(db.url, secrets.database.appPassword),
       adminUrl: withPassword(db.adminUrl, secrets.database.adminPassword),
-      release: async () => undefined,
+      release: () => Promise.resolve(),
     };
   }
   const su = secrets.database.superuserPassword;

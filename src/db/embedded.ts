@@ -82,7 +82,7 @@ export async function isClusterInitialised(dataDir: string): Promise<boolean> {
 /** Start (initialising on first use) the embedded cluster, or attach to the one already running. */
 export async function ensureEmbeddedCluster(opts: EmbeddedOptions): Promise<EmbeddedCluster> {
   const running = await runningClusterPort(opts.dataDir);
-  if (running !== undefined) return { port: running, owned: false, stop: async () => undefined };
+  if (running !== undefined) return { port: running, owned: false, stop: () => Promise.resolve() };
 
   await mkdir(opts.dataDir, { recursive: true, mode: 0o700 });
   if (isRoot()) {
@@ -95,10 +95,14 @@ export async function ensureEmbeddedCluster(opts: EmbeddedOptions): Promise<Embe
     try {
       await pg.initialise();
     } catch (err) {
-      throw new AttenduxError('DB_UNAVAILABLE', `could not initialise embedded PostgreSQL in ${clusterDir(opts.dataDir)}`, {
-        cause: err,
-        hint: 'the data directory and every parent must be traversable by the user PostgreSQL runs as',
-      });
+      throw new AttenduxError(
+        'DB_UNAVAILABLE',
+        `could not initialise embedded PostgreSQL in ${clusterDir(opts.dataDir)}`,
+        {
+          cause: err,
+          hint: 'the data directory and every parent must be traversable by the user PostgreSQL runs as',
+        },
+      );
     }
   }
   try {
@@ -107,7 +111,7 @@ export async function ensureEmbeddedCluster(opts: EmbeddedOptions): Promise<Embe
     // Another process may have won the race to start it: attach to that one.
     for (let i = 0; i < 50; i++) {
       const port = await runningClusterPort(opts.dataDir);
-      if (port !== undefined) return { port, owned: false, stop: async () => undefined };
+      if (port !== undefined) return { port, owned: false, stop: () => Promise.resolve() };
       await new Promise((r) => setTimeout(r, 100));
     }
     throw new AttenduxError('DB_UNAVAILABLE', `embedded PostgreSQL did not start on port ${opts.port}`, {

@@ -53,14 +53,23 @@ export async function runMigrations(opts: MigrateOptions): Promise<string[]> {
       advisoryLockMode: 'wait',
       ignorePattern: '(\\..*|.*\\.md)',
       log: () => undefined,
-      logger: { debug: () => undefined, info: () => undefined, warn: (m: string) => opts.log?.(m), error: () => undefined },
+      logger: {
+        debug: () => undefined,
+        info: () => undefined,
+        warn: (m: string) => opts.log?.(m),
+        error: () => undefined,
+      },
     });
     return ran.map((m) => m.name);
   } catch (err) {
-    throw new AttenduxError('MIGRATION_FAILED', `migration ${opts.direction} failed: ${(err as Error).message}`, {
-      cause: err,
-      hint: 'the failed migration was rolled back; fix the cause and run it again',
-    });
+    throw new AttenduxError(
+      'MIGRATION_FAILED',
+      `migration ${opts.direction} failed: ${(err as Error).message}`,
+      {
+        cause: err,
+        hint: 'the failed migration was rolled back; fix the cause and run it again',
+      },
+    );
   } finally {
     await client.end().catch(() => undefined);
   }
@@ -90,7 +99,8 @@ export async function schemaVersion(c: Queryable): Promise<string | null> {
 
 /** Create an empty SQL migration after the newest one (for developers of attendux). */
 export async function createMigration(name: string): Promise<string> {
-  if (!/^[a-z0-9-]+$/.test(name)) throw new AttenduxError('USAGE', 'migration name must be kebab-case (a-z, 0-9, -)');
+  if (!/^[a-z0-9-]+$/.test(name))
+    throw new AttenduxError('USAGE', 'migration name must be kebab-case (a-z, 0-9, -)');
   const files = await migrationFiles();
   const next = files.length ? Number(files[files.length - 1]!.slice(0, 4)) + 1 : 1;
   const file = join(MIGRATIONS_DIR, `${String(next).padStart(4, '0')}_${name}.sql`);

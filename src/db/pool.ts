@@ -42,10 +42,14 @@ export function redactUrl(url: string): string {
 }
 
 export function dbUnavailable(url: string, err: unknown): AttenduxError {
-  return new AttenduxError('DB_UNAVAILABLE', `cannot connect to ${redactUrl(url)}: ${(err as Error).message}`, {
-    cause: err,
-    hint: 'check database.url / database.adminUrl and that PostgreSQL is running',
-  });
+  return new AttenduxError(
+    'DB_UNAVAILABLE',
+    `cannot connect to ${redactUrl(url)}: ${(err as Error).message}`,
+    {
+      cause: err,
+      hint: 'check database.url / database.adminUrl and that PostgreSQL is running',
+    },
+  );
 }
 
 /** Run fn in a transaction; roll back on any error. */

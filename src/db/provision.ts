@@ -38,7 +38,8 @@ export async function provisionDatabase(opts: ProvisionOptions): Promise<Provisi
   checkIdent('database name', opts.database);
   checkIdent('role name', opts.ownerRole);
   checkIdent('role name', opts.appRole);
-  if (opts.ownerRole === opts.appRole) throw new AttenduxError('USAGE', 'the owner and app roles must differ');
+  if (opts.ownerRole === opts.appRole)
+    throw new AttenduxError('USAGE', 'the owner and app roles must differ');
   const su = await connectClient(opts.superuserUrl, 'attendux-init');
   const createdRoles: string[] = [];
   let createdDatabase = false;
@@ -58,7 +59,12 @@ export async function provisionDatabase(opts: ProvisionOptions): Promise<Provisi
     if (rowCount === 0) {
       // The owner must be able to SET ROLE-free ALTER DATABASE ... RENAME for in-place restores; it owns it.
       await ddl(su, 'GRANT %I TO current_user', opts.ownerRole).catch(() => undefined);
-      await ddl(su, "CREATE DATABASE %I OWNER %I ENCODING 'UTF8' TEMPLATE template0", opts.database, opts.ownerRole);
+      await ddl(
+        su,
+        "CREATE DATABASE %I OWNER %I ENCODING 'UTF8' TEMPLATE template0",
+        opts.database,
+        opts.ownerRole,
+      );
       createdDatabase = true;
     }
     await ddl(su, 'REVOKE ALL ON DATABASE %I FROM PUBLIC', opts.database);

@@ -36,7 +36,11 @@ export default async function setup(project: TestProject) {
   if (!superuserUrl) {
     clusterDir = await mkdtemp(join(tmpdir(), 'attendux-test-pg-'));
     const port = await freePort();
-    const cluster = await ensureEmbeddedCluster({ dataDir: clusterDir, port, superuserPassword: TEST_PASSWORD });
+    const cluster = await ensureEmbeddedCluster({
+      dataDir: clusterDir,
+      port,
+      superuserPassword: TEST_PASSWORD,
+    });
     stopCluster = () => cluster.stop();
     superuserUrl = `postgres://postgres:${TEST_PASSWORD}@127.0.0.1:${port}/postgres`;
   }

@@ -32,7 +32,11 @@ afterAll(async () => {
 
 describe('row-level security for the app role', () => {
   it('sees only the rows of the company set for the transaction', async () => {
-    const rows = await withTenant(app, a, async (c) => (await c.query('SELECT tenant_id FROM employees')).rows);
+    const rows = await withTenant(
+      app,
+      a,
+      async (c) => (await c.query<{ tenant_id: string }>('SELECT tenant_id FROM employees')).rows,
+    );
     expect(rows).toHaveLength(2);
     expect(rows.every((r: { tenant_id: string }) => r.tenant_id === a)).toBe(true);
   });
@@ -64,18 +68,26 @@ describe('row-level security for the app role', () => {
       return [upd.rowCount, del.rowCount];
     });
     expect(result).toEqual([0, 0]);
-    const { rows } = await admin.query("SELECT count(*)::int AS n FROM employees WHERE tenant_id = $1 AND full_name <> 'hacked'", [b]);
+    const { rows } = await admin.query(
+      "SELECT count(*)::int AS n FROM employees WHERE tenant_id = $1 AND full_name <> 'hacked'",
+      [b],
+    );
     expect(rows[0].n).toBe(2);
   });
 
   it('cannot insert a row into another company', async () => {
     await expect(
-      withTenant(app, a, (c) => c.query(`INSERT INTO employees (tenant_id, full_name) VALUES ($1, 'Mallory')`, [b])),
+      withTenant(app, a, (c) =>
+        c.query(`INSERT INTO employees (tenant_id, full_name) VALUES ($1, 'Mallory')`, [b]),
+      ),
     ).rejects.toThrow(/row-level security/);
   });
 
   it('cannot reference another company’s rows through a foreign key', async () => {
-    const { rows } = await admin.query<{ id: string }>('SELECT id FROM employees WHERE tenant_id = $1 LIMIT 1', [b]);
+    const { rows } = await admin.query<{ id: string }>(
+      'SELECT id FROM employees WHERE tenant_id = $1 LIMIT 1',
+      [b],
+    );
     await expect(
       withTenant(app, a, (c) =>
         c.query(
@@ -101,9 +113,14 @@ describe('row-level security for the app role', () => {
 describe('audit log', () => {
   it('is append-only for the app role and the owner alike', async () => {
     await withTenant(app, a, (c) =>
-      c.query(`INSERT INTO audit_log (tenant_id, actor, action, prev_hash, hash) VALUES ($1, 'u', 'x', '\\x', '\\x')`, [a]),
+      c.query(
+        `INSERT INTO audit_log (tenant_id, actor, action, prev_hash, hash) VALUES ($1, 'u', 'x', '\\x', '\\x')`,
+        [a],
+      ),
     );
-    await expect(withTenant(app, a, (c) => c.query('DELETE FROM audit_log'))).rejects.toThrow(/permission denied/);
+    await expect(withTenant(app, a, (c) => c.query('DELETE FROM audit_log'))).rejects.toThrow(
+      /permission denied/,
+    );
     await expect(admin.query("UPDATE audit_log SET actor = 'someone else'")).rejects.toThrow(/append-only/);
     await expect(admin.query('DELETE FROM audit_log')).rejects.toThrow(/append-only/);
     await expect(admin.query('TRUNCATE audit_log')).rejects.toThrow(/append-only/);
@@ -111,7 +128,10 @@ describe('audit log', () => {
 
   it('chains entries per company with sequence numbers and hashes', async () => {
     for (let i = 0; i < 3; i++) {
-      await admin.query(`INSERT INTO audit_log (tenant_id, actor, action, prev_hash, hash) VALUES ($1, 'cli', 'y', '\\x', '\\x')`, [b]);
+      await admin.query(
+        `INSERT INTO audit_log (tenant_id, actor, action, prev_hash, hash) VALUES ($1, 'cli', 'y', '\\x', '\\x')`,
+        [b],
+      );
     }
     const { rows } = await admin.query<{ seq: number; prev: string; hash: string }>(
       `SELECT seq, encode(prev_hash, 'hex') AS prev, encode(hash, 'hex') AS hash FROM audit_log WHERE tenant_id = $1 ORDER BY seq`,

@@ -12,26 +12,35 @@ export function registerApiKey(program: Command): void {
     .addOption(tenantOption())
     .option('--scope <scope...>', 'read, check-in, admin', ['read'])
     .option('--expires <date>', 'expiry date (ISO 8601)')
-    .action(async (name: string, flags: { tenant: string; scope: string[]; expires?: string }, cmd: Command) => {
-      const ctx = contextOf(cmd);
-      const { withInstall } = await import('../../core/install.js');
-      const { createApiKey, parseScopes } = await import('../../core/api-keys.js');
-      const { cliActor } = await import('../../core/actor.js');
-      const scopes = parseScopes(flags.scope.flatMap((s) => s.split(',')).filter(Boolean));
-      let expiresAt: Date | undefined;
-      if (flags.expires) {
-        expiresAt = new Date(flags.expires);
-        if (Number.isNaN(expiresAt.getTime())) throw new AttenduxError('USAGE', `--expires "${flags.expires}" is not a date`);
-      }
-      const r = await withInstall(ctx.location, (i) =>
-        createApiKey(i.admin, i.secrets.apiKeyHmacKey, { tenant: flags.tenant, name, scopes, expiresAt, actor: cliActor() }),
-      );
-      ctx.result({ ...r.apiKey, key: r.key }, () => [
-        `created API key ${r.apiKey.prefix} (${scopes.join(', ')})`,
-        `${r.key}`,
-        'This is the only time the key is shown; store it now.',
-      ]);
-    });
+    .action(
+      async (name: string, flags: { tenant: string; scope: string[]; expires?: string }, cmd: Command) => {
+        const ctx = contextOf(cmd);
+        const { withInstall } = await import('../../core/install.js');
+        const { createApiKey, parseScopes } = await import('../../core/api-keys.js');
+        const { cliActor } = await import('../../core/actor.js');
+        const scopes = parseScopes(flags.scope.flatMap((s) => s.split(',')).filter(Boolean));
+        let expiresAt: Date | undefined;
+        if (flags.expires) {
+          expiresAt = new Date(flags.expires);
+          if (Number.isNaN(expiresAt.getTime()))
+            throw new AttenduxError('USAGE', `--expires "${flags.expires}" is not a date`);
+        }
+        const r = await withInstall(ctx.location, (i) =>
+          createApiKey(i.admin, i.secrets.apiKeyHmacKey, {
+            tenant: flags.tenant,
+            name,
+            scopes,
+            expiresAt,
+            actor: cliActor(),
+          }),
+        );
+        ctx.result({ ...r.apiKey, key: r.key }, () => [
+          `created API key ${r.apiKey.prefix} (${scopes.join(', ')})`,
+          `${r.key}`,
+          'This is the only time the key is shown; store it now.',
+        ]);
+      },
+    );
 
   apikey
     .command('list')
@@ -59,7 +68,9 @@ export function registerApiKey(program: Command): void {
       const { withInstall } = await import('../../core/install.js');
       const { revokeApiKey } = await import('../../core/api-keys.js');
       const { cliActor } = await import('../../core/actor.js');
-      const k = await withInstall(ctx.location, (i) => revokeApiKey(i.admin, { tenant: flags.tenant, key: ref, actor: cliActor() }));
+      const k = await withInstall(ctx.location, (i) =>
+        revokeApiKey(i.admin, { tenant: flags.tenant, key: ref, actor: cliActor() }),
+      );
       ctx.result(k, () => `revoked API key ${k.prefix}`);
     });
 }

@@ -12,8 +12,18 @@ export function registerConfig(program: Command): void {
       const ctx = contextOf(cmd);
       const { loadConfig } = await import('../../core/config/load.js');
       const loaded = await loadConfig(ctx.location);
-      const out = { config: loaded.path, secrets: loaded.secretsPath, dataDir: loaded.config.dataDir, backupDir: loaded.backupDir };
-      ctx.result(out, () => [`config   ${out.config}`, `secrets  ${out.secrets}`, `dataDir  ${out.dataDir}`, `backups  ${out.backupDir}`]);
+      const out = {
+        config: loaded.path,
+        secrets: loaded.secretsPath,
+        dataDir: loaded.config.dataDir,
+        backupDir: loaded.backupDir,
+      };
+      ctx.result(out, () => [
+        `config   ${out.config}`,
+        `secrets  ${out.secrets}`,
+        `dataDir  ${out.dataDir}`,
+        `backups  ${out.backupDir}`,
+      ]);
     });
 
   config
@@ -34,12 +44,16 @@ export function registerConfig(program: Command): void {
     .option('--unset', 'remove the key so its default applies')
     .action(async (key: string, value: string | undefined, flags: { unset?: boolean }, cmd: Command) => {
       const ctx = contextOf(cmd);
-      if (value === undefined && !flags.unset) throw new AttenduxError('USAGE', 'config set needs a value (or --unset)');
-      if (value !== undefined && flags.unset) throw new AttenduxError('USAGE', 'give a value or --unset, not both');
+      if (value === undefined && !flags.unset)
+        throw new AttenduxError('USAGE', 'config set needs a value (or --unset)');
+      if (value !== undefined && flags.unset)
+        throw new AttenduxError('USAGE', 'give a value or --unset, not both');
       const { setConfigValue } = await import('../../core/config/edit.js');
       const result = await setConfigValue(ctx.location, key, flags.unset ? undefined : value);
       ctx.result(result, () =>
-        result.changed ? `${key}: ${JSON.stringify(result.previous)} -> ${JSON.stringify(result.value)}` : `${key} unchanged`,
+        result.changed
+          ? `${key}: ${JSON.stringify(result.previous)} -> ${JSON.stringify(result.value)}`
+          : `${key} unchanged`,
       );
     });
 

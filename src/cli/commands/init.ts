@@ -30,19 +30,39 @@ export function registerInit(program: Command): void {
     .description('provision an install: config, secrets, backup key, database, first company and owner')
     .option('--config-out <file>', 'where to write the config (default: --config, or ./attendux.json)')
     .option('--data-dir <dir>', 'data directory (embedded PostgreSQL, backups, locks)')
-    .option('--database-url <url>', 'superuser URL of an existing PostgreSQL to provision on (default: embedded)')
+    .option(
+      '--database-url <url>',
+      'superuser URL of an existing PostgreSQL to provision on (default: embedded)',
+    )
     .option('--database-name <name>', 'database to create (default attendux)')
-    .addOption(new Option('--embedded-port <port>', 'port of the embedded PostgreSQL').argParser(intOption('--embedded-port', 1, 65535)))
-    .option('--backup-recipient <age1...>', 'encrypt backups to this existing age public key instead of generating a key pair')
-    .option('--identity-out <file>', 'where to write the generated backup identity (default beside the config)')
+    .addOption(
+      new Option('--embedded-port <port>', 'port of the embedded PostgreSQL').argParser(
+        intOption('--embedded-port', 1, 65535),
+      ),
+    )
+    .option(
+      '--backup-recipient <age1...>',
+      'encrypt backups to this existing age public key instead of generating a key pair',
+    )
+    .option(
+      '--identity-out <file>',
+      'where to write the generated backup identity (default beside the config)',
+    )
     .option('--company <slug>', 'slug of the first company')
     .option('--company-name <name>', 'display name of the first company')
     .option('--time-zone <tz>', 'time zone of the first company (IANA name)', 'UTC')
     .option('--currency <code>', 'currency of the first company (ISO 4217)', 'EUR')
     .option('--admin-email <email>', 'email of the first company owner')
-    .option('--admin-password-file <file>', 'read the owner password from this file (default: prompt, or generate)')
+    .option(
+      '--admin-password-file <file>',
+      'read the owner password from this file (default: prompt, or generate)',
+    )
     .option('--host <host>', 'address the server listens on', '127.0.0.1')
-    .addOption(new Option('--port <port>', 'port the server listens on').default(8080).argParser(intOption('--port', 1, 65535)))
+    .addOption(
+      new Option('--port <port>', 'port the server listens on')
+        .default(8080)
+        .argParser(intOption('--port', 1, 65535)),
+    )
     .option('-y, --yes', 'non-interactive: take the flags and defaults, ask nothing')
     .option('--force', 'rewrite an existing config (existing secrets are always kept)')
     .action(async (flags: InitFlags, cmd: Command) => {
@@ -57,12 +77,18 @@ export function registerInit(program: Command): void {
 export function printInit(ctx: CliContext, r: InitResult): void {
   ctx.result({ ...r }, () =>
     r.alreadyInstalled
-      ? [`attendux is already installed (${r.configPath}); nothing changed.`, 'Use --force to rewrite the config.']
+      ? [
+          `attendux is already installed (${r.configPath}); nothing changed.`,
+          'Use --force to rewrite the config.',
+        ]
       : [
           `Installed attendux: config ${r.configPath}`,
           `  company ${r.tenant.slug}, owner ${r.adminEmail}`,
           ...(r.identityPath
-            ? [`  backup identity: ${r.identityPath}`, '  MOVE IT OFF THIS SERVER: without it no backup can be restored.']
+            ? [
+                `  backup identity: ${r.identityPath}`,
+                '  MOVE IT OFF THIS SERVER: without it no backup can be restored.',
+              ]
             : []),
         ],
   );
@@ -94,9 +120,15 @@ async function collect(ctx: CliContext, f: InitFlags): Promise<InitOptions> {
       ],
     });
     if (where === 'external') {
-      f.databaseUrl ??= await input({ message: 'Superuser URL', default: 'postgres://postgres@127.0.0.1:5432/postgres' });
+      f.databaseUrl ??= await input({
+        message: 'Superuser URL',
+        default: 'postgres://postgres@127.0.0.1:5432/postgres',
+      });
     }
-    f.company ??= await input({ message: 'First company slug (a-z, 0-9, -)', validate: (v) => /^[a-z0-9][a-z0-9-]{1,62}$/.test(v) || 'lower-case letters, digits, dashes' });
+    f.company ??= await input({
+      message: 'First company slug (a-z, 0-9, -)',
+      validate: (v) => /^[a-z0-9][a-z0-9-]{1,62}$/.test(v) || 'lower-case letters, digits, dashes',
+    });
     f.companyName ??= await input({ message: 'Company name', default: f.company });
     f.adminEmail ??= await input({ message: 'Owner email' });
     if (adminPassword === undefined) {

@@ -4,16 +4,17 @@ import { contextOf, intOption, table } from '../context.js';
 export function registerMigrate(program: Command): void {
   const migrate = program.command('migrate').description('apply, revert or inspect schema migrations');
 
-  const run = (direction: 'up' | 'down') => async (flags: { count?: number; dryRun?: boolean }, cmd: Command) => {
-    const ctx = contextOf(cmd);
-    const { migrate: doMigrate } = await import('../../core/migrate.js');
-    const result = await doMigrate(ctx.location, { direction, count: flags.count, dryRun: flags.dryRun });
-    ctx.result(result, () =>
-      result.ran.length
-        ? [`${flags.dryRun ? 'would run' : 'ran'} ${direction}: ${result.ran.join(', ')}`]
-        : ['nothing to migrate'],
-    );
-  };
+  const run =
+    (direction: 'up' | 'down') => async (flags: { count?: number; dryRun?: boolean }, cmd: Command) => {
+      const ctx = contextOf(cmd);
+      const { migrate: doMigrate } = await import('../../core/migrate.js');
+      const result = await doMigrate(ctx.location, { direction, count: flags.count, dryRun: flags.dryRun });
+      ctx.result(result, () =>
+        result.ran.length
+          ? [`${flags.dryRun ? 'would run' : 'ran'} ${direction}: ${result.ran.join(', ')}`]
+          : ['nothing to migrate'],
+      );
+    };
 
   migrate
     .command('up')
@@ -36,7 +37,10 @@ export function registerMigrate(program: Command): void {
       const state = await migrationStatus(ctx.location);
       ctx.result(state, () => [
         ...table(
-          [...state.applied.map((a) => ({ migration: a.name, state: 'applied', at: a.runOn })), ...state.pending.map((p) => ({ migration: p, state: 'pending', at: null }))],
+          [
+            ...state.applied.map((a) => ({ migration: a.name, state: 'applied', at: a.runOn })),
+            ...state.pending.map((p) => ({ migration: p, state: 'pending', at: null })),
+          ],
           ['migration', 'state', 'at'],
         ),
       ]);

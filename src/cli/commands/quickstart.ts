@@ -8,7 +8,9 @@ export const QUICKSTART_DIR = 'attendux-data';
 export function registerQuickstart(program: Command): void {
   program
     .command('quickstart')
-    .description('what `npm start` runs: provision an embedded install in ./attendux-data on first run, then serve')
+    .description(
+      'what `npm start` runs: provision an embedded install in ./attendux-data on first run, then serve',
+    )
     .option('--dir <dir>', 'install directory', QUICKSTART_DIR)
     .action(async (flags: { dir: string }, cmd: Command) => {
       const ctx = contextOf(cmd);
@@ -37,6 +39,9 @@ export function registerQuickstart(program: Command): void {
         }
       }
       const { serve } = await import('../../server/listen.js');
-      await serve({ configPath, onListening: (url) => ctx.important(`attendux is serving on ${url} (company "demo")`) });
+      await serve({
+        configPath,
+        onListening: (url) => ctx.important(`attendux is serving on ${url} (company "demo")`),
+      });
     });
 }

@@ -10,16 +10,24 @@ export function registerTenant(program: Command): void {
     .option('--name <name>', 'display name (default: the slug)')
     .option('--time-zone <tz>', 'IANA time zone', 'UTC')
     .option('--currency <code>', 'ISO 4217 currency', 'EUR')
-    .action(async (slug: string, flags: { name?: string; timeZone: string; currency: string }, cmd: Command) => {
-      const ctx = contextOf(cmd);
-      const { withInstall } = await import('../../core/install.js');
-      const { createTenant } = await import('../../core/tenants.js');
-      const { cliActor } = await import('../../core/actor.js');
-      const t = await withInstall(ctx.location, (i) =>
-        createTenant(i.admin, { slug, name: flags.name ?? slug, timeZone: flags.timeZone, currency: flags.currency, actor: cliActor() }),
-      );
-      ctx.result(t, () => `created company ${t.slug} (${t.id})`);
-    });
+    .action(
+      async (slug: string, flags: { name?: string; timeZone: string; currency: string }, cmd: Command) => {
+        const ctx = contextOf(cmd);
+        const { withInstall } = await import('../../core/install.js');
+        const { createTenant } = await import('../../core/tenants.js');
+        const { cliActor } = await import('../../core/actor.js');
+        const t = await withInstall(ctx.location, (i) =>
+          createTenant(i.admin, {
+            slug,
+            name: flags.name ?? slug,
+            timeZone: flags.timeZone,
+            currency: flags.currency,
+            actor: cliActor(),
+          }),
+        );
+        ctx.result(t, () => `created company ${t.slug} (${t.id})`);
+      },
+    );
 
   tenant
     .command('list')

@@ -22,19 +22,35 @@ export function registerUser(program: Command): void {
     .addOption(new Option('--role <role>', 'owner, admin, manager, hr or employee').default('employee'))
     .option('--name <name>', 'display name')
     .option('--password-file <file>', 'read the password from this file')
-    .action(async (email: string, flags: { tenant: string; role: string; name?: string; passwordFile?: string }, cmd: Command) => {
-      const ctx = contextOf(cmd);
-      const { withInstall } = await import('../../core/install.js');
-      const { createUser, parseRole } = await import('../../core/users.js');
-      const { cliActor } = await import('../../core/actor.js');
-      const role = parseRole(flags.role);
-      const password = await passwordFrom(flags.passwordFile);
-      const r = await withInstall(ctx.location, (i) =>
-        createUser(i.admin, { tenant: flags.tenant, email, role, displayName: flags.name, password, actor: cliActor() }),
-      );
-      ctx.result({ user: r.user, generatedPassword: r.generatedPassword }, () => `created ${r.user.role} ${r.user.email}`);
-      showGenerated(ctx, r.user.email, r.generatedPassword);
-    });
+    .action(
+      async (
+        email: string,
+        flags: { tenant: string; role: string; name?: string; passwordFile?: string },
+        cmd: Command,
+      ) => {
+        const ctx = contextOf(cmd);
+        const { withInstall } = await import('../../core/install.js');
+        const { createUser, parseRole } = await import('../../core/users.js');
+        const { cliActor } = await import('../../core/actor.js');
+        const role = parseRole(flags.role);
+        const password = await passwordFrom(flags.passwordFile);
+        const r = await withInstall(ctx.location, (i) =>
+          createUser(i.admin, {
+            tenant: flags.tenant,
+            email,
+            role,
+            displayName: flags.name,
+            password,
+            actor: cliActor(),
+          }),
+        );
+        ctx.result(
+          { user: r.user, generatedPassword: r.generatedPassword },
+          () => `created ${r.user.role} ${r.user.email}`,
+        );
+        showGenerated(ctx, r.user.email, r.generatedPassword);
+      },
+    );
 
   user
     .command('list')
@@ -47,7 +63,14 @@ export function registerUser(program: Command): void {
       const rows = await withInstall(ctx.location, (i) => listUsers(i.admin, flags.tenant));
       ctx.result(rows, () =>
         table(
-          rows.map((u) => ({ ...u, state: u.disabledAt ? 'disabled' : u.lockedUntil && u.lockedUntil > new Date() ? 'locked' : 'active' })),
+          rows.map((u) => ({
+            ...u,
+            state: u.disabledAt
+              ? 'disabled'
+              : u.lockedUntil && u.lockedUntil > new Date()
+                ? 'locked'
+                : 'active',
+          })),
           ['email', 'role', 'state', 'lastLoginAt'],
         ),
       );
@@ -63,8 +86,13 @@ export function registerUser(program: Command): void {
       const { withInstall } = await import('../../core/install.js');
       const { disableUser } = await import('../../core/users.js');
       const { cliActor } = await import('../../core/actor.js');
-      const u = await withInstall(ctx.location, (i) => disableUser(i.admin, { tenant: flags.tenant, email, enable: flags.enable, actor: cliActor() }));
-      ctx.result({ email: u.email, disabled: !flags.enable }, () => `${flags.enable ? 'enabled' : 'disabled'} ${u.email}`);
+      const u = await withInstall(ctx.location, (i) =>
+        disableUser(i.admin, { tenant: flags.tenant, email, enable: flags.enable, actor: cliActor() }),
+      );
+      ctx.result(
+        { email: u.email, disabled: !flags.enable },
+        () => `${flags.enable ? 'enabled' : 'disabled'} ${u.email}`,
+      );
     });
 
   user
@@ -78,8 +106,13 @@ export function registerUser(program: Command): void {
       const { resetPassword } = await import('../../core/users.js');
       const { cliActor } = await import('../../core/actor.js');
       const password = await passwordFrom(flags.passwordFile);
-      const r = await withInstall(ctx.location, (i) => resetPassword(i.admin, { tenant: flags.tenant, email, password, actor: cliActor() }));
-      ctx.result({ email: r.user.email, generatedPassword: r.generatedPassword }, () => `password of ${r.user.email} reset; sessions ended`);
+      const r = await withInstall(ctx.location, (i) =>
+        resetPassword(i.admin, { tenant: flags.tenant, email, password, actor: cliActor() }),
+      );
+      ctx.result(
+        { email: r.user.email, generatedPassword: r.generatedPassword },
+        () => `password of ${r.user.email} reset; sessions ended`,
+      );
       showGenerated(ctx, r.user.email, r.generatedPassword);
     });
 
@@ -92,7 +125,12 @@ export function registerUser(program: Command): void {
       const { withInstall } = await import('../../core/install.js');
       const { revokeSessions } = await import('../../core/users.js');
       const { cliActor } = await import('../../core/actor.js');
-      const r = await withInstall(ctx.location, (i) => revokeSessions(i.admin, { tenant: flags.tenant, email, actor: cliActor() }));
-      ctx.result({ email: r.user.email, sessionEpoch: r.sessionEpoch }, () => `sessions of ${r.user.email} revoked`);
+      const r = await withInstall(ctx.location, (i) =>
+        revokeSessions(i.admin, { tenant: flags.tenant, email, actor: cliActor() }),
+      );
+      ctx.result(
+        { email: r.user.email, sessionEpoch: r.sessionEpoch },
+        () => `sessions of ${r.user.email} revoked`,
+      );
     });
 }

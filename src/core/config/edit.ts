@@ -31,7 +31,9 @@ function requireLeaf(key: string) {
   const leaf = findLeaf(key);
   if (!leaf) {
     throw new AttenduxError('USAGE', `unknown config key "${key}"`, {
-      hint: `keys: ${configLeaves().map((l) => l.path.join('.')).join(', ')}`,
+      hint: `keys: ${configLeaves()
+        .map((l) => l.path.join('.'))
+        .join(', ')}`,
     });
   }
   return leaf;
@@ -41,7 +43,11 @@ function requireLeaf(key: string) {
  * Change one key of the config file: validated as a whole before anything is written, written atomically
  * with its mode kept, and the previous version kept in <dataDir>/config-history.
  */
-export async function setConfigValue(loc: ConfigLocation, key: string, text: string | undefined): Promise<SetResult> {
+export async function setConfigValue(
+  loc: ConfigLocation,
+  key: string,
+  text: string | undefined,
+): Promise<SetResult> {
   const leaf = requireLeaf(key);
   const path = await findConfigPath(loc);
   const raw = await readRawConfig(path);
@@ -50,7 +56,8 @@ export async function setConfigValue(loc: ConfigLocation, key: string, text: str
   const value = text === undefined ? undefined : parseLeafValue(leaf, text, key);
   setPath(next, leaf.path, value);
   const validated = validateConfig(next, path);
-  if (JSON.stringify(previous) === JSON.stringify(value)) return { path, key, previous, value, changed: false };
+  if (JSON.stringify(previous) === JSON.stringify(value))
+    return { path, key, previous, value, changed: false };
 
   const { config } = resolvePaths(path, validated);
   const history = join(config.dataDir, 'config-history');

@@ -37,9 +37,13 @@ export function configCandidates(loc: ConfigLocation = {}): string[] {
 export async function findConfigPath(loc: ConfigLocation = {}): Promise<string> {
   const candidates = configCandidates(loc);
   for (const c of candidates) if (await pathExists(c)) return c;
-  throw new AttenduxError('CONFIG_NOT_FOUND', `no configuration file found (looked at ${candidates.join(', ')})`, {
-    hint: 'run `attendux init` to create one, or pass --config FILE',
-  });
+  throw new AttenduxError(
+    'CONFIG_NOT_FOUND',
+    `no configuration file found (looked at ${candidates.join(', ')})`,
+    {
+      hint: 'run `attendux init` to create one, or pass --config FILE',
+    },
+  );
 }
 
 export async function readRawConfig(path: string): Promise<Record<string, unknown>> {
@@ -53,10 +57,13 @@ export async function readRawConfig(path: string): Promise<Record<string, unknow
   }
   try {
     const value: unknown = JSON.parse(text);
-    if (!value || typeof value !== 'object' || Array.isArray(value)) throw new Error('top level must be an object');
+    if (!value || typeof value !== 'object' || Array.isArray(value))
+      throw new Error('top level must be an object');
     return value as Record<string, unknown>;
   } catch (err) {
-    throw new AttenduxError('CONFIG_INVALID', `${path}: not valid JSON: ${(err as Error).message}`, { cause: err });
+    throw new AttenduxError('CONFIG_INVALID', `${path}: not valid JSON: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }
 
@@ -210,7 +217,10 @@ export function getPath(obj: unknown, path: string[]): unknown {
   return cur;
 }
 
-export function applyEnvOverrides(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): Record<string, unknown> {
+export function applyEnvOverrides(
+  raw: Record<string, unknown>,
+  env: NodeJS.ProcessEnv,
+): Record<string, unknown> {
   const copy = structuredClone(raw);
   for (const leaf of configLeaves()) {
     const text = env[leaf.env];

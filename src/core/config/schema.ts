@@ -13,7 +13,10 @@ export const DatabaseSchema = z.strictObject({
   /** Migrations, backups, restore, DSAR: the role that owns the schema. */
   adminUrl: z.string().optional(),
   /** Name of the unprivileged role the server connects as; migrations grant to it. */
-  appRole: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/).default('attendux_app'),
+  appRole: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_]{0,62}$/)
+    .default('attendux_app'),
   poolSize: z.number().int().min(1).max(200).default(10),
   embedded: z
     .strictObject({
@@ -31,9 +34,19 @@ export const ServerSchema = z.strictObject({
   allowedOrigins: z.array(z.string()).default([]),
   tlsCert: z.string().optional(),
   tlsKey: z.string().optional(),
-  sessionIdleMinutes: z.number().int().min(1).max(7 * 24 * 60).default(30),
+  sessionIdleMinutes: z
+    .number()
+    .int()
+    .min(1)
+    .max(7 * 24 * 60)
+    .default(30),
   maxFailedLogins: z.number().int().min(1).max(100).default(5),
-  lockoutMinutes: z.number().int().min(1).max(24 * 60).default(15),
+  lockoutMinutes: z
+    .number()
+    .int()
+    .min(1)
+    .max(24 * 60)
+    .default(15),
   securityContact: z.string().default('mailto:security@example.invalid'),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });

@@ -21,7 +21,15 @@ const COLUMNS = `tenant_id AS "tenantId", id, name, prefix, scopes, created_by A
 
 export async function insertApiKey(
   q: Queryable,
-  k: { tenantId: string; name: string; prefix: string; secretHmac: Buffer; scopes: ApiKeyScope[]; createdBy: string; expiresAt?: Date | null },
+  k: {
+    tenantId: string;
+    name: string;
+    prefix: string;
+    secretHmac: Buffer;
+    scopes: ApiKeyScope[];
+    createdBy: string;
+    expiresAt?: Date | null;
+  },
 ): Promise<ApiKey> {
   const { rows } = await q.query<ApiKey>(
     `INSERT INTO api_keys (tenant_id, name, prefix, secret_hmac, scopes, created_by, expires_at)
@@ -32,9 +40,10 @@ export async function insertApiKey(
 }
 
 export async function listApiKeys(q: Queryable, tenantId: string): Promise<ApiKey[]> {
-  const { rows } = await q.query<ApiKey>(`SELECT ${COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at`, [
-    tenantId,
-  ]);
+  const { rows } = await q.query<ApiKey>(
+    `SELECT ${COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at`,
+    [tenantId],
+  );
   return rows;
 }
 

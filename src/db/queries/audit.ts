@@ -65,7 +65,9 @@ export async function listAudit(
  * Recompute every chain link in the database and return the first break per company, if any. The oldest
  * remaining entry of a chain is trusted as its anchor (retention may have purged what came before it).
  */
-export async function verifyAuditChains(q: Queryable): Promise<{ checked: number; broken: { tenantId: string; seq: number }[] }> {
+export async function verifyAuditChains(
+  q: Queryable,
+): Promise<{ checked: number; broken: { tenantId: string; seq: number }[] }> {
   const { rows } = await q.query<{ checked: number; tenant_id: string | null; seq: number | null }>(
     `WITH chain AS (
        SELECT tenant_id, seq, hash, prev_hash,

@@ -25,7 +25,14 @@ export const USER_COLUMNS = `tenant_id AS "tenantId", id, email, display_name AS
 
 export async function insertUser(
   q: Queryable,
-  u: { tenantId: string; email: string; displayName?: string; role: Role; passwordHash: string | null; employeeId?: string | null },
+  u: {
+    tenantId: string;
+    email: string;
+    displayName?: string;
+    role: Role;
+    passwordHash: string | null;
+    employeeId?: string | null;
+  },
 ): Promise<User> {
   const { rows } = await q.query<User>(
     `INSERT INTO users (tenant_id, email, display_name, role, password_hash, employee_id)
@@ -36,21 +43,31 @@ export async function insertUser(
 }
 
 export async function listUsers(q: Queryable, tenantId: string): Promise<User[]> {
-  const { rows } = await q.query<User>(`SELECT ${USER_COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY email`, [
-    tenantId,
-  ]);
+  const { rows } = await q.query<User>(
+    `SELECT ${USER_COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY email`,
+    [tenantId],
+  );
   return rows;
 }
 
-export async function findUserByEmail(q: Queryable, tenantId: string, email: string): Promise<User | undefined> {
-  const { rows } = await q.query<User>(`SELECT ${USER_COLUMNS} FROM users WHERE tenant_id = $1 AND email = $2`, [
-    tenantId,
-    email.toLowerCase(),
-  ]);
+export async function findUserByEmail(
+  q: Queryable,
+  tenantId: string,
+  email: string,
+): Promise<User | undefined> {
+  const { rows } = await q.query<User>(
+    `SELECT ${USER_COLUMNS} FROM users WHERE tenant_id = $1 AND email = $2`,
+    [tenantId, email.toLowerCase()],
+  );
   return rows[0];
 }
 
-export async function setUserDisabled(q: Queryable, tenantId: string, id: string, disabled: boolean): Promise<void> {
+export async function setUserDisabled(
+  q: Queryable,
+  tenantId: string,
+  id: string,
+  disabled: boolean,
+): Promise<void> {
   // Disabling also bumps the epoch so that sessions already issued stop working at once.
   await q.query(
     `UPDATE users SET disabled_at = CASE WHEN $3 THEN now() ELSE NULL END,
@@ -61,7 +78,12 @@ export async function setUserDisabled(q: Queryable, tenantId: string, id: string
 }
 
 /** Setting a password ends every session of the user and clears a lock-out. */
-export async function setUserPassword(q: Queryable, tenantId: string, id: string, passwordHash: string): Promise<void> {
+export async function setUserPassword(
+  q: Queryable,
+  tenantId: string,
+  id: string,
+  passwordHash: string,
+): Promise<void> {
   await q.query(
     `UPDATE users SET password_hash = $3, session_epoch = session_epoch + 1, failed_logins = 0, locked_until = NULL
       WHERE tenant_id = $1 AND id = $2`,
