@@ -122,9 +122,9 @@ export function table(rows: readonly object[], columns: string[]): string[] {
       ? v.toISOString()
       : v === null || v === undefined
         ? '-'
-        : typeof v === 'object'
-          ? JSON.stringify(v)
-          : String(v);
+        : typeof v === 'string'
+          ? v
+          : JSON.stringify(v);
   const get = (r: object, c: string) => (r as Record<string, unknown>)[c];
   const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(get(r, c)).length)));
   const line = (vals: string[]) =>
