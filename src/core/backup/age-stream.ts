@@ -138,9 +138,13 @@ export class AgeDecryptStream extends Transform {
   private consumed = 0;
   private headerDone = false;
 
-  constructor(identities: readonly string[]) {
+  /** Sees every verified plaintext chunk synchronously, before it is pushed (to locate damage exactly). */
+  private readonly onPlain: ((b: Buffer) => void) | undefined;
+
+  constructor(identities: readonly string[], onPlain?: (b: Buffer) => void) {
     super();
     this.identities = [...identities];
+    this.onPlain = onPlain;
   }
 
   private open(cipher: Buffer, last: boolean): Buffer {
@@ -158,6 +162,7 @@ export class AgeDecryptStream extends Transform {
       );
     }
     this.counter++;
+    this.onPlain?.(plain);
     return plain;
   }
 

@@ -233,6 +233,61 @@ export interface ReadBackupOptions {
   onBytes?: (encryptedBytesRead: number) => void;
 }
 
+/**
+ * Follows tar headers in the plaintext as it is decrypted, so that damage found by the decryption can be
+ * attributed to the entry it falls in even though the extractor downstream lags behind.
+ */
+export class TarWalker {
+  private pos = 0;
+  /** Offset where the current region (header or data) ends. */
+  private regionEnd = 0;
+  private inHeader = true;
+  private header = Buffer.alloc(0);
+  current: string | null = null;
+  last: string | null = null;
+
+  feed(chunk: Buffer): void {
+    let off = 0;
+    while (off < chunk.length) {
+      if (this.inHeader) {
+        const need = 512 - this.header.length;
+        const take = Math.min(need, chunk.length - off);
+        this.header = Buffer.concat([this.header, chunk.subarray(off, off + take)]);
+        off += take;
+        this.pos += take;
+        if (this.header.length === 512) {
+          const name = this.header.subarray(0, 100).toString('utf8').replace(/\0.*$/s, '');
+          const size = parseInt(this.header.subarray(124, 136).toString('utf8').replace(/\0.*$/s, '').trim() || '0', 8);
+          this.header = Buffer.alloc(0);
+          if (!name) continue; // end-of-archive blocks
+          this.current = name;
+          this.regionEnd = this.pos + Math.ceil(size / 512) * 512;
+          this.inHeader = this.regionEnd === this.pos;
+          if (this.inHeader) this.last = name;
+        }
+      } else {
+        const take = Math.min(this.regionEnd - this.pos, chunk.length - off);
+        off += take;
+        this.pos += take;
+        if (this.pos === this.regionEnd) {
+          this.inHeader = true;
+          this.last = this.current;
+        }
+      }
+    }
+  }
+
+  /** Where the next byte falls, in words. */
+  describe(): string {
+    if (!this.inHeader && this.current) return ` in entry ${this.current}`;
+    return this.last ? ` after entry ${this.last}` : ' at the start of the archive';
+  }
+
+  entry(): string | null {
+    return !this.inHeader ? this.current : null;
+  }
+}
+
 function safeEntryName(name: string): boolean {
   if (name.startsWith('/') || name.includes('\\')) return false;
   const n = normalize(name);
@@ -259,6 +314,7 @@ export async function readBackup(opts: ReadBackupOptions): Promise<ReadBackupRes
   let manifestText: string | undefined;
   let current: string | undefined;
   let afterManifest = false;
+  const walker = new TarWalker();
   const ex = extract();
   ex.on('entry', (header, stream, next) => {
     const name = header.name;
@@ -320,19 +376,28 @@ export async function readBackup(opts: ReadBackupOptions): Promise<ReadBackupRes
       createReadStream(opts.file, { highWaterMark: 1 << 20 }),
       counter,
       outer,
-      new AgeDecryptStream(opts.identities),
+      new AgeDecryptStream(opts.identities, (b) => walker.feed(b)),
       ex,
     );
   } catch (err) {
     if (err instanceof AttenduxError) throw err;
     const where = current ? ` in entry ${current}` : afterManifest ? ' after the manifest' : '';
     if (err instanceof AgeDecryptError) {
-      if (/no identity matches/.test(err.message))
+      if (/no identity matches/.test(err.message)) {
+        // A damaged header stanza looks exactly like a foreign key; the sidecar's checksum tells them apart.
+        const damaged = opts.sidecar ? (await hashFile(opts.file).catch(() => null))?.sha256 !== opts.sidecar.sha256 : false;
+        if (damaged)
+          throw new AttenduxError(
+            'BACKUP_CORRUPT',
+            `${opts.file}: the age header is damaged (no identity can open it and the file does not match its sidecar's SHA-256)`,
+            { details: { entry: null } },
+          );
         throw new AttenduxError('BACKUP_IDENTITY_INVALID', `${opts.file}: ${err.message}`, {
           hint: 'use the identity whose public key is in backup.recipients when the backup was made',
         });
-      throw new AttenduxError('BACKUP_CORRUPT', `${opts.file}: ${err.message}${where}`, {
-        details: { entry: current ?? null, offset: err.offset },
+      }
+      throw new AttenduxError('BACKUP_CORRUPT', `${opts.file}: ${err.message}${walker.describe()}`, {
+        details: { entry: walker.entry(), offset: err.offset },
       });
     }
     const code = (err as { code?: string }).code;
