@@ -48,13 +48,22 @@ async function fingerprint(url: string): Promise<Record<string, string>> {
 }
 
 /** A fresh migrated database loaded by hand: `age -d | tar -x`, then psql \copy of every table file. */
-async function restoreByHand(fullFile: string): Promise<{ db: TestDatabase; dir: string; manifest: Manifest }> {
+async function restoreByHand(
+  fullFile: string,
+): Promise<{ db: TestDatabase; dir: string; manifest: Manifest }> {
   const target = await createTestDatabase('byhand');
   restored.push(target);
   const dir = await mkdtemp(join(tmpdir(), 'attendux-byhand-'));
   execFileSync('sh', ['-c', `age -d -i "$1" "$2" | tar -x -C "$3"`, 'sh', inst.identityFile, fullFile, dir]);
   const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as Manifest;
-  const args = [superUrl(target), '-q', '-v', 'ON_ERROR_STOP=1', '-c', 'SET session_replication_role = replica'];
+  const args = [
+    superUrl(target),
+    '-q',
+    '-v',
+    'ON_ERROR_STOP=1',
+    '-c',
+    'SET session_replication_role = replica',
+  ];
   for (const t of manifest.tables) {
     args.push('-c', `\\copy ${t.name} FROM PROGRAM 'zcat ${join(dir, t.entry)}'`);
   }
@@ -119,7 +128,9 @@ describe('full and incremental backups', () => {
     }
     const next = await backupIncremental({ configPath: inst.configPath });
     const after = await backupIncremental({ configPath: inst.configPath });
-    expect((await changeIds(next.sidecar.id, 'attendance_events')).rowIds.filter((id) => id === openId)).toHaveLength(1);
+    expect(
+      (await changeIds(next.sidecar.id, 'attendance_events')).rowIds.filter((id) => id === openId),
+    ).toHaveLength(1);
     expect((await changeIds(after.sidecar.id, 'attendance_events')).rowIds).not.toContain(openId);
   });
 
@@ -131,9 +142,16 @@ describe('full and incremental backups', () => {
       while (!stop) {
         const id = await insertEvent(app, `w${written}`);
         if (written % 3 === 0)
-          await withTenant(app, tenant, (c) => c.query('UPDATE attendance_events SET flagged = true WHERE tenant_id = $1 AND id = $2', [tenant, id]));
+          await withTenant(app, tenant, (c) =>
+            c.query('UPDATE attendance_events SET flagged = true WHERE tenant_id = $1 AND id = $2', [
+              tenant,
+              id,
+            ]),
+          );
         if (written % 5 === 0)
-          await withTenant(app, tenant, (c) => c.query('DELETE FROM attendance_events WHERE tenant_id = $1 AND id = $2', [tenant, id]));
+          await withTenant(app, tenant, (c) =>
+            c.query('DELETE FROM attendance_events WHERE tenant_id = $1 AND id = $2', [tenant, id]),
+          );
         written++;
       }
     })();
@@ -198,7 +216,10 @@ async function changeIds(id: string, table: string): Promise<{ ids: number[]; ro
   const opened = await openBackup({ backupDir: inst.backupDir, id, identities: [inst.identity] });
   try {
     const text = execFileSync('zcat', [join(opened.dir, 'data/changes.copy.gz')], { encoding: 'utf8' });
-    const lines = text.split('\n').filter(Boolean).map((l) => l.split('\t'));
+    const lines = text
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.split('\t'));
     const mine = lines.filter((f) => f[3] === table);
     return {
       ids: lines.map((f) => Number(f[0])),
@@ -208,4 +229,3 @@ async function changeIds(id: string, table: string): Promise<{ ids: number[]; ro
     await opened.cleanup();
   }
 }
-

@@ -46,7 +46,11 @@ async function flipByte(at: number): Promise<void> {
 }
 
 const verify = (identity: boolean) =>
-  verifyBackups({ configPath: inst.configPath, id: sidecar.id, identityFile: identity ? inst.identityFile : undefined });
+  verifyBackups({
+    configPath: inst.configPath,
+    id: sidecar.id,
+    identityFile: identity ? inst.identityFile : undefined,
+  });
 
 describe('backup verify', () => {
   it('passes an intact backup with the identity and without it', async () => {
@@ -87,7 +91,9 @@ describe('backup verify', () => {
       await truncate(file, cut);
       const r = await verify(true);
       expect(r.ok, `cut at ${cut}`).toBe(false);
-      expect(r.backups[0]!.error!.message).toMatch(/truncated|authentication failed|does not match|incomplete/);
+      expect(r.backups[0]!.error!.message).toMatch(
+        /truncated|authentication failed|does not match|incomplete/,
+      );
     }
     await writeFile(file, pristine);
   });
@@ -111,7 +117,11 @@ describe('backup verify', () => {
 
   it('decrypts into a private temp dir for restore, and removes it when verification fails', async () => {
     await writeFile(file, pristine);
-    const opened = await openBackup({ backupDir: inst.backupDir, id: sidecar.id, identities: [inst.identity] });
+    const opened = await openBackup({
+      backupDir: inst.backupDir,
+      id: sidecar.id,
+      identities: [inst.identity],
+    });
     try {
       expect(((await stat(opened.dir)).mode & 0o777).toString(8)).toBe('700');
       expect(opened.manifest.tables.map((t) => t.name)).toContain('attendance_events');
@@ -126,7 +136,12 @@ describe('backup verify', () => {
     const tmpRoot = join(inst.dir, 'tmp');
     await import('node:fs/promises').then((f) => f.mkdir(tmpRoot));
     await expect(
-      openBackup({ backupDir: inst.backupDir, id: sidecar.id, identities: [inst.identity], tempRoot: tmpRoot }),
+      openBackup({
+        backupDir: inst.backupDir,
+        id: sidecar.id,
+        identities: [inst.identity],
+        tempRoot: tmpRoot,
+      }),
     ).rejects.toMatchObject({ code: 'BACKUP_CORRUPT' });
     expect(await readdir(tmpRoot)).toEqual([]);
     await writeFile(file, pristine);

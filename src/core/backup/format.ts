@@ -257,7 +257,10 @@ export class TarWalker {
         this.pos += take;
         if (this.header.length === 512) {
           const name = this.header.subarray(0, 100).toString('utf8').replace(/\0.*$/s, '');
-          const size = parseInt(this.header.subarray(124, 136).toString('utf8').replace(/\0.*$/s, '').trim() || '0', 8);
+          const size = parseInt(
+            this.header.subarray(124, 136).toString('utf8').replace(/\0.*$/s, '').trim() || '0',
+            8,
+          );
           this.header = Buffer.alloc(0);
           if (!name) continue; // end-of-archive blocks
           this.current = name;
@@ -385,7 +388,9 @@ export async function readBackup(opts: ReadBackupOptions): Promise<ReadBackupRes
     if (err instanceof AgeDecryptError) {
       if (/no identity matches/.test(err.message)) {
         // A damaged header stanza looks exactly like a foreign key; the sidecar's checksum tells them apart.
-        const damaged = opts.sidecar ? (await hashFile(opts.file).catch(() => null))?.sha256 !== opts.sidecar.sha256 : false;
+        const damaged = opts.sidecar
+          ? (await hashFile(opts.file).catch(() => null))?.sha256 !== opts.sidecar.sha256
+          : false;
         if (damaged)
           throw new AttenduxError(
             'BACKUP_CORRUPT',

@@ -9,7 +9,13 @@ import { connectClient } from '../../db/pool.js';
 import { schemaVersion } from '../../db/migrate.js';
 import { VERSION } from '../../version.js';
 import { newBackupId, type ManifestTable, type Sidecar } from './format.js';
-import { runDatabaseBackup, type BackupRunOptions, type BackupRunResult, type RunEnv } from './run.js';
+import {
+  backupFailure,
+  runDatabaseBackup,
+  type BackupRunOptions,
+  type BackupRunResult,
+  type RunEnv,
+} from './run.js';
 import { writeArchive, type StagedEntry } from './writer.js';
 
 /** Tables bigger than this many 8 KiB blocks are copied as two ctid ranges, one per connection. */
@@ -190,6 +196,9 @@ async function stageTables(
         await copyItem(c, it, (d) => {
           staged += d;
           opts.onProgress?.({ phase: 'copy', table: it.table, bytes: staged });
+        }).catch((err: unknown) => {
+          // Two workers share one stage line; name the table of the copy that actually failed.
+          throw backupFailure(err, 'full', `copying table ${it.table}`);
         });
       }
     };

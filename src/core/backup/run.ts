@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { mkdir, open, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -81,7 +82,7 @@ export function requireRecipients(loaded: LoadedConfig): string[] {
 
 /** Create the backup dir (0700) if needed and prove it is writable by creating a file in it. */
 export async function ensureBackupDir(dir: string): Promise<void> {
-  const probe = join(dir, `.write-test-${process.pid}`);
+  const probe = join(dir, `.write-test-${process.pid}-${randomBytes(4).toString('hex')}`);
   try {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const fh = await open(probe, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
