@@ -56,6 +56,34 @@ export const ERROR_CODES = {
     exitCode: 1,
     doc: 'backup status: a kind has no recent successful backup, or its last run failed.',
   },
+  RESTORE_CHAIN_BROKEN: {
+    exitCode: 1,
+    doc: 'The backups to restore do not form an intact chain (a gap, a missing parent, a damaged link); nothing was restored.',
+  },
+  RESTORE_NO_BACKUP: {
+    exitCode: 1,
+    doc: 'No backup matches the restore target (--backup, --at, or none at all).',
+  },
+  RESTORE_SCHEMA_TOO_NEW: {
+    exitCode: 1,
+    doc: 'The backup was made by a newer schema than this attendux knows; upgrade attendux to restore it.',
+  },
+  RESTORE_SCHEMA_MISMATCH: {
+    exitCode: 1,
+    doc: 'restore --tenant needs a backup of the live database’s schema version.',
+  },
+  RESTORE_TARGET_NOT_EMPTY: {
+    exitCode: 1,
+    doc: 'The target database (or config file) exists and is not empty; pass --force to replace it.',
+  },
+  RESTORE_FAILED: {
+    exitCode: 1,
+    doc: 'A restore failed part way; the live database was not changed and the partial target was removed.',
+  },
+  RESTORE_DRILL_FAILED: {
+    exitCode: 1,
+    doc: 'restore --drill: a check of the restored copy failed (see the report).',
+  },
   INTERNAL: { exitCode: 1, doc: 'A bug: an unexpected error. Run again with --debug and report it.' },
 } as const satisfies Record<string, { exitCode: number; doc: string }>;
 
