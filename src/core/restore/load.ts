@@ -1,0 +1,365 @@
+import { createReadStream } from 'node:fs';
+import { once } from 'node:events';
+import { finished, pipeline } from 'node:stream/promises';
+import { join } from 'node:path';
+import { createGunzip } from 'node:zlib';
+import type pg from 'pg';
+import { AttenduxError } from '../../errors.js';
+import { CHANGES_ENTRY, type ManifestTable } from '../backup/format.js';
+import { connectClient, ddl, type Queryable } from '../../db/pool.js';
+import type { OpenedChain } from './chain.js';
+
+/** Build SQL with identifiers/literals quoted by PostgreSQL's format() (COPY takes no bind parameters). */
+export async function sqlf(c: Queryable, template: string, ...args: string[]): Promise<string> {
+  const placeholders = args.map((_, i) => `, $${i + 1}::text`).join('');
+  const { rows } = await c.query<{ sql: string }>(
+    `SELECT format($${args.length + 1}::text${placeholders}) AS sql`,
+    [...args, template],
+  );
+  return rows[0]!.sql;
+}
+
+export function databaseUrl(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${encodeURIComponent(database)}`;
+  return u.toString();
+}
+
+export function databaseOf(url: string): string {
+  return decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
+}
+
+export interface LoadProgress {
+  phase: 'decrypt' | 'schema' | 'load' | 'index' | 'apply' | 'constraints' | 'migrate' | 'check';
+  table?: string;
+  bytes?: number;
+}
+
+interface SavedConstraint {
+  table: string;
+  name: string;
+  def: string;
+  type: string;
+}
+
+/**
+ * Stream one gzip COPY file into one or two COPY FROM STDIN streams. Rows of COPY text never contain a raw
+ * newline, so cutting chunks at the last newline splits between rows; both backends parse in parallel.
+ */
+async function copyFileInto(
+  clients: pg.Client[],
+  sql: string,
+  file: string,
+  onBytes: (n: number) => void,
+): Promise<number> {
+  const { from: copyFrom } = await import('pg-copy-streams');
+  const streams = clients.map((c) => c.query(copyFrom(sql)));
+  const done = streams.map((s) => finished(s));
+  // A failing backend must stop the read loop, not leave it waiting for 'drain'.
+  let failure: Error | undefined;
+  done.forEach((p) =>
+    p.catch((err: unknown) => {
+      failure ??= err as Error;
+    }),
+  );
+  const source = createReadStream(file, { highWaterMark: 1 << 20 }).pipe(
+    createGunzip({ chunkSize: 1 << 18 }),
+  );
+  let carry: Buffer | null = null;
+  let next = 0;
+  let bytes = 0;
+  const write = async (part: Buffer) => {
+    if (failure) throw failure;
+    // Prefer a stream that is not backed up; with one client this is always that one.
+    let s = streams.find((x) => !x.writableNeedDrain);
+    if (!s) {
+      s = streams[next++ % streams.length]!;
+      await Promise.race([once(s, 'drain'), ...done]);
+      if (failure) throw failure;
+    }
+    s.write(part);
+  };
+  try {
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      bytes += chunk.length;
+      onBytes(bytes);
+      const buf: Buffer = carry ? Buffer.concat([carry, chunk]) : chunk;
+      const nl = buf.lastIndexOf(10);
+      if (nl < 0) {
+        carry = buf;
+        continue;
+      }
+      carry = nl + 1 < buf.length ? buf.subarray(nl + 1) : null;
+      await write(buf.subarray(0, nl + 1));
+    }
+    if (carry) await write(carry);
+  } catch (err) {
+    for (const s of streams) s.destroy(err as Error);
+    await Promise.allSettled(done);
+    throw err;
+  }
+  for (const s of streams) s.end();
+  await Promise.all(done);
+  return streams.reduce((n, s) => n + (s.rowCount ?? 0), 0);
+}
+
+/** What loadFull found: rows per table as COPY counted them. */
+export interface LoadResult {
+  rows: Record<string, number>;
+  changes: number;
+  changesByBackup: Record<string, number>;
+}
+
+/**
+ * Load a chain into a freshly migrated database: drop keys and indexes, COPY every table on two connections,
+ * rebuild the keys, apply the incrementals' changes, re-add the foreign keys (which checks them), reset
+ * sequences. Triggers (change capture, audit chain) are off meanwhile, so loaded rows keep their audit
+ * hashes and the restored database starts with an empty change log.
+ */
+export async function loadChain(
+  url: string,
+  chain: OpenedChain,
+  opts: { until?: string | null; onProgress?: (p: LoadProgress) => void },
+): Promise<LoadResult> {
+  const main = await connectClient(url, 'attendux-restore');
+  const helper = await connectClient(url, 'attendux-restore');
+  const progress = opts.onProgress ?? (() => undefined);
+  try {
+    const tables = chain.full.tables;
+    const names = tables.map((t) => t.name);
+    const { rows: present } = await main.query<{ t: string }>(
+      `SELECT c.relname::text AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname = ANY($1::text[])`,
+      [names],
+    );
+    const missing = names.filter((n) => !present.some((p) => p.t === n));
+    if (missing.length)
+      throw new AttenduxError(
+        'RESTORE_FAILED',
+        `the schema ${chain.full.schemaVersion ?? ''} has no table ${missing.join(', ')} named in ${chain.full.id}`,
+      );
+    const { rows: cons } = await main.query<SavedConstraint>(
+      `SELECT c.conrelid::regclass::text AS "table", c.conname::text AS name, pg_get_constraintdef(c.oid) AS def,
+              c.contype::text AS type
+         FROM pg_constraint c
+        WHERE c.conrelid = ANY (SELECT format('%I', t)::regclass FROM unnest($1::text[]) t)
+          AND c.contype IN ('p', 'u', 'f', 'x')
+        ORDER BY c.contype = 'f', c.conname`,
+      [names],
+    );
+    const { rows: idx } = await main.query<{ table: string; name: string; def: string }>(
+      `SELECT i.indrelid::regclass::text AS "table", i.indexrelid::regclass::text AS name,
+              pg_get_indexdef(i.indexrelid) AS def
+         FROM pg_index i
+        WHERE i.indrelid = ANY (SELECT format('%I', t)::regclass FROM unnest($1::text[]) t)
+          AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)`,
+      [names],
+    );
+    progress({ phase: 'schema' });
+    for (const f of cons.filter((c) => c.type === 'f'))
+      await ddl(main, 'ALTER TABLE %s DROP CONSTRAINT %I', f.table, f.name);
+    for (const k of cons.filter((c) => c.type !== 'f'))
+      await ddl(main, 'ALTER TABLE %s DROP CONSTRAINT %I', k.table, k.name);
+    for (const i of idx) await ddl(main, 'DROP INDEX %s', i.name);
+    for (const t of names) await ddl(main, 'ALTER TABLE %I DISABLE TRIGGER USER', t);
+
+    // Load: tables in turn, each big file split over both connections (COPY parsing is the server's work).
+    const rows: Record<string, number> = {};
+    const dir = chain.steps[0]!.backup.dir;
+    for (const t of tables) {
+      const sql = await sqlf(main, 'COPY %I FROM STDIN', t.name);
+      const file = join(dir, t.entry);
+      const entry = chain.steps[0]!.backup.entries.find((e) => e.name === t.entry);
+      const clients = (entry?.bytes ?? 0) > 4 << 20 ? [main, helper] : [main];
+      rows[t.name] = await copyFileInto(clients, sql, file, (b) =>
+        progress({ phase: 'load', table: t.name, bytes: b }),
+      );
+    }
+
+    // Keys first (the changes are matched on them), on two connections, biggest tables first.
+    progress({ phase: 'index' });
+    const size = (tbl: string) => rows[tbl.replace(/^"|"$/g, '')] ?? 0;
+    const jobs = [
+      ...cons
+        .filter((c) => c.type !== 'f')
+        .map((k) => ({
+          table: k.table,
+          run: (c: pg.Client) =>
+            ddl(c, 'ALTER TABLE %s ADD CONSTRAINT %I ' + escapePercent(k.def), k.table, k.name),
+        })),
+      ...idx.map((i) => ({ table: i.table, run: (c: pg.Client) => c.query(i.def).then(() => undefined) })),
+    ].sort((a, b) => size(b.table) - size(a.table));
+    await runOnTwo(jobs, main, helper);
+
+    const applied = await applyChanges(main, chain, {
+      until: opts.until ?? null,
+      target: (t) => t,
+      onTable: (t) => progress({ phase: 'apply', table: t }),
+    });
+
+    progress({ phase: 'constraints' });
+    const fks = cons
+      .filter((c) => c.type === 'f')
+      .map((f) => ({
+        table: f.table,
+        run: (c: pg.Client) =>
+          ddl(c, 'ALTER TABLE %s ADD CONSTRAINT %I ' + escapePercent(f.def), f.table, f.name),
+      }))
+      .sort((a, b) => size(b.table) - size(a.table));
+    await runOnTwo(fks, main, helper);
+    for (const t of names) await ddl(main, 'ALTER TABLE %I ENABLE TRIGGER USER', t);
+    await resetSequences(main, names);
+    await main.query('ANALYZE');
+    return { rows, changes: applied.total, changesByBackup: applied.byBackup };
+  } finally {
+    await helper.end().catch(() => undefined);
+    await main.end().catch(() => undefined);
+  }
+}
+
+/** A constraint definition goes into a format() template: its own % signs must stay literal. */
+function escapePercent(s: string): string {
+  return s.replace(/%/g, '%%');
+}
+
+async function runOnTwo(
+  jobs: { run: (c: pg.Client) => Promise<unknown> }[],
+  a: pg.Client,
+  b: pg.Client,
+): Promise<void> {
+  const queue = [...jobs];
+  const worker = async (c: pg.Client) => {
+    for (let j = queue.shift(); j; j = queue.shift()) await j.run(c);
+  };
+  await Promise.all([worker(a), worker(b)]);
+}
+
+/** Move every identity/serial sequence past the largest value loaded. */
+export async function resetSequences(c: Queryable, tables: string[]): Promise<void> {
+  const { rows } = await c.query<{ t: string; col: string; seq: string }>(
+    `SELECT t, a.attname::text AS col, pg_get_serial_sequence(format('%I', t), a.attname) AS seq
+       FROM unnest($1::text[]) t
+       JOIN pg_attribute a ON a.attrelid = format('%I', t)::regclass AND a.attnum > 0 AND NOT a.attisdropped
+      WHERE pg_get_serial_sequence(format('%I', t), a.attname) IS NOT NULL`,
+    [tables],
+  );
+  for (const r of rows) {
+    const sql = await sqlf(
+      c,
+      'SELECT setval(%L, coalesce((SELECT max(%I) FROM %I), 1), (SELECT max(%I) FROM %I) IS NOT NULL)',
+      r.seq,
+      r.col,
+      r.t,
+      r.col,
+      r.t,
+    );
+    await c.query(sql);
+  }
+}
+
+export interface ApplyOptions {
+  /** Only transactions whose last change is at or before this time (--at). */
+  until: string | null;
+  /** The table the changes of `table` are applied to (the table itself, or a staging table). */
+  target: (table: string) => string;
+  /** Only changes of this company (restore --tenant); truncates then only clear its rows. */
+  tenantId?: string;
+  /** Tables to skip (restore --tenant keeps the live audit log). */
+  skip?: string[];
+  onTable?: (table: string) => void;
+}
+
+/**
+ * Apply the incrementals of a chain: load all their change rows into a temporary table, keep whole
+ * transactions up to --at, and per table replace every touched key by its last state. Conflicting writes
+ * to one row are serialised by PostgreSQL's row locks, so the change with the highest id is the row's
+ * final state even across incrementals; no foreign keys exist on the targets meanwhile.
+ */
+export async function applyChanges(
+  c: pg.Client,
+  chain: OpenedChain,
+  opts: ApplyOptions,
+): Promise<{ total: number; byBackup: Record<string, number> }> {
+  const { from: copyFrom } = await import('pg-copy-streams');
+  const incs = chain.steps.filter((s) => s.step.kind === 'incremental');
+  const byBackup: Record<string, number> = {};
+  if (!incs.length) return { total: 0, byBackup };
+  await c.query(`CREATE TEMP TABLE restore_changes (id bigint, txid xid8, at timestamptz, table_name text,
+                   op char(1), tenant_id uuid, pk jsonb, "row" jsonb)`);
+  try {
+    for (const s of incs) {
+      const stream = c.query(copyFrom('COPY restore_changes FROM STDIN'));
+      await pipeline(createReadStream(join(s.backup.dir, CHANGES_ENTRY)), createGunzip(), stream);
+      byBackup[s.step.id] = stream.rowCount ?? 0;
+    }
+    if (opts.until)
+      await c.query(
+        `DELETE FROM restore_changes WHERE txid IN
+           (SELECT txid FROM restore_changes GROUP BY txid HAVING max(at) > $1::timestamptz)`,
+        [opts.until],
+      );
+    if (opts.tenantId)
+      await c.query('DELETE FROM restore_changes WHERE tenant_id IS DISTINCT FROM $1 AND op <> $2', [
+        opts.tenantId,
+        'T',
+      ]);
+    const { rows: touched } = await c.query<{ t: string; trunc: number | null }>(
+      `SELECT table_name AS t, max(id) FILTER (WHERE op = 'T') AS trunc FROM restore_changes GROUP BY table_name`,
+    );
+    const order = chain.full.tables.map((t) => t.name);
+    const pkOf = new Map(chain.full.tables.map((t: ManifestTable) => [t.name, t.primaryKey]));
+    for (const { t, trunc } of touched.sort((a, b) => order.indexOf(a.t) - order.indexOf(b.t))) {
+      if (opts.skip?.includes(t)) continue;
+      const pk = pkOf.get(t);
+      if (!pk || !pk.length)
+        throw new AttenduxError(
+          'RESTORE_FAILED',
+          `changes for table ${t}, which the full backup ${chain.full.id} does not hold`,
+        );
+      opts.onTable?.(t);
+      const target = opts.target(t);
+      if (trunc !== null) {
+        if (opts.tenantId)
+          await c.query(
+            await sqlf(
+              c,
+              'DELETE FROM %I WHERE %I = %L',
+              target,
+              t === 'tenants' ? 'id' : 'tenant_id',
+              opts.tenantId,
+            ),
+          );
+        else await c.query(await sqlf(c, 'DELETE FROM %I', target));
+      }
+      await c.query(
+        `CREATE TEMP TABLE restore_last AS
+           SELECT DISTINCT ON (pk) op, pk, "row" FROM restore_changes
+            WHERE table_name = $1 AND op <> 'T' AND id > $2 ORDER BY pk, id DESC`,
+        [t, trunc ?? 0],
+      );
+      const match = pk.map((_, i) => `x.%${2 + i + 1}$I = d.%${2 + i + 1}$I`).join(' AND ');
+      await c.query(
+        await sqlf(
+          c,
+          `DELETE FROM %1$I x USING (SELECT r.* FROM restore_last l, jsonb_populate_record(NULL::public.%2$I, l.pk) r) d WHERE ${match}`,
+          target,
+          t,
+          ...pk,
+        ),
+      );
+      await c.query(
+        await sqlf(
+          c,
+          `INSERT INTO %I SELECT r.* FROM restore_last l, jsonb_populate_record(NULL::public.%I, l."row") r WHERE l.op IN ('I', 'U')`,
+          target,
+          t,
+        ),
+      );
+      await c.query('DROP TABLE restore_last');
+    }
+    const total = Object.values(byBackup).reduce((a, b) => a + b, 0);
+    return { total, byBackup };
+  } finally {
+    await c.query('DROP TABLE IF EXISTS restore_changes').catch(() => undefined);
+  }
+}

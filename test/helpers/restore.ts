@@ -1,0 +1,72 @@
+import { connectClient, ddl } from '../../src/db/pool.js';
+import type { TestDatabase } from './db.js';
+
+/**
+ * Content checksum of every application table: row count and md5 of all rows in primary-key order. The
+ * audit log leaves out the entries a restore writes about itself (and, with `exceptTenant`, one company).
+ */
+export async function tableChecksums(
+  url: string,
+  opts: { exceptTenant?: string; onlyTenant?: string } = {},
+): Promise<Record<string, string>> {
+  const c = await connectClient(url);
+  try {
+    const { rows: tables } = await c.query<{ t: string; pk: string[] }>(
+      `SELECT t, ARRAY(SELECT a.attname::text FROM pg_index i
+                         CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY k(attnum, ord)
+                         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                        WHERE i.indrelid = format('%I', t)::regclass AND i.indisprimary ORDER BY k.ord) AS pk
+         FROM attendux_backup_tables() t ORDER BY 1`,
+    );
+    const out: Record<string, string> = {};
+    for (const { t, pk } of tables) {
+      const col = t === 'tenants' ? 'id' : 'tenant_id';
+      const conds: string[] = [];
+      const params: string[] = [];
+      if (t === 'audit_log') conds.push(`action NOT LIKE 'restore%'`);
+      if (opts.exceptTenant) {
+        params.push(opts.exceptTenant);
+        conds.push(`${col} <> $${params.length}::uuid`);
+      }
+      if (opts.onlyTenant) {
+        params.push(opts.onlyTenant);
+        conds.push(`${col} = $${params.length}::uuid`);
+      }
+      const { rows } = await c.query<{ sql: string }>(
+        `SELECT format('SELECT count(*)::text || '':'' || coalesce(md5(string_agg(x::text, E''\\n'' ORDER BY %s)), '''') AS fp FROM %I x %s',
+                       (SELECT string_agg(format('x.%I', p), ', ') FROM unnest($1::text[]) p), $2::text, $3::text) AS sql`,
+        [pk, t, conds.length ? `WHERE ${conds.join(' AND ')}` : ''],
+      );
+      const r = await c.query<{ fp: string }>(rows[0]!.sql, params);
+      out[t] = r.rows[0]!.fp;
+    }
+    return out;
+  } finally {
+    await c.end();
+  }
+}
+
+export async function databaseExists(db: TestDatabase, name: string): Promise<boolean> {
+  const c = await connectClient(db.superuserUrl);
+  try {
+    const { rowCount } = await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+    return rowCount === 1;
+  } finally {
+    await c.end();
+  }
+}
+
+export async function dropDatabases(superuserUrl: string, names: string[]): Promise<void> {
+  const c = await connectClient(superuserUrl);
+  try {
+    for (const n of names) await ddl(c, 'DROP DATABASE IF EXISTS %I WITH (FORCE)', n);
+  } finally {
+    await c.end();
+  }
+}
+
+export function urlOf(db: TestDatabase, name: string, which: 'admin' | 'super' = 'admin'): string {
+  const u = new URL(which === 'admin' ? db.adminUrl : db.superuserUrl);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
