@@ -1,0 +1,196 @@
+import { createReadStream } from 'node:fs';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import type pg from 'pg';
+import { AttenduxError } from '../../errors.js';
+import { connectClient } from '../../db/pool.js';
+import { schemaVersion } from '../../db/migrate.js';
+import { openChain, planFromCatalog, restoreIdentities } from './chain.js';
+import { prepare, writeRestoreAudit, type RestoreOptions } from './execute.js';
+import { applyChanges, sqlf } from './load.js';
+import type { RestorePlan } from './plan.js';
+
+export interface TenantRestoreOptions extends RestoreOptions {
+  /** The company: its slug or id. */
+  tenant: string;
+}
+
+export interface TenantRestoreResult {
+  plan: RestorePlan;
+  tenantId: string;
+  slug: string;
+  /** Per table: rows of the company removed from the live database and rows put back. */
+  tables: Record<string, { removed: number; restored: number }>;
+  seconds: number;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** The company's audit trail is append-only and records this restore: it is kept as it is. */
+const KEPT = ['audit_log'];
+const stage = (t: string) => `restore_stage_${t}`.slice(0, 63);
+
+async function livePlan(opts: TenantRestoreOptions) {
+  const prep = await prepare(opts);
+  try {
+    const plan = await planFromCatalog(prep.loaded, {
+      backupId: opts.backupId,
+      at: opts.at,
+      mode: 'tenant',
+      tenant: opts.tenant,
+      liveDatabase: prep.live,
+    });
+    const c = await prep.install.admin.connect();
+    try {
+      const live = await schemaVersion(c);
+      if (live !== plan.schemaVersion)
+        throw new AttenduxError(
+          'RESTORE_SCHEMA_MISMATCH',
+          `the backup has schema version ${plan.schemaVersion}, the live database ${live ?? 'none'}; a company can only be restored from a backup of the current schema`,
+          {
+            hint: 'restore the whole backup into a new database (--into) and copy the company over from there',
+          },
+        );
+    } finally {
+      c.release();
+    }
+    return { prep, plan };
+  } catch (err) {
+    await prep.install.close();
+    throw err;
+  }
+}
+
+export async function previewTenantRestore(opts: TenantRestoreOptions): Promise<{ plan: RestorePlan }> {
+  const { prep, plan } = await livePlan(opts);
+  await prep.install.close();
+  return { plan };
+}
+
+/**
+ * `attendux restore --tenant T`: one company's rows, at the chosen point, put back into the LIVE database in
+ * one transaction. The company's state is first built in temporary tables from the decrypted chain (rows
+ * of the full filtered on the company, then its changes), so the live transaction is short: delete the
+ * company's rows (children first), insert the restored ones (parents first). Other companies are not read
+ * or written; the company's audit log is kept and gets an entry about the restore. Change capture stays on,
+ * so the next incremental backup carries the restore.
+ */
+export async function restoreTenant(opts: TenantRestoreOptions): Promise<TenantRestoreResult> {
+  const t0 = Date.now();
+  const { prep, plan } = await livePlan(opts);
+  try {
+    const identities = await restoreIdentities(prep.loaded, opts.identityFile);
+    const chain = await openChain(prep.loaded.backupDir, plan, identities, {
+      tempRoot: opts.tempRoot,
+      onStep: (id) => opts.onProgress?.({ phase: 'decrypt', backup: id }),
+    });
+    const c = await connectClient(prep.install.db.adminUrl, 'attendux-restore');
+    try {
+      const { from: copyFrom } = await import('pg-copy-streams');
+      const tables = chain.full.tables.filter((t) => !KEPT.includes(t.name));
+      const dir = chain.steps[0]!.backup.dir;
+      for (const t of tables)
+        await c.query(
+          await sqlf(c, 'CREATE TEMP TABLE %I (LIKE public.%I INCLUDING DEFAULTS)', stage(t.name), t.name),
+        );
+      const load = async (table: string, where: string | null) => {
+        const t = tables.find((x) => x.name === table)!;
+        const sql = where
+          ? await sqlf(c, 'COPY %I FROM STDIN WHERE %s', stage(table), where)
+          : await sqlf(c, 'COPY %I FROM STDIN', stage(table));
+        opts.onProgress?.({ phase: 'load', table });
+        await pipeline(createReadStream(join(dir, t.entry)), createGunzip(), c.query(copyFrom(sql)));
+      };
+      // The companies table is small: load it whole to find the company by slug at that point too.
+      await load('tenants', null);
+      let tenantId: string | undefined;
+      if (UUID.test(opts.tenant)) tenantId = opts.tenant.toLowerCase();
+      else {
+        const live = await c.query<{ id: string }>('SELECT id::text FROM tenants WHERE slug = $1', [
+          opts.tenant,
+        ]);
+        const then = await c.query<{ id: string }>(
+          await sqlf(c, 'SELECT id::text FROM %I WHERE slug = $1', stage('tenants')),
+          [opts.tenant],
+        );
+        tenantId = live.rows[0]?.id ?? then.rows[0]?.id;
+      }
+      if (!tenantId)
+        throw new AttenduxError(
+          'NOT_FOUND',
+          `no company "${opts.tenant}" in the live database or the backup`,
+          {
+            hint: 'give the company slug or id (`attendux tenant list`)',
+          },
+        );
+      await c.query(await sqlf(c, 'DELETE FROM %I WHERE id <> %L', stage('tenants'), tenantId));
+      for (const t of tables)
+        if (t.name !== 'tenants') await load(t.name, await sqlf(c, 'tenant_id = %L', tenantId));
+      opts.onProgress?.({ phase: 'apply' });
+      await applyChanges(c, chain, { until: plan.at, target: stage, tenantId, skip: KEPT });
+      const { rows: then } = await c.query<{ slug: string }>(
+        await sqlf(c, 'SELECT slug FROM %I', stage('tenants')),
+      );
+      if (!then.length)
+        throw new AttenduxError('NOT_FOUND', `company ${opts.tenant} did not exist at ${plan.pointInTime}`, {
+          hint: 'pick a later point (--backup or --at)',
+        });
+      const result: TenantRestoreResult['tables'] = {};
+      await c.query('BEGIN');
+      try {
+        await c.query('SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE', [tenantId]);
+        for (const t of [...tables].reverse()) {
+          if (t.name === 'tenants') continue;
+          const del = await c.query(await sqlf(c, 'DELETE FROM %I WHERE tenant_id = %L', t.name, tenantId));
+          result[t.name] = { removed: del.rowCount ?? 0, restored: 0 };
+        }
+        const cols = await columnList(c, 'tenants');
+        const upd = await c.query(
+          await sqlf(
+            c,
+            `UPDATE tenants SET (${cols}) = (SELECT ${cols} FROM %I) WHERE id = %L`,
+            stage('tenants'),
+            tenantId,
+          ),
+        );
+        if (!upd.rowCount)
+          await c.query(await sqlf(c, 'INSERT INTO tenants SELECT * FROM %I', stage('tenants')));
+        result.tenants = { removed: upd.rowCount ?? 0, restored: 1 };
+        for (const t of tables) {
+          if (t.name === 'tenants') continue;
+          const ins = await c.query(await sqlf(c, 'INSERT INTO %I SELECT * FROM %I', t.name, stage(t.name)));
+          result[t.name]!.restored = ins.rowCount ?? 0;
+        }
+        await writeRestoreAudit(
+          c,
+          plan,
+          { tenant: opts.tenant, outcome: 'success', tables: result },
+          tenantId,
+        );
+        await c.query('COMMIT');
+      } catch (err) {
+        await c.query('ROLLBACK').catch(() => undefined);
+        throw new AttenduxError(
+          'RESTORE_FAILED',
+          `restoring company ${opts.tenant} failed: ${(err as Error).message}`,
+          { cause: err, hint: 'the transaction was rolled back: the live database is unchanged' },
+        );
+      }
+      return { plan, tenantId, slug: then[0]!.slug, tables: result, seconds: (Date.now() - t0) / 1000 };
+    } finally {
+      await c.end().catch(() => undefined);
+      await chain.cleanup();
+    }
+  } finally {
+    await prep.install.close();
+  }
+}
+
+async function columnList(c: pg.ClientBase, table: string): Promise<string> {
+  const { rows } = await c.query<{ cols: string }>(
+    `SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) AS cols FROM pg_attribute
+      WHERE attrelid = format('%I', $1::text)::regclass AND attnum > 0 AND NOT attisdropped`,
+    [table],
+  );
+  return rows[0]!.cols;
+}
