@@ -1,0 +1,218 @@
+import { AttenduxError } from '../../errors.js';
+import { cliActor } from '../actor.js';
+import { connectClient } from '../../db/pool.js';
+import { appendAudit, SYSTEM_TENANT, verifyAuditChains } from '../../db/queries/audit.js';
+import { openChain, planFromCatalog, restoreIdentities, type OpenedChain } from './chain.js';
+import { buildDatabase, dropDatabase, prepare, stamp, type RestoreOptions } from './execute.js';
+import { databaseUrl, type LoadResult } from './load.js';
+import type { RestorePlan } from './plan.js';
+
+export interface DrillCheck {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+export interface DrillOptions extends Omit<RestoreOptions, 'into' | 'force'> {
+  /** The newest attendance event may be at most this much older than the restored point (default 168 h). */
+  maxEventAgeHours?: number;
+}
+
+export interface DrillResult {
+  ok: boolean;
+  database: string;
+  plan: RestorePlan | null;
+  checks: DrillCheck[];
+  seconds: number;
+}
+
+/**
+ * Check a freshly restored database against what the chain promised: rows per table as the full's manifest
+ * counts them, change rows as each incremental's manifest counts them, every foreign key present and
+ * validated, the newest attendance event inside the expected window, every audit chain intact, and the app
+ * role reading through row-level security (nothing without a company, exactly its rows with one).
+ */
+export async function checkRestored(
+  url: string,
+  appUrl: string,
+  chain: OpenedChain,
+  plan: RestorePlan,
+  load: LoadResult,
+  opts: { maxEventAgeHours?: number } = {},
+): Promise<DrillCheck[]> {
+  const checks: DrillCheck[] = [];
+  const bytes = chain.steps.reduce((n, s) => n + s.backup.bytes, 0);
+  checks.push({
+    name: 'checksums',
+    ok: true,
+    detail: `${chain.steps.length} file(s), ${chain.steps.reduce((n, s) => n + s.backup.entries.length, 0)} entries, ${bytes} bytes decrypted; every SHA-256 matched its manifest and sidecar`,
+  });
+  const wrongRows = chain.full.tables.filter((t) => load.rows[t.name] !== t.rows);
+  checks.push({
+    name: 'row-counts',
+    ok: wrongRows.length === 0,
+    detail: wrongRows.length
+      ? wrongRows.map((t) => `${t.name}: loaded ${load.rows[t.name] ?? 0}, manifest ${t.rows}`).join('; ')
+      : `${chain.full.tables.length} tables, ${Object.values(load.rows).reduce((a, b) => a + b, 0)} rows as in ${chain.full.id}`,
+  });
+  const incs = chain.steps.filter((s) => s.step.kind === 'incremental');
+  const wrongChanges = incs.filter(
+    (s) => load.changesByBackup[s.step.id] !== (s.backup.manifest.changes?.count ?? 0),
+  );
+  checks.push({
+    name: 'change-counts',
+    ok: wrongChanges.length === 0,
+    detail: wrongChanges.length
+      ? wrongChanges
+          .map(
+            (s) =>
+              `${s.step.id}: read ${load.changesByBackup[s.step.id] ?? 0}, manifest ${s.backup.manifest.changes?.count ?? 0}`,
+          )
+          .join('; ')
+      : `${incs.length} incremental(s), ${load.changes} changes as in their manifests`,
+  });
+  const c = await connectClient(url, 'attendux-drill');
+  try {
+    const { rows: fk } = await c.query<{ n: number; bad: number }>(
+      `SELECT count(*)::int AS n, count(*) FILTER (WHERE NOT convalidated)::int AS bad FROM pg_constraint c
+         JOIN pg_namespace s ON s.oid = c.connamespace WHERE s.nspname = 'public' AND c.contype = 'f'`,
+    );
+    checks.push({
+      name: 'foreign-keys',
+      ok: fk[0]!.n > 0 && fk[0]!.bad === 0,
+      detail: `${fk[0]!.n} foreign keys re-created and validated over the restored rows${fk[0]!.bad ? `, ${fk[0]!.bad} NOT validated` : ''}`,
+    });
+    const { rows: ev } = await c.query<{ newest: Date | null }>(
+      'SELECT max(recorded_at) AS newest FROM attendance_events',
+    );
+    const newest = ev[0]!.newest;
+    const point = new Date(plan.pointInTime).getTime();
+    const maxAge = (opts.maxEventAgeHours ?? 168) * 3_600_000;
+    if (!newest)
+      checks.push({ name: 'newest-event', ok: true, detail: 'no attendance events in the backup (skipped)' });
+    else {
+      const age = point - newest.getTime();
+      checks.push({
+        name: 'newest-event',
+        ok: age <= maxAge && age >= -5 * 60_000,
+        detail: `newest attendance event recorded ${newest.toISOString()}, ${(age / 3_600_000).toFixed(1)} h before the restored point (allowed: up to ${maxAge / 3_600_000} h)`,
+      });
+    }
+    const audit = await verifyAuditChains(c);
+    checks.push({
+      name: 'audit-chains',
+      ok: audit.broken.length === 0,
+      detail: audit.broken.length
+        ? `broken: ${audit.broken.map((b) => `${b.tenantId}#${b.seq}`).join(', ')}`
+        : `${audit.checked} audit entries, every chain intact`,
+    });
+    const { rows: t } = await c.query<{ id: string; n: number }>(
+      `SELECT t.id::text, (SELECT count(*)::int FROM employees e WHERE e.tenant_id = t.id) AS n
+         FROM tenants t ORDER BY n DESC, t.id LIMIT 1`,
+    );
+    const a = await connectClient(appUrl, 'attendux-drill').catch((err: unknown) => err as Error);
+    if (a instanceof Error)
+      checks.push({ name: 'row-level-security', ok: false, detail: `app role cannot connect: ${a.message}` });
+    else {
+      try {
+        const none = await a.query<{ n: number }>('SELECT count(*)::int AS n FROM employees');
+        let own = 0;
+        if (t[0]) {
+          await a.query('BEGIN');
+          await a.query("SELECT set_config('attendux.tenant_id', $1, true)", [t[0].id]);
+          own = (await a.query<{ n: number }>('SELECT count(*)::int AS n FROM employees')).rows[0]!.n;
+          await a.query('COMMIT');
+        }
+        const ok = none.rows[0]!.n === 0 && own === (t[0]?.n ?? 0);
+        checks.push({
+          name: 'row-level-security',
+          ok,
+          detail: `app role sees ${none.rows[0]!.n} employees without a company and ${own} of ${t[0]?.n ?? 0} with one`,
+        });
+      } catch (err) {
+        checks.push({
+          name: 'row-level-security',
+          ok: false,
+          detail: `app role cannot read: ${(err as Error).message}`,
+        });
+      } finally {
+        await a.end().catch(() => undefined);
+      }
+    }
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+  return checks;
+}
+
+/**
+ * `attendux restore --drill`: restore the newest chain (or --backup/--at) into a throwaway database, check
+ * it, drop it, report. Never touches the live database except for one audit entry about the drill.
+ */
+export async function restoreDrill(opts: DrillOptions): Promise<DrillResult> {
+  const t0 = Date.now();
+  const prep = await prepare(opts);
+  const database = `${prep.live}_drill_${stamp()}`.slice(0, 63);
+  const checks: DrillCheck[] = [];
+  let plan: RestorePlan | null = null;
+  let created = false;
+  try {
+    try {
+      plan = await planFromCatalog(prep.loaded, {
+        backupId: opts.backupId,
+        at: opts.at,
+        mode: 'drill',
+        database,
+      });
+      const identities = await restoreIdentities(prep.loaded, opts.identityFile);
+      const chain = await openChain(prep.loaded.backupDir, plan, identities, { tempRoot: opts.tempRoot });
+      try {
+        created = true;
+        const load = await buildDatabase(prep, plan, chain, database, {
+          onProgress: opts.onProgress,
+          audit: { drill: true },
+        });
+        checks.push({
+          name: 'restore',
+          ok: true,
+          detail: `${plan.steps.length} backup(s) restored into ${database}`,
+        });
+        const appUrl = databaseUrl(prep.install.db.appUrl, database);
+        checks.push(
+          ...(await checkRestored(
+            databaseUrl(prep.install.db.adminUrl, database),
+            appUrl,
+            chain,
+            plan,
+            load,
+            opts,
+          )),
+        );
+      } finally {
+        await chain.cleanup();
+      }
+    } catch (err) {
+      // A drill reports what failed instead of stopping at the first problem; usage errors still stop it.
+      if (err instanceof AttenduxError && (err.code === 'USAGE' || err.code === 'CONFIG_INVALID')) throw err;
+      checks.push({ name: 'restore', ok: false, detail: (err as Error).message });
+    } finally {
+      if (created) await dropDatabase(prep.install.db.adminUrl, database).catch(() => undefined);
+    }
+    const ok = checks.length > 0 && checks.every((c) => c.ok);
+    await appendAudit(prep.install.admin, {
+      tenantId: SYSTEM_TENANT,
+      actor: cliActor(),
+      action: 'restore.drill',
+      entityType: 'backup',
+      entityId: plan?.steps[plan.steps.length - 1]?.id,
+      details: {
+        outcome: ok ? 'success' : 'failure',
+        backups: plan?.steps.map((s) => s.id) ?? [],
+        failed: checks.filter((c) => !c.ok).map((c) => c.name),
+      },
+    }).catch(() => undefined);
+    return { ok, database, plan, checks, seconds: (Date.now() - t0) / 1000 };
+  } finally {
+    await prep.install.close();
+  }
+}

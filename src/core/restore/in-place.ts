@@ -1,0 +1,187 @@
+import { AttenduxError } from '../../errors.js';
+import { ddl } from '../../db/pool.js';
+import { enterMaintenance, leaveMaintenance } from '../maintenance.js';
+import { openChain, planFromCatalog, restoreIdentities } from './chain.js';
+import { checkRestored, type DrillCheck } from './drill.js';
+import {
+  buildDatabase,
+  dropDatabase,
+  maintenanceClient,
+  prepare,
+  stamp,
+  type RestoreOptions,
+} from './execute.js';
+import { databaseUrl } from './load.js';
+import type { RestorePlan } from './plan.js';
+
+export interface InPlaceOptions extends Omit<RestoreOptions, 'into' | 'force'> {
+  /** Drop the replaced database after the swap instead of keeping it under a dated name. */
+  dropOld?: boolean;
+  /** Retry-After the server sends while in maintenance (default 120 s). */
+  retryAfterSeconds?: number;
+  /** Test hook: called after maintenance mode is on and before the new database is built. */
+  onMaintenance?: () => Promise<void> | void;
+}
+
+export interface InPlaceResult {
+  plan: RestorePlan;
+  database: string;
+  /** Where the replaced database went (null with --drop-old). */
+  oldDatabase: string | null;
+  checks: DrillCheck[];
+  seconds: number;
+}
+
+const swapNames = (live: string, at = new Date()) => ({
+  restored: `${live}_restore_${stamp(at)}`.slice(0, 63),
+  old: `${live}_old_${stamp(at)}`.slice(0, 63),
+});
+
+export async function previewInPlace(opts: InPlaceOptions): Promise<{ plan: RestorePlan }> {
+  const prep = await prepare(opts);
+  try {
+    const names = swapNames(prep.live);
+    return {
+      plan: await planFromCatalog(prep.loaded, {
+        backupId: opts.backupId,
+        at: opts.at,
+        mode: 'in-place',
+        liveDatabase: prep.live,
+        oldName: names.old,
+        dropOld: opts.dropOld,
+      }),
+    };
+  } finally {
+    await prep.install.close();
+  }
+}
+
+/**
+ * Swap two databases by name in one transaction: the live one becomes `old`, the restored one takes the live
+ * name. Sessions on the live database are terminated first (the server reconnects to the new one); a
+ * session that comes back in between makes the rename fail, so it is retried.
+ */
+async function swap(adminUrl: string, live: string, restored: string, old: string): Promise<void> {
+  const m = await maintenanceClient(adminUrl);
+  try {
+    await ddl(m, 'ALTER DATABASE %I CONNECTION LIMIT 0', live);
+    let lastError: unknown;
+    // PostgreSQL itself waits up to 5 s for other sessions to leave before it refuses the rename.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      await m.query(
+        `SELECT pg_terminate_backend(a.pid) FROM pg_stat_activity a
+          WHERE a.datname = $1 AND a.pid <> pg_backend_pid() AND pg_has_role(current_user, a.usesysid, 'MEMBER')`,
+        [live],
+      );
+      try {
+        await m.query('BEGIN');
+        await ddl(m, 'ALTER DATABASE %I RENAME TO %I', live, old);
+        await ddl(m, 'ALTER DATABASE %I RENAME TO %I', restored, live);
+        await m.query('COMMIT');
+        lastError = undefined;
+        break;
+      } catch (err) {
+        lastError = err;
+        await m.query('ROLLBACK').catch(() => undefined);
+        if ((err as { code?: string }).code !== '55006') break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    if (lastError) {
+      await ddl(m, 'ALTER DATABASE %I CONNECTION LIMIT -1', live).catch(() => undefined);
+      throw new AttenduxError(
+        'RESTORE_FAILED',
+        `could not swap ${restored} in for ${live}: ${(lastError as Error).message}`,
+        {
+          cause: lastError,
+          hint: `sessions of other roles keep ${live} open; stop them and run the restore again (the live database is unchanged)`,
+        },
+      );
+    }
+    await ddl(m, 'ALTER DATABASE %I CONNECTION LIMIT -1', old).catch(() => undefined);
+  } finally {
+    await m.end().catch(() => undefined);
+  }
+}
+
+/**
+ * `attendux restore --in-place`: decrypt and verify the chain, put the server into maintenance (503), build
+ * the restored database beside the live one, check it, swap the names atomically, keep (or drop) the old
+ * one, leave maintenance. Anything failing before the swap leaves the live database as it was.
+ */
+export async function restoreInPlace(opts: InPlaceOptions): Promise<InPlaceResult> {
+  const t0 = Date.now();
+  const prep = await prepare(opts);
+  try {
+    const names = swapNames(prep.live);
+    const plan = await planFromCatalog(prep.loaded, {
+      backupId: opts.backupId,
+      at: opts.at,
+      mode: 'in-place',
+      liveDatabase: prep.live,
+      oldName: names.old,
+      dropOld: opts.dropOld,
+    });
+    const identities = await restoreIdentities(prep.loaded, opts.identityFile);
+    const chain = await openChain(prep.loaded.backupDir, plan, identities, {
+      tempRoot: opts.tempRoot,
+      onStep: (id) => opts.onProgress?.({ phase: 'decrypt', backup: id }),
+    });
+    const dataDir = prep.loaded.config.dataDir;
+    const adminUrl = prep.install.db.adminUrl;
+    // The CLI's own pool must not keep the live database open during the swap.
+    await prep.install.admin.end().catch(() => undefined);
+    let swapped = false;
+    try {
+      await enterMaintenance(dataDir, {
+        reason: `restore of ${plan.steps[plan.steps.length - 1]!.id} in progress`,
+        retryAfterSeconds: opts.retryAfterSeconds ?? 120,
+      });
+      await opts.onMaintenance?.();
+      const load = await buildDatabase(prep, plan, chain, names.restored, {
+        onProgress: opts.onProgress,
+        audit: { replaced: prep.live, keptAs: opts.dropOld ? null : names.old },
+      });
+      opts.onProgress?.({ phase: 'check' });
+      const checks = await checkRestored(
+        databaseUrl(adminUrl, names.restored),
+        databaseUrl(prep.install.db.appUrl, names.restored),
+        chain,
+        plan,
+        load,
+        { maxEventAgeHours: Number.POSITIVE_INFINITY },
+      );
+      const failed = checks.filter((c) => !c.ok);
+      if (failed.length) {
+        await dropDatabase(adminUrl, names.restored).catch(() => undefined);
+        throw new AttenduxError(
+          'RESTORE_FAILED',
+          `the restored database failed its checks (${failed.map((c) => `${c.name}: ${c.detail}`).join('; ')})`,
+          { hint: 'the live database was not touched' },
+        );
+      }
+      try {
+        await swap(adminUrl, prep.live, names.restored, names.old);
+      } catch (err) {
+        await dropDatabase(adminUrl, names.restored).catch(() => undefined);
+        throw err;
+      }
+      swapped = true;
+      if (opts.dropOld) await dropDatabase(adminUrl, names.old);
+      return {
+        plan,
+        database: prep.live,
+        oldDatabase: opts.dropOld ? null : names.old,
+        checks,
+        seconds: (Date.now() - t0) / 1000,
+      };
+    } finally {
+      await chain.cleanup();
+      await leaveMaintenance(dataDir).catch((err: unknown) => {
+        if (swapped) throw err;
+      });
+    }
+  } finally {
+    await prep.install.close();
+  }
+}
