@@ -7,6 +7,7 @@ import { registerTenant } from './tenant.js';
 import { registerUser } from './user.js';
 import { registerApiKey } from './apikey.js';
 import { registerBackup } from './backup.js';
+import { registerRestore } from './restore.js';
 
 /** Each module only declares flags; the work it does is imported lazily when the command runs. */
 export function registerCommands(program: Command): void {
@@ -18,4 +19,5 @@ export function registerCommands(program: Command): void {
   registerUser(program);
   registerApiKey(program);
   registerBackup(program);
+  registerRestore(program);
 }

@@ -56,26 +56,28 @@ async function copyFileInto(
   const streams = clients.map((c) => c.query(copyFrom(sql)));
   const done = streams.map((s) => finished(s));
   // A failing backend must stop the read loop, not leave it waiting for 'drain'.
-  let failure: Error | undefined;
-  done.forEach((p) =>
+  const state: { failure?: Error } = {};
+  for (const p of done)
     p.catch((err: unknown) => {
-      failure ??= err as Error;
-    }),
-  );
-  const source = createReadStream(file, { highWaterMark: 1 << 20 }).pipe(
-    createGunzip({ chunkSize: 1 << 18 }),
-  );
+      state.failure ??= err as Error;
+    });
+  const source = createGunzip({ chunkSize: 1 << 18 });
+  // A read error destroys the gunzip stream with it, which ends the loop below with that error.
+  pipeline(createReadStream(file, { highWaterMark: 1 << 20 }), source).catch(() => undefined);
   let carry: Buffer | null = null;
   let next = 0;
   let bytes = 0;
+  const check = (): void => {
+    if (state.failure) throw state.failure;
+  };
   const write = async (part: Buffer) => {
-    if (failure) throw failure;
+    check();
     // Prefer a stream that is not backed up; with one client this is always that one.
     let s = streams.find((x) => !x.writableNeedDrain);
     if (!s) {
       s = streams[next++ % streams.length]!;
       await Promise.race([once(s, 'drain'), ...done]);
-      if (failure) throw failure;
+      check();
     }
     s.write(part);
   };

@@ -1,0 +1,191 @@
+import type { Command } from 'commander';
+import { contextOf, type CliContext } from '../context.js';
+import { AttenduxError, usageError } from '../../errors.js';
+import type { RestoreProgress } from '../../core/restore/execute.js';
+import type { RestorePlan } from '../../core/restore/plan.js';
+
+interface RestoreFlags {
+  backup?: string;
+  at?: string;
+  into?: string;
+  inPlace?: boolean;
+  dropOld?: boolean;
+  tenant?: string;
+  drill?: boolean;
+  configOnly?: boolean;
+  identity?: string;
+  dryRun?: boolean;
+  yes?: boolean;
+  force?: boolean;
+}
+
+const mb = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MB`;
+
+function progress(ctx: CliContext) {
+  return (p: RestoreProgress) =>
+    ctx.progress(
+      p.phase === 'decrypt'
+        ? `decrypting and verifying ${p.backup ?? ''}`
+        : p.phase === 'load'
+          ? `loading ${p.table ?? ''}${p.bytes ? `: ${mb(p.bytes)}` : ''}`
+          : p.phase === 'apply'
+            ? `applying changes${p.table ? ` to ${p.table}` : ''}`
+            : p.phase === 'index'
+              ? 'building keys and indexes'
+              : p.phase === 'constraints'
+                ? 'checking foreign keys'
+                : p.phase === 'migrate'
+                  ? 'running newer migrations'
+                  : p.phase === 'check'
+                    ? 'checking the restored database'
+                    : 'creating the schema',
+    );
+}
+
+/** Flag combinations that make no sense are usage errors (exit 2), found before anything is opened. */
+function checkFlags(f: RestoreFlags): void {
+  const modes = [
+    f.into !== undefined && '--into',
+    f.inPlace && '--in-place',
+    f.tenant !== undefined && '--tenant',
+    f.drill && '--drill',
+    f.configOnly && '--config-only',
+  ].filter(Boolean);
+  if (modes.length > 1) throw usageError(`${modes.join(' and ')} cannot be combined`);
+  if (f.backup && f.at) throw usageError('give --backup ID or --at TIME, not both');
+  if (f.dropOld && !f.inPlace) throw usageError('--drop-old only goes with --in-place');
+  if (f.configOnly && f.at) throw usageError('--at does not apply to --config-only (use --backup ID)');
+  if (f.drill && (f.dryRun || f.force)) throw usageError('--drill takes neither --dry-run nor --force');
+  if (f.at !== undefined && Number.isNaN(new Date(f.at).getTime()))
+    throw usageError(`--at "${f.at}" is not a time`, 'an ISO 8601 time such as 2026-11-23T14:30:00Z');
+}
+
+async function printPlan(
+  ctx: CliContext,
+  plan: RestorePlan,
+  extra: Record<string, unknown> = {},
+): Promise<void> {
+  const { describePlan } = await import('../../core/restore/plan.js');
+  ctx.result({ dryRun: true, plan, ...extra }, () => [...describePlan(plan), 'dry run: nothing was changed']);
+}
+
+export function registerRestore(program: Command): void {
+  program
+    .command('restore')
+    .description(
+      'restore a backup point or time: into a new database (default), --in-place, one company (--tenant), a --drill, or --config-only',
+    )
+    .option('--backup <id>', 'restore this backup (with the full and incrementals before it)')
+    .option('--at <time>', 'restore the newest state at or before this time (ISO 8601)')
+    .option('--into <dbname>', 'the new database to restore into (default <live>_restore_<time>)')
+    .option('--in-place', 'replace the live database (maintenance mode, atomic swap, the old one kept)')
+    .option('--drop-old', 'with --in-place: drop the replaced database instead of keeping it')
+    .option('--tenant <company>', 'restore one company (slug or id) into the live database, others untouched')
+    .option('--drill', 'restore into a throwaway database, check it, drop it; exit 1 on any failed check')
+    .option('--config-only', 'bring back config, secrets and service files from a config backup')
+    .option(
+      '-i, --identity <file>',
+      'age identity file (else $ATTENDUX_BACKUP_IDENTITY, backup.identityFile)',
+    )
+    .option('--dry-run', 'print the plan (files, order, times, sizes, what is replaced) and change nothing')
+    .option('-y, --yes', 'do not ask for confirmation')
+    .option('--force', 'replace a target database (or config files) that already hold data')
+    .action(async (f: RestoreFlags, cmd: Command) => {
+      const ctx = contextOf(cmd);
+      checkFlags(f);
+      const base = {
+        ...ctx.location,
+        backupId: f.backup,
+        at: f.at,
+        identityFile: f.identity,
+        onProgress: progress(ctx),
+      };
+
+      if (f.configOnly) {
+        const { restoreConfig } = await import('../../core/restore/config.js');
+        if (f.force && !f.dryRun)
+          await ctx.confirm('overwrite existing config, secrets and service files?', f.yes);
+        const r = await restoreConfig({ ...base, force: f.force, dryRun: f.dryRun });
+        ctx.result(r, () => [
+          `${r.dryRun ? 'would restore' : 'restored'} from ${r.backup} (${r.createdAt}):`,
+          ...r.files.map(
+            (x) => `  ${x.path}${x.exists ? (r.dryRun ? ' (exists: needs --force)' : ' (overwritten)') : ''}`,
+          ),
+        ]);
+        return;
+      }
+
+      if (f.drill) {
+        const { restoreDrill } = await import('../../core/restore/drill.js');
+        const r = await restoreDrill(base);
+        ctx.progressDone();
+        ctx.result(r, () => [
+          `restore drill ${r.ok ? 'PASSED' : 'FAILED'} (${r.plan?.steps.map((s) => s.id).join(' + ') ?? 'no plan'}, ${r.seconds.toFixed(1)} s)`,
+          ...r.checks.map((c) => `  ${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.detail}`),
+        ]);
+        if (!r.ok)
+          throw new AttenduxError(
+            'RESTORE_DRILL_FAILED',
+            `restore drill failed: ${r.checks
+              .filter((c) => !c.ok)
+              .map((c) => `${c.name}: ${c.detail}`)
+              .join('; ')}`,
+            {
+              hint: 'the backups may not be restorable: investigate now and take a new full backup',
+              resultPrinted: true,
+            },
+          );
+        return;
+      }
+
+      if (f.tenant !== undefined) {
+        const { previewTenantRestore, restoreTenant } = await import('../../core/restore/tenant.js');
+        const { plan } = await previewTenantRestore({ ...base, tenant: f.tenant });
+        if (f.dryRun) return printPlan(ctx, plan);
+        await ctx.confirm(`${plan.effect}. Continue?`, f.yes);
+        const r = await restoreTenant({ ...base, tenant: f.tenant });
+        ctx.progressDone();
+        ctx.result(r, () => [
+          `restored company ${r.slug} (${r.tenantId}) to ${r.plan.pointInTime} in ${r.seconds.toFixed(1)} s:`,
+          ...Object.entries(r.tables).map(([t, n]) => `  ${t}: ${n.removed} removed, ${n.restored} restored`),
+        ]);
+        return;
+      }
+
+      if (f.inPlace) {
+        const { previewInPlace, restoreInPlace } = await import('../../core/restore/in-place.js');
+        const { plan } = await previewInPlace({ ...base, dropOld: f.dropOld });
+        if (f.dryRun) return printPlan(ctx, plan);
+        await ctx.confirm(`${plan.effect}. Continue?`, f.yes);
+        const r = await restoreInPlace({ ...base, dropOld: f.dropOld });
+        ctx.progressDone();
+        ctx.result(r, () => [
+          `restored ${r.database} to ${r.plan.pointInTime} in place in ${r.seconds.toFixed(1)} s`,
+          r.oldDatabase
+            ? `  the replaced database is kept as ${r.oldDatabase}`
+            : '  the replaced database was dropped',
+        ]);
+        return;
+      }
+
+      const { previewRestore, restoreInto } = await import('../../core/restore/execute.js');
+      const preview = await previewRestore({ ...base, into: f.into });
+      if (f.dryRun)
+        return printPlan(ctx, preview.plan, { database: preview.database, target: preview.target });
+      if (preview.target.notEmpty) {
+        if (!f.force)
+          throw new AttenduxError(
+            'RESTORE_TARGET_NOT_EMPTY',
+            `database ${preview.database} already exists and holds tables`,
+            { hint: 'pick another --into name, or pass --force to replace it' },
+          );
+        await ctx.confirm(`${preview.plan.effect}. Continue?`, f.yes);
+      }
+      const r = await restoreInto({ ...base, into: preview.database, force: f.force });
+      ctx.progressDone();
+      ctx.result(r, () => [
+        `restored ${r.plan.steps.length} backup(s) to ${r.plan.pointInTime} into database ${r.database} in ${r.seconds.toFixed(1)} s`,
+        ...r.next.map((l) => `  ${l}`),
+      ]);
+    });
+}

@@ -1,0 +1,142 @@
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { AttenduxError, isAttenduxError } from '../../errors.js';
+import { loadConfig, configCandidates, type ConfigLocation, type LoadedConfig } from '../config/load.js';
+import { pathExists, writeFileAtomic } from '../fs.js';
+import { readCatalog, newestOf } from '../backup/catalog.js';
+import { openBackup, readIdentityFile } from '../backup/format.js';
+import { sweepTempDirs } from './chain.js';
+
+export interface ConfigRestoreOptions extends ConfigLocation {
+  /** A config backup id; default the newest intact one. */
+  backupId?: string;
+  identityFile?: string;
+  /** Overwrite files that exist. */
+  force?: boolean;
+  /** Decrypt and list what would be written; write nothing. */
+  dryRun?: boolean;
+  /** Where the backups are when no config exists yet (default $ATTENDUX_BACKUP_DIR). */
+  backupDir?: string;
+  /** Where service files go (default /etc/systemd/system and /etc/cron.d). */
+  systemdDir?: string;
+  cronDir?: string;
+  tempRoot?: string;
+}
+
+export interface ConfigRestoreFile {
+  entry: string;
+  path: string;
+  bytes: number;
+  mode: number;
+  exists: boolean;
+}
+
+export interface ConfigRestoreResult {
+  backup: string;
+  createdAt: string;
+  dryRun: boolean;
+  files: ConfigRestoreFile[];
+}
+
+/**
+ * `attendux restore --config-only`: bring back the config file, the secrets file (without which encrypted
+ * face templates are lost) and the service files from a config backup, typically onto a new server where
+ * no config exists yet: the backups are then found through $ATTENDUX_BACKUP_DIR and the config is written
+ * to --config (or $ATTENDUX_CONFIG, or /etc/attendux/attendux.json). Existing files are never overwritten
+ * without `force`; every file is checked before the first one is written.
+ */
+export async function restoreConfig(opts: ConfigRestoreOptions): Promise<ConfigRestoreResult> {
+  let loaded: LoadedConfig | undefined;
+  try {
+    loaded = await loadConfig(opts);
+  } catch (err) {
+    if (!isAttenduxError(err) || err.code !== 'CONFIG_NOT_FOUND') throw err;
+  }
+  const env = opts.env ?? process.env;
+  const backupDir = opts.backupDir ?? loaded?.backupDir ?? env.ATTENDUX_BACKUP_DIR;
+  if (!backupDir)
+    throw new AttenduxError('USAGE', 'no config found, so the backup directory is not known', {
+      hint: 'set ATTENDUX_BACKUP_DIR to the directory holding the backups (e.g. copied from the old server)',
+    });
+  const target =
+    loaded?.path ??
+    (opts.configPath || env.ATTENDUX_CONFIG ? configCandidates(opts)[0]! : '/etc/attendux/attendux.json');
+  const identityFile =
+    opts.identityFile ?? env.ATTENDUX_BACKUP_IDENTITY ?? loaded?.config.backup.identityFile;
+  if (!identityFile)
+    throw new AttenduxError(
+      'USAGE',
+      'restore needs the backup identity (the age private key) to decrypt the backups',
+      {
+        hint: 'pass --identity FILE or set $ATTENDUX_BACKUP_IDENTITY',
+      },
+    );
+  const identities = await readIdentityFile(identityFile);
+  const catalog = await readCatalog(backupDir);
+  const chosen = opts.backupId
+    ? catalog.backups.find((b) => b.id === opts.backupId)
+    : newestOf(catalog, 'config');
+  if (!chosen)
+    throw new AttenduxError(
+      'RESTORE_NO_BACKUP',
+      opts.backupId
+        ? `no backup "${opts.backupId}" in ${backupDir}`
+        : `no intact config backup in ${backupDir}`,
+      { hint: 'see `attendux backup list`' },
+    );
+  if (chosen.kind !== 'config')
+    throw new AttenduxError('USAGE', `${chosen.id} is a ${chosen.kind} backup, not a config backup`, {
+      hint: 'drop --config-only to restore a database backup',
+    });
+  await sweepTempDirs(opts.tempRoot);
+  const opened = await openBackup({ backupDir, id: chosen.id, identities, tempRoot: opts.tempRoot });
+  try {
+    const entries = opened.manifest.entries.filter((e) => e.name.startsWith('config/'));
+    if (entries.length < 2)
+      throw new AttenduxError('BACKUP_CORRUPT', `${chosen.id} holds no config and secrets file`);
+    const configText = await readFile(join(opened.dir, entries[0]!.name), 'utf8');
+    let secretsFile: string | undefined;
+    try {
+      secretsFile = (JSON.parse(configText) as { secretsFile?: string }).secretsFile;
+    } catch {
+      throw new AttenduxError('BACKUP_CORRUPT', `${chosen.id}: the config file in it is not JSON`);
+    }
+    const configDir = dirname(resolve(target));
+    const secretsTarget = secretsFile
+      ? isAbsolute(secretsFile)
+        ? secretsFile
+        : resolve(configDir, secretsFile)
+      : join(configDir, 'attendux.secrets.json');
+    const files: ConfigRestoreFile[] = [];
+    for (const [i, e] of entries.entries()) {
+      const name = basename(e.name);
+      const path =
+        i === 0
+          ? resolve(target)
+          : i === 1
+            ? secretsTarget
+            : /\.(service|timer)$/.test(name)
+              ? join(opts.systemdDir ?? '/etc/systemd/system', name)
+              : join(opts.cronDir ?? '/etc/cron.d', name);
+      files.push({
+        entry: e.name,
+        path,
+        bytes: e.bytes,
+        mode: i === 1 ? 0o600 : 0o644,
+        exists: await pathExists(path),
+      });
+    }
+    const existing = files.filter((f) => f.exists);
+    if (existing.length && !opts.force && !opts.dryRun)
+      throw new AttenduxError(
+        'RESTORE_TARGET_NOT_EMPTY',
+        `${existing.map((f) => f.path).join(', ')} already exist${existing.length === 1 ? 's' : ''}; nothing was written`,
+        { hint: 'pass --force to overwrite them, or --config to write the config elsewhere' },
+      );
+    if (!opts.dryRun)
+      for (const f of files) await writeFileAtomic(f.path, await readFile(join(opened.dir, f.entry)), f.mode);
+    return { backup: chosen.id, createdAt: chosen.createdAt, dryRun: opts.dryRun === true, files };
+  } finally {
+    await opened.cleanup();
+  }
+}
