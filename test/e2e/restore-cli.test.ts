@@ -87,12 +87,14 @@ describe('attendux restore (binary)', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`restored 2 backup\\(s\\) to .* into database ${into}`));
     expect(r.stdout).toMatch(/point database.url and database.adminUrl at it/);
-    const { audit_log: _a, ...live } = await tableChecksums(db.adminUrl);
-    const { audit_log: _b, ...copy } = await tableChecksums(urlOf(db, into));
-    expect(copy).toEqual(live);
+    // The live audit log also holds the incremental's own entry, written after its snapshot.
+    const withoutAudit = (x: Record<string, string>) => Object.entries(x).filter(([t]) => t !== 'audit_log');
+    expect(withoutAudit(await tableChecksums(urlOf(db, into)))).toEqual(
+      withoutAudit(await tableChecksums(db.adminUrl)),
+    );
   });
 
-  it('takes the identity from $ATTENDUX_BACKUP_IDENTITY', async () => {
+  it('takes the identity from $ATTENDUX_BACKUP_IDENTITY', () => {
     const into = name('envid');
     const r = run(['restore', '--into', into, '--json'], { ATTENDUX_BACKUP_IDENTITY: inst.identityFile });
     expect(r.stderr).toBe('');
@@ -100,7 +102,7 @@ describe('attendux restore (binary)', () => {
     expect((JSON.parse(r.stdout) as { database: string }).database).toBe(into);
   });
 
-  it('refuses a non-empty target without --force: exit 1 with the reason and a hint', async () => {
+  it('refuses a non-empty target without --force: exit 1 with the reason and a hint', () => {
     const into = name('busy');
     expect(run(['restore', '--into', into, '-i', inst.identityFile]).code).toBe(0);
     const r = run(['restore', '--into', into, '-i', inst.identityFile]);
@@ -178,7 +180,7 @@ describe('attendux restore (binary)', () => {
     expect(r.stderr).toMatch(/refusing without --yes/);
   });
 
-  it('previews and restores one company with --tenant', async () => {
+  it('previews and restores one company with --tenant', () => {
     const dry = run(['restore', '--tenant', slug, '--dry-run']);
     expect(dry.code).toBe(0);
     expect(dry.stdout).toMatch(new RegExp(`REPLACES every row of company ${slug}`));
