@@ -46,7 +46,12 @@ function urlFor(db: string, user: string): string {
   return u.toString();
 }
 
-async function ensureDatabase(name: string, events: number, companies: number, employees: number): Promise<void> {
+async function ensureDatabase(
+  name: string,
+  events: number,
+  companies: number,
+  employees: number,
+): Promise<void> {
   const c = await connectClient(su);
   let exists: boolean;
   try {
@@ -58,7 +63,9 @@ async function ensureDatabase(name: string, events: number, companies: number, e
   const owner = `${name}_owner`;
   if (exists) {
     const pool = createPool(urlFor(name, owner), 1);
-    const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM attendance_events').catch(() => ({ rows: [{ n: 0 }] }));
+    const { rows } = await pool
+      .query<{ n: number }>('SELECT count(*)::int AS n FROM attendance_events')
+      .catch(() => ({ rows: [{ n: 0 }] }));
     await pool.end();
     if (rows[0]!.n >= events) return;
     const c2 = await connectClient(su);
@@ -94,14 +101,24 @@ async function writeInstall(name: string): Promise<{ config: string; identity: s
     config,
     JSON.stringify({
       dataDir: 'data',
-      database: { url: urlFor(name, `${name}_app`), adminUrl: urlFor(name, `${name}_owner`), appRole: `${name}_app` },
+      database: {
+        url: urlFor(name, `${name}_app`),
+        adminUrl: urlFor(name, `${name}_owner`),
+        appRole: `${name}_app`,
+      },
       backup: { recipients: [recipient] },
     }),
   );
   const key = () => randomBytes(32).toString('base64');
   await writeFile(
     join(dir, 'attendux.secrets.json'),
-    JSON.stringify({ sessionKey: key(), apiKeyHmacKey: key(), auditPepper: key(), dataKeys: { k1: key() }, activeDataKeyId: 'k1' }),
+    JSON.stringify({
+      sessionKey: key(),
+      apiKeyHmacKey: key(),
+      auditPepper: key(),
+      dataKeys: { k1: key() },
+      activeDataKeyId: 'k1',
+    }),
     { mode: 0o600 },
   );
   return { config, identity };
@@ -124,7 +141,8 @@ function timed(cmd: string, args: string[]): Promise<Timed> {
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     child.on('exit', (code) => {
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      if (code !== 0) return reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err.slice(-2000)}`));
+      if (code !== 0)
+        return reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err.slice(-2000)}`));
       const kb = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(err)?.[1] ?? 0);
       resolve({ seconds, peakRssMb: kb / 1024, stdout: out });
     });
@@ -144,7 +162,12 @@ async function main(): Promise<void> {
   const big = 'attendux_bench_backup';
   const small = 'attendux_bench_backup_small';
   await ensureDatabase(big, events, companies, employees);
-  await ensureDatabase(small, Math.floor(events / 10), Math.max(1, Math.floor(companies / 10)), Math.floor(employees / 10));
+  await ensureDatabase(
+    small,
+    Math.floor(events / 10),
+    Math.max(1, Math.floor(companies / 10)),
+    Math.floor(employees / 10),
+  );
   const bigInst = await writeInstall(big);
   const smallInst = await writeInstall(small);
 
@@ -154,7 +177,9 @@ async function main(): Promise<void> {
   await attendux(smallInst.config, 'backup', 'full');
   const c = await connectClient(urlFor(big, `${big}_owner`));
   await c.query('VACUUM ANALYZE change_log');
-  const { rows: sz } = await c.query<{ db: string }>('SELECT pg_size_pretty(pg_database_size(current_database())) AS db');
+  const { rows: sz } = await c.query<{ db: string }>(
+    'SELECT pg_size_pretty(pg_database_size(current_database())) AS db',
+  );
   await c.end();
 
   const dumpFile = join(WORK, 'pg_dump.Fc');
@@ -163,16 +188,26 @@ async function main(): Promise<void> {
   await rm(dumpFile, { force: true });
 
   const full = await attendux(bigInst.config, 'backup', 'full', '--json');
-  const fullSide = (JSON.parse(full.stdout) as { sidecar: { id: string; bytes: number; durationMs: number } }).sidecar;
+  const fullSide = (JSON.parse(full.stdout) as { sidecar: { id: string; bytes: number; durationMs: number } })
+    .sidecar;
   const smallFull = await attendux(smallInst.config, 'backup', 'full', '--json');
 
   const u = await connectClient(urlFor(big, `${big}_owner`));
   const { rowCount } = await u.query('UPDATE attendance_events SET flagged = NOT flagged WHERE id % 100 = 0');
   await u.end();
   const inc = await attendux(bigInst.config, 'backup', 'incremental', '--json');
-  const incSide = (JSON.parse(inc.stdout) as { sidecar: { bytes: number; rows: number; durationMs: number } }).sidecar;
+  const incSide = (JSON.parse(inc.stdout) as { sidecar: { bytes: number; rows: number; durationMs: number } })
+    .sidecar;
 
-  const verify = await attendux(bigInst.config, 'backup', 'verify', fullSide.id, '--identity', bigInst.identity, '--json');
+  const verify = await attendux(
+    bigInst.config,
+    'backup',
+    'verify',
+    fullSide.id,
+    '--identity',
+    bigInst.identity,
+    '--json',
+  );
   const v = (JSON.parse(verify.stdout) as { backups: { bytes: number; seconds: number }[] }).backups[0]!;
 
   const mb = (b: number) => b / 1024 / 1024;
