@@ -213,7 +213,9 @@ export class EntryQueue implements AsyncIterable<StagedEntry> {
         const item = this.items.shift();
         if (item) return Promise.resolve({ value: item, done: false });
         if (this.closed)
-          return this.error ? Promise.reject(this.error) : Promise.resolve({ value: undefined, done: true });
+          return this.error
+            ? Promise.reject(this.error as Error)
+            : Promise.resolve({ value: undefined, done: true });
         return new Promise((resolve, reject) => {
           this.waiting = resolve;
           this.failWaiting = reject;
