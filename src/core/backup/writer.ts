@@ -186,7 +186,7 @@ export class EntryQueue implements AsyncIterable<StagedEntry> {
   private waiting: ((v: IteratorResult<StagedEntry>) => void) | undefined;
   private failWaiting: ((err: unknown) => void) | undefined;
   private closed = false;
-  private error: unknown;
+  private error: Error | undefined;
 
   push(e: StagedEntry): void {
     if (this.waiting) {
@@ -198,11 +198,11 @@ export class EntryQueue implements AsyncIterable<StagedEntry> {
 
   close(err?: unknown): void {
     this.closed = true;
-    this.error = err;
+    this.error = err === undefined ? undefined : err instanceof Error ? err : new Error(String(err));
     if (this.waiting) {
       const [w, f] = [this.waiting, this.failWaiting!];
       this.waiting = this.failWaiting = undefined;
-      if (err) f(err);
+      if (this.error) f(this.error);
       else w({ value: undefined, done: true });
     }
   }
@@ -213,9 +213,7 @@ export class EntryQueue implements AsyncIterable<StagedEntry> {
         const item = this.items.shift();
         if (item) return Promise.resolve({ value: item, done: false });
         if (this.closed)
-          return this.error
-            ? Promise.reject(this.error as Error)
-            : Promise.resolve({ value: undefined, done: true });
+          return this.error ? Promise.reject(this.error) : Promise.resolve({ value: undefined, done: true });
         return new Promise((resolve, reject) => {
           this.waiting = resolve;
           this.failWaiting = reject;
