@@ -198,7 +198,12 @@ export class EntryQueue implements AsyncIterable<StagedEntry> {
 
   close(err?: unknown): void {
     this.closed = true;
-    this.error = err === undefined ? undefined : err instanceof Error ? err : new Error(String(err));
+    this.error =
+      err === undefined
+        ? undefined
+        : err instanceof Error
+          ? err
+          : new Error('backup entry producer failed', { cause: err });
     if (this.waiting) {
       const [w, f] = [this.waiting, this.failWaiting!];
       this.waiting = this.failWaiting = undefined;
