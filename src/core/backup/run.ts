@@ -168,9 +168,6 @@ export async function runDatabaseBackup(
     const cleanedUp = await cleanupLeftovers(backupDir);
     const env: RunEnv = { loaded, install, backupDir, recipients, lockClient };
     const out = await fn(env, (s) => (stage = s));
-      if (process.env.ATTENDUX_TRACE) console.error(new Date().toISOString(), s);
-      stage = s;
-    });
     stage = 'recording the result';
     await appendAudit(install.admin, {
       tenantId: SYSTEM_TENANT,
