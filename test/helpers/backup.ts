@@ -68,8 +68,12 @@ export async function makeInstall(
   };
 }
 
-export async function patchConfig(inst: TestInstall, fn: (c: Record<string, any>) => void): Promise<void> {
-  const c = JSON.parse(await readFile(inst.configPath, 'utf8')) as Record<string, any>;
+// Tests poke at arbitrary config keys, including invalid ones; the loader validates what they write.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type LooseConfig = Record<string, any>;
+
+export async function patchConfig(inst: TestInstall, fn: (c: LooseConfig) => void): Promise<void> {
+  const c = JSON.parse(await readFile(inst.configPath, 'utf8')) as LooseConfig;
   fn(c);
   await writeFile(inst.configPath, JSON.stringify(c, null, 2) + '\n');
 }

@@ -65,7 +65,7 @@ async function restoreByHand(
     'SET session_replication_role = replica',
   ];
   for (const t of manifest.tables) {
-    args.push('-c', `\\copy ${t.name} FROM PROGRAM 'zcat ${join(dir, t.entry)}'`);
+    for (const e of t.entries) args.push('-c', `\\copy ${t.name} FROM PROGRAM 'zcat ${join(dir, e)}'`);
   }
   execFileSync('psql', args, { stdio: 'pipe' });
   return { db: target, dir, manifest };
@@ -173,7 +173,7 @@ describe('full and incremental backups', () => {
         const opened = await openBackup({ backupDir: inst.backupDir, id, identities: [inst.identity] });
         try {
           expect(opened.manifest.parent).toBe(id === incs[0] ? full.sidecar.id : incs[incs.indexOf(id) - 1]);
-          const ids = await changeIdsFrom(opened.dir);
+          const ids = changeIdsFrom(opened.dir);
           for (const cid of ids) {
             expect(seen.has(cid)).toBe(false);
             seen.add(cid);
@@ -204,7 +204,7 @@ function expectSameButNewestAudit(source: Record<string, string>, copy: Record<s
   expect(Number(a!.split(':')[0])).toBe(Number(b!.split(':')[0]) + 1);
 }
 
-async function changeIdsFrom(dir: string): Promise<number[]> {
+function changeIdsFrom(dir: string): number[] {
   const text = execFileSync('zcat', [join(dir, 'data/changes.copy.gz')], { encoding: 'utf8' });
   return text
     .split('\n')

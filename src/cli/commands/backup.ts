@@ -6,7 +6,12 @@ import type { BackupProgress, BackupRunResult } from '../../core/backup/run.js';
 const mb = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MB`;
 
 function progressLine(ctx: CliContext) {
-  return (p: BackupProgress) =>
+  let last = 0;
+  return (p: BackupProgress) => {
+    // Callbacks come per 64 KiB chunk; a terminal needs a few updates a second.
+    const now = Date.now();
+    if (now - last < 200) return;
+    last = now;
     ctx.progress(
       p.phase === 'copy'
         ? `copying ${p.table ?? ''}: ${mb(p.bytes)} compressed`
@@ -14,6 +19,18 @@ function progressLine(ctx: CliContext) {
           ? `encrypting: ${mb(p.bytes)} written`
           : 'config',
     );
+  };
+}
+
+function throttled<T>(fn: (v: T) => void): (v: T) => void {
+  let last = 0;
+  return (v: T) => {
+    const now = Date.now();
+    if (now - last >= 200) {
+      last = now;
+      fn(v);
+    }
+  };
 }
 
 /** Backups are run by cron: silent on success unless someone watches a terminal (or asked for --json). */
@@ -126,7 +143,9 @@ export function registerBackup(program: Command): void {
         id,
         all: flags.all,
         identityFile: flags.identity,
-        onProgress: (p) => ctx.progress(`verifying ${p.id}: ${mb(p.bytes)} of ${mb(p.total)}`),
+        onProgress: throttled((p: { id: string; bytes: number; total: number }) =>
+          ctx.progress(`verifying ${p.id}: ${mb(p.bytes)} of ${mb(p.total)}`),
+        ),
       });
       ctx.progressDone();
       ctx.result(r, () =>

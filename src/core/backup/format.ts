@@ -13,7 +13,8 @@ import { AgeDecryptError, AgeDecryptStream } from './age-stream.js';
  * The backup format, version 1. One backup is two files in the backup dir:
  *
  *   <id>.tar.age   age-encrypted (X25519, to every configured recipient) POSIX tar of
- *                    data/<table>.copy.gz   (full) COPY text format of the table, gzip (maybe multi-member)
+ *                    data/<table>.copy.gz   (full) COPY text format of the table, gzip; a big table is
+ *                                           data/<table>.<n>.copy.gz, n = 0.. (block ranges, see tables[].entries)
  *                    data/changes.copy.gz   (incremental) COPY text of change_log rows, see CHANGE_COLUMNS
  *                    config/<name>          (config) the config file, the secrets file, service files
  *                    manifest.json          always the LAST entry (its checksums cover the entries before it)
@@ -53,7 +54,12 @@ export interface ManifestTable {
   name: string;
   /** Rows in the full backup's snapshot. */
   rows: number;
-  entry: string;
+  /**
+   * The table's tar entries, COPY text gzip each: one (data/<table>.copy.gz), or for a big table several
+   * block ranges (data/<table>.<n>.copy.gz) that together hold every row once, loadable in any order or
+   * in parallel.
+   */
+  entries: string[];
   /** Primary-key columns, in key order. */
   primaryKey: string[];
 }

@@ -127,9 +127,9 @@ async function incrementalBody(
       recipients: env.recipients,
       entries: [{ name: CHANGES_ENTRY, files: [file] }],
       startedAt,
-      rows: count,
+      rows: () => count,
       onBytes: (n) => opts.onProgress?.({ phase: 'archive', bytes: n }),
-      manifest: {
+      manifest: () => ({
         id,
         kind: 'incremental',
         parent: parent.id,
@@ -144,7 +144,7 @@ async function incrementalBody(
         tables: [],
         changes: { count, byTable, firstId: first, lastId: last },
         contentHash: null,
-      },
+      }),
     });
     await trimChangeLog(env.lockClient, snapshot).catch(() => undefined);
     return { sidecar };

@@ -157,6 +157,8 @@ export async function runDatabaseBackup(
   let release: (() => Promise<void>) | undefined;
   try {
     const recipients = requireRecipients(loaded);
+    // Loading typage takes a noticeable part of a small incremental's time: overlap it with the database work.
+    void import('age-encryption').catch(() => undefined);
     await ensureBackupDir(backupDir);
     const lock = await acquireFileLock(loaded.config.dataDir, `backup ${kind}`);
     release = () => lock.release();
