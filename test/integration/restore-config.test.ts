@@ -88,7 +88,7 @@ describe('restore --config-only', () => {
       '-i',
       inst.identityFile,
     ];
-    const env = { ...process.env, ATTENDUX_BACKUP_DIR: inst.backupDir };
+    const env: NodeJS.ProcessEnv = { ...process.env, ATTENDUX_BACKUP_DIR: inst.backupDir };
     delete env.ATTENDUX_BACKUP_IDENTITY;
     // Service files would go to /etc: this install's config backup is restored without them by --dry-run first.
     const dry = spawnSync(process.execPath, [...args, '--dry-run', '--json'], { env, encoding: 'utf8' });

@@ -165,17 +165,37 @@ export async function loadChain(
     for (const i of idx) await ddl(main, 'DROP INDEX %s', i.name);
     for (const t of names) await ddl(main, 'ALTER TABLE %I DISABLE TRIGGER USER', t);
 
-    // Load: tables in turn, each big file split over both connections (COPY parsing is the server's work).
+    // Load: tables in turn; a table's block-range entries go to both connections at once, and a single
+    // big entry is split between them (COPY parsing is the server's work, one core per connection).
     const rows: Record<string, number> = {};
     const dir = chain.steps[0]!.backup.dir;
+    const sizes = new Map(chain.steps[0]!.backup.entries.map((e) => [e.name, e.bytes]));
     for (const t of tables) {
       const sql = await sqlf(main, 'COPY %I FROM STDIN', t.name);
-      const file = join(dir, t.entry);
-      const entry = chain.steps[0]!.backup.entries.find((e) => e.name === t.entry);
-      const clients = (entry?.bytes ?? 0) > 4 << 20 ? [main, helper] : [main];
-      rows[t.name] = await copyFileInto(clients, sql, file, (b) =>
-        progress({ phase: 'load', table: t.name, bytes: b }),
-      );
+      const entries = tableEntries(t);
+      const seen = new Map<string, number>();
+      const onBytes = (name: string) => (b: number) => {
+        seen.set(name, b);
+        progress({ phase: 'load', table: t.name, bytes: [...seen.values()].reduce((x, y) => x + y, 0) });
+      };
+      if (entries.length === 1) {
+        const big = (sizes.get(entries[0]!) ?? 0) > 4 << 20;
+        rows[t.name] = await copyFileInto(
+          big ? [main, helper] : [main],
+          sql,
+          join(dir, entries[0]!),
+          onBytes(entries[0]!),
+        );
+      } else {
+        const queue = [...entries];
+        let n = 0;
+        const worker = async (c: pg.Client) => {
+          for (let e = queue.shift(); e; e = queue.shift())
+            n += await copyFileInto([c], sql, join(dir, e), onBytes(e));
+        };
+        await Promise.all([worker(main), worker(helper)]);
+        rows[t.name] = n;
+      }
     }
 
     // Keys first (the changes are matched on them), on two connections, biggest tables first.
@@ -217,6 +237,12 @@ export async function loadChain(
     await helper.end().catch(() => undefined);
     await main.end().catch(() => undefined);
   }
+}
+
+/** The tar entries holding a table's rows (format 1 before per-part entries named one `entry`). */
+export function tableEntries(t: ManifestTable): string[] {
+  const legacy = (t as unknown as { entry?: string }).entry;
+  return t.entries?.length ? t.entries : legacy ? [legacy] : [];
 }
 
 /** A constraint definition goes into a format() template: its own % signs must stay literal. */

@@ -8,7 +8,7 @@ import { connectClient } from '../../db/pool.js';
 import { schemaVersion } from '../../db/migrate.js';
 import { openChain, planFromCatalog, restoreIdentities } from './chain.js';
 import { prepare, writeRestoreAudit, type RestoreOptions } from './execute.js';
-import { applyChanges, sqlf } from './load.js';
+import { applyChanges, sqlf, tableEntries } from './load.js';
 import type { RestorePlan } from './plan.js';
 
 export interface TenantRestoreOptions extends RestoreOptions {
@@ -99,7 +99,8 @@ export async function restoreTenant(opts: TenantRestoreOptions): Promise<TenantR
           ? await sqlf(c, 'COPY %I FROM STDIN WHERE %s', stage(table), where)
           : await sqlf(c, 'COPY %I FROM STDIN', stage(table));
         opts.onProgress?.({ phase: 'load', table });
-        await pipeline(createReadStream(join(dir, t.entry)), createGunzip(), c.query(copyFrom(sql)));
+        for (const e of tableEntries(t))
+          await pipeline(createReadStream(join(dir, e)), createGunzip(), c.query(copyFrom(sql)));
       };
       // The companies table is small: load it whole to find the company by slug at that point too.
       await load('tenants', null);
