@@ -4,22 +4,13 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, inject } from 'vitest';
-import { connectClient, ddl } from '../../src/db/pool.js';
+import { dropInstall } from '../helpers/db.js';
 import { BIN } from '../helpers/cli.js';
 
 const { superuserUrl } = inject('pg');
 const database = `attendux_tty_${randomBytes(3).toString('hex')}`;
 
-afterAll(async () => {
-  const su = await connectClient(superuserUrl);
-  try {
-    await ddl(su, 'DROP DATABASE IF EXISTS %I WITH (FORCE)', database);
-    await ddl(su, 'DROP ROLE IF EXISTS %I', `${database}_owner`);
-    await ddl(su, 'DROP ROLE IF EXISTS %I', `${database}_app`);
-  } finally {
-    await su.end();
-  }
-});
+afterAll(() => dropInstall(superuserUrl, database));
 
 /**
  * Drive a command through a real pseudo-terminal (util-linux `script`), answering each prompt once its text

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it, inject } from 'vitest';
-import { connectClient, ddl } from '../../src/db/pool.js';
+import { dropInstall } from '../helpers/db.js';
 import { pathExists } from '../../src/core/fs.js';
 import { freePort } from '../helpers/global-setup.js';
 import { runCli, spawnCli } from '../helpers/cli.js';
@@ -12,16 +12,7 @@ const { superuserUrl } = inject('pg');
 const databases: string[] = [];
 
 afterAll(async () => {
-  const su = await connectClient(superuserUrl);
-  try {
-    for (const d of databases) {
-      await ddl(su, 'DROP DATABASE IF EXISTS %I WITH (FORCE)', d);
-      await ddl(su, 'DROP ROLE IF EXISTS %I', `${d}_owner`);
-      await ddl(su, 'DROP ROLE IF EXISTS %I', `${d}_app`);
-    }
-  } finally {
-    await su.end();
-  }
+  for (const d of databases) await dropInstall(superuserUrl, d);
 });
 
 async function waitFor(url: string, ms: number): Promise<Response> {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it, inject } from 'vitest';
 import { initInstall, type InitOptions } from '../../src/core/init.js';
-import { connectClient, ddl } from '../../src/db/pool.js';
+import { dropInstall } from '../helpers/db.js';
 import { withInstall } from '../../src/core/install.js';
 import { generateAgeKeyPair } from '../../src/crypto/age.js';
 
@@ -31,16 +31,7 @@ async function options(extra: Partial<InitOptions> = {}): Promise<InitOptions> {
 }
 
 afterAll(async () => {
-  const su = await connectClient(superuserUrl);
-  try {
-    for (const db of created) {
-      await ddl(su, 'DROP DATABASE IF EXISTS %I WITH (FORCE)', db);
-      await ddl(su, 'DROP ROLE IF EXISTS %I', `${db}_owner`);
-      await ddl(su, 'DROP ROLE IF EXISTS %I', `${db}_app`);
-    }
-  } finally {
-    await su.end();
-  }
+  for (const d of created) await dropInstall(superuserUrl, d);
 });
 
 describe('attendux init against an existing PostgreSQL', () => {
