@@ -32,6 +32,14 @@ export interface RouteSpec {
   handler(ctx: RequestContext): Promise<unknown>;
 }
 
+export type RouteInfo = Pick<RouteSpec, 'method' | 'url' | 'roles' | 'scope'>;
+const tables = new WeakMap<FastifyInstance, RouteInfo[]>();
+
+/** The authenticated routes of an app with their roles and API-key scope (README table, RBAC tests). */
+export function routeTable(app: FastifyInstance): RouteInfo[] {
+  return [...(tables.get(app) ?? [])];
+}
+
 export function auditHashes(req: FastifyRequest, deps: ServerDeps) {
   return {
     ipHash: pepperedHash(deps.secrets.auditPepper, req.ip),
@@ -51,6 +59,9 @@ export function allowed(spec: Pick<RouteSpec, 'roles' | 'scope'>, p: Principal):
  * with the caller's company set for row-level security.
  */
 export function defineRoute(app: FastifyInstance, deps: ServerDeps, spec: RouteSpec): void {
+  let list = tables.get(app);
+  if (!list) tables.set(app, (list = []));
+  list.push({ method: spec.method, url: spec.url, roles: spec.roles, scope: spec.scope });
   app.route({
     method: spec.method,
     url: spec.url,
