@@ -192,9 +192,20 @@ function requestOrigin(req: FastifyRequest): string | undefined {
   return undefined;
 }
 
+/** Origins compared in URL-normalised form (scheme and host lower case, default port dropped). */
+function normalOrigin(s: string): string | undefined {
+  try {
+    return new URL(s).origin;
+  } catch {
+    return undefined;
+  }
+}
+
 export function originAllowed(req: FastifyRequest, deps: ServerDeps, origin: string): boolean {
-  if (deps.server.allowedOrigins.includes(origin)) return true;
-  return origin === `${req.protocol}://${req.host}`;
+  const o = normalOrigin(origin);
+  if (!o) return false;
+  if (deps.server.allowedOrigins.some((a) => normalOrigin(a) === o)) return true;
+  return o === normalOrigin(`${req.protocol}://${req.host}`);
 }
 
 /**
