@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify';
 import cookie from '@fastify/cookie';
 import rateLimit from '@fastify/rate-limit';
 import type { Install } from '../core/install.js';
@@ -72,6 +72,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     return503OnClosing: true,
+    // Router-level errors (an overlong or undecodable path) answer in the same error shape as the rest.
+    frameworkErrors: (_err: Error, _req: unknown, reply: FastifyReply) =>
+      sendError(reply, 400, { error: { code: 'VALIDATION_FAILED', message: 'the URL is malformed or too long' } }),
     ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key, minVersion: 'TLSv1.2' as const } } : {}),
   } as FastifyServerOptions) as unknown as FastifyInstance;
 
@@ -98,6 +101,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   });
 
   installErrorHandler(app);
+  // JSON only: a text/plain body is refused with 415 rather than parsed as a string.
+  app.removeContentTypeParser('text/plain');
 
   // First of all: maintenance (a restore is swapping the database) answers 503 to everything but liveness.
   app.addHook('onRequest', async (req, reply) => {
