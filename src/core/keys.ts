@@ -22,7 +22,9 @@ export async function showKeys(install: Install): Promise<KeysReport> {
   const counts = new Map(rows.map((r) => [r.id, r.n]));
   const ids = new Set([...Object.keys(secrets.dataKeys), ...counts.keys()]);
   return {
-    dataKeys: [...ids].sort().map((id) => ({ id, active: id === secrets.activeDataKeyId, templates: counts.get(id) ?? 0 })),
+    dataKeys: [...ids]
+      .sort()
+      .map((id) => ({ id, active: id === secrets.activeDataKeyId, templates: counts.get(id) ?? 0 })),
     backupRecipients: install.loaded.config.backup.recipients,
     backupIdentityFile: install.loaded.config.backup.identityFile ?? null,
   };
@@ -81,10 +83,18 @@ export async function resealAll(
   onProgress?: (done: number) => void,
 ): Promise<number> {
   let done = 0;
-  let after: [string, string] = ['00000000-0000-0000-0000-000000000000', '00000000-0000-0000-0000-000000000000'];
+  let after: [string, string] = [
+    '00000000-0000-0000-0000-000000000000',
+    '00000000-0000-0000-0000-000000000000',
+  ];
   for (;;) {
     const n = await inTransaction(install.admin, async (c) => {
-      const { rows } = await c.query<{ tenant_id: string; id: string; face_template: Buffer; face_key_id: string }>(
+      const { rows } = await c.query<{
+        tenant_id: string;
+        id: string;
+        face_template: Buffer;
+        face_key_id: string;
+      }>(
         `SELECT tenant_id, id, face_template, face_key_id FROM employees
           WHERE face_key_id IS NOT NULL AND face_key_id <> $1 AND (tenant_id, id) > ($2::uuid, $3::uuid)
           ORDER BY tenant_id, id LIMIT $4 FOR UPDATE`,

@@ -40,7 +40,10 @@ export async function leaveMaintenance(dataDir: string): Promise<boolean> {
     await unlink(maintenancePath(dataDir));
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
-    throw new AttenduxError('IO_ERROR', `cannot remove ${maintenancePath(dataDir)}: ${(err as Error).message}`);
+    throw new AttenduxError(
+      'IO_ERROR',
+      `cannot remove ${maintenancePath(dataDir)}: ${(err as Error).message}`,
+    );
   }
   await fsyncDir(dataDir);
   return true;
@@ -73,7 +76,10 @@ export async function readMaintenance(dataDir: string): Promise<MaintenanceState
  * A cheap check for the request path: the file is read at most once per `ttlMs`, so a busy server does not
  * stat on every request, and a restore's switch is seen within that time.
  */
-export function maintenanceWatcher(dataDir: string, ttlMs = 1000): () => Promise<MaintenanceState | undefined> {
+export function maintenanceWatcher(
+  dataDir: string,
+  ttlMs = 1000,
+): () => Promise<MaintenanceState | undefined> {
   let checkedAt = 0;
   let current: MaintenanceState | undefined;
   let pending: Promise<MaintenanceState | undefined> | undefined;

@@ -37,11 +37,18 @@ export function grossPayMinor(
   hourlyRateMinor: number,
   multiplierPercent: number,
 ): number {
-  for (const [name, v] of Object.entries({ regularMinutes, overtimeMinutes, hourlyRateMinor, multiplierPercent })) {
-    if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`${name} must be a non-negative integer, got ${v}`);
+  for (const [name, v] of Object.entries({
+    regularMinutes,
+    overtimeMinutes,
+    hourlyRateMinor,
+    multiplierPercent,
+  })) {
+    if (!Number.isSafeInteger(v) || v < 0)
+      throw new RangeError(`${name} must be a non-negative integer, got ${v}`);
   }
   const rate = BigInt(hourlyRateMinor);
-  const num = BigInt(regularMinutes) * rate * 100n + BigInt(overtimeMinutes) * rate * BigInt(multiplierPercent);
+  const num =
+    BigInt(regularMinutes) * rate * 100n + BigInt(overtimeMinutes) * rate * BigInt(multiplierPercent);
   return Number(divRoundHalfUp(num, 6000n));
 }
 
@@ -52,7 +59,11 @@ export interface PayrollLine {
 }
 
 /** Overtime is per day; pay is computed once over the period's totals so rounding happens once. */
-export function payrollForDays(days: readonly DayMinutes[], rateMinor: number, rule: OvertimeRule): PayrollLine {
+export function payrollForDays(
+  days: readonly DayMinutes[],
+  rateMinor: number,
+  rule: OvertimeRule,
+): PayrollLine {
   let regular = 0;
   let overtime = 0;
   for (const d of days) {

@@ -73,12 +73,21 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     onConstructorPoisoning: 'error',
     return503OnClosing: true,
     // Router-level errors (an overlong or undecodable path) answer in the same error shape as the rest.
-    frameworkErrors: (_err: Error, _req: unknown, reply: FastifyReply) =>
-      sendError(reply, 400, { error: { code: 'VALIDATION_FAILED', message: 'the URL is malformed or too long' } }),
-    ...(opts.https ? { https: { cert: opts.https.cert, key: opts.https.key, minVersion: 'TLSv1.2' as const } } : {}),
+    frameworkErrors: (_err: Error, _req: unknown, reply: FastifyReply) => {
+      void sendError(reply, 400, {
+        error: { code: 'VALIDATION_FAILED', message: 'the URL is malformed or too long' },
+      });
+    },
+    ...(opts.https
+      ? { https: { cert: opts.https.cert, key: opts.https.key, minVersion: 'TLSv1.2' as const } }
+      : {}),
   } as FastifyServerOptions) as unknown as FastifyInstance;
 
-  const pool: Pool = createPool(install.db.appUrl, install.loaded.config.database.poolSize, 'attendux-server');
+  const pool: Pool = createPool(
+    install.db.appUrl,
+    install.loaded.config.database.poolSize,
+    'attendux-server',
+  );
   let ring: DataKeyring = { keys: install.secrets.dataKeys, activeId: install.secrets.activeDataKeyId };
   const deps: ServerDeps = {
     pool,
@@ -110,11 +119,18 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     const m = await deps.maintenance();
     if (m) {
       reply.header('retry-after', String(m.retryAfterSeconds));
-      return sendError(reply, 503, { error: { code: 'MAINTENANCE', message: `in maintenance: ${m.reason}` } });
+      return sendError(reply, 503, {
+        error: { code: 'MAINTENANCE', message: `in maintenance: ${m.reason}` },
+      });
     }
   });
   app.addHook('onResponse', async (req, reply) => {
-    deps.metrics.observe(req.method, req.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
+    deps.metrics.observe(
+      req.method,
+      req.routeOptions.url ?? 'unmatched',
+      reply.statusCode,
+      reply.elapsedTime / 1000,
+    );
   });
 
   await registerSecurityHeaders(app);
@@ -147,7 +163,9 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.get('/.well-known/security.txt', publicLimit, (_req, reply) =>
     reply.type('text/plain; charset=utf-8').header('cache-control', 'max-age=86400').send(securityTxt(deps)),
   );
-  app.get('/', publicLimit, (_req, reply) => reply.type('text/html; charset=utf-8').send(loginPage(reply.cspNonce)));
+  app.get('/', publicLimit, (_req, reply) =>
+    reply.type('text/html; charset=utf-8').send(loginPage(reply.cspNonce)),
+  );
 
   authRoutes(app, deps, opts.loginRateLimit ?? { max: 10, timeWindow: 60_000 });
   peopleRoutes(app, deps);

@@ -34,7 +34,13 @@ const SESSION_RE = new RegExp(`^(${UUID})\\.(${UUID})\\.(\\d{1,9})\\.(\\d{10})\\
 
 export const nowSeconds = () => Math.floor(Date.now() / 1000);
 
-export function encodeSession(c: { tenantId: string; userId: string; epoch: number; iat: number; seen: number }) {
+export function encodeSession(c: {
+  tenantId: string;
+  userId: string;
+  epoch: number;
+  iat: number;
+  seen: number;
+}) {
   return `${c.tenantId}.${c.userId}.${c.epoch}.${c.iat}.${c.seen}`;
 }
 
@@ -55,7 +61,12 @@ export function setSessionCookie(
 }
 
 export function clearSessionCookie(req: FastifyRequest, reply: FastifyReply): void {
-  reply.clearCookie(SESSION_COOKIE, { path: '/', httpOnly: true, sameSite: 'strict', secure: req.protocol === 'https' });
+  reply.clearCookie(SESSION_COOKIE, {
+    path: '/',
+    httpOnly: true,
+    sameSite: 'strict',
+    secure: req.protocol === 'https',
+  });
 }
 
 interface CachedKey {
@@ -76,17 +87,25 @@ const keyCache = new Map<string, CachedKey>();
 async function lookupKey(deps: ServerDeps, prefix: string): Promise<CachedKey | undefined> {
   const hit = keyCache.get(prefix);
   if (hit && Date.now() - hit.at < KEY_CACHE_MS) return hit;
-  const { rows } = await deps.pool.query<{ tenant_id: string; id: string; secret_hmac: Buffer; scopes: ApiKeyScope[] }>(
-    'SELECT tenant_id, id, secret_hmac, scopes FROM attendux_api_key_by_prefix($1)',
-    [prefix],
-  );
+  const { rows } = await deps.pool.query<{
+    tenant_id: string;
+    id: string;
+    secret_hmac: Buffer;
+    scopes: ApiKeyScope[];
+  }>('SELECT tenant_id, id, secret_hmac, scopes FROM attendux_api_key_by_prefix($1)', [prefix]);
   const r = rows[0];
   if (!r) {
     keyCache.delete(prefix);
     return undefined;
   }
   if (keyCache.size > 10_000) keyCache.clear();
-  const entry = { tenantId: r.tenant_id, id: r.id, secretHmac: r.secret_hmac, scopes: r.scopes, at: Date.now() };
+  const entry = {
+    tenantId: r.tenant_id,
+    id: r.id,
+    secretHmac: r.secret_hmac,
+    scopes: r.scopes,
+    at: Date.now(),
+  };
   keyCache.set(prefix, entry);
   return entry;
 }
@@ -97,12 +116,19 @@ export async function readClaim(req: FastifyRequest, deps: ServerDeps): Promise<
   if (authz !== undefined) {
     const m = /^Bearer\s+(\S+)$/i.exec(authz);
     const parsed = m ? parseApiKey(m[1]!) : undefined;
-    if (!parsed) throw httpError('UNAUTHENTICATED', 'malformed Authorization header (expected Bearer atx_...)');
+    if (!parsed)
+      throw httpError('UNAUTHENTICATED', 'malformed Authorization header (expected Bearer atx_...)');
     const key = await lookupKey(deps, parsed.prefix);
     if (!key || !apiKeySecretMatches(deps.secrets.apiKeyHmacKey, parsed.secret, key.secretHmac)) {
       throw httpError('UNAUTHENTICATED', 'invalid API key');
     }
-    return { kind: 'apikey', tenantId: key.tenantId, keyId: key.id, prefix: parsed.prefix, scopes: key.scopes };
+    return {
+      kind: 'apikey',
+      tenantId: key.tenantId,
+      keyId: key.id,
+      prefix: parsed.prefix,
+      scopes: key.scopes,
+    };
   }
   const raw = req.cookies[SESSION_COOKIE];
   if (!raw) throw httpError('UNAUTHENTICATED', 'log in first (no session cookie or API key)');
@@ -148,7 +174,12 @@ export async function resolvePrincipal(c: PoolClient, claim: Claim): Promise<Pri
       scopes: claim.scopes,
     };
   }
-  const { rows } = await c.query<{ role: Role; session_epoch: number; disabled: boolean; employee_id: string | null }>(
+  const { rows } = await c.query<{
+    role: Role;
+    session_epoch: number;
+    disabled: boolean;
+    employee_id: string | null;
+  }>(
     `SELECT role, session_epoch, disabled_at IS NOT NULL AS disabled, employee_id
        FROM users WHERE tenant_id = $1 AND id = $2`,
     [claim.tenantId, claim.userId],
@@ -169,7 +200,12 @@ export async function resolvePrincipal(c: PoolClient, claim: Claim): Promise<Pri
 }
 
 /** Slide the idle expiry forward, without a Set-Cookie on every request. */
-export function refreshSession(req: FastifyRequest, reply: FastifyReply, deps: ServerDeps, claim: Claim): void {
+export function refreshSession(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  deps: ServerDeps,
+  claim: Claim,
+): void {
   if (claim.kind !== 'session') return;
   const now = nowSeconds();
   if (now - claim.seen < REFRESH_AFTER_SECONDS) return;
@@ -223,6 +259,7 @@ export function checkCsrf(req: FastifyRequest, deps: ServerDeps, claim: Claim | 
     }
     return;
   }
-  if (origin === undefined) throw httpError('CSRF_REJECTED', 'state-changing request without Origin or Referer');
+  if (origin === undefined)
+    throw httpError('CSRF_REJECTED', 'state-changing request without Origin or Referer');
   if (!originAllowed(req, deps, origin)) throw httpError('CSRF_REJECTED', `origin ${origin} is not allowed`);
 }

@@ -14,7 +14,7 @@ export const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   ALREADY_EXISTS: 409,
   CONFLICT: 409,
   PAYLOAD_TOO_LARGE: 413,
-  UNSUPPORTED_MEDIA_TYPE: 415,
+  UNSUPPORTED_MEDIA: 415,
   OUTSIDE_GEOFENCE: 422,
   POSITION_REQUIRED: 422,
   FACE_MISMATCH: 422,
@@ -24,7 +24,11 @@ export const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   DB_UNAVAILABLE: 503,
 };
 
-export function httpError(code: ErrorCode, message: string, details?: Record<string, unknown>): AttenduxError {
+export function httpError(
+  code: ErrorCode,
+  message: string,
+  details?: Record<string, unknown>,
+): AttenduxError {
   return new AttenduxError(code, message, { details });
 }
 
@@ -45,7 +49,10 @@ function fromPg(err: { code?: string; constraint?: string }): AttenduxError | un
     case '23505':
       return httpError('ALREADY_EXISTS', 'an object with that name or number already exists');
     case '23503':
-      return httpError('CONFLICT', 'the object is referenced by, or references, something that does not allow it');
+      return httpError(
+        'CONFLICT',
+        'the object is referenced by, or references, something that does not allow it',
+      );
     case '23514':
     case '22P02':
     case '22007':
@@ -65,7 +72,7 @@ function fromFastify(err: FastifyError): AttenduxError | undefined {
       return httpError('PAYLOAD_TOO_LARGE', 'the request body is too large');
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
-      return httpError('UNSUPPORTED_MEDIA_TYPE', 'send the request body as application/json');
+      return httpError('UNSUPPORTED_MEDIA', 'send the request body as application/json');
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return httpError('VALIDATION_FAILED', 'the JSON body is empty');
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
@@ -80,7 +87,7 @@ function fromFastify(err: FastifyError): AttenduxError | undefined {
 
 export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
-    const known = err instanceof AttenduxError ? err : (fromPg(err as never) ?? fromFastify(err));
+    const known = err instanceof AttenduxError ? err : (fromPg(err) ?? fromFastify(err));
     if (known) {
       const status = HTTP_STATUS[known.code] ?? 500;
       if (status >= 500 && known.code !== 'MAINTENANCE') req.log.error({ err }, 'request failed');

@@ -20,9 +20,13 @@ async function readPem(path: string, what: string): Promise<Buffer> {
   try {
     return await readFile(path);
   } catch (err) {
-    throw new AttenduxError('CONFIG_INVALID', `cannot read the TLS ${what} ${path}: ${(err as Error).message}`, {
-      hint: 'pass --tls-cert and --tls-key (PEM files readable by this user)',
-    });
+    throw new AttenduxError(
+      'CONFIG_INVALID',
+      `cannot read the TLS ${what} ${path}: ${(err as Error).message}`,
+      {
+        hint: 'pass --tls-cert and --tls-key (PEM files readable by this user)',
+      },
+    );
   }
 }
 
@@ -37,9 +41,14 @@ export async function serve(opts: ServeOptions): Promise<void> {
     const certPath = opts.tlsCert ?? server.tlsCert;
     const keyPath = opts.tlsKey ?? server.tlsKey;
     if (!!certPath !== !!keyPath) {
-      throw new AttenduxError('USAGE', 'TLS needs both a certificate and a key', { hint: 'pass both --tls-cert and --tls-key' });
+      throw new AttenduxError('USAGE', 'TLS needs both a certificate and a key', {
+        hint: 'pass both --tls-cert and --tls-key',
+      });
     }
-    const https = certPath && keyPath ? { cert: await readPem(certPath, 'certificate'), key: await readPem(keyPath, 'key') } : undefined;
+    const https =
+      certPath && keyPath
+        ? { cert: await readPem(certPath, 'certificate'), key: await readPem(keyPath, 'key') }
+        : undefined;
     const app = await buildApp({ install, https, hooks: opts.hooks });
     const stop =
       opts.stopSignal ??
@@ -53,7 +62,14 @@ export async function serve(opts: ServeOptions): Promise<void> {
       await stop;
       app.log.info('shutting down: finishing in-flight requests');
     } finally {
-      await app.close();
+      // Keep-alive connections that go idle after their last in-flight response would otherwise hold the
+      // shutdown for the whole keep-alive timeout.
+      const reaper = setInterval(() => app.server.closeIdleConnections(), 100);
+      try {
+        await app.close();
+      } finally {
+        clearInterval(reaper);
+      }
     }
   } finally {
     await install.close();

@@ -32,7 +32,9 @@ export class Metrics {
     out.push('# HELP attendux_http_request_duration_seconds HTTP request latency.');
     out.push('# TYPE attendux_http_request_duration_seconds histogram');
     for (const [k, h] of this.hist) {
-      BUCKETS.forEach((b, i) => out.push(`attendux_http_request_duration_seconds_bucket{${k},le="${b}"} ${h.buckets[i]}`));
+      BUCKETS.forEach((b, i) =>
+        out.push(`attendux_http_request_duration_seconds_bucket{${k},le="${b}"} ${h.buckets[i]}`),
+      );
       out.push(`attendux_http_request_duration_seconds_bucket{${k},le="+Inf"} ${h.count}`);
       out.push(`attendux_http_request_duration_seconds_sum{${k}} ${h.sum}`);
       out.push(`attendux_http_request_duration_seconds_count{${k}} ${h.count}`);

@@ -8,6 +8,9 @@ import { checkCsrf, readClaim, refreshSession, resolvePrincipal, type Principal 
 import { forbidden } from './errors.js';
 import type { ServerDeps } from './deps.js';
 
+/** An untyped result row, for queries whose rows go straight into a JSON response. */
+export type Row = Record<string, unknown>;
+
 export const ALL_ROLES: readonly Role[] = ['owner', 'admin', 'manager', 'hr', 'employee'];
 
 export interface RequestContext {
@@ -17,9 +20,14 @@ export interface RequestContext {
   p: Principal;
   deps: ServerDeps;
   /** Append an audit entry in the request's transaction: it commits or rolls back with the change. */
-  audit(action: string, entityType: string, entityId: string | null, details?: Record<string, unknown>): Promise<void>;
+  audit: (
+    action: string,
+    entityType: string,
+    entityId: string | null,
+    details?: Record<string, unknown>,
+  ) => Promise<void>;
   /** Run after the transaction committed (hooks, metrics); never on rollback. */
-  afterCommit(fn: () => void): void;
+  afterCommit: (fn: () => void) => void;
 }
 
 export interface RouteSpec {
@@ -72,7 +80,9 @@ export function defineRoute(app: FastifyInstance, deps: ServerDeps, spec: RouteS
       const result = await withTenant(deps.pool, claim.tenantId, async (c) => {
         const p = await resolvePrincipal(c, claim);
         if (!allowed(spec, p)) {
-          throw forbidden(p.kind === 'apikey' ? 'the API key lacks the scope for this' : 'your role does not allow this');
+          throw forbidden(
+            p.kind === 'apikey' ? 'the API key lacks the scope for this' : 'your role does not allow this',
+          );
         }
         const hashes = auditHashes(req, deps);
         const ctx: RequestContext = {

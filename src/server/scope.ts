@@ -7,7 +7,11 @@ import type { Principal } from './auth.js';
  *
  * Returns a SQL condition over the employees alias and its three parameters (appended at `first`).
  */
-export function employeeScope(p: Principal, alias: string, first: number): { sql: string; params: unknown[] } {
+export function employeeScope(
+  p: Principal,
+  alias: string,
+  first: number,
+): { sql: string; params: unknown[] } {
   const [r, u, e] = [first, first + 1, first + 2];
   return {
     sql: `($${r}::text IS NULL OR $${r}::text IN ('owner', 'admin', 'hr')
@@ -25,10 +29,9 @@ export function tenantWide(p: Principal): boolean {
 /** True when the caller may see the employee (and it exists in the caller's company). */
 export async function canSeeEmployee(c: PoolClient, p: Principal, employeeId: string): Promise<boolean> {
   const s = employeeScope(p, 'e', 3);
-  const { rows } = await c.query(`SELECT 1 FROM employees e WHERE e.tenant_id = $1 AND e.id = $2 AND ${s.sql}`, [
-    p.tenantId,
-    employeeId,
-    ...s.params,
-  ]);
+  const { rows } = await c.query(
+    `SELECT 1 FROM employees e WHERE e.tenant_id = $1 AND e.id = $2 AND ${s.sql}`,
+    [p.tenantId, employeeId, ...s.params],
+  );
   return rows.length > 0;
 }

@@ -5,7 +5,11 @@ import { httpError } from './errors.js';
  * Parse untrusted input with a zod schema. A failure is a 400 that names every offending field, without
  * echoing the values (they may be passwords).
  */
-export function parse<T extends z.ZodType>(schema: T, input: unknown, where: 'body' | 'query' | 'params'): z.infer<T> {
+export function parse<T extends z.ZodType>(
+  schema: T,
+  input: unknown,
+  where: 'body' | 'query' | 'params',
+): z.infer<T> {
   const r = schema.safeParse(input ?? (where === 'body' ? undefined : {}));
   if (r.success) return r.data;
   const fields = r.error.issues.map((i) => ({
@@ -33,11 +37,18 @@ export const name200 = z.string().trim().min(1).max(200);
 export const isoDate = z
   .string()
   .regex(/^\d{4}-\d{2}-\d{2}$/, 'must be a date YYYY-MM-DD')
-  .refine((s) => !Number.isNaN(Date.parse(`${s}T00:00:00Z`)) && new Date(`${s}T00:00:00Z`).toISOString().startsWith(s), 'not a calendar date');
+  .refine(
+    (s) =>
+      !Number.isNaN(Date.parse(`${s}T00:00:00Z`)) && new Date(`${s}T00:00:00Z`).toISOString().startsWith(s),
+    'not a calendar date',
+  );
 export const isoTime = z
   .string()
   .max(40)
-  .refine((s) => !Number.isNaN(Date.parse(s)) && /^\d{4}-\d{2}-\d{2}T/.test(s), 'must be an ISO 8601 timestamp')
+  .refine(
+    (s) => !Number.isNaN(Date.parse(s)) && /^\d{4}-\d{2}-\d{2}T/.test(s),
+    'must be an ISO 8601 timestamp',
+  )
   .transform((s) => new Date(s));
 export const latitude = z.number().min(-90).max(90);
 export const longitude = z.number().min(-180).max(180);

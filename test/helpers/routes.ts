@@ -46,7 +46,13 @@ export const ROUTE_CASES: RouteCase[] = [
     scopes: NONE,
   },
   { method: 'GET', pattern: '/api/v1/employees', url: () => '/api/v1/employees', roles: OAHM, scopes: READ },
-  { method: 'GET', pattern: '/api/v1/employees/:id', url: (i) => `/api/v1/employees/${i.employeeId}`, roles: ALL, scopes: READ },
+  {
+    method: 'GET',
+    pattern: '/api/v1/employees/:id',
+    url: (i) => `/api/v1/employees/${i.employeeId}`,
+    roles: ALL,
+    scopes: READ,
+  },
   {
     method: 'POST',
     pattern: '/api/v1/employees',
@@ -71,9 +77,22 @@ export const ROUTE_CASES: RouteCase[] = [
     roles: OAH,
     scopes: ADMIN,
   },
-  { method: 'DELETE', pattern: '/api/v1/employees/:id/face', url: (i) => `/api/v1/employees/${i.employeeId}/face`, roles: OAH, scopes: ADMIN },
+  {
+    method: 'DELETE',
+    pattern: '/api/v1/employees/:id/face',
+    url: (i) => `/api/v1/employees/${i.employeeId}/face`,
+    roles: OAH,
+    scopes: ADMIN,
+  },
   { method: 'GET', pattern: '/api/v1/teams', url: () => '/api/v1/teams', roles: OAHM, scopes: READ },
-  { method: 'POST', pattern: '/api/v1/teams', url: () => '/api/v1/teams', body: (_i, n) => ({ name: `Team ${n}` }), roles: OA, scopes: ADMIN },
+  {
+    method: 'POST',
+    pattern: '/api/v1/teams',
+    url: () => '/api/v1/teams',
+    body: (_i, n) => ({ name: `Team ${n}` }),
+    roles: OA,
+    scopes: ADMIN,
+  },
   {
     method: 'PATCH',
     pattern: '/api/v1/teams/:id',
@@ -113,7 +132,13 @@ export const ROUTE_CASES: RouteCase[] = [
     roles: OA,
     scopes: ADMIN,
   },
-  { method: 'DELETE', pattern: '/api/v1/sites/:id', url: (i) => `/api/v1/sites/${i.deletableSiteId}`, roles: OA, scopes: ADMIN },
+  {
+    method: 'DELETE',
+    pattern: '/api/v1/sites/:id',
+    url: (i) => `/api/v1/sites/${i.deletableSiteId}`,
+    roles: OA,
+    scopes: ADMIN,
+  },
   {
     method: 'POST',
     pattern: '/api/v1/attendance/check-in',
@@ -130,16 +155,33 @@ export const ROUTE_CASES: RouteCase[] = [
     roles: ALL,
     scopes: ['check-in', 'admin'],
   },
-  { method: 'GET', pattern: '/api/v1/attendance/events', url: () => '/api/v1/attendance/events', roles: ALL, scopes: READ },
+  {
+    method: 'GET',
+    pattern: '/api/v1/attendance/events',
+    url: () => '/api/v1/attendance/events',
+    roles: ALL,
+    scopes: READ,
+  },
   {
     method: 'POST',
     pattern: '/api/v1/corrections',
     url: () => '/api/v1/corrections',
-    body: () => ({ action: 'add', proposedKind: 'check_in', proposedOccurredAt: '2026-01-05T08:00:00Z', reason: 'forgot' }),
+    body: () => ({
+      action: 'add',
+      proposedKind: 'check_in',
+      proposedOccurredAt: '2026-01-05T08:00:00Z',
+      reason: 'forgot',
+    }),
     roles: ALL,
     scopes: NONE,
   },
-  { method: 'GET', pattern: '/api/v1/corrections', url: () => '/api/v1/corrections', roles: ALL, scopes: READ },
+  {
+    method: 'GET',
+    pattern: '/api/v1/corrections',
+    url: () => '/api/v1/corrections',
+    roles: ALL,
+    scopes: READ,
+  },
   {
     method: 'POST',
     pattern: '/api/v1/corrections/:id/approve',
@@ -212,12 +254,27 @@ export const ROUTE_CASES: RouteCase[] = [
     roles: OA,
     scopes: NONE,
   },
-  { method: 'DELETE', pattern: '/api/v1/api-keys/:id', url: (i) => `/api/v1/api-keys/${i.apiKeyId}`, roles: OA, scopes: NONE },
+  {
+    method: 'DELETE',
+    pattern: '/api/v1/api-keys/:id',
+    url: (i) => `/api/v1/api-keys/${i.apiKeyId}`,
+    roles: OA,
+    scopes: NONE,
+  },
   { method: 'GET', pattern: '/api/v1/audit', url: () => '/api/v1/audit', roles: OA, scopes: NONE },
   // Last: it ends the session that made the request.
-  { method: 'POST', pattern: '/api/v1/auth/logout', url: () => '/api/v1/auth/logout', roles: ALL, scopes: NONE },
+  {
+    method: 'POST',
+    pattern: '/api/v1/auth/logout',
+    url: () => '/api/v1/auth/logout',
+    roles: ALL,
+    scopes: NONE,
+  },
 ];
 
-export function idsOf(c: Company, extra: { userId: string; deletableSiteId: string; correctionId: string; apiKeyId: string }): Ids {
+export function idsOf(
+  c: Company,
+  extra: { userId: string; deletableSiteId: string; correctionId: string; apiKeyId: string },
+): Ids {
   return { employeeId: c.employeeId, teamId: c.teamId, siteId: c.siteId, ...extra };
 }

@@ -25,7 +25,10 @@ export interface TestInstall {
 }
 
 /** A real config + 0600 secrets file in a temp dir pointing at the test database, opened like `serve` does. */
-export async function createTestInstall(db: TestDatabase, server: ConfigInput['server'] = {}): Promise<TestInstall> {
+export async function createTestInstall(
+  db: TestDatabase,
+  server: ConfigInput['server'] = {},
+): Promise<TestInstall> {
   const dir = await mkdtemp(join(tmpdir(), 'attendux-srv-'));
   const dataDir = join(dir, 'data');
   await mkdir(dataDir, { recursive: true });
@@ -62,7 +65,13 @@ export async function createTestInstall(db: TestDatabase, server: ConfigInput['s
 }
 
 export async function testApp(ti: TestInstall, opts: Partial<AppOptions> = {}): Promise<FastifyInstance> {
-  return buildApp({ install: ti.install, logger: false, bcryptCost: 4, loginRateLimit: { max: 1000, timeWindow: 60_000 }, ...opts });
+  return buildApp({
+    install: ti.install,
+    logger: false,
+    bcryptCost: 4,
+    loginRateLimit: { max: 1000, timeWindow: 60_000 },
+    ...opts,
+  });
 }
 
 export interface Company {
@@ -114,7 +123,11 @@ export async function seedCompany(admin: Pool, hmacKey: string, slug: string): P
     );
     users[role] = { id: u.rows[0]!.id, email };
   }
-  await admin.query(`INSERT INTO team_managers (tenant_id, team_id, user_id) VALUES ($1, $2, $3)`, [id, teamId, users.manager.id]);
+  await admin.query(`INSERT INTO team_managers (tenant_id, team_id, user_id) VALUES ($1, $2, $3)`, [
+    id,
+    teamId,
+    users.manager.id,
+  ]);
   const keys = {} as Company['keys'];
   const keyIds = {} as Company['keyIds'];
   for (const [name, scope] of [
@@ -130,7 +143,18 @@ export async function seedCompany(admin: Pool, hmacKey: string, slug: string): P
     keys[name] = k.key;
     keyIds[name] = r.rows[0]!.id;
   }
-  return { id, slug, teamId, otherTeamId, employeeId, otherEmployeeId, siteId: site.rows[0]!.id, users, keys, keyIds };
+  return {
+    id,
+    slug,
+    teamId,
+    otherTeamId,
+    employeeId,
+    otherEmployeeId,
+    siteId: site.rows[0]!.id,
+    users,
+    keys,
+    keyIds,
+  };
 }
 
 export const ORIGIN = 'http://localhost:80';
@@ -142,7 +166,8 @@ export async function login(app: FastifyInstance, company: Company, role: Role):
     url: '/api/v1/auth/login',
     payload: { company: company.slug, email: company.users[role].email, password: PASSWORD },
   });
-  if (res.statusCode !== 200) throw new Error(`login ${role}@${company.slug} failed: ${res.statusCode} ${res.body}`);
+  if (res.statusCode !== 200)
+    throw new Error(`login ${role}@${company.slug} failed: ${res.statusCode} ${res.body}`);
   const c = res.cookies.find((x) => x.name === 'atx_session');
   if (!c) throw new Error('no session cookie');
   return `atx_session=${c.value}`;

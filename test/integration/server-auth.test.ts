@@ -38,7 +38,12 @@ afterAll(async () => {
 
 const me = (headers: Record<string, string>) => app.inject({ url: '/api/v1/me', headers });
 const loginAs = (email: string, password: string, extra: Record<string, string> = {}) =>
-  app.inject({ method: 'POST', url: '/api/v1/auth/login', headers: extra, payload: { company: a.slug, email, password } });
+  app.inject({
+    method: 'POST',
+    url: '/api/v1/auth/login',
+    headers: extra,
+    payload: { company: a.slug, email, password },
+  });
 
 async function auditCount(action: string, entityId?: string): Promise<number> {
   const { rows } = await admin.query<{ n: number }>(
@@ -98,7 +103,9 @@ describe('login and sessions', () => {
       [a.users.owner.id],
     );
     expect(rows[0]!.mins).toBe(15);
-    await admin.query('UPDATE users SET locked_until = NULL, failed_logins = 0 WHERE id = $1', [a.users.owner.id]);
+    await admin.query('UPDATE users SET locked_until = NULL, failed_logins = 0 WHERE id = $1', [
+      a.users.owner.id,
+    ]);
   });
 
   it('ends every session of a user when the epoch is bumped (revoke-sessions)', async () => {
@@ -121,7 +128,11 @@ describe('login and sessions', () => {
 
   it('ends the session at logout, so a copy of the cookie stops working', async () => {
     const cookie = await login(app, a, 'hr');
-    const out = await app.inject({ method: 'POST', url: '/api/v1/auth/logout', headers: { cookie, origin: ORIGIN } });
+    const out = await app.inject({
+      method: 'POST',
+      url: '/api/v1/auth/logout',
+      headers: { cookie, origin: ORIGIN },
+    });
     expect(out.statusCode).toBe(204);
     expect((await me({ cookie })).statusCode).toBe(401);
   });
@@ -145,16 +156,31 @@ describe('login and sessions', () => {
   });
 
   it('refuses a session idle for longer than the configured minutes', async () => {
-    const { rows } = await admin.query<{ session_epoch: number }>('SELECT session_epoch FROM users WHERE id = $1', [a.users.admin.id]);
+    const { rows } = await admin.query<{ session_epoch: number }>(
+      'SELECT session_epoch FROM users WHERE id = $1',
+      [a.users.admin.id],
+    );
     const old = nowSeconds() - 31 * 60;
     const value = app.signCookie(
-      encodeSession({ tenantId: a.id, userId: a.users.admin.id, epoch: rows[0]!.session_epoch, iat: old, seen: old }),
+      encodeSession({
+        tenantId: a.id,
+        userId: a.users.admin.id,
+        epoch: rows[0]!.session_epoch,
+        iat: old,
+        seen: old,
+      }),
     );
     const res = await me({ cookie: `atx_session=${value}` });
     expect(res.statusCode).toBe(401);
     expect(res.json().error.code).toBe('SESSION_EXPIRED');
     const fresh = app.signCookie(
-      encodeSession({ tenantId: a.id, userId: a.users.admin.id, epoch: rows[0]!.session_epoch, iat: old, seen: nowSeconds() - 60 }),
+      encodeSession({
+        tenantId: a.id,
+        userId: a.users.admin.id,
+        epoch: rows[0]!.session_epoch,
+        iat: old,
+        seen: nowSeconds() - 60,
+      }),
     );
     expect((await me({ cookie: `atx_session=${fresh}` })).statusCode).toBe(200);
   });
@@ -229,7 +255,12 @@ describe('rate limiting', () => {
 describe('CSRF', () => {
   it('refuses a state-changing cookie request without Origin or Referer', async () => {
     const cookie = await login(app, a, 'owner');
-    const res = await app.inject({ method: 'POST', url: '/api/v1/teams', headers: { cookie }, payload: { name: 'X1' } });
+    const res = await app.inject({
+      method: 'POST',
+      url: '/api/v1/teams',
+      headers: { cookie },
+      payload: { name: 'X1' },
+    });
     expect(res.statusCode).toBe(403);
     expect(res.json().error.code).toBe('CSRF_REJECTED');
   });
@@ -247,7 +278,12 @@ describe('CSRF', () => {
 
   it('accepts the same origin, a same-origin Referer and API keys without either', async () => {
     const cookie = await login(app, a, 'owner');
-    const byOrigin = await app.inject({ method: 'POST', url: '/api/v1/teams', headers: { cookie, origin: ORIGIN }, payload: { name: 'X3' } });
+    const byOrigin = await app.inject({
+      method: 'POST',
+      url: '/api/v1/teams',
+      headers: { cookie, origin: ORIGIN },
+      payload: { name: 'X3' },
+    });
     const byReferer = await app.inject({
       method: 'POST',
       url: '/api/v1/teams',
@@ -280,7 +316,10 @@ describe('API keys', () => {
   it('records when a key was last used', async () => {
     await admin.query('UPDATE api_keys SET last_used_at = NULL WHERE id = $1', [a.keyIds.read]);
     expect((await me({ authorization: `Bearer ${a.keys.read}` })).statusCode).toBe(200);
-    const { rows } = await admin.query<{ last_used_at: Date | null }>('SELECT last_used_at FROM api_keys WHERE id = $1', [a.keyIds.read]);
+    const { rows } = await admin.query<{ last_used_at: Date | null }>(
+      'SELECT last_used_at FROM api_keys WHERE id = $1',
+      [a.keyIds.read],
+    );
     expect(rows[0]!.last_used_at).toBeInstanceOf(Date);
   });
 
@@ -302,7 +341,11 @@ describe('API keys', () => {
         payload: { employeeId: a.employeeId },
       });
     expect((await checkIn()).statusCode).toBe(201);
-    const del = await app.inject({ method: 'DELETE', url: `/api/v1/api-keys/${id}`, headers: { cookie: owner, origin: ORIGIN } });
+    const del = await app.inject({
+      method: 'DELETE',
+      url: `/api/v1/api-keys/${id}`,
+      headers: { cookie: owner, origin: ORIGIN },
+    });
     expect(del.statusCode).toBe(204);
     const after = await checkIn();
     expect(after.statusCode).toBe(401);
@@ -310,7 +353,9 @@ describe('API keys', () => {
   });
 
   it('refuses an expired key', async () => {
-    await admin.query(`UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = $1`, [a.keyIds.checkIn]);
+    await admin.query(`UPDATE api_keys SET expires_at = now() - interval '1 second' WHERE id = $1`, [
+      a.keyIds.checkIn,
+    ]);
     try {
       const res = await app.inject({
         method: 'POST',

@@ -2,7 +2,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { adminPool, createTestInstall, login, ORIGIN, PASSWORD, seedCompany, testApp, type Company, type TestInstall } from '../helpers/server.js';
+import {
+  adminPool,
+  createTestInstall,
+  login,
+  ORIGIN,
+  PASSWORD,
+  seedCompany,
+  testApp,
+  type Company,
+  type TestInstall,
+} from '../helpers/server.js';
 import { enterMaintenance, leaveMaintenance } from '../../src/core/maintenance.js';
 import type { Pool } from '../../src/db/pool.js';
 
@@ -18,7 +28,10 @@ beforeAll(async () => {
   ti = await createTestInstall(db);
   admin = adminPool(db);
   a = await seedCompany(admin, ti.secrets.apiKeyHmacKey, 'acme');
-  app = await testApp(ti, { hooks: { onTenantSettingsChanged: (id) => settingsChanged.push(id) }, maintenanceTtlMs: 0 });
+  app = await testApp(ti, {
+    hooks: { onTenantSettingsChanged: (id) => settingsChanged.push(id) },
+    maintenanceTtlMs: 0,
+  });
 });
 afterAll(async () => {
   await app?.close();
@@ -28,23 +41,42 @@ afterAll(async () => {
 });
 
 const kiosk = (path: string, payload: object) =>
-  app.inject({ method: 'POST', url: `/api/v1/attendance/${path}`, headers: { authorization: `Bearer ${a.keys.checkIn}` }, payload });
-const as = async (role: Parameters<typeof login>[2]) => ({ cookie: await login(app, a, role), origin: ORIGIN });
+  app.inject({
+    method: 'POST',
+    url: `/api/v1/attendance/${path}`,
+    headers: { authorization: `Bearer ${a.keys.checkIn}` },
+    payload,
+  });
+const as = async (role: Parameters<typeof login>[2]) => ({
+  cookie: await login(app, a, role),
+  origin: ORIGIN,
+});
 const setSettings = async (patch: object) => {
-  const res = await app.inject({ method: 'PATCH', url: '/api/v1/settings', headers: await as('owner'), payload: patch });
+  const res = await app.inject({
+    method: 'PATCH',
+    url: '/api/v1/settings',
+    headers: await as('owner'),
+    payload: patch,
+  });
   expect(res.statusCode, res.body).toBe(200);
 };
 
 describe('check-in and geofence', () => {
   it('judges a position inside the site radius as inside, unflagged', async () => {
-    const res = await kiosk('check-in', { employeeId: a.employeeId, position: { latitude: 52.5201, longitude: 13.405, accuracy: 10 } });
+    const res = await kiosk('check-in', {
+      employeeId: a.employeeId,
+      position: { latitude: 52.5201, longitude: 13.405, accuracy: 10 },
+    });
     expect(res.statusCode).toBe(201);
     expect(res.json()).toMatchObject({ geofence: 'inside', flagged: false, siteId: a.siteId, method: 'gps' });
     expect(res.json().distanceM).toBeCloseTo(11.1, 0);
   });
 
   it('flags a position whose accuracy circle straddles the boundary', async () => {
-    const res = await kiosk('check-in', { employeeId: a.employeeId, position: { latitude: 52.5209, longitude: 13.405, accuracy: 30 } });
+    const res = await kiosk('check-in', {
+      employeeId: a.employeeId,
+      position: { latitude: 52.5209, longitude: 13.405, accuracy: 30 },
+    });
     expect(res.json()).toMatchObject({ geofence: 'unknown', flagged: true });
   });
 
@@ -91,7 +123,12 @@ describe('face verification', () => {
 
   it('stores the template encrypted and never returns it', async () => {
     const h = await as('hr');
-    const put = await app.inject({ method: 'PUT', url: `/api/v1/employees/${a.employeeId}/face`, headers: h, payload: { vector: template } });
+    const put = await app.inject({
+      method: 'PUT',
+      url: `/api/v1/employees/${a.employeeId}/face`,
+      headers: h,
+      payload: { vector: template },
+    });
     expect(put.statusCode).toBe(204);
     const { rows } = await admin.query<{ face_template: Buffer; face_key_id: string }>(
       'SELECT face_template, face_key_id FROM employees WHERE id = $1',
@@ -104,7 +141,9 @@ describe('face verification', () => {
     const get = await app.inject({ url: `/api/v1/employees/${a.employeeId}`, headers: h });
     expect(get.json()).toMatchObject({ faceEnrolled: true });
     expect(get.body).not.toMatch(/face_template|vector|template"/);
-    const audit = await admin.query(`SELECT details::text AS d FROM audit_log WHERE action = 'employee.face_enroll'`);
+    const audit = await admin.query(
+      `SELECT details::text AS d FROM audit_log WHERE action = 'employee.face_enroll'`,
+    );
     expect(audit.rows[0].d).not.toContain(String(template[1]).slice(0, 8));
   });
 
@@ -131,13 +170,28 @@ describe('corrections', () => {
       method: 'POST',
       url: '/api/v1/corrections',
       headers: emp,
-      payload: { action: 'add', proposedKind: 'check_in', proposedOccurredAt: '2026-03-02T07:00:00Z', reason: 'phone was dead' },
+      payload: {
+        action: 'add',
+        proposedKind: 'check_in',
+        proposedOccurredAt: '2026-03-02T07:00:00Z',
+        reason: 'phone was dead',
+      },
     });
     expect(asked.statusCode).toBe(201);
     const id = asked.json<{ id: string }>().id;
-    const self = await app.inject({ method: 'POST', url: `/api/v1/corrections/${id}/approve`, headers: emp, payload: {} });
+    const self = await app.inject({
+      method: 'POST',
+      url: `/api/v1/corrections/${id}/approve`,
+      headers: emp,
+      payload: {},
+    });
     expect(self.statusCode).toBe(403);
-    const ok = await app.inject({ method: 'POST', url: `/api/v1/corrections/${id}/approve`, headers: await as('manager'), payload: { note: 'fine' } });
+    const ok = await app.inject({
+      method: 'POST',
+      url: `/api/v1/corrections/${id}/approve`,
+      headers: await as('manager'),
+      payload: { note: 'fine' },
+    });
     expect(ok.statusCode).toBe(200);
     expect(ok.json().status).toBe('approved');
     const ev = await admin.query('SELECT kind, method FROM attendance_events WHERE correction_id = $1', [id]);
@@ -147,7 +201,12 @@ describe('corrections', () => {
       [id],
     );
     expect(audit.rows.map((r) => r.action)).toEqual(['correction.request', 'correction.approve']);
-    const again = await app.inject({ method: 'POST', url: `/api/v1/corrections/${id}/reject`, headers: await as('hr'), payload: {} });
+    const again = await app.inject({
+      method: 'POST',
+      url: `/api/v1/corrections/${id}/reject`,
+      headers: await as('hr'),
+      payload: {},
+    });
     expect(again.statusCode).toBe(409);
   });
 });
@@ -165,7 +224,10 @@ describe('timesheets and payroll', () => {
   });
 
   it('computes worked minutes and overtime per local day', async () => {
-    const res = await app.inject({ url: '/api/v1/timesheets?from=2026-01-05&to=2026-01-08', headers: await as('employee') });
+    const res = await app.inject({
+      url: '/api/v1/timesheets?from=2026-01-05&to=2026-01-08',
+      headers: await as('employee'),
+    });
     expect(res.statusCode).toBe(200);
     expect(res.json().days).toEqual([
       { day: '2026-01-05', workedMinutes: 630, regularMinutes: 480, overtimeMinutes: 150 },
@@ -177,21 +239,44 @@ describe('timesheets and payroll', () => {
 
   it('exports gross pay in integer minor units as JSON and CSV, audited', async () => {
     const h = await as('hr');
-    const json = await app.inject({ url: '/api/v1/payroll/export?from=2026-01-05&to=2026-01-08', headers: h });
-    const line = json.json().employees.find((e: { employeeId: string }) => e.employeeId === a.employeeId);
+    const json = await app.inject({
+      url: '/api/v1/payroll/export?from=2026-01-05&to=2026-01-08',
+      headers: h,
+    });
+    const line = json
+      .json<{ employees: { employeeId: string }[] }>()
+      .employees.find((e) => e.employeeId === a.employeeId);
     // 840 regular min at 20.00/h = 28000; 150 overtime min at 150 % = 7500.
-    expect(line).toMatchObject({ regularMinutes: 840, overtimeMinutes: 150, hourlyRateMinor: 2000, grossPayMinor: 35500, currency: 'EUR' });
-    const csv = await app.inject({ url: '/api/v1/payroll/export?from=2026-01-05&to=2026-01-08&format=csv', headers: h });
+    expect(line).toMatchObject({
+      regularMinutes: 840,
+      overtimeMinutes: 150,
+      hourlyRateMinor: 2000,
+      grossPayMinor: 35500,
+      currency: 'EUR',
+    });
+    const csv = await app.inject({
+      url: '/api/v1/payroll/export?from=2026-01-05&to=2026-01-08&format=csv',
+      headers: h,
+    });
     expect(csv.headers['content-type']).toContain('text/csv');
     expect(csv.body).toContain(`${a.employeeId},E1,Alex Example,840,150,2000,150,35500,355.00,EUR`);
-    const audit = await admin.query(`SELECT count(*)::int AS n FROM audit_log WHERE tenant_id = $1 AND action = 'payroll.export'`, [a.id]);
+    const audit = await admin.query(
+      `SELECT count(*)::int AS n FROM audit_log WHERE tenant_id = $1 AND action = 'payroll.export'`,
+      [a.id],
+    );
     expect(audit.rows[0].n).toBe(2);
   });
 
   it('refuses a range longer than 93 days or reversed', async () => {
     const h = await as('hr');
-    const long = await app.inject({ url: '/api/v1/payroll/export?from=2026-01-01&to=2026-06-01', headers: h });
-    const reversed = await app.inject({ url: '/api/v1/payroll/export?from=2026-02-01&to=2026-01-01', headers: h });
+    const long = await app.inject({
+      url: '/api/v1/payroll/export?from=2026-01-01&to=2026-06-01',
+      headers: h,
+    });
+    const reversed = await app.inject({
+      url: '/api/v1/payroll/export?from=2026-02-01&to=2026-01-01',
+      headers: h,
+    });
     expect([long.statusCode, reversed.statusCode]).toEqual([400, 400]);
   });
 });
@@ -210,13 +295,23 @@ describe('settings and audit', () => {
 
   it('does not call the hook when the change is refused', async () => {
     settingsChanged.length = 0;
-    const res = await app.inject({ method: 'PATCH', url: '/api/v1/settings', headers: await as('owner'), payload: { 'face.threshold': 2 } });
+    const res = await app.inject({
+      method: 'PATCH',
+      url: '/api/v1/settings',
+      headers: await as('owner'),
+      payload: { 'face.threshold': 2 },
+    });
     expect(res.statusCode).toBe(400);
     expect(settingsChanged).toEqual([]);
   });
 
   it('writes the audit entry in the same transaction as the change', async () => {
-    const res = await app.inject({ method: 'POST', url: '/api/v1/teams', headers: await as('admin'), payload: { name: 'Gamma' } });
+    const res = await app.inject({
+      method: 'POST',
+      url: '/api/v1/teams',
+      headers: await as('admin'),
+      payload: { name: 'Gamma' },
+    });
     const id = res.json<{ id: string }>().id;
     const team = await admin.query<{ x: string }>('SELECT xmin::text AS x FROM teams WHERE id = $1', [id]);
     const audit = await admin.query<{ x: string; ip_hash: string; actor: string }>(
@@ -230,7 +325,10 @@ describe('settings and audit', () => {
 
   it('writes no audit entry when the change fails in the database', async () => {
     const headers = await as('owner');
-    const before = await admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM audit_log WHERE tenant_id = $1`, [a.id]);
+    const before = await admin.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM audit_log WHERE tenant_id = $1`,
+      [a.id],
+    );
     // The employee number collides on insert: the transaction rolls back as a whole.
     const res = await app.inject({
       method: 'POST',
@@ -239,7 +337,10 @@ describe('settings and audit', () => {
       payload: { fullName: 'Dup', employeeNumber: 'E1' },
     });
     expect(res.statusCode).toBe(409);
-    const after = await admin.query<{ n: number }>(`SELECT count(*)::int AS n FROM audit_log WHERE tenant_id = $1`, [a.id]);
+    const after = await admin.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM audit_log WHERE tenant_id = $1`,
+      [a.id],
+    );
     expect(after.rows[0]!.n).toBe(before.rows[0]!.n);
   });
 
@@ -282,19 +383,28 @@ describe('HTTP hardening and operations', () => {
   });
 
   it('exposes Prometheus metrics with request counts, check-ins and failed logins', async () => {
-    await app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { company: 'acme', email: 'x@y.z', password: 'nope' } });
+    await app.inject({
+      method: 'POST',
+      url: '/api/v1/auth/login',
+      payload: { company: 'acme', email: 'x@y.z', password: 'nope' },
+    });
     const res = await app.inject({ url: '/metrics' });
     expect(res.headers['content-type']).toContain('text/plain');
     expect(res.body).toMatch(/^attendux_check_ins_total [1-9]\d*$/m);
     expect(res.body).toMatch(/^attendux_failed_logins_total [1-9]\d*$/m);
-    expect(res.body).toContain('attendux_http_requests_total{method="POST",route="/api/v1/attendance/check-in",status="201"}');
+    expect(res.body).toContain(
+      'attendux_http_requests_total{method="POST",route="/api/v1/attendance/check-in",status="201"}',
+    );
     expect(res.body).toContain('attendux_http_request_duration_seconds_bucket');
   });
 
   it('answers 503 with Retry-After while the maintenance file exists, except /healthz', async () => {
     await enterMaintenance(ti.dataDir, { reason: 'restore in progress', retryAfterSeconds: 120 });
     try {
-      const res = await app.inject({ url: '/api/v1/me', headers: { authorization: `Bearer ${a.keys.read}` } });
+      const res = await app.inject({
+        url: '/api/v1/me',
+        headers: { authorization: `Bearer ${a.keys.read}` },
+      });
       expect(res.statusCode).toBe(503);
       expect(res.headers['retry-after']).toBe('120');
       expect(res.json().error.code).toBe('MAINTENANCE');
@@ -330,14 +440,24 @@ describe('HTTP hardening and operations', () => {
         headers: { authorization: `Bearer ${a.keys.checkIn}` },
         payload: { employeeId: a.employeeId, face: Array.from({ length: 64 }, () => 0.123456) },
       });
-      await logged.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { company: a.slug, email: 'x', password: 'hunter2-secret' } });
+      await logged.inject({
+        method: 'POST',
+        url: '/api/v1/auth/login',
+        payload: { company: a.slug, email: 'x', password: 'hunter2-secret' },
+      });
     } finally {
       await logged.close();
     }
     const all = lines.join('');
     expect(lines.length).toBeGreaterThan(4);
     for (const l of lines) expect(() => JSON.parse(l) as unknown).not.toThrow();
-    for (const secret of [PASSWORD, 'hunter2-secret', a.keys.checkIn, a.keys.checkIn.split('_')[2]!, '0.123456']) {
+    for (const secret of [
+      PASSWORD,
+      'hunter2-secret',
+      a.keys.checkIn,
+      a.keys.checkIn.split('_')[2]!,
+      '0.123456',
+    ]) {
       expect(all).not.toContain(secret);
     }
     expect(all).not.toContain(a.users.hr.email);

@@ -1,7 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { adminPool, createTestInstall, login, ORIGIN, seedCompany, testApp, type Company, type TestInstall } from '../helpers/server.js';
+import {
+  adminPool,
+  createTestInstall,
+  login,
+  ORIGIN,
+  seedCompany,
+  testApp,
+  type Company,
+  type TestInstall,
+} from '../helpers/server.js';
 import { ROUTE_CASES } from '../helpers/routes.js';
 import type { Pool } from '../../src/db/pool.js';
 
@@ -114,7 +123,12 @@ function badBody(r: () => number): { payload: string; contentType: string } {
     case 3:
       return { payload: '{"__proto__": {"polluted": true}, "name": "x"}', contentType: 'application/json' };
     case 4:
-      return { payload: JSON.stringify({ position: { latitude: pick(r, NASTY), longitude: pick(r, NASTY), accuracy: pick(r, NASTY) } }), contentType: 'application/json' };
+      return {
+        payload: JSON.stringify({
+          position: { latitude: pick(r, NASTY), longitude: pick(r, NASTY), accuracy: pick(r, NASTY) },
+        }),
+        contentType: 'application/json',
+      };
     case 5:
       return { payload: '{"name":"' + 'a'.repeat(70 * 1024) + '"}', contentType: 'application/json' };
     default: {
@@ -135,7 +149,11 @@ function badUrl(r: () => number, url: string): string {
     if (i >= 0) segs[i] = encodeURIComponent(String(pick(r, NASTY)));
   }
   const q = new URLSearchParams(query ?? '');
-  if (r() < 0.7) q.set(pick(r, ['from', 'to', 'limit', 'offset', 'status', 'employeeId', 'format', 'flagged', 'teamId', 'x']), String(pick(r, NASTY)));
+  if (r() < 0.7)
+    q.set(
+      pick(r, ['from', 'to', 'limit', 'offset', 'status', 'employeeId', 'format', 'flagged', 'teamId', 'x']),
+      String(pick(r, NASTY)),
+    );
   const qs = q.toString();
   return segs.join('/') + (qs ? `?${qs}` : '');
 }
@@ -153,7 +171,11 @@ describe('bounded fuzz', () => {
       correctionId: '00000000-0000-4000-8000-000000000001',
       apiKeyId: a.keyIds.read,
     };
-    const auths: Record<string, string>[] = [{ cookie, origin: ORIGIN }, { authorization: `Bearer ${a.keys.admin}` }, {}];
+    const auths: Record<string, string>[] = [
+      { cookie, origin: ORIGIN },
+      { authorization: `Bearer ${a.keys.admin}` },
+      {},
+    ];
     const publicRoutes = [
       { method: 'POST' as const, url: '/api/v1/auth/login' },
       { method: 'GET' as const, url: '/readyz' },
@@ -161,7 +183,10 @@ describe('bounded fuzz', () => {
       { method: 'GET' as const, url: '/metrics' },
     ];
     const targets = [
-      ...ROUTE_CASES.filter((c) => c.pattern !== '/api/v1/auth/logout').map((c) => ({ method: c.method, url: c.url(ids) })),
+      ...ROUTE_CASES.filter((c) => c.pattern !== '/api/v1/auth/logout').map((c) => ({
+        method: c.method,
+        url: c.url(ids),
+      })),
       ...publicRoutes,
     ];
     const failures: string[] = [];
@@ -178,11 +203,19 @@ describe('bounded fuzz', () => {
           ...(body ? { payload: body.payload } : {}),
         });
         sent++;
-        if (res.statusCode >= 500) failures.push(`${t.method} ${url.slice(0, 120)} ${body?.payload.slice(0, 80) ?? ''} -> ${res.statusCode} ${res.body.slice(0, 100)}`);
-        if (res.statusCode >= 400 && !res.headers['content-type']?.toString().startsWith('application/json')) {
+        if (res.statusCode >= 500)
+          failures.push(
+            `${t.method} ${url.slice(0, 120)} ${body?.payload.slice(0, 80) ?? ''} -> ${res.statusCode} ${res.body.slice(0, 100)}`,
+          );
+        if (
+          res.statusCode >= 400 &&
+          !res.headers['content-type']?.toString().startsWith('application/json')
+        ) {
           failures.push(`${t.method} ${url.slice(0, 120)} -> ${res.statusCode} without a JSON error body`);
-        }
-        else if (res.statusCode >= 400 && res.json<{ error?: { code?: string } }>().error?.code === undefined) {
+        } else if (
+          res.statusCode >= 400 &&
+          res.json<{ error?: { code?: string } }>().error?.code === undefined
+        ) {
           failures.push(`${t.method} ${url.slice(0, 120)} -> ${res.statusCode} without the error shape`);
         }
       }

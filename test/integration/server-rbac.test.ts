@@ -23,7 +23,6 @@ let admin: Pool;
 let a: Company;
 let b: Company;
 let idsA: Ids;
-let idsB: Ids;
 
 /** Extra objects each company needs so that every route has something to act on. */
 async function extras(c: Company): Promise<Ids> {
@@ -33,7 +32,11 @@ async function extras(c: Company): Promise<Ids> {
       `INSERT INTO employees (tenant_id, full_name, team_id) VALUES ($1, $2, $3) RETURNING id`,
       [c.id, `${role} person`, c.otherTeamId],
     );
-    await admin.query('UPDATE users SET employee_id = $3 WHERE tenant_id = $1 AND id = $2', [c.id, c.users[role].id, e.rows[0]!.id]);
+    await admin.query('UPDATE users SET employee_id = $3 WHERE tenant_id = $1 AND id = $2', [
+      c.id,
+      c.users[role].id,
+      e.rows[0]!.id,
+    ]);
   }
   const target = await admin.query<{ id: string }>(
     `INSERT INTO users (tenant_id, email, role) VALUES ($1, $2, 'manager') RETURNING id`,
@@ -68,7 +71,7 @@ beforeAll(async () => {
   a = await seedCompany(admin, ti.secrets.apiKeyHmacKey, 'acme');
   b = await seedCompany(admin, ti.secrets.apiKeyHmacKey, 'globex');
   idsA = await extras(a);
-  idsB = await extras(b);
+  await extras(b);
   app = await testApp(ti);
 });
 afterAll(async () => {
@@ -91,20 +94,29 @@ async function call(route: (typeof ROUTE_CASES)[number], ids: Ids, headers: Reco
 
 describe('role-based access control', () => {
   it('has a test case for every authenticated route the app registers', () => {
-    const registered = routeTable(app).map((r) => `${r.method} ${r.url}`).sort();
+    const registered = routeTable(app)
+      .map((r) => `${r.method} ${r.url}`)
+      .sort();
     const tested = ROUTE_CASES.map((r) => `${r.method} ${r.pattern}`).sort();
     expect(tested).toEqual(registered);
   });
 
   it('allows exactly the expected roles on every route (5 roles x every route)', async () => {
-    const cookies = Object.fromEntries(await Promise.all(ROLES.map(async (r) => [r, await login(app, a, r)] as const)));
+    const cookies = Object.fromEntries(
+      await Promise.all(ROLES.map(async (r) => [r, await login(app, a, r)] as const)),
+    );
     const mismatches: string[] = [];
     for (const route of ROUTE_CASES) {
       for (const role of ROLES) {
         const res = await call(route, idsA, { cookie: cookies[role]! });
         const allowed = route.roles.includes(role);
-        const ok = allowed ? res.statusCode !== 401 && res.statusCode !== 403 && res.statusCode < 500 : res.statusCode === 403;
-        if (!ok) mismatches.push(`${role} ${route.method} ${route.pattern} -> ${res.statusCode} ${res.body.slice(0, 120)}`);
+        const ok = allowed
+          ? res.statusCode !== 401 && res.statusCode !== 403 && res.statusCode < 500
+          : res.statusCode === 403;
+        if (!ok)
+          mismatches.push(
+            `${role} ${route.method} ${route.pattern} -> ${res.statusCode} ${res.body.slice(0, 120)}`,
+          );
       }
     }
     expect(mismatches).toEqual([]);
@@ -118,7 +130,9 @@ describe('role-based access control', () => {
         const ids = idsA;
         const body = route.body?.(ids, ++n);
         const withEmployee =
-          route.pattern.startsWith('/api/v1/attendance/check') && body ? { ...(body as object), employeeId: ids.employeeId } : body;
+          route.pattern.startsWith('/api/v1/attendance/check') && body
+            ? { ...body, employeeId: ids.employeeId }
+            : body;
         const res = await app.inject({
           method: route.method,
           url: route.url(ids),
@@ -126,8 +140,13 @@ describe('role-based access control', () => {
           ...(withEmployee !== undefined ? { payload: withEmployee as object } : {}),
         });
         const allowed = route.scopes.includes(scope);
-        const ok = allowed ? res.statusCode !== 401 && res.statusCode !== 403 && res.statusCode < 500 : res.statusCode === 403;
-        if (!ok) mismatches.push(`${scope} ${route.method} ${route.pattern} -> ${res.statusCode} ${res.body.slice(0, 120)}`);
+        const ok = allowed
+          ? res.statusCode !== 401 && res.statusCode !== 403 && res.statusCode < 500
+          : res.statusCode === 403;
+        if (!ok)
+          mismatches.push(
+            `${scope} ${route.method} ${route.pattern} -> ${res.statusCode} ${res.body.slice(0, 120)}`,
+          );
       }
     }
     expect(mismatches).toEqual([]);
@@ -162,8 +181,12 @@ describe('tenant isolation over HTTP', () => {
     const leaks: string[] = [];
     for (const route of ROUTE_CASES) {
       if (route.pattern === '/api/v1/auth/logout') continue;
-      const namesIds = route.pattern.includes(':') || JSON.stringify(route.body?.(idsA, 0) ?? {}).includes(idsA.teamId);
-      for (const headers of [{ cookie: ownerB }, { authorization: `Bearer ${b.keys.admin}` }]) {
+      const namesIds =
+        route.pattern.includes(':') || JSON.stringify(route.body?.(idsA, 0) ?? {}).includes(idsA.teamId);
+      for (const headers of [{ cookie: ownerB }, { authorization: `Bearer ${b.keys.admin}` }] as Record<
+        string,
+        string
+      >[]) {
         const res = await call(route, idsA, headers);
         if (namesIds) {
           if (res.statusCode !== 404 && !(res.statusCode === 403 && headers.authorization)) {
@@ -171,7 +194,8 @@ describe('tenant isolation over HTTP', () => {
           }
         } else if (res.statusCode < 300) {
           for (const id of [a.id, a.employeeId, a.otherEmployeeId, a.teamId, a.siteId, a.users.owner.id]) {
-            if (res.body.includes(id)) leaks.push(`${route.method} ${route.pattern} returned ${id} of the other company`);
+            if (res.body.includes(id))
+              leaks.push(`${route.method} ${route.pattern} returned ${id} of the other company`);
           }
         }
       }
@@ -192,7 +216,10 @@ describe('tenant isolation over HTTP', () => {
   it('answers the same for a nonexistent id as for another company’s', async () => {
     const cookie = await login(app, b, 'owner');
     const foreign = await app.inject({ url: `/api/v1/employees/${a.employeeId}`, headers: { cookie } });
-    const missing = await app.inject({ url: '/api/v1/employees/00000000-0000-4000-8000-000000000000', headers: { cookie } });
+    const missing = await app.inject({
+      url: '/api/v1/employees/00000000-0000-4000-8000-000000000000',
+      headers: { cookie },
+    });
     expect(foreign.statusCode).toBe(404);
     expect(foreign.body).toBe(missing.body);
   });

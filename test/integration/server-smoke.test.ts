@@ -1,7 +1,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { adminPool, createTestInstall, login, ORIGIN, seedCompany, testApp, type Company, type TestInstall } from '../helpers/server.js';
+import {
+  adminPool,
+  createTestInstall,
+  login,
+  ORIGIN,
+  seedCompany,
+  testApp,
+  type Company,
+  type TestInstall,
+} from '../helpers/server.js';
 import type { Pool } from '../../src/db/pool.js';
 
 let db: TestDatabase;

@@ -6,7 +6,9 @@ export function registerKeys(program: Command): void {
 
   keys
     .command('show')
-    .description('key ids (which is active, how many face templates each seals) and backup recipients; never key material')
+    .description(
+      'key ids (which is active, how many face templates each seals) and backup recipients; never key material',
+    )
     .action(async (_flags: unknown, cmd: Command) => {
       const ctx = contextOf(cmd);
       const { withInstall } = await import('../../core/install.js');
@@ -14,9 +16,10 @@ export function registerKeys(program: Command): void {
       const r = await withInstall(ctx.location, (i) => showKeys(i));
       ctx.result(r, () => [
         'data-encryption keys (AES-256-GCM, face templates):',
-        ...table(r.dataKeys.map((k) => ({ ...k, active: k.active ? 'yes' : '' })), ['id', 'active', 'templates']).map(
-          (l) => `  ${l}`,
-        ),
+        ...table(
+          r.dataKeys.map((k) => ({ ...k, active: k.active ? 'yes' : '' })),
+          ['id', 'active', 'templates'],
+        ).map((l) => `  ${l}`),
         'backup recipients (age):',
         ...(r.backupRecipients.length ? r.backupRecipients.map((x) => `  ${x}`) : ['  (none)']),
         ...(r.backupIdentityFile ? [`backup identity file on this server: ${r.backupIdentityFile}`] : []),
@@ -25,7 +28,9 @@ export function registerKeys(program: Command): void {
 
   keys
     .command('rotate-data-key')
-    .description('add a new data-encryption key, make it active, re-encrypt every face template (old keys are kept)')
+    .description(
+      'add a new data-encryption key, make it active, re-encrypt every face template (old keys are kept)',
+    )
     .option('--batch-size <n>', 'templates per transaction', intOption('--batch-size', 1, 100_000), 500)
     .action(async (flags: { batchSize: number }, cmd: Command) => {
       const ctx = contextOf(cmd);
@@ -33,7 +38,11 @@ export function registerKeys(program: Command): void {
       const { rotateDataKey } = await import('../../core/keys.js');
       const { cliActor } = await import('../../core/actor.js');
       const r = await withInstall(ctx.location, (i) =>
-        rotateDataKey(i, { actor: cliActor(), batchSize: flags.batchSize, onProgress: (n) => ctx.progress(`re-encrypted ${n}`) }),
+        rotateDataKey(i, {
+          actor: cliActor(),
+          batchSize: flags.batchSize,
+          onProgress: (n) => ctx.progress(`re-encrypted ${n}`),
+        }),
       );
       ctx.progressDone();
       ctx.result(r, () => [

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import type { Row } from '../route.js';
 import { z } from 'zod';
 import { generateApiKey } from '../../crypto/apikey.js';
 import { checkPasswordPolicy, hashPassword } from '../../crypto/password.js';
@@ -47,17 +48,22 @@ export function adminRoutes(app: FastifyInstance, deps: ServerDeps) {
     async handler({ c, p, req, audit, afterCommit }) {
       const b = parse(SettingsPatchSchema, req.body, 'body');
       const entries = Object.entries(b).filter(([, v]) => v !== undefined);
-      if (!entries.length) throw httpError('VALIDATION_FAILED', 'no setting to change', { fields: [{ field: 'body', problem: 'empty' }] });
+      if (!entries.length)
+        throw httpError('VALIDATION_FAILED', 'no setting to change', {
+          fields: [{ field: 'body', problem: 'empty' }],
+        });
       const before = await loadSettings(c, p.tenantId);
       for (const [key, value] of entries) {
-        await c.query(
+        await c.query<Row>(
           `INSERT INTO tenant_settings (tenant_id, key, value, updated_at, updated_by) VALUES ($1, $2, $3, now(), $4)
            ON CONFLICT (tenant_id, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now(), updated_by = EXCLUDED.updated_by`,
           [p.tenantId, key, JSON.stringify(value), p.actor],
         );
       }
       await audit('settings.update', 'tenant_settings', p.tenantId, {
-        changes: Object.fromEntries(entries.map(([k, v]) => [k, { from: before[k as keyof typeof before], to: v }])),
+        changes: Object.fromEntries(
+          entries.map(([k, v]) => [k, { from: before[k as keyof typeof before], to: v }]),
+        ),
       });
       afterCommit(() => deps.hooks.onTenantSettingsChanged?.(p.tenantId));
       return { settings: await loadSettings(c, p.tenantId) };
@@ -70,7 +76,10 @@ export function adminRoutes(app: FastifyInstance, deps: ServerDeps) {
     roles: ['owner', 'admin'],
     scope: 'admin',
     async handler({ c, p }) {
-      const { rows } = await c.query(`SELECT ${PUBLIC_USER} FROM users WHERE tenant_id = $1 ORDER BY email`, [p.tenantId]);
+      const { rows } = await c.query<Row>(
+        `SELECT ${PUBLIC_USER} FROM users WHERE tenant_id = $1 ORDER BY email`,
+        [p.tenantId],
+      );
       return { users: rows };
     },
   });
@@ -85,9 +94,15 @@ export function adminRoutes(app: FastifyInstance, deps: ServerDeps) {
       const generated = b.password === undefined ? randomPassword() : undefined;
       const plain = b.password ?? generated!;
       const problem = checkPasswordPolicy(plain);
-      if (problem) throw httpError('VALIDATION_FAILED', `password ${problem}`, { fields: [{ field: 'body.password', problem }] });
+      if (problem)
+        throw httpError('VALIDATION_FAILED', `password ${problem}`, {
+          fields: [{ field: 'body.password', problem }],
+        });
       if (b.employeeId) {
-        const e = await c.query('SELECT 1 FROM employees WHERE tenant_id = $1 AND id = $2', [p.tenantId, b.employeeId]);
+        const e = await c.query<Row>('SELECT 1 FROM employees WHERE tenant_id = $1 AND id = $2', [
+          p.tenantId,
+          b.employeeId,
+        ]);
         if (!e.rowCount) throw notFound('employee');
       }
       const hash = await hashPassword(plain, deps.bcryptCost);
@@ -109,7 +124,10 @@ export function adminRoutes(app: FastifyInstance, deps: ServerDeps) {
     async handler({ c, p, req, audit }) {
       const id = idParam(req.params);
       const b = parse(UserPatch, req.body, 'body');
-      const cur = await c.query<{ role: string }>(`SELECT role FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE`, [p.tenantId, id]);
+      const cur = await c.query<{ role: string }>(
+        `SELECT role FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE`,
+        [p.tenantId, id],
+      );
       if (!cur.rows[0]) throw notFound('user');
       if (p.role !== 'owner' && (cur.rows[0].role === 'owner' || b.role === 'owner')) {
         throw forbidden('only an owner can change an owner or make one');
@@ -118,17 +136,28 @@ export function adminRoutes(app: FastifyInstance, deps: ServerDeps) {
         throw forbidden('you cannot disable yourself or change your own role');
       }
       if (b.employeeId) {
-        const e = await c.query('SELECT 1 FROM employees WHERE tenant_id = $1 AND id = $2', [p.tenantId, b.employeeId]);
+        const e = await c.query<Row>('SELECT 1 FROM employees WHERE tenant_id = $1 AND id = $2', [
+          p.tenantId,
+          b.employeeId,
+        ]);
         if (!e.rowCount) throw notFound('employee');
       }
       // A role change or a disable ends the user's sessions: they carried the old authority.
-      const { rows } = await c.query(
+      const { rows } = await c.query<Row>(
         `UPDATE users SET role = coalesce($3, role), display_name = coalesce($4, display_name),
                 employee_id = CASE WHEN $5::boolean THEN $6::uuid ELSE employee_id END,
                 disabled_at = CASE WHEN $7::boolean IS NULL THEN disabled_at WHEN $7 THEN coalesce(disabled_at, now()) ELSE NULL END,
                 session_epoch = session_epoch + CASE WHEN ($3::text IS NOT NULL AND $3 <> role) OR $7 IS TRUE THEN 1 ELSE 0 END
           WHERE tenant_id = $1 AND id = $2 RETURNING ${PUBLIC_USER}`,
-        [p.tenantId, id, b.role ?? null, b.displayName ?? null, b.employeeId !== undefined, b.employeeId ?? null, b.disabled ?? null],
+        [
+          p.tenantId,
+          id,
+          b.role ?? null,
+          b.displayName ?? null,
+          b.employeeId !== undefined,
+          b.employeeId ?? null,
+          b.disabled ?? null,
+        ],
       );
       await audit('user.update', 'user', id, { ...b });
       return rows[0];
@@ -164,7 +193,10 @@ export function adminRoutes(app: FastifyInstance, deps: ServerDeps) {
     url: '/api/v1/api-keys',
     roles: ['owner', 'admin'],
     async handler({ c, p }) {
-      const { rows } = await c.query(`SELECT ${KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at`, [p.tenantId]);
+      const { rows } = await c.query<Row>(
+        `SELECT ${KEY_COLUMNS} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at`,
+        [p.tenantId],
+      );
       return { apiKeys: rows };
     },
   });
@@ -218,7 +250,7 @@ export function adminRoutes(app: FastifyInstance, deps: ServerDeps) {
         req.query,
         'query',
       );
-      const { rows } = await c.query(
+      const { rows } = await c.query<Row>(
         `SELECT seq, at, actor, action, entity_type AS "entityType", entity_id AS "entityId", details,
                 encode(hash, 'hex') AS hash
            FROM audit_log WHERE tenant_id = $1 AND ($2::text IS NULL OR action = $2) AND ($3::bigint IS NULL OR seq < $3)

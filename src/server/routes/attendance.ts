@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import type { Row } from '../route.js';
 import { z } from 'zod';
 import { bufferToVector, faceAad, open as openSealed } from '../../crypto/aead.js';
 import { cosineSimilarity, FACE_MAX_DIMENSIONS, FACE_MIN_DIMENSIONS } from '../../core/face.js';
@@ -14,9 +15,7 @@ import type { Principal } from '../auth.js';
 
 const CheckBody = z.strictObject({
   employeeId: uuid.optional(),
-  position: z
-    .strictObject({ latitude, longitude, accuracy: z.number().min(0).max(100_000) })
-    .optional(),
+  position: z.strictObject({ latitude, longitude, accuracy: z.number().min(0).max(100_000) }).optional(),
   face: z.array(z.number()).min(FACE_MIN_DIMENSIONS).max(FACE_MAX_DIMENSIONS).optional(),
   deviceId: z.string().min(1).max(100).optional(),
 });
@@ -64,12 +63,15 @@ async function check(ctx: RequestContext, kind: 'check_in' | 'check_out') {
   let faceScore: number | null = null;
   if (b.face || settings['face.required']) {
     if (!b.face) throw httpError('FACE_NOT_ENROLLED', 'this company requires a face vector on every check');
-    if (!emp.face_template || !emp.face_key_id) throw httpError('FACE_NOT_ENROLLED', 'no face template is enrolled');
+    if (!emp.face_template || !emp.face_key_id)
+      throw httpError('FACE_NOT_ENROLLED', 'no face template is enrolled');
     let ring = await deps.keyring();
     if (!ring.keys[emp.face_key_id]) ring = await deps.reloadKeyring();
     let template: number[];
     try {
-      template = bufferToVector(openSealed(ring, emp.face_key_id, emp.face_template, faceAad(p.tenantId, employeeId)));
+      template = bufferToVector(
+        openSealed(ring, emp.face_key_id, emp.face_template, faceAad(p.tenantId, employeeId)),
+      );
     } catch (err) {
       // A template that does not open is a server-side problem, never the client's: log it, answer 500.
       throw new AttenduxError('INTERNAL', 'face template cannot be opened', { cause: err });
@@ -86,7 +88,10 @@ async function check(ctx: RequestContext, kind: 'check_in' | 'check_out') {
     }
     geo = judgeGeofence(b.position, emp.sites);
     if (geo.verdict === 'outside' && settings['geofence.mode'] === 'reject') {
-      throw httpError('OUTSIDE_GEOFENCE', `the position is ${Math.round(geo.distanceM ?? 0)} m from the nearest site, outside its radius`);
+      throw httpError(
+        'OUTSIDE_GEOFENCE',
+        `the position is ${Math.round(geo.distanceM ?? 0)} m from the nearest site, outside its radius`,
+      );
     }
   }
   const flagged = geo.verdict === 'outside' || geo.verdict === 'unknown';
@@ -157,11 +162,19 @@ const CorrectionCreate = z
   })
   .superRefine((v, ctx) => {
     if (v.action === 'add' && (!v.proposedKind || !v.proposedOccurredAt))
-      ctx.addIssue({ code: 'custom', path: ['proposedOccurredAt'], message: 'add needs proposedKind and proposedOccurredAt' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['proposedOccurredAt'],
+        message: 'add needs proposedKind and proposedOccurredAt',
+      });
     if (v.action !== 'add' && v.eventId === undefined)
       ctx.addIssue({ code: 'custom', path: ['eventId'], message: `${v.action} needs eventId` });
     if (v.action === 'change' && !v.proposedKind && !v.proposedOccurredAt)
-      ctx.addIssue({ code: 'custom', path: ['proposedOccurredAt'], message: 'change needs proposedKind or proposedOccurredAt' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['proposedOccurredAt'],
+        message: 'change needs proposedKind or proposedOccurredAt',
+      });
   });
 
 const CORRECTION_COLUMNS = `r.id, r.employee_id AS "employeeId", r.requested_by AS "requestedBy", r.action,
@@ -174,7 +187,13 @@ export function attendanceRoutes(app: FastifyInstance, deps: ServerDeps) {
     ['/api/v1/attendance/check-in', 'check_in'],
     ['/api/v1/attendance/check-out', 'check_out'],
   ] as const) {
-    defineRoute(app, deps, { method: 'POST', url, roles: ALL_ROLES, scope: 'check-in', handler: (ctx) => check(ctx, kind) });
+    defineRoute(app, deps, {
+      method: 'POST',
+      url,
+      roles: ALL_ROLES,
+      scope: 'check-in',
+      handler: (ctx) => check(ctx, kind),
+    });
   }
 
   defineRoute(app, deps, {
@@ -185,7 +204,7 @@ export function attendanceRoutes(app: FastifyInstance, deps: ServerDeps) {
     async handler({ c, p, req }) {
       const q = parse(EventsQuery, req.query, 'query');
       const s = employeeScope(p, 'e', 7);
-      const { rows } = await c.query(
+      const { rows } = await c.query<Row>(
         `SELECT a.id, a.employee_id AS "employeeId", a.kind, a.occurred_at AS "occurredAt", a.latitude, a.longitude,
                 a.accuracy_m AS "accuracyM", a.site_id AS "siteId", a.geofence, a.distance_m AS "distanceM", a.method,
                 a.face_score AS "faceScore", a.device_id AS "deviceId", a.flagged, a.correction_id AS "correctionId"
@@ -194,7 +213,15 @@ export function attendanceRoutes(app: FastifyInstance, deps: ServerDeps) {
             AND ($3::timestamptz IS NULL OR a.occurred_at >= $3) AND ($4::timestamptz IS NULL OR a.occurred_at < $4)
             AND ($5::boolean IS NULL OR a.flagged = $5) AND ${s.sql}
           ORDER BY a.occurred_at DESC, a.id DESC LIMIT $6`,
-        [p.tenantId, q.employeeId ?? null, q.from ?? null, q.to ?? null, q.flagged === undefined ? null : q.flagged === 'true', q.limit, ...s.params],
+        [
+          p.tenantId,
+          q.employeeId ?? null,
+          q.from ?? null,
+          q.to ?? null,
+          q.flagged === undefined ? null : q.flagged === 'true',
+          q.limit,
+          ...s.params,
+        ],
       );
       return { events: rows };
     },
@@ -208,24 +235,39 @@ export function attendanceRoutes(app: FastifyInstance, deps: ServerDeps) {
       const b = parse(CorrectionCreate, req.body, 'body');
       const employeeId = b.employeeId ?? p.employeeId;
       if (!employeeId) throw forbidden('your user is not linked to an employee; name employeeId');
-      if (employeeId !== p.employeeId && (p.role === 'employee' || !(await canSeeEmployee(c, p, employeeId)))) {
+      if (
+        employeeId !== p.employeeId &&
+        (p.role === 'employee' || !(await canSeeEmployee(c, p, employeeId)))
+      ) {
         throw notFound('employee');
       }
       if (b.eventId !== undefined) {
-        const ev = await c.query('SELECT 1 FROM attendance_events WHERE tenant_id = $1 AND id = $2 AND employee_id = $3', [
-          p.tenantId,
-          b.eventId,
-          employeeId,
-        ]);
+        const ev = await c.query<Row>(
+          'SELECT 1 FROM attendance_events WHERE tenant_id = $1 AND id = $2 AND employee_id = $3',
+          [p.tenantId, b.eventId, employeeId],
+        );
         if (!ev.rowCount) throw notFound('attendance event');
       }
       const { rows } = await c.query<{ id: string }>(
         `INSERT INTO correction_requests AS r (tenant_id, employee_id, requested_by, action, event_id, proposed_kind,
                                               proposed_occurred_at, reason)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ${CORRECTION_COLUMNS}`,
-        [p.tenantId, employeeId, p.userId, b.action, b.eventId ?? null, b.proposedKind ?? null, b.proposedOccurredAt ?? null, b.reason],
+        [
+          p.tenantId,
+          employeeId,
+          p.userId,
+          b.action,
+          b.eventId ?? null,
+          b.proposedKind ?? null,
+          b.proposedOccurredAt ?? null,
+          b.reason,
+        ],
       );
-      await audit('correction.request', 'correction_request', rows[0]!.id, { employeeId, action: b.action, eventId: b.eventId ?? null });
+      await audit('correction.request', 'correction_request', rows[0]!.id, {
+        employeeId,
+        action: b.action,
+        eventId: b.eventId ?? null,
+      });
       reply.code(201);
       return rows[0];
     },
@@ -238,12 +280,15 @@ export function attendanceRoutes(app: FastifyInstance, deps: ServerDeps) {
     scope: 'read',
     async handler({ c, p, req }) {
       const q = parse(
-        z.strictObject({ status: z.enum(['pending', 'approved', 'rejected']).optional(), employeeId: uuid.optional() }),
+        z.strictObject({
+          status: z.enum(['pending', 'approved', 'rejected']).optional(),
+          employeeId: uuid.optional(),
+        }),
         req.query,
         'query',
       );
       const s = employeeScope(p, 'e', 4);
-      const { rows } = await c.query(
+      const { rows } = await c.query<Row>(
         `SELECT ${CORRECTION_COLUMNS} FROM correction_requests r
            JOIN employees e ON e.tenant_id = r.tenant_id AND e.id = r.employee_id
           WHERE r.tenant_id = $1 AND ($2::text IS NULL OR r.status = $2) AND ($3::uuid IS NULL OR r.employee_id = $3)
@@ -262,7 +307,11 @@ export function attendanceRoutes(app: FastifyInstance, deps: ServerDeps) {
       roles: ['owner', 'admin', 'hr', 'manager'],
       async handler({ c, p, req, audit }) {
         const id = idParam(req.params);
-        const b = parse(z.strictObject({ note: z.string().trim().max(2000).optional() }), req.body ?? {}, 'body');
+        const b = parse(
+          z.strictObject({ note: z.string().trim().max(2000).optional() }),
+          req.body ?? {},
+          'body',
+        );
         const s = employeeScope(p, 'e', 3);
         const { rows } = await c.query<{
           employeeId: string;
@@ -286,12 +335,16 @@ export function attendanceRoutes(app: FastifyInstance, deps: ServerDeps) {
         if (r.status !== 'pending') throw httpError('CONFLICT', `the request is already ${r.status}`);
         let applied: Record<string, unknown> = {};
         if (decision === 'approve') applied = await applyCorrection(c, p.tenantId, id, r);
-        const upd = await c.query(
+        const upd = await c.query<Row>(
           `UPDATE correction_requests AS r SET status = $3, decided_by = $4, decided_at = now(), decision_note = $5
             WHERE tenant_id = $1 AND id = $2 RETURNING ${CORRECTION_COLUMNS}`,
           [p.tenantId, id, decision === 'approve' ? 'approved' : 'rejected', p.userId, b.note ?? null],
         );
-        await audit(`correction.${decision}`, 'correction_request', id, { employeeId: r.employeeId, action: r.action, ...applied });
+        await audit(`correction.${decision}`, 'correction_request', id, {
+          employeeId: r.employeeId,
+          action: r.action,
+          ...applied,
+        });
         return upd.rows[0];
       },
     });
@@ -302,7 +355,13 @@ async function applyCorrection(
   c: RequestContext['c'],
   tenantId: string,
   correctionId: string,
-  r: { employeeId: string; action: string; eventId: number | null; proposedKind: string | null; proposedOccurredAt: Date | null },
+  r: {
+    employeeId: string;
+    action: string;
+    eventId: number | null;
+    proposedKind: string | null;
+    proposedOccurredAt: Date | null;
+  },
 ): Promise<Record<string, unknown>> {
   if (r.action === 'add') {
     const { rows } = await c.query<{ id: number }>(
@@ -319,7 +378,7 @@ async function applyCorrection(
   if (!old.rows[0]) throw httpError('CONFLICT', 'the event of this request no longer exists');
   const before = { kind: old.rows[0].kind, occurredAt: old.rows[0].occurred_at };
   if (r.action === 'change') {
-    await c.query(
+    await c.query<Row>(
       `UPDATE attendance_events SET kind = coalesce($3, kind), occurred_at = coalesce($4, occurred_at), correction_id = $5
         WHERE tenant_id = $1 AND id = $2`,
       [tenantId, r.eventId, r.proposedKind, r.proposedOccurredAt, correctionId],
@@ -327,7 +386,10 @@ async function applyCorrection(
     return { eventId: r.eventId, before };
   }
   // delete: unlink every request pointing at the event, then remove it; the audit entry keeps what it was.
-  await c.query('UPDATE correction_requests SET event_id = NULL WHERE tenant_id = $1 AND event_id = $2', [tenantId, r.eventId]);
-  await c.query('DELETE FROM attendance_events WHERE tenant_id = $1 AND id = $2', [tenantId, r.eventId]);
+  await c.query<Row>(
+    'UPDATE correction_requests SET event_id = NULL WHERE tenant_id = $1 AND event_id = $2',
+    [tenantId, r.eventId],
+  );
+  await c.query<Row>('DELETE FROM attendance_events WHERE tenant_id = $1 AND id = $2', [tenantId, r.eventId]);
   return { eventId: r.eventId, before };
 }

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import type { Row } from '../route.js';
 import { z } from 'zod';
 import { withTenant } from '../../db/pool.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
@@ -23,7 +24,11 @@ const DUMMY = (cost: number) => (dummyHash ??= hashPassword('attendux-dummy-pass
 
 const LOGIN_FAILED = 'wrong company, email or password, or the account is locked for a while';
 
-export function authRoutes(app: FastifyInstance, deps: ServerDeps, loginRateLimit: { max: number; timeWindow: number }) {
+export function authRoutes(
+  app: FastifyInstance,
+  deps: ServerDeps,
+  loginRateLimit: { max: number; timeWindow: number },
+) {
   app.post(
     '/api/v1/auth/login',
     // The per-IP limit runs in onRequest: before the body is parsed, long before bcrypt.
@@ -39,9 +44,10 @@ export function authRoutes(app: FastifyInstance, deps: ServerDeps, loginRateLimi
         return httpError('LOGIN_FAILED', LOGIN_FAILED);
       };
 
-      const tenantRow = await deps.pool.query<{ id: string | null }>('SELECT attendux_tenant_by_slug($1) AS id', [
-        body.company.toLowerCase(),
-      ]);
+      const tenantRow = await deps.pool.query<{ id: string | null }>(
+        'SELECT attendux_tenant_by_slug($1) AS id',
+        [body.company.toLowerCase()],
+      );
       const tenantId = tenantRow.rows[0]?.id ?? null;
       if (!tenantId) {
         await verifyPassword(body.password, await DUMMY(deps.bcryptCost));
@@ -106,7 +112,13 @@ export function authRoutes(app: FastifyInstance, deps: ServerDeps, loginRateLimi
             entityId: user?.id,
             ...hashes,
             details: {
-              reason: !user ? 'unknown_user' : user.locked ? 'locked' : user.disabled ? 'disabled' : 'bad_password',
+              reason: !user
+                ? 'unknown_user'
+                : user.locked
+                  ? 'locked'
+                  : user.disabled
+                    ? 'disabled'
+                    : 'bad_password',
               emailHash,
               ...(locked ? { lockedNow: true } : {}),
             },
@@ -127,7 +139,7 @@ export function authRoutes(app: FastifyInstance, deps: ServerDeps, loginRateLimi
       }
 
       await withTenant(deps.pool, tenantId, async (c) => {
-        await c.query(
+        await c.query<Row>(
           `UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = now() WHERE tenant_id = $1 AND id = $2`,
           [tenantId, user.id],
         );
@@ -142,9 +154,21 @@ export function authRoutes(app: FastifyInstance, deps: ServerDeps, loginRateLimi
       });
       deps.metrics.successfulLogins++;
       const now = nowSeconds();
-      setSessionCookie(req, reply, deps, { tenantId, userId: user.id, epoch: user.session_epoch, iat: now, seen: now });
+      setSessionCookie(req, reply, deps, {
+        tenantId,
+        userId: user.id,
+        epoch: user.session_epoch,
+        iat: now,
+        seen: now,
+      });
       return {
-        user: { id: user.id, email, role: user.role, displayName: user.display_name, employeeId: user.employee_id },
+        user: {
+          id: user.id,
+          email,
+          role: user.role,
+          displayName: user.display_name,
+          employeeId: user.employee_id,
+        },
         tenant: { id: tenantId, slug: body.company.toLowerCase() },
       };
     },
@@ -156,10 +180,10 @@ export function authRoutes(app: FastifyInstance, deps: ServerDeps, loginRateLimi
     roles: ALL_ROLES,
     // Sessions are stateless cookies: logging out bumps the epoch so a copied cookie dies with it.
     async handler({ c, p, req, reply, audit }) {
-      await c.query('UPDATE users SET session_epoch = session_epoch + 1 WHERE tenant_id = $1 AND id = $2', [
-        p.tenantId,
-        p.userId,
-      ]);
+      await c.query<Row>(
+        'UPDATE users SET session_epoch = session_epoch + 1 WHERE tenant_id = $1 AND id = $2',
+        [p.tenantId, p.userId],
+      );
       await audit('auth.logout', 'user', p.userId);
       clearSessionCookie(req, reply);
       reply.code(204);
@@ -173,12 +197,16 @@ export function authRoutes(app: FastifyInstance, deps: ServerDeps, loginRateLimi
     roles: ALL_ROLES,
     scope: 'read',
     async handler({ c, p }) {
-      const tenant = await c.query<{ id: string; slug: string; name: string; timeZone: string; currency: string }>(
-        `SELECT id, slug, name, time_zone AS "timeZone", currency FROM tenants WHERE id = $1`,
-        [p.tenantId],
-      );
-      if (p.kind === 'apikey') return { kind: 'apikey', actor: p.actor, scopes: p.scopes, tenant: tenant.rows[0] };
-      const { rows } = await c.query(
+      const tenant = await c.query<{
+        id: string;
+        slug: string;
+        name: string;
+        timeZone: string;
+        currency: string;
+      }>(`SELECT id, slug, name, time_zone AS "timeZone", currency FROM tenants WHERE id = $1`, [p.tenantId]);
+      if (p.kind === 'apikey')
+        return { kind: 'apikey', actor: p.actor, scopes: p.scopes, tenant: tenant.rows[0] };
+      const { rows } = await c.query<Row>(
         `SELECT id, email, display_name AS "displayName", role, employee_id AS "employeeId", last_login_at AS "lastLoginAt"
            FROM users WHERE tenant_id = $1 AND id = $2`,
         [p.tenantId, p.userId],
@@ -198,7 +226,10 @@ export function authRoutes(app: FastifyInstance, deps: ServerDeps, loginRateLimi
     async handler({ c, p, req, reply, audit }) {
       const body = parse(PasswordSchema, req.body, 'body');
       const problem = checkPasswordPolicy(body.newPassword);
-      if (problem) throw httpError('VALIDATION_FAILED', `newPassword ${problem}`, { fields: [{ field: 'body.newPassword', problem }] });
+      if (problem)
+        throw httpError('VALIDATION_FAILED', `newPassword ${problem}`, {
+          fields: [{ field: 'body.newPassword', problem }],
+        });
       const { rows } = await c.query<{ password_hash: string | null }>(
         'SELECT password_hash FROM users WHERE tenant_id = $1 AND id = $2',
         [p.tenantId, p.userId],
@@ -208,7 +239,7 @@ export function authRoutes(app: FastifyInstance, deps: ServerDeps, loginRateLimi
       }
       const hash = await hashPassword(body.newPassword, deps.bcryptCost);
       // A new password ends every session, this one included; the client logs in again.
-      await c.query(
+      await c.query<Row>(
         `UPDATE users SET password_hash = $3, session_epoch = session_epoch + 1 WHERE tenant_id = $1 AND id = $2`,
         [p.tenantId, p.userId, hash],
       );

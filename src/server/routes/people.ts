@@ -1,4 +1,6 @@
 import type { FastifyInstance } from 'fastify';
+import type { Row } from '../route.js';
+import type { Queryable } from '../../db/pool.js';
 import { z } from 'zod';
 import { faceAad, seal, vectorToBuffer } from '../../crypto/aead.js';
 import { FACE_MAX_DIMENSIONS, FACE_MIN_DIMENSIONS } from '../../core/face.js';
@@ -56,7 +58,7 @@ export function peopleRoutes(app: FastifyInstance, deps: ServerDeps) {
     async handler({ c, p, req }) {
       const q = parse(ListQuery, req.query, 'query');
       const s = employeeScope(p, 'e', 6);
-      const { rows } = await c.query(
+      const { rows } = await c.query<Row>(
         `SELECT ${EMPLOYEE_COLUMNS} FROM employees e
           WHERE e.tenant_id = $1 AND ($2::uuid IS NULL OR e.team_id = $2) AND ($3::text IS NULL OR e.status = $3)
             AND ${s.sql}
@@ -75,7 +77,7 @@ export function peopleRoutes(app: FastifyInstance, deps: ServerDeps) {
     async handler({ c, p, req }) {
       const id = idParam(req.params);
       const s = employeeScope(p, 'e', 3);
-      const { rows } = await c.query(
+      const { rows } = await c.query<Row>(
         `SELECT ${EMPLOYEE_COLUMNS} FROM employees e WHERE e.tenant_id = $1 AND e.id = $2 AND ${s.sql}`,
         [p.tenantId, id, ...s.params],
       );
@@ -97,7 +99,16 @@ export function peopleRoutes(app: FastifyInstance, deps: ServerDeps) {
          VALUES ($1, $2, $3, $4, $5, coalesce($6, 0), coalesce($7, (SELECT currency FROM tenants WHERE id = $1)),
                  coalesce($8, (SELECT time_zone FROM tenants WHERE id = $1)))
          RETURNING ${EMPLOYEE_COLUMNS}`,
-        [p.tenantId, b.fullName, b.employeeNumber ?? null, b.email ?? null, b.teamId ?? null, b.hourlyRateMinor ?? null, b.currency ?? null, b.timeZone ?? null],
+        [
+          p.tenantId,
+          b.fullName,
+          b.employeeNumber ?? null,
+          b.email ?? null,
+          b.teamId ?? null,
+          b.hourlyRateMinor ?? null,
+          b.currency ?? null,
+          b.timeZone ?? null,
+        ],
       );
       await audit('employee.create', 'employee', rows[0]!.id, {
         employeeNumber: b.employeeNumber ?? null,
@@ -161,13 +172,16 @@ export function peopleRoutes(app: FastifyInstance, deps: ServerDeps) {
       const id = idParam(req.params);
       const b = parse(FaceBody, req.body, 'body');
       const sealed = seal(await deps.keyring(), vectorToBuffer(b.vector), faceAad(p.tenantId, id));
-      const { rowCount } = await c.query(
+      const { rowCount } = await c.query<Row>(
         `UPDATE employees SET face_template = $3, face_key_id = $4, face_enrolled_at = now(), updated_at = now()
           WHERE tenant_id = $1 AND id = $2`,
         [p.tenantId, id, sealed.data, sealed.keyId],
       );
       if (!rowCount) throw notFound('employee');
-      await audit('employee.face_enroll', 'employee', id, { dimensions: b.vector.length, keyId: sealed.keyId });
+      await audit('employee.face_enroll', 'employee', id, {
+        dimensions: b.vector.length,
+        keyId: sealed.keyId,
+      });
       reply.code(204);
       return null;
     },
@@ -180,7 +194,7 @@ export function peopleRoutes(app: FastifyInstance, deps: ServerDeps) {
     scope: 'admin',
     async handler({ c, p, req, reply, audit }) {
       const id = idParam(req.params);
-      const { rowCount } = await c.query(
+      const { rowCount } = await c.query<Row>(
         `UPDATE employees SET face_template = NULL, face_key_id = NULL, face_enrolled_at = NULL, updated_at = now()
           WHERE tenant_id = $1 AND id = $2`,
         [p.tenantId, id],
@@ -200,7 +214,7 @@ export function peopleRoutes(app: FastifyInstance, deps: ServerDeps) {
     roles: ['owner', 'admin', 'hr', 'manager'],
     scope: 'read',
     async handler({ c, p }) {
-      const { rows } = await c.query(
+      const { rows } = await c.query<Row>(
         `SELECT t.id, t.name, t.created_at AS "createdAt",
                 coalesce((SELECT json_agg(tm.user_id ORDER BY tm.user_id) FROM team_managers tm
                            WHERE tm.tenant_id = t.tenant_id AND tm.team_id = t.id), '[]') AS "managerIds"
@@ -240,7 +254,7 @@ export function peopleRoutes(app: FastifyInstance, deps: ServerDeps) {
     async handler({ c, p, req, audit }) {
       const id = idParam(req.params);
       const b = parse(TeamBody, req.body, 'body');
-      const { rows } = await c.query(
+      const { rows } = await c.query<Row>(
         `UPDATE teams SET name = $3 WHERE tenant_id = $1 AND id = $2 RETURNING id, name, created_at AS "createdAt"`,
         [p.tenantId, id, b.name],
       );
@@ -260,21 +274,25 @@ export function peopleRoutes(app: FastifyInstance, deps: ServerDeps) {
         const teamId = idParam(req.params);
         const userId = idParam(req.params, 'userId');
         await requireTeam(c, p.tenantId, teamId);
-        const u = await c.query('SELECT 1 FROM users WHERE tenant_id = $1 AND id = $2', [p.tenantId, userId]);
+        const u = await c.query<Row>('SELECT 1 FROM users WHERE tenant_id = $1 AND id = $2', [
+          p.tenantId,
+          userId,
+        ]);
         if (!u.rowCount) throw notFound('user');
         if (method === 'PUT') {
-          await c.query(
+          await c.query<Row>(
             `INSERT INTO team_managers (tenant_id, team_id, user_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
             [p.tenantId, teamId, userId],
           );
         } else {
-          await c.query(`DELETE FROM team_managers WHERE tenant_id = $1 AND team_id = $2 AND user_id = $3`, [
-            p.tenantId,
-            teamId,
-            userId,
-          ]);
+          await c.query<Row>(
+            `DELETE FROM team_managers WHERE tenant_id = $1 AND team_id = $2 AND user_id = $3`,
+            [p.tenantId, teamId, userId],
+          );
         }
-        await audit(method === 'PUT' ? 'team.manager_add' : 'team.manager_remove', 'team', teamId, { userId });
+        await audit(method === 'PUT' ? 'team.manager_add' : 'team.manager_remove', 'team', teamId, {
+          userId,
+        });
         reply.code(204);
         return null;
       },
@@ -295,7 +313,10 @@ export function peopleRoutes(app: FastifyInstance, deps: ServerDeps) {
     roles: ALL_ROLES,
     scope: 'read',
     async handler({ c, p }) {
-      const { rows } = await c.query(`SELECT ${SITE_COLUMNS} FROM sites WHERE tenant_id = $1 ORDER BY name`, [p.tenantId]);
+      const { rows } = await c.query<Row>(
+        `SELECT ${SITE_COLUMNS} FROM sites WHERE tenant_id = $1 ORDER BY name`,
+        [p.tenantId],
+      );
       return { sites: rows };
     },
   });
@@ -323,7 +344,7 @@ export function peopleRoutes(app: FastifyInstance, deps: ServerDeps) {
     async handler({ c, p, req, audit }) {
       const id = idParam(req.params);
       const b = parse(SiteBody.partial(), req.body, 'body');
-      const { rows } = await c.query(
+      const { rows } = await c.query<Row>(
         `UPDATE sites SET name = coalesce($3, name), latitude = coalesce($4, latitude),
                 longitude = coalesce($5, longitude), radius_m = coalesce($6, radius_m)
           WHERE tenant_id = $1 AND id = $2 RETURNING ${SITE_COLUMNS}`,
@@ -348,7 +369,10 @@ export function peopleRoutes(app: FastifyInstance, deps: ServerDeps) {
       );
       if (!rows[0]) throw notFound('site');
       if (rows[0].used) throw httpError('CONFLICT', 'the site has attendance events; it cannot be deleted');
-      const { rowCount } = await c.query('DELETE FROM sites WHERE tenant_id = $1 AND id = $2', [p.tenantId, id]);
+      const { rowCount } = await c.query<Row>('DELETE FROM sites WHERE tenant_id = $1 AND id = $2', [
+        p.tenantId,
+        id,
+      ]);
       if (!rowCount) throw notFound('site');
       await audit('site.delete', 'site', id);
       reply.code(204);
@@ -357,7 +381,7 @@ export function peopleRoutes(app: FastifyInstance, deps: ServerDeps) {
   });
 }
 
-async function requireTeam(c: { query: (q: string, v: unknown[]) => Promise<{ rowCount: number | null }> }, tenantId: string, teamId: string) {
+async function requireTeam(c: Queryable, tenantId: string, teamId: string) {
   const r = await c.query('SELECT 1 FROM teams WHERE tenant_id = $1 AND id = $2', [tenantId, teamId]);
   if (!r.rowCount) throw notFound('team');
 }

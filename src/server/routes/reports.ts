@@ -18,9 +18,14 @@ const RangeQuery = {
 
 function checkRange(from: string, to: string): void {
   const days = (Date.parse(`${to}T00:00:00Z`) - Date.parse(`${from}T00:00:00Z`)) / 86_400_000;
-  if (days < 0) throw httpError('VALIDATION_FAILED', 'to is before from', { fields: [{ field: 'query.to', problem: 'before from' }] });
+  if (days < 0)
+    throw httpError('VALIDATION_FAILED', 'to is before from', {
+      fields: [{ field: 'query.to', problem: 'before from' }],
+    });
   if (days >= MAX_DAYS)
-    throw httpError('VALIDATION_FAILED', `the range is limited to ${MAX_DAYS} days`, { fields: [{ field: 'query.to', problem: 'range too long' }] });
+    throw httpError('VALIDATION_FAILED', `the range is limited to ${MAX_DAYS} days`, {
+      fields: [{ field: 'query.to', problem: 'range too long' }],
+    });
 }
 
 /**
@@ -69,10 +74,19 @@ export function reportRoutes(app: FastifyInstance, deps: ServerDeps) {
       if (!employeeId) throw forbidden('name employeeId (your user is not linked to an employee)');
       if (!(await canSeeEmployee(c, p, employeeId))) throw notFound('employee');
       const settings = await loadSettings(c, p.tenantId);
-      const rule = { dailyMinutes: settings['overtime.dailyMinutes'], multiplierPercent: settings['overtime.multiplierPercent'] };
+      const rule = {
+        dailyMinutes: settings['overtime.dailyMinutes'],
+        multiplierPercent: settings['overtime.multiplierPercent'],
+      };
       const rows = await workedMinutesByDay(c, p.tenantId, q.from, q.to, employeeId);
-      const days = rows.map((r) => ({ day: r.day, workedMinutes: r.workedMinutes, ...splitOvertime(r.workedMinutes, rule) }));
-      const tz = await c.query<{ time_zone: string }>('SELECT time_zone FROM tenants WHERE id = $1', [p.tenantId]);
+      const days = rows.map((r) => ({
+        day: r.day,
+        workedMinutes: r.workedMinutes,
+        ...splitOvertime(r.workedMinutes, rule),
+      }));
+      const tz = await c.query<{ time_zone: string }>('SELECT time_zone FROM tenants WHERE id = $1', [
+        p.tenantId,
+      ]);
       return {
         employeeId,
         from: q.from,
@@ -94,11 +108,24 @@ export function reportRoutes(app: FastifyInstance, deps: ServerDeps) {
     roles: ['owner', 'admin', 'hr'],
     scope: 'read',
     async handler({ c, p, req, reply, audit }) {
-      const q = parse(z.strictObject({ ...RangeQuery, format: z.enum(['json', 'csv']).default('json') }), req.query, 'query');
+      const q = parse(
+        z.strictObject({ ...RangeQuery, format: z.enum(['json', 'csv']).default('json') }),
+        req.query,
+        'query',
+      );
       checkRange(q.from, q.to);
       const settings = await loadSettings(c, p.tenantId);
-      const rule = { dailyMinutes: settings['overtime.dailyMinutes'], multiplierPercent: settings['overtime.multiplierPercent'] };
-      const emps = await c.query<{ id: string; employeeNumber: string | null; fullName: string; rate: number; currency: string }>(
+      const rule = {
+        dailyMinutes: settings['overtime.dailyMinutes'],
+        multiplierPercent: settings['overtime.multiplierPercent'],
+      };
+      const emps = await c.query<{
+        id: string;
+        employeeNumber: string | null;
+        fullName: string;
+        rate: number;
+        currency: string;
+      }>(
         `SELECT id, employee_number AS "employeeNumber", full_name AS "fullName", hourly_rate_minor AS rate, currency
            FROM employees WHERE tenant_id = $1 ORDER BY employee_number NULLS LAST, full_name, id`,
         [p.tenantId],
@@ -123,9 +150,17 @@ export function reportRoutes(app: FastifyInstance, deps: ServerDeps) {
           currency: e.currency,
         };
       });
-      await audit('payroll.export', 'payroll', null, { from: q.from, to: q.to, format: q.format, employees: lines.length });
+      await audit('payroll.export', 'payroll', null, {
+        from: q.from,
+        to: q.to,
+        format: q.format,
+        employees: lines.length,
+      });
       if (q.format === 'csv') {
-        const esc = (v: string) => (/[",\n\r]/.test(v) || /^[=+\-@\t]/.test(v) ? `"${v.replace(/^([=+\-@\t])/, "'$1").replace(/"/g, '""')}"` : v);
+        const esc = (v: string) =>
+          /[",\n\r]/.test(v) || /^[=+\-@\t]/.test(v)
+            ? `"${v.replace(/^([=+\-@\t])/, "'$1").replace(/"/g, '""')}"`
+            : v;
         const out = [
           'employee_id,employee_number,full_name,regular_minutes,overtime_minutes,hourly_rate_minor,overtime_multiplier_percent,gross_pay_minor,gross_pay,currency',
           ...lines.map((l) =>
@@ -143,7 +178,9 @@ export function reportRoutes(app: FastifyInstance, deps: ServerDeps) {
             ].join(','),
           ),
         ];
-        reply.type('text/csv; charset=utf-8').header('content-disposition', `attachment; filename="payroll-${q.from}-${q.to}.csv"`);
+        reply
+          .type('text/csv; charset=utf-8')
+          .header('content-disposition', `attachment; filename="payroll-${q.from}-${q.to}.csv"`);
         return out.join('\r\n') + '\r\n';
       }
       return { from: q.from, to: q.to, overtime: rule, employees: lines };
@@ -153,7 +190,10 @@ export function reportRoutes(app: FastifyInstance, deps: ServerDeps) {
 
 function currencyDecimals(currency: string): number {
   try {
-    return new Intl.NumberFormat('en', { style: 'currency', currency }).resolvedOptions().maximumFractionDigits ?? 2;
+    return (
+      new Intl.NumberFormat('en', { style: 'currency', currency }).resolvedOptions().maximumFractionDigits ??
+      2
+    );
   } catch {
     return 2;
   }
