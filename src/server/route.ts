@@ -4,7 +4,14 @@ import { appendAudit } from '../db/queries/audit.js';
 import type { Role } from '../db/queries/users.js';
 import type { ApiKeyScope } from '../db/queries/api-keys.js';
 import { pepperedHash } from '../crypto/random.js';
-import { checkCsrf, readClaim, refreshSession, resolvePrincipal, type Principal } from './auth.js';
+import {
+  checkCsrf,
+  principalFrom,
+  principalPrelude,
+  readClaim,
+  refreshSession,
+  type Principal,
+} from './auth.js';
 import { forbidden } from './errors.js';
 import type { ServerDeps } from './deps.js';
 
@@ -77,35 +84,40 @@ export function defineRoute(app: FastifyInstance, deps: ServerDeps, spec: RouteS
       const claim = await readClaim(req, deps);
       checkCsrf(req, deps, claim);
       const after: (() => void)[] = [];
-      const result = await withTenant(deps.pool, claim.tenantId, async (c) => {
-        const p = await resolvePrincipal(c, claim);
-        if (!allowed(spec, p)) {
-          throw forbidden(
-            p.kind === 'apikey' ? 'the API key lacks the scope for this' : 'your role does not allow this',
-          );
-        }
-        const hashes = auditHashes(req, deps);
-        const ctx: RequestContext = {
-          req,
-          reply,
-          c,
-          p,
-          deps,
-          audit: async (action, entityType, entityId, details) => {
-            await appendAudit(c, {
-              tenantId: p.tenantId,
-              actor: p.actor,
-              action,
-              entityType,
-              entityId: entityId ?? undefined,
-              ...hashes,
-              details,
-            });
-          },
-          afterCommit: (fn) => after.push(fn),
-        };
-        return spec.handler(ctx);
-      });
+      const result = await withTenant(
+        deps.pool,
+        claim.tenantId,
+        async (c, prelude) => {
+          const p = principalFrom(claim, prelude);
+          if (!allowed(spec, p)) {
+            throw forbidden(
+              p.kind === 'apikey' ? 'the API key lacks the scope for this' : 'your role does not allow this',
+            );
+          }
+          const hashes = auditHashes(req, deps);
+          const ctx: RequestContext = {
+            req,
+            reply,
+            c,
+            p,
+            deps,
+            audit: async (action, entityType, entityId, details) => {
+              await appendAudit(c, {
+                tenantId: p.tenantId,
+                actor: p.actor,
+                action,
+                entityType,
+                entityId: entityId ?? undefined,
+                ...hashes,
+                details,
+              });
+            },
+            afterCommit: (fn) => after.push(fn),
+          };
+          return spec.handler(ctx);
+        },
+        principalPrelude(claim),
+      );
       for (const fn of after) {
         try {
           fn();

@@ -7,7 +7,7 @@ import { judgeGeofence, type GeofenceResult, type Site } from '../../core/geofen
 import { AttenduxError } from '../../errors.js';
 import { forbidden, httpError, notFound } from '../errors.js';
 import { idParam, isoTime, latitude, longitude, parse, uuid } from '../validate.js';
-import { ALL_ROLES, defineRoute, type RequestContext } from '../route.js';
+import { ALL_ROLES, auditHashes, defineRoute, type RequestContext } from '../route.js';
 import { canSeeEmployee, employeeScope } from '../scope.js';
 import { mergeSettings } from '../settings.js';
 import type { ServerDeps } from '../deps.js';
@@ -46,15 +46,16 @@ async function check(ctx: RequestContext, kind: 'check_in' | 'check_out') {
     face_key_id: string | null;
     sites: Site[];
     settings: Record<string, unknown> | null;
-  }>(
-    `SELECT e.status, e.face_template, e.face_key_id,
+  }>({
+    name: 'attendux_checkin_subject',
+    text: `SELECT e.status, e.face_template, e.face_key_id,
             coalesce((SELECT json_agg(json_build_object('id', s.id, 'latitude', s.latitude, 'longitude', s.longitude,
                                                         'radiusM', s.radius_m))
                         FROM sites s WHERE s.tenant_id = $1), '[]') AS sites,
             (SELECT jsonb_object_agg(key, value) FROM tenant_settings ts WHERE ts.tenant_id = $1) AS settings
        FROM employees e WHERE e.tenant_id = $1 AND e.id = $2`,
-    [p.tenantId, employeeId],
-  );
+    values: [p.tenantId, employeeId],
+  });
   const emp = rows[0];
   if (!emp) throw notFound('employee');
   if (emp.status !== 'active') throw httpError('CONFLICT', 'the employee is inactive');
@@ -97,12 +98,24 @@ async function check(ctx: RequestContext, kind: 'check_in' | 'check_out') {
   const flagged = geo.verdict === 'outside' || geo.verdict === 'unknown';
   const method = faceScore !== null ? 'face' : b.position ? 'gps' : p.kind === 'apikey' ? 'kiosk' : 'manual';
 
-  const ins = await c.query<{ id: number; occurredAt: Date }>(
-    `INSERT INTO attendance_events (tenant_id, employee_id, kind, occurred_at, latitude, longitude, accuracy_m,
-                                    site_id, geofence, distance_m, method, face_score, device_id, flagged)
-     VALUES ($1, $2, $3, now(), $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-     RETURNING id, occurred_at AS "occurredAt"`,
-    [
+  // The event and its audit entry in one statement (the hot path: one round trip less); the audit_log
+  // trigger chains the entry exactly as appendAudit's insert would. Coordinates stay out of the audit log:
+  // the event row holds them, under the same retention as attendance.
+  const hashes = auditHashes(req, deps);
+  const ins = await c.query<{ id: number; occurredAt: Date }>({
+    name: 'attendux_checkin_insert',
+    text: `WITH ev AS (
+             INSERT INTO attendance_events (tenant_id, employee_id, kind, occurred_at, latitude, longitude, accuracy_m,
+                                            site_id, geofence, distance_m, method, face_score, device_id, flagged)
+             VALUES ($1, $2, $3, now(), $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             RETURNING id, occurred_at),
+           au AS (
+             INSERT INTO audit_log (tenant_id, actor, action, entity_type, entity_id, ip_hash, ua_hash, details,
+                                    prev_hash, hash)
+             SELECT $1, $14, $15, 'attendance_event', ev.id::text, $16, $17, $18::jsonb, '\\x', '\\x' FROM ev
+             RETURNING seq)
+         SELECT ev.id, ev.occurred_at AS "occurredAt" FROM ev, au`,
+    values: [
       p.tenantId,
       employeeId,
       kind,
@@ -116,17 +129,14 @@ async function check(ctx: RequestContext, kind: 'check_in' | 'check_out') {
       faceScore,
       b.deviceId ?? null,
       flagged,
+      p.actor,
+      `attendance.${kind}`,
+      hashes.ipHash,
+      hashes.uaHash,
+      JSON.stringify({ employeeId, geofence: geo.verdict, flagged, method, siteId: geo.siteId }),
     ],
-  );
-  const ev = ins.rows[0]!;
-  // Coordinates stay out of the audit log: the event row holds them, under the same retention as attendance.
-  await ctx.audit(`attendance.${kind}`, 'attendance_event', String(ev.id), {
-    employeeId,
-    geofence: geo.verdict,
-    flagged,
-    method,
-    siteId: geo.siteId,
   });
+  const ev = ins.rows[0]!;
   ctx.afterCommit(() => (kind === 'check_in' ? deps.metrics.checkIns++ : deps.metrics.checkOuts++));
   reply.code(201);
   return {
