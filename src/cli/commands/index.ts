@@ -6,6 +6,8 @@ import { registerConfig } from './config.js';
 import { registerTenant } from './tenant.js';
 import { registerUser } from './user.js';
 import { registerApiKey } from './apikey.js';
+import { registerServe } from './serve.js';
+import { registerKeys } from './keys.js';
 
 /** Each module only declares flags; the work it does is imported lazily when the command runs. */
 export function registerCommands(program: Command): void {
@@ -16,4 +18,6 @@ export function registerCommands(program: Command): void {
   registerTenant(program);
   registerUser(program);
   registerApiKey(program);
+  registerServe(program);
+  registerKeys(program);
 }
