@@ -66,6 +66,36 @@ export const ERROR_CODES = {
     exitCode: 1,
     doc: 'Data sealed under a data-encryption key id the secrets file does not hold.',
   },
+  BACKUP_NO_RECIPIENTS: {
+    exitCode: 1,
+    doc: 'No age recipient is configured (backup.recipients); backups cannot be encrypted.',
+  },
+  BACKUP_DIR_UNWRITABLE: { exitCode: 1, doc: 'The backup directory cannot be created or written.' },
+  BACKUP_LOCKED: {
+    exitCode: 75,
+    doc: 'Another backup is running (lock file or PostgreSQL advisory lock); try again later (EX_TEMPFAIL).',
+  },
+  BACKUP_NO_FULL: {
+    exitCode: 1,
+    doc: 'An incremental backup needs a full backup first; run `backup full` or pass --full-if-needed.',
+  },
+  BACKUP_CHAIN_BROKEN: {
+    exitCode: 1,
+    doc: 'The parent of an incremental is missing, damaged, or from another database or schema version.',
+  },
+  BACKUP_FAILED: {
+    exitCode: 1,
+    doc: 'A backup run failed (database lost mid-stream, disk full...); nothing was recorded as a backup.',
+  },
+  BACKUP_CORRUPT: { exitCode: 1, doc: 'A backup file does not match its checksums, manifest or sidecar.' },
+  BACKUP_IDENTITY_INVALID: {
+    exitCode: 1,
+    doc: 'The age identity file is missing, unreadable, or matches no recipient of the backup.',
+  },
+  BACKUP_STALE: {
+    exitCode: 1,
+    doc: 'backup status: a kind has no recent successful backup, or its last run failed.',
+  },
   INTERNAL: { exitCode: 1, doc: 'A bug: an unexpected error. Run again with --debug and report it.' },
 } as const satisfies Record<string, { exitCode: number; doc: string }>;
 
@@ -77,6 +107,8 @@ export interface AttenduxErrorOptions {
   cause?: unknown;
   /** Extra machine-readable facts printed with --json (for example the pid holding a lock). */
   details?: Record<string, unknown>;
+  /** The command already printed its result (e.g. a failing status report): with --json print no error object. */
+  resultPrinted?: boolean;
 }
 
 export class AttenduxError extends Error {
@@ -84,6 +116,7 @@ export class AttenduxError extends Error {
   readonly exitCode: number;
   readonly hint: string | undefined;
   readonly details: Record<string, unknown> | undefined;
+  readonly resultPrinted: boolean;
 
   constructor(code: ErrorCode, message: string, options: AttenduxErrorOptions = {}) {
     super(message, { cause: options.cause });
@@ -92,6 +125,7 @@ export class AttenduxError extends Error {
     this.exitCode = options.exitCode ?? ERROR_CODES[code].exitCode;
     this.hint = options.hint;
     this.details = options.details;
+    this.resultPrinted = options.resultPrinted ?? false;
   }
 }
 

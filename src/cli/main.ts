@@ -75,7 +75,7 @@ export async function main(argv: string[]): Promise<void> {
         cause = (cause as Error).cause;
       }
     }
-    if (json) {
+    if (json && !e.resultPrinted) {
       process.stdout.write(
         JSON.stringify({ error: { code: e.code, message: e.message, hint: e.hint, ...e.details } }) + '\n',
       );

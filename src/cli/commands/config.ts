@@ -50,6 +50,12 @@ export function registerConfig(program: Command): void {
         throw new AttenduxError('USAGE', 'give a value or --unset, not both');
       const { setConfigValue } = await import('../../core/config/edit.js');
       const result = await setConfigValue(ctx.location, key, flags.unset ? undefined : value);
+      if (result.changed) {
+        // PRODUCT.md: a settings change triggers a config backup; its failure warns but never undoes the set.
+        const { backupConfigAfterChange } = await import('../../core/backup/config.js');
+        const backup = await backupConfigAfterChange(ctx.location);
+        if (backup.warning) ctx.important(`warning: ${backup.warning}`);
+      }
       ctx.result(result, () =>
         result.changed
           ? `${key}: ${JSON.stringify(result.previous)} -> ${JSON.stringify(result.value)}`

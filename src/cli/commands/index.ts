@@ -8,6 +8,7 @@ import { registerUser } from './user.js';
 import { registerApiKey } from './apikey.js';
 import { registerServe } from './serve.js';
 import { registerKeys } from './keys.js';
+import { registerBackup } from './backup.js';
 
 /** Each module only declares flags; the work it does is imported lazily when the command runs. */
 export function registerCommands(program: Command): void {
@@ -20,4 +21,5 @@ export function registerCommands(program: Command): void {
   registerApiKey(program);
   registerServe(program);
   registerKeys(program);
+  registerBackup(program);
 }

@@ -1,0 +1,193 @@
+/**
+ * Backup benchmark (issue 4). In one run, on the reference database (bench/seed.ts) in the PostgreSQL on
+ * 127.0.0.1:5432:
+ *   - `pg_dump -Fc` (Debian's pg_dump, unencrypted) vs `attendux backup full` (the real binary, encrypted):
+ *     wall time ratio (goal <= 0.6) and attendux's peak RSS (goal <= 150 MB), also on a 10x smaller
+ *     database to show it does not grow with the data;
+ *   - an incremental after changing 1% of the attendance events: time and size vs the full (goal <= 5%);
+ *   - `backup verify` throughput in MB/s of backup (goal >= 100).
+ *
+ *   npx tsx bench/backup.ts [--events 2000000] [--companies 200] [--reseed]
+ *
+ * Databases attendux_bench_backup / attendux_bench_backup_small are kept between runs (seeding 2M events
+ * with change capture takes a while); --reseed recreates them. Work files live in bench/.data/backup.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { seedReference } from './seed.js';
+import { connectClient, createPool, ddl } from '../src/db/pool.js';
+import { provisionDatabase } from '../src/db/provision.js';
+import { runMigrations } from '../src/db/migrate.js';
+
+const { values } = parseArgs({
+  options: {
+    url: { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/postgres' },
+    events: { type: 'string', default: '2000000' },
+    companies: { type: 'string', default: '200' },
+    employees: { type: 'string', default: '5000' },
+    reseed: { type: 'boolean', default: false },
+  },
+});
+
+const ROOT = new URL('..', import.meta.url).pathname;
+const BIN = join(ROOT, 'bin/attendux.js');
+const WORK = join(ROOT, 'bench/.data/backup');
+const PASSWORD = 'attendux-bench-password';
+const su = values.url;
+
+function urlFor(db: string, user: string): string {
+  const u = new URL(su);
+  u.username = user;
+  u.password = PASSWORD;
+  u.pathname = `/${db}`;
+  return u.toString();
+}
+
+async function ensureDatabase(name: string, events: number, companies: number, employees: number): Promise<void> {
+  const c = await connectClient(su);
+  let exists: boolean;
+  try {
+    if (values.reseed) await ddl(c, 'DROP DATABASE IF EXISTS %I WITH (FORCE)', name);
+    exists = (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [name])).rowCount === 1;
+  } finally {
+    await c.end();
+  }
+  const owner = `${name}_owner`;
+  if (exists) {
+    const pool = createPool(urlFor(name, owner), 1);
+    const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM attendance_events').catch(() => ({ rows: [{ n: 0 }] }));
+    await pool.end();
+    if (rows[0]!.n >= events) return;
+    const c2 = await connectClient(su);
+    await ddl(c2, 'DROP DATABASE IF EXISTS %I WITH (FORCE)', name);
+    await c2.end();
+  }
+  await provisionDatabase({
+    superuserUrl: su,
+    database: name,
+    ownerRole: owner,
+    ownerPassword: PASSWORD,
+    appRole: `${name}_app`,
+    appPassword: PASSWORD,
+  });
+  await runMigrations({ adminUrl: urlFor(name, owner), appRole: `${name}_app`, direction: 'up' });
+  const pool = createPool(urlFor(name, owner), 2);
+  const t0 = Date.now();
+  process.stdout.write(`seeding ${name}: ${events} events over ${companies} companies... `);
+  await seedReference(pool, { companies, employees, events });
+  await pool.end();
+  console.log(`${((Date.now() - t0) / 1000).toFixed(0)} s`);
+}
+
+async function writeInstall(name: string): Promise<{ config: string; identity: string }> {
+  const dir = join(WORK, name);
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  const identity = join(dir, 'identity.txt');
+  execFileSync('age-keygen', ['-o', identity], { stdio: 'pipe' });
+  const recipient = /public key: (age1\S+)/.exec(await readFile(identity, 'utf8'))![1]!;
+  const config = join(dir, 'attendux.json');
+  await writeFile(
+    config,
+    JSON.stringify({
+      dataDir: 'data',
+      database: { url: urlFor(name, `${name}_app`), adminUrl: urlFor(name, `${name}_owner`), appRole: `${name}_app` },
+      backup: { recipients: [recipient] },
+    }),
+  );
+  const key = () => randomBytes(32).toString('base64');
+  await writeFile(
+    join(dir, 'attendux.secrets.json'),
+    JSON.stringify({ sessionKey: key(), apiKeyHmacKey: key(), auditPepper: key(), dataKeys: { k1: key() }, activeDataKeyId: 'k1' }),
+    { mode: 0o600 },
+  );
+  return { config, identity };
+}
+
+interface Timed {
+  seconds: number;
+  peakRssMb: number;
+  stdout: string;
+}
+
+/** Run a command under /usr/bin/time -v: wall time and peak RSS of the process. */
+function timed(cmd: string, args: string[]): Promise<Timed> {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const child = spawn('/usr/bin/time', ['-v', cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('exit', (code) => {
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      if (code !== 0) return reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err.slice(-2000)}`));
+      const kb = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(err)?.[1] ?? 0);
+      resolve({ seconds, peakRssMb: kb / 1024, stdout: out });
+    });
+  });
+}
+
+const attendux = (config: string, ...args: string[]) => timed('node', [BIN, '--config', config, ...args]);
+const f = (n: number, d = 2) => n.toFixed(d);
+
+async function main(): Promise<void> {
+  const events = Number(values.events);
+  const companies = Number(values.companies);
+  const employees = Number(values.employees);
+  await mkdir(WORK, { recursive: true });
+  execFileSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' });
+
+  const big = 'attendux_bench_backup';
+  const small = 'attendux_bench_backup_small';
+  await ensureDatabase(big, events, companies, employees);
+  await ensureDatabase(small, Math.floor(events / 10), Math.max(1, Math.floor(companies / 10)), Math.floor(employees / 10));
+  const bigInst = await writeInstall(big);
+  const smallInst = await writeInstall(small);
+
+  // Warm-up: the first full trims the change log the seed filled, and warms the cache for both tools alike.
+  console.log('warm-up full backups...');
+  await attendux(bigInst.config, 'backup', 'full');
+  await attendux(smallInst.config, 'backup', 'full');
+  const c = await connectClient(urlFor(big, `${big}_owner`));
+  await c.query('VACUUM ANALYZE change_log');
+  const { rows: sz } = await c.query<{ db: string }>('SELECT pg_size_pretty(pg_database_size(current_database())) AS db');
+  await c.end();
+
+  const dumpFile = join(WORK, 'pg_dump.Fc');
+  const dump = await timed('pg_dump', ['-Fc', '-f', dumpFile, urlFor(big, `${big}_owner`)]);
+  const dumpBytes = (await stat(dumpFile)).size;
+  await rm(dumpFile, { force: true });
+
+  const full = await attendux(bigInst.config, 'backup', 'full', '--json');
+  const fullSide = (JSON.parse(full.stdout) as { sidecar: { id: string; bytes: number; durationMs: number } }).sidecar;
+  const smallFull = await attendux(smallInst.config, 'backup', 'full', '--json');
+
+  const u = await connectClient(urlFor(big, `${big}_owner`));
+  const { rowCount } = await u.query('UPDATE attendance_events SET flagged = NOT flagged WHERE id % 100 = 0');
+  await u.end();
+  const inc = await attendux(bigInst.config, 'backup', 'incremental', '--json');
+  const incSide = (JSON.parse(inc.stdout) as { sidecar: { bytes: number; rows: number; durationMs: number } }).sidecar;
+
+  const verify = await attendux(bigInst.config, 'backup', 'verify', fullSide.id, '--identity', bigInst.identity, '--json');
+  const v = (JSON.parse(verify.stdout) as { backups: { bytes: number; seconds: number }[] }).backups[0]!;
+
+  const mb = (b: number) => b / 1024 / 1024;
+  const lines = [
+    `reference database: ${events} events, ${companies} companies (${sz[0]!.db}); PostgreSQL 15 on 127.0.0.1`,
+    `pg_dump -Fc (unencrypted)       ${f(dump.seconds)} s   ${f(mb(dumpBytes), 1)} MB`,
+    `attendux backup full (age)      ${f(full.seconds)} s   ${f(mb(fullSide.bytes), 1)} MB   peak RSS ${f(full.peakRssMb, 0)} MB`,
+    `  ratio full / pg_dump          ${f(full.seconds / dump.seconds)}   (goal <= 0.60)`,
+    `  peak RSS on a 10x smaller db  ${f(smallFull.peakRssMb, 0)} MB   (goal: <= 150 MB, not growing with the data)`,
+    `incremental after ${rowCount} updates (1%)  ${f(inc.seconds)} s   ${f(mb(incSide.bytes), 2)} MB   ${incSide.rows} changes`,
+    `  ratio incremental / full time ${f(inc.seconds / full.seconds, 3)} wall incl. process start-up, ${f(incSide.durationMs / fullSide.durationMs, 3)} of the backup work itself   (goal <= 0.05)`,
+    `  ratio incremental / full size ${f(incSide.bytes / fullSide.bytes, 3)}   (goal <= 0.05)`,
+    `backup verify --identity        ${f(verify.seconds)} s wall, ${f(v.seconds)} s reading   ${f(mb(v.bytes) / v.seconds, 0)} MB/s (${f(mb(v.bytes) / verify.seconds, 0)} MB/s incl. start-up)   (goal >= 100)`,
+  ];
+  console.log(lines.join('\n'));
+}
+
+await main();

@@ -1,0 +1,183 @@
+import { createHash } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { AttenduxError } from '../../errors.js';
+import { cliActor } from '../actor.js';
+import { loadConfig, type ConfigLocation } from '../config/load.js';
+import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
+import { VERSION } from '../../version.js';
+import { newestOf, readCatalog } from './catalog.js';
+import { newBackupId, type Sidecar } from './format.js';
+import { acquireFileLock } from './lock.js';
+import { backupFailure, ensureBackupDir, requireRecipients, lastRunFile, type LastRun } from './run.js';
+import { cleanupLeftovers, writeArchive, type StagedEntry } from './writer.js';
+import { writeFileAtomic } from '../fs.js';
+
+export interface ConfigBackupOptions extends ConfigLocation {
+  ifChanged?: boolean;
+  /**
+   * Rendered service files to include. Default: what `schedule install` writes, i.e.
+   * /etc/systemd/system/attendux*.{service,timer} and /etc/cron.d/attendux*, those that exist.
+   */
+  serviceFiles?: string[];
+  /** Write the audit entry (default true; needs the database, skipped with a note when unreachable). */
+  audit?: boolean;
+}
+
+export interface ConfigBackupResult {
+  written: boolean;
+  sidecar?: Sidecar;
+  /** The config backup whose content equals the current files (--if-changed, nothing written). */
+  previous?: string;
+  files: string[];
+  contentHash: string;
+  auditSkipped?: string;
+}
+
+async function defaultServiceFiles(): Promise<string[]> {
+  const out: string[] = [];
+  for (const [dir, re] of [
+    ['/etc/systemd/system', /^attendux.*\.(service|timer)$/],
+    ['/etc/cron.d', /^attendux/],
+  ] as const) {
+    const names = await readdir(dir).catch(() => [] as string[]);
+    for (const n of names.sort()) if (re.test(n)) out.push(join(dir, n));
+  }
+  return out;
+}
+
+/**
+ * Back up the config file, the secrets file and the service files, encrypted like every backup. With
+ * `ifChanged`, compare a hash over the names and contents with the newest config backup and write nothing
+ * when they are equal. Does not need the database (the audit entry is written when it is reachable).
+ */
+export async function backupConfig(opts: ConfigBackupOptions = {}): Promise<ConfigBackupResult> {
+  const startedAt = new Date();
+  const loaded = await loadConfig(opts);
+  const backupDir = loaded.backupDir;
+  const record = (run: LastRun) =>
+    writeFileAtomic(lastRunFile(backupDir, 'config'), JSON.stringify(run, null, 2) + '\n', 0o600).catch(
+      () => undefined,
+    );
+  try {
+    const recipients = requireRecipients(loaded);
+    await ensureBackupDir(backupDir);
+    const files = [loaded.path, loaded.secretsPath, ...(opts.serviceFiles ?? (await defaultServiceFiles()))];
+    const entries: StagedEntry[] = [];
+    const used = new Set<string>();
+    for (const f of files) {
+      let content: Buffer;
+      try {
+        content = await readFile(f);
+      } catch (err) {
+        throw new AttenduxError('IO_ERROR', `cannot read ${f}: ${(err as Error).message}`, { cause: err });
+      }
+      let name = `config/${basename(f)}`;
+      for (let i = 2; used.has(name); i++) name = `config/${i}-${basename(f)}`;
+      used.add(name);
+      entries.push({ name, content });
+    }
+    const h = createHash('sha256');
+    for (const e of entries)
+      h.update(`${e.name}\0${createHash('sha256').update(e.content!).digest('hex')}\n`);
+    const contentHash = h.digest('hex');
+    if (opts.ifChanged) {
+      const newest = newestOf(await readCatalog(backupDir), 'config');
+      if (newest && newest.contentHash === contentHash)
+        return { written: false, previous: newest.id, files, contentHash };
+    }
+    // Its own lock file: a config change during a long full backup must still be backed up.
+    const lock = await acquireFileLock(loaded.config.dataDir, 'backup config', 'backup-config.lock');
+    let sidecar: Sidecar;
+    try {
+      await cleanupLeftovers(backupDir, 'config');
+      const id = newBackupId('config', startedAt);
+      sidecar = await writeArchive({
+        backupDir,
+        id,
+        recipients,
+        entries,
+        startedAt,
+        rows: 0,
+        manifest: {
+          id,
+          kind: 'config',
+          parent: null,
+          chainRoot: null,
+          createdAt: startedAt.toISOString(),
+          attenduxVersion: VERSION,
+          schemaVersion: null,
+          postgresVersion: null,
+          snapshot: null,
+          parentSnapshot: null,
+          databaseId: null,
+          tables: [],
+          changes: null,
+          contentHash,
+        },
+      });
+    } finally {
+      await lock.release();
+    }
+    await record({
+      kind: 'config',
+      id: sidecar.id,
+      startedAt: startedAt.toISOString(),
+      finishedAt: new Date().toISOString(),
+      outcome: 'success',
+    });
+    const auditSkipped = opts.audit === false ? 'disabled' : await auditConfigBackup(opts, sidecar);
+    return { written: true, sidecar, files, contentHash, ...(auditSkipped ? { auditSkipped } : {}) };
+  } catch (err) {
+    const e = backupFailure(err, 'config', 'writing the config backup');
+    if (e.code !== 'BACKUP_LOCKED')
+      await record({
+        kind: 'config',
+        id: null,
+        startedAt: startedAt.toISOString(),
+        finishedAt: new Date().toISOString(),
+        outcome: 'failure',
+        error: { code: e.code, message: e.message },
+      });
+    throw e;
+  }
+}
+
+/** Returns why the entry was not written, or undefined when it was. */
+async function auditConfigBackup(loc: ConfigLocation, sidecar: Sidecar): Promise<string | undefined> {
+  try {
+    const { withInstall } = await import('../install.js');
+    await withInstall({ ...loc, requireMigrated: false }, (install) =>
+      appendAudit(install.admin, {
+        tenantId: SYSTEM_TENANT,
+        actor: cliActor(),
+        action: 'backup.config',
+        entityType: 'backup',
+        entityId: sidecar.id,
+        details: { kind: 'config', outcome: 'success', bytes: sidecar.bytes },
+      }),
+    );
+    return undefined;
+  } catch (err) {
+    return `database unreachable: ${(err as Error).message}`;
+  }
+}
+
+/**
+ * What `config set`, `backup add-recipient` (and later `keys`, tenant settings) call after a successful
+ * change: a config backup if anything changed. Never throws: the change itself succeeded; problems come back
+ * as a warning to print.
+ */
+export async function backupConfigAfterChange(
+  loc: ConfigLocation,
+): Promise<{ id?: string; warning?: string }> {
+  try {
+    const r = await backupConfig({ ...loc, ifChanged: true });
+    return { id: r.sidecar?.id };
+  } catch (err) {
+    const e = err as AttenduxError;
+    if (e.code === 'BACKUP_NO_RECIPIENTS')
+      return { warning: 'the change was not backed up: no backup recipients configured (backup.recipients)' };
+    return { warning: `the change was not backed up: ${e.message}` };
+  }
+}

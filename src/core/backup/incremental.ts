@@ -1,0 +1,159 @@
+import { createWriteStream } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import { AttenduxError } from '../../errors.js';
+import { connectClient } from '../../db/pool.js';
+import { schemaVersion } from '../../db/migrate.js';
+import { VERSION } from '../../version.js';
+import { chainHead, readCatalog, type CatalogEntry } from './catalog.js';
+import { CHANGES_ENTRY, newBackupId, type Sidecar } from './format.js';
+import { fullBackupBody, trimChangeLog } from './full.js';
+import { runDatabaseBackup, type BackupRunOptions, type BackupRunResult, type RunEnv } from './run.js';
+import { writeArchive } from './writer.js';
+
+export interface IncrementalOptions extends BackupRunOptions {
+  /** Take a full backup instead when there is no usable parent (no full, broken chain, schema changed). */
+  fullIfNeeded?: boolean;
+}
+
+const SNAPSHOT = /^\d+:\d+:(\d+(,\d+)*)?$/;
+
+/** Why the chain head cannot be the parent of a new incremental, or null when it can. */
+function unusableParent(head: CatalogEntry, dbId: string | null, version: string | null): string | null {
+  if (head.status !== 'ok')
+    return `the newest backup ${head.id} is unusable (${head.problem ?? head.status})`;
+  if (!head.snapshot || !SNAPSHOT.test(head.snapshot))
+    return `the newest backup ${head.id} records no snapshot`;
+  if (head.databaseId !== dbId) return `the newest backup ${head.id} was taken from another database`;
+  if (head.schemaVersion !== version)
+    return `the schema changed since ${head.id} (${head.schemaVersion ?? 'none'} -> ${version ?? 'none'})`;
+  return null;
+}
+
+async function incrementalBody(
+  env: RunEnv,
+  opts: IncrementalOptions,
+  stage: (s: string) => void,
+): Promise<{ sidecar: Sidecar; note?: string }> {
+  stage('finding the parent backup');
+  const catalog = await readCatalog(env.backupDir);
+  const head = chainHead(catalog);
+  const { rows: meta } = await env.lockClient.query<{ dbid: string | null }>(
+    'SELECT (SELECT database_id::text FROM backup_meta LIMIT 1) AS dbid',
+  );
+  const dbId = meta[0]?.dbid ?? null;
+  const version = await schemaVersion(env.lockClient);
+  // A table created without the capture trigger would silently miss changes: attach it and start over
+  // from a full, since its earlier changes were never captured.
+  const { rows: attached } = await env.lockClient.query<{ t: string }>('SELECT attendux_capture_all() AS t');
+  let why: string | null = null;
+  if (!head) why = 'there is no full backup yet';
+  else if (attached.length) why = `change capture was missing on ${attached.map((r) => r.t).join(', ')}`;
+  else why = unusableParent(head, dbId, version);
+  if (why) {
+    if (!opts.fullIfNeeded) {
+      throw new AttenduxError(
+        head ? 'BACKUP_CHAIN_BROKEN' : 'BACKUP_NO_FULL',
+        `cannot take an incremental backup: ${why}`,
+        {
+          hint: 'run `attendux backup full` (or pass --full-if-needed)',
+        },
+      );
+    }
+    const full = await fullBackupBody(env, opts, stage);
+    return { sidecar: full.sidecar, note: `took a full backup instead: ${why}` };
+  }
+  const parent = head!;
+  const startedAt = new Date();
+  const id = newBackupId('incremental', startedAt);
+  const staging = join(env.backupDir, `.staging-${id}`);
+  await mkdir(staging, { mode: 0o700 });
+  const c = await connectClient(env.install.db.adminUrl, 'attendux-backup');
+  try {
+    stage('opening the snapshot');
+    await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    // The parent snapshot travels as a transaction-local setting: COPY cannot take bind parameters.
+    await c.query("SELECT set_config('attendux.parent_snapshot', $1, true)", [parent.snapshot]);
+    const { rows: snap } = await c.query<{ snapshot: string; version: string }>(
+      `SELECT pg_current_snapshot()::text AS snapshot, current_setting('server_version') AS version`,
+    );
+    // Changes of transactions not visible in the parent's snapshot; this transaction's own snapshot (MVCC)
+    // hides those that commit later: they go to the next incremental. txid >= xmin(parent) uses the index.
+    const where = `txid >= pg_snapshot_xmin(current_setting('attendux.parent_snapshot')::pg_snapshot)
+                   AND NOT pg_visible_in_snapshot(txid, current_setting('attendux.parent_snapshot')::pg_snapshot)`;
+    const { rows: counts } = await c.query<{ table_name: string; n: number; first: number; last: number }>(
+      `SELECT table_name, count(*)::int AS n, min(id) AS first, max(id) AS last FROM change_log WHERE ${where} GROUP BY table_name`,
+    );
+    const byTable: Record<string, number> = {};
+    let count = 0;
+    let first: number | null = null;
+    let last: number | null = null;
+    for (const r of counts.sort((a, b) => a.table_name.localeCompare(b.table_name))) {
+      byTable[r.table_name] = r.n;
+      count += r.n;
+      first = first === null ? r.first : Math.min(first, r.first);
+      last = last === null ? r.last : Math.max(last, r.last);
+    }
+    stage('copying the changes');
+    const { to: copyTo } = await import('pg-copy-streams');
+    const file = join(staging, 'changes.gz');
+    const source = c.query(
+      copyTo(
+        `COPY (SELECT id, txid, at, table_name, op, tenant_id, pk, "row" FROM change_log WHERE ${where} ORDER BY id) TO STDOUT`,
+      ),
+    );
+    let bytes = 0;
+    await pipeline(
+      source,
+      createGzip({ level: 1 }),
+      new Transform({
+        transform(chunk: Buffer, _e, cb) {
+          bytes += chunk.length;
+          opts.onProgress?.({ phase: 'copy', table: 'change_log', bytes });
+          cb(null, chunk);
+        },
+      }),
+      createWriteStream(file, { mode: 0o600 }),
+    );
+    await c.query('COMMIT');
+    const snapshot = snap[0]!.snapshot;
+    stage('writing the archive');
+    const sidecar = await writeArchive({
+      backupDir: env.backupDir,
+      id,
+      recipients: env.recipients,
+      entries: [{ name: CHANGES_ENTRY, files: [file] }],
+      startedAt,
+      rows: count,
+      onBytes: (n) => opts.onProgress?.({ phase: 'archive', bytes: n }),
+      manifest: {
+        id,
+        kind: 'incremental',
+        parent: parent.id,
+        chainRoot: parent.chainRoot ?? parent.chain[0] ?? null,
+        createdAt: startedAt.toISOString(),
+        attenduxVersion: VERSION,
+        schemaVersion: version,
+        postgresVersion: snap[0]!.version,
+        snapshot,
+        parentSnapshot: parent.snapshot,
+        databaseId: dbId,
+        tables: [],
+        changes: { count, byTable, firstId: first, lastId: last },
+        contentHash: null,
+      },
+    });
+    await trimChangeLog(env.lockClient, snapshot).catch(() => undefined);
+    return { sidecar };
+  } finally {
+    await c.end().catch(() => undefined);
+    await rm(staging, { recursive: true, force: true });
+  }
+}
+
+export async function backupIncremental(opts: IncrementalOptions = {}): Promise<BackupRunResult> {
+  return runDatabaseBackup('incremental', opts, (env, stage) => incrementalBody(env, opts, stage));
+}

@@ -1,0 +1,106 @@
+import { loadConfig, type ConfigLocation } from '../config/load.js';
+import { writeFileAtomic } from '../fs.js';
+import { newestOf, readCatalog } from './catalog.js';
+import type { BackupKind } from './format.js';
+import { readLastRun, type LastRun } from './run.js';
+
+export interface KindStatus {
+  kind: BackupKind;
+  ok: boolean;
+  newest: { id: string; createdAt: string; bytes: number; durationMs: number } | null;
+  ageHours: number | null;
+  /** Stale after this many hours; null: never stale by age (config backups happen on change). */
+  staleAfterHours: number | null;
+  lastRun: LastRun | null;
+  problem?: string;
+}
+
+export interface BackupStatus {
+  ok: boolean;
+  backupDir: string;
+  checkedAt: string;
+  kinds: KindStatus[];
+}
+
+/** Age of the newest good backup of each kind against its threshold, and whether its last run failed. */
+export async function backupStatus(opts: ConfigLocation & { now?: Date } = {}): Promise<BackupStatus> {
+  const loaded = await loadConfig(opts);
+  const now = opts.now ?? new Date();
+  const catalog = await readCatalog(loaded.backupDir);
+  const stale = loaded.config.backup.staleAfterHours;
+  const kinds: KindStatus[] = [];
+  for (const kind of ['full', 'incremental', 'config'] as const) {
+    const newest = newestOf(catalog, kind);
+    const lastRun = await readLastRun(loaded.backupDir, kind);
+    const threshold = kind === 'config' ? null : stale[kind];
+    const ageHours = newest
+      ? (now.getTime() - Date.parse(newest.finishedAt ?? newest.createdAt)) / 3_600_000
+      : null;
+    let problem: string | undefined;
+    if (
+      lastRun?.outcome === 'failure' &&
+      (!newest || lastRun.finishedAt > (newest.finishedAt ?? newest.createdAt))
+    )
+      problem = `last run failed at ${lastRun.finishedAt}: ${lastRun.error?.message ?? 'unknown error'}`;
+    else if (threshold !== null && ageHours === null) problem = 'no successful backup yet';
+    else if (threshold !== null && ageHours !== null && ageHours > threshold)
+      problem = `newest is ${ageHours.toFixed(1)} h old (stale after ${threshold} h)`;
+    kinds.push({
+      kind,
+      ok: !problem,
+      newest: newest
+        ? { id: newest.id, createdAt: newest.createdAt, bytes: newest.bytes, durationMs: newest.durationMs }
+        : null,
+      ageHours,
+      staleAfterHours: threshold,
+      lastRun,
+      ...(problem ? { problem } : {}),
+    });
+  }
+  return { ok: kinds.every((k) => k.ok), backupDir: loaded.backupDir, checkedAt: now.toISOString(), kinds };
+}
+
+/** node_exporter textfile collector format (one gauge family per line group, labelled by kind). */
+export function prometheusText(st: BackupStatus): string {
+  const families: [string, string, (k: KindStatus) => number | null][] = [
+    [
+      'attendux_backup_last_success_timestamp_seconds',
+      'Unix time the newest successful backup of this kind was taken.',
+      (k) => (k.newest ? Date.parse(k.newest.createdAt) / 1000 : null),
+    ],
+    [
+      'attendux_backup_last_size_bytes',
+      'Size of the newest successful backup file.',
+      (k) => k.newest?.bytes ?? null,
+    ],
+    [
+      'attendux_backup_last_duration_seconds',
+      'Duration of the newest successful backup.',
+      (k) => (k.newest ? k.newest.durationMs / 1000 : null),
+    ],
+    [
+      'attendux_backup_last_run_success',
+      '1 if the last run of this kind succeeded, 0 if it failed.',
+      (k) => (k.lastRun ? (k.lastRun.outcome === 'success' ? 1 : 0) : null),
+    ],
+    [
+      'attendux_backup_ok',
+      '1 if this kind is fresh and its last run succeeded, else 0.',
+      (k) => (k.ok ? 1 : 0),
+    ],
+  ];
+  const lines: string[] = [];
+  for (const [name, help, value] of families) {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`);
+    for (const k of st.kinds) {
+      const v = value(k);
+      if (v !== null) lines.push(`${name}{kind="${k.kind}"} ${v}`);
+    }
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** Written atomically so node_exporter never reads half a file. */
+export async function writePrometheus(path: string, st: BackupStatus): Promise<void> {
+  await writeFileAtomic(path, prometheusText(st), 0o644);
+}

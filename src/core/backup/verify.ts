@@ -1,0 +1,108 @@
+import { join } from 'node:path';
+import { AttenduxError, isAttenduxError } from '../../errors.js';
+import { loadConfig, type ConfigLocation } from '../config/load.js';
+import { readCatalog, type CatalogEntry } from './catalog.js';
+import { dataFileName, hashFile, readBackup, readIdentityFile } from './format.js';
+
+export interface VerifyOptions extends ConfigLocation {
+  /** A backup id; default the newest backup. */
+  id?: string;
+  all?: boolean;
+  /** age identity file; without it only the encrypted file's size and SHA-256 are checked. */
+  identityFile?: string;
+  onProgress?: (p: { id: string; bytes: number; total: number }) => void;
+}
+
+export interface VerifyItem {
+  id: string;
+  kind: string;
+  ok: boolean;
+  /** 'full': decrypted and every entry checked; 'checksum': only the encrypted file against its sidecar. */
+  depth: 'full' | 'checksum';
+  bytes: number;
+  seconds: number;
+  entries?: number;
+  chain: string;
+  error?: { code: string; message: string; entry?: string | null };
+}
+
+export interface VerifyResult {
+  ok: boolean;
+  backups: VerifyItem[];
+}
+
+/**
+ * Check backups without touching the database: with an identity, decrypt in a stream and check every entry
+ * against the manifest and the manifest against the sidecar; without one, the encrypted file's SHA-256.
+ */
+export async function verifyBackups(opts: VerifyOptions): Promise<VerifyResult> {
+  const loaded = await loadConfig(opts);
+  const identityFile =
+    opts.identityFile ?? process.env.ATTENDUX_BACKUP_IDENTITY ?? loaded.config.backup.identityFile;
+  const identities = identityFile ? await readIdentityFile(identityFile) : null;
+  const catalog = await readCatalog(loaded.backupDir);
+  let targets: CatalogEntry[];
+  if (opts.all) targets = catalog.backups;
+  else if (opts.id) {
+    const hit = catalog.backups.find((b) => b.id === opts.id);
+    if (!hit)
+      throw new AttenduxError('NOT_FOUND', `no backup "${opts.id}" in ${loaded.backupDir}`, {
+        hint: 'run `attendux backup list` to see the backups',
+      });
+    targets = [hit];
+  } else {
+    const newest = catalog.backups[catalog.backups.length - 1];
+    if (!newest) throw new AttenduxError('NOT_FOUND', `no backups in ${loaded.backupDir}`);
+    targets = [newest];
+  }
+  const out: VerifyItem[] = [];
+  for (const b of targets) {
+    const t0 = Date.now();
+    const file = join(loaded.backupDir, dataFileName(b.id));
+    const item: VerifyItem = {
+      id: b.id,
+      kind: b.kind,
+      ok: true,
+      depth: identities ? 'full' : 'checksum',
+      bytes: 0,
+      seconds: 0,
+      chain: b.status,
+    };
+    try {
+      if (identities) {
+        const r = await readBackup({
+          file,
+          identities,
+          sidecar: b,
+          onBytes: (n) => opts.onProgress?.({ id: b.id, bytes: n, total: b.bytes }),
+        });
+        item.bytes = r.bytes;
+        item.entries = r.entries.length;
+      } else {
+        const h = await hashFile(file, (n) =>
+          opts.onProgress?.({ id: b.id, bytes: n, total: b.bytes }),
+        ).catch((err: unknown) => {
+          throw new AttenduxError('BACKUP_CORRUPT', `${file}: ${(err as Error).message}`);
+        });
+        item.bytes = h.bytes;
+        if (h.bytes !== b.bytes || h.sha256 !== b.sha256)
+          throw new AttenduxError(
+            'BACKUP_CORRUPT',
+            `${file}: SHA-256 of the file does not match its sidecar${h.bytes !== b.bytes ? ` (${h.bytes} bytes, expected ${b.bytes})` : ''}`,
+          );
+      }
+    } catch (err) {
+      if (isAttenduxError(err) && err.code === 'BACKUP_IDENTITY_INVALID') throw err;
+      const e = isAttenduxError(err) ? err : new AttenduxError('BACKUP_CORRUPT', (err as Error).message);
+      item.ok = false;
+      item.error = {
+        code: e.code,
+        message: e.message,
+        entry: (e.details?.entry as string | undefined) ?? null,
+      };
+    }
+    item.seconds = (Date.now() - t0) / 1000;
+    out.push(item);
+  }
+  return { ok: out.every((i) => i.ok), backups: out };
+}

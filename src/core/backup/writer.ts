@@ -1,0 +1,205 @@
+import { constants, createReadStream, createWriteStream } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { once } from 'node:events';
+import { fsyncDir, writeFileAtomic } from '../fs.js';
+import { VERSION } from '../../version.js';
+import { AgeEncryptStream } from './age-stream.js';
+import {
+  FORMAT,
+  ID_PATTERN,
+  MANIFEST_ENTRY,
+  dataFileName,
+  sidecarFileName,
+  type Manifest,
+  type ManifestEntry,
+  type Sidecar,
+} from './format.js';
+
+class Tap extends Transform {
+  readonly hash = createHash('sha256');
+  bytes = 0;
+  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
+    this.hash.update(chunk);
+    this.bytes += chunk.length;
+    cb(null, chunk);
+  }
+}
+
+/** One tar entry: the concatenation of staged files (gzip members concatenate into one valid gzip file). */
+export interface StagedEntry {
+  name: string;
+  files?: string[];
+  content?: Buffer;
+}
+
+export interface WriteArchiveOptions {
+  backupDir: string;
+  id: string;
+  recipients: readonly string[];
+  entries: StagedEntry[];
+  /** The manifest without `entries` and `format`: filled in here. */
+  manifest: Omit<Manifest, 'entries' | 'format'>;
+  startedAt: Date;
+  rows: number;
+  onBytes?: (written: number) => void;
+}
+
+/**
+ * Tar the staged entries plus manifest.json (last), encrypt with age, write `<id>.tar.age.part`, fsync,
+ * rename to `<id>.tar.age`, then write the sidecar `<id>.json` atomically. Until the sidecar exists nothing
+ * counts as a backup; a crash anywhere leaves only leftovers that `cleanupLeftovers` removes.
+ */
+export async function writeArchive(opts: WriteArchiveOptions): Promise<Sidecar> {
+  const { pack: tarPack } = await import('tar-stream');
+  const pack = tarPack();
+  const tarTap = new Tap();
+  const outTap = new Tap();
+  let written = 0;
+  const progress = new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      written += chunk.length;
+      opts.onBytes?.(written);
+      cb(null, chunk);
+    },
+  });
+  const part = join(opts.backupDir, `${dataFileName(opts.id)}.part`);
+  const final = join(opts.backupDir, dataFileName(opts.id));
+  const enc = await AgeEncryptStream.create(opts.recipients);
+  const mtime = opts.startedAt;
+
+  const writing = pipeline(
+    pack,
+    tarTap,
+    enc,
+    outTap,
+    progress,
+    createWriteStream(part, { mode: 0o600, flags: 'wx' }),
+  );
+  const entries: ManifestEntry[] = [];
+  const feeding = (async () => {
+    for (const e of opts.entries) {
+      const h = createHash('sha256');
+      let size = 0;
+      if (e.content) size = e.content.length;
+      for (const f of e.files ?? []) size += (await stat(f)).size;
+      const sink = pack.entry({ name: e.name, size, mode: 0o600, mtime });
+      const done = new Promise<void>((resolve, reject) => {
+        sink.on('error', reject);
+        sink.on('finish', () => resolve());
+        sink.on('close', () => resolve());
+      });
+      if (e.content) {
+        h.update(e.content);
+        sink.write(e.content);
+      }
+      for (const f of e.files ?? []) {
+        for await (const chunk of createReadStream(f, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
+          h.update(chunk);
+          if (!sink.write(chunk)) await once(sink, 'drain');
+        }
+      }
+      sink.end(() => undefined);
+      await done;
+      entries.push({ name: e.name, bytes: size, sha256: h.digest('hex') });
+    }
+    const manifest: Manifest = { format: FORMAT, ...opts.manifest, entries };
+    const text = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
+    await new Promise<void>((resolve, reject) =>
+      pack.entry({ name: MANIFEST_ENTRY, size: text.length, mode: 0o600, mtime }, text, (err) =>
+        err ? reject(err) : resolve(),
+      ),
+    );
+    pack.finalize();
+  })();
+  try {
+    await Promise.all([
+      writing,
+      feeding.catch((err: unknown) => {
+        pack.destroy(err as Error);
+        throw err;
+      }),
+    ]);
+    const fh = await open(part, constants.O_RDONLY);
+    try {
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(part, final);
+    await fsyncDir(opts.backupDir);
+  } catch (err) {
+    await unlink(part).catch(() => undefined);
+    throw err;
+  }
+  const finishedAt = new Date();
+  const m = opts.manifest;
+  const sidecar: Sidecar = {
+    format: FORMAT,
+    id: opts.id,
+    kind: m.kind,
+    parent: m.parent,
+    chainRoot: m.chainRoot,
+    createdAt: m.createdAt,
+    finishedAt: finishedAt.toISOString(),
+    durationMs: finishedAt.getTime() - opts.startedAt.getTime(),
+    file: dataFileName(opts.id),
+    bytes: outTap.bytes,
+    sha256: outTap.hash.digest('hex'),
+    tarBytes: tarTap.bytes,
+    snapshot: m.snapshot,
+    schemaVersion: m.schemaVersion,
+    databaseId: m.databaseId,
+    attenduxVersion: VERSION,
+    contentHash: m.contentHash,
+    rows: opts.rows,
+    recipients: opts.recipients.length,
+    outcome: 'success',
+  };
+  try {
+    await writeFileAtomic(
+      join(opts.backupDir, sidecarFileName(opts.id)),
+      JSON.stringify(sidecar, null, 2) + '\n',
+      0o600,
+    );
+  } catch (err) {
+    await unlink(final).catch(() => undefined);
+    throw err;
+  }
+  return sidecar;
+}
+
+/**
+ * Remove what killed or failed runs left behind: `*.part` files, `.staging-*` directories, and data files
+ * whose sidecar was never written (a crash between the rename and the sidecar, or an interrupted prune).
+ * Only called while holding the matching lock, so nothing removed belongs to a running backup.
+ */
+export async function cleanupLeftovers(
+  backupDir: string,
+  which: 'database' | 'config' = 'database',
+): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(backupDir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  const set = new Set(names);
+  for (const n of names) {
+    // Config backups run under their own lock (a config change must not wait for a long full backup), so
+    // each side only cleans up its own leftovers.
+    const isConfig = /^\.?(config-|last-run-config)/.test(n);
+    if (isConfig !== (which === 'config')) continue;
+    const orphan =
+      n.endsWith('.tar.age') && ID_PATTERN.test(n.slice(0, -8)) && !set.has(sidecarFileName(n.slice(0, -8)));
+    if (n.endsWith('.part') || n.startsWith('.staging-') || orphan) {
+      await rm(join(backupDir, n), { recursive: true, force: true });
+      removed.push(n);
+    }
+  }
+  return removed;
+}
