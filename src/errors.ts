@@ -26,6 +26,46 @@ export const ERROR_CODES = {
   NOT_FOUND: { exitCode: 1, doc: 'The named company, user, key or backup does not exist.' },
   ALREADY_EXISTS: { exitCode: 1, doc: 'An object with that name already exists.' },
   IO_ERROR: { exitCode: 1, doc: 'A file could not be read or written.' },
+  VALIDATION_FAILED: {
+    exitCode: 2,
+    doc: 'A request body, query string or path parameter is invalid (HTTP 400).',
+  },
+  UNAUTHENTICATED: { exitCode: 1, doc: 'No valid session cookie or API key (HTTP 401).' },
+  SESSION_EXPIRED: {
+    exitCode: 1,
+    doc: 'The session was idle too long or was revoked; log in again (HTTP 401).',
+  },
+  LOGIN_FAILED: {
+    exitCode: 1,
+    doc: 'Wrong company, email or password, or the account is locked (HTTP 401).',
+  },
+  FORBIDDEN: { exitCode: 1, doc: 'The role or API-key scope does not allow this request (HTTP 403).' },
+  CSRF_REJECTED: {
+    exitCode: 1,
+    doc: 'A cookie request that changes state lacks an allowed Origin (HTTP 403).',
+  },
+  RATE_LIMITED: { exitCode: 1, doc: 'Too many requests from this address; retry later (HTTP 429).' },
+  MAINTENANCE: {
+    exitCode: 1,
+    doc: 'The server is in maintenance mode (e.g. a restore); retry later (HTTP 503).',
+  },
+  CONFLICT: { exitCode: 1, doc: 'The request conflicts with the current state of the object (HTTP 409).' },
+  PAYLOAD_TOO_LARGE: { exitCode: 1, doc: 'The request body exceeds the size limit (HTTP 413).' },
+  UNSUPPORTED_MEDIA: { exitCode: 1, doc: 'The request body is not application/json (HTTP 415).' },
+  OUTSIDE_GEOFENCE: {
+    exitCode: 1,
+    doc: 'The position is outside every site and the company rejects it (HTTP 422).',
+  },
+  POSITION_REQUIRED: { exitCode: 1, doc: 'The company requires a GPS position for check-ins (HTTP 422).' },
+  FACE_MISMATCH: { exitCode: 1, doc: 'The face vector does not match the enrolled template (HTTP 422).' },
+  FACE_NOT_ENROLLED: {
+    exitCode: 1,
+    doc: 'A face check was required but no template is enrolled (HTTP 422).',
+  },
+  DATA_KEY_UNKNOWN: {
+    exitCode: 1,
+    doc: 'Data sealed under a data-encryption key id the secrets file does not hold.',
+  },
   BACKUP_NO_RECIPIENTS: {
     exitCode: 1,
     doc: 'No age recipient is configured (backup.recipients); backups cannot be encrypted.',

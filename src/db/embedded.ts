@@ -1,5 +1,5 @@
 import { readFile, mkdir, stat, chmod } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { AttenduxError } from '../errors.js';
 import { pathExists } from '../core/fs.js';
 
@@ -24,6 +24,23 @@ export interface EmbeddedOptions {
 
 function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
+}
+
+/** Every ancestor of the data dir must be searchable by others, or the postgres OS user cannot reach it. */
+async function checkTraversable(dir: string): Promise<void> {
+  for (let d = dir; ; d = dirname(d)) {
+    const mode = (await stat(d)).mode;
+    if ((mode & 0o001) === 0) {
+      throw new AttenduxError(
+        'DB_UNAVAILABLE',
+        `embedded PostgreSQL runs as the postgres user, who cannot enter ${d}`,
+        {
+          hint: `run: chmod o+x ${d}   (or put dataDir elsewhere)`,
+        },
+      );
+    }
+    if (d === dirname(d)) return;
+  }
 }
 
 export function clusterDir(dataDir: string): string {
@@ -89,6 +106,7 @@ export async function ensureEmbeddedCluster(opts: EmbeddedOptions): Promise<Embe
     // As root the cluster runs as the `postgres` OS user, which must be able to traverse into <dataDir>/pg.
     const mode = (await stat(opts.dataDir)).mode & 0o777;
     if ((mode & 0o001) === 0) await chmod(opts.dataDir, mode | 0o001);
+    await checkTraversable(dirname(resolve(opts.dataDir)));
   }
   const pg = await newInstance(opts);
   if (!(await isClusterInitialised(opts.dataDir))) {

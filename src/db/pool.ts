@@ -75,13 +75,42 @@ export async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => 
 export async function withTenant<T>(
   pool: pg.Pool,
   tenantId: string,
-  fn: (c: pg.PoolClient) => Promise<T>,
+  fn: (c: pg.PoolClient, prelude: pg.QueryResult | undefined) => Promise<T>,
+  /**
+   * Optional read-only statement to run in the same round trip as BEGIN (the server confirms the caller's
+   * session or API key this way). Built only from uuidLiteral() values; its result is passed to fn.
+   */
+  prelude?: string,
 ): Promise<T> {
-  return inTransaction(pool, async (c) => {
-    await c.query("SELECT set_config('attendux.tenant_id', $1, true)", [tenantId]);
-    return fn(c);
-  });
+  // BEGIN, the setting (and the prelude) travel in one round trip: the simple protocol takes several
+  // statements but no parameters, so the id is spliced in only after it matched the strict uuid pattern.
+  const tenant = uuidLiteral(tenantId);
+  const client = await pool.connect();
+  try {
+    const results = (await client.query(
+      `BEGIN; SELECT set_config('attendux.tenant_id', ${tenant}::text, true)${prelude ? `; ${prelude}` : ''}`,
+    )) as unknown as pg.QueryResult[];
+    const result = await fn(client, prelude ? results[2] : undefined);
+    await client.query('COMMIT');
+    return result;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
 }
+
+/**
+ * A uuid as a SQL literal, for the few statements that must go over the simple protocol. Anything that is
+ * not exactly a uuid throws, so no input can reach the SQL text.
+ */
+export function uuidLiteral(id: string): string {
+  if (!TENANT_ID_RE.test(id)) throw new AttenduxError('INTERNAL', 'not a uuid');
+  return `'${id.toLowerCase()}'::uuid`;
+}
+
+const TENANT_ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * Execute DDL whose identifiers or literals come from input. PostgreSQL's format() quotes them (%I, %L)

@@ -55,9 +55,14 @@ export async function provisionDatabase(opts: ProvisionOptions): Promise<Provisi
         createdRoles.push(role);
       }
     }
+    // In-place restores swap databases, which needs the server's connections ended: membership in the app
+    // role is what lets the owner terminate them (pg_terminate_backend), without pg_signal_backend's reach
+    // over every other role of a shared cluster.
+    await ddl(su, 'GRANT %I TO %I', opts.appRole, opts.ownerRole);
     const { rowCount } = await su.query('SELECT 1 FROM pg_database WHERE datname = $1', [opts.database]);
     if (rowCount === 0) {
-      // The owner must be able to SET ROLE-free ALTER DATABASE ... RENAME for in-place restores; it owns it.
+      // A provisioning role that is not a superuser (CREATEROLE + CREATEDB) may only create a database for
+      // an owner it is a member of; for a superuser the grant is a harmless no-op.
       await ddl(su, 'GRANT %I TO current_user', opts.ownerRole).catch(() => undefined);
       await ddl(
         su,

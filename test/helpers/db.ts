@@ -57,3 +57,15 @@ export async function createTestDatabase(label = 'db'): Promise<TestDatabase> {
     },
   };
 }
+
+/** Drop a database made by `attendux init` in a test, with its two roles (<db>_owner, <db>_app). */
+export async function dropInstall(superuserUrl: string, database: string): Promise<void> {
+  const su = await connectClient(superuserUrl);
+  try {
+    await ddl(su, 'DROP DATABASE IF EXISTS %I WITH (FORCE)', database);
+    await ddl(su, 'DROP ROLE IF EXISTS %I', `${database}_owner`);
+    await ddl(su, 'DROP ROLE IF EXISTS %I', `${database}_app`);
+  } finally {
+    await su.end();
+  }
+}

@@ -6,6 +6,8 @@ import { registerConfig } from './config.js';
 import { registerTenant } from './tenant.js';
 import { registerUser } from './user.js';
 import { registerApiKey } from './apikey.js';
+import { registerServe } from './serve.js';
+import { registerKeys } from './keys.js';
 import { registerBackup } from './backup.js';
 import { registerRestore } from './restore.js';
 
@@ -18,6 +20,8 @@ export function registerCommands(program: Command): void {
   registerTenant(program);
   registerUser(program);
   registerApiKey(program);
+  registerServe(program);
+  registerKeys(program);
   registerBackup(program);
   registerRestore(program);
 }

@@ -7,23 +7,31 @@ import { z } from 'zod';
  */
 const port = z.number().int().min(1).max(65535);
 
-export const DatabaseSchema = z.strictObject({
-  /** The server's connection: an unprivileged role subject to row-level security. */
-  url: z.string().optional(),
-  /** Migrations, backups, restore, DSAR: the role that owns the schema. */
-  adminUrl: z.string().optional(),
-  /** Name of the unprivileged role the server connects as; migrations grant to it. */
-  appRole: z
-    .string()
-    .regex(/^[a-z_][a-z0-9_]{0,62}$/)
-    .default('attendux_app'),
-  poolSize: z.number().int().min(1).max(200).default(10),
-  embedded: z
-    .strictObject({
-      port: port.default(54329),
-    })
-    .default({ port: 54329 }),
-});
+export const DatabaseSchema = z
+  .strictObject({
+    /** The server's connection: an unprivileged role subject to row-level security. */
+    url: z.string().optional(),
+    /** Migrations, backups, restore, DSAR: the role that owns the schema. */
+    adminUrl: z.string().optional(),
+    /** Name of the unprivileged role the server connects as; migrations grant to it. */
+    appRole: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_]{0,62}$/)
+      .default('attendux_app'),
+    poolSize: z.number().int().min(1).max(200).default(10),
+    embedded: z
+      .strictObject({
+        port: port.default(54329),
+      })
+      .default({ port: 54329 }),
+  })
+  // Both connections or neither (the embedded default): half a configuration is a mistake, not a choice.
+  .superRefine((db, ctx) => {
+    if (db.url && !db.adminUrl)
+      ctx.addIssue({ code: 'custom', path: ['adminUrl'], message: 'is required when database.url is set' });
+    if (db.adminUrl && !db.url)
+      ctx.addIssue({ code: 'custom', path: ['url'], message: 'is required when database.adminUrl is set' });
+  });
 
 export const ServerSchema = z.strictObject({
   host: z.string().default('127.0.0.1'),

@@ -17,10 +17,12 @@ export interface AuditEntry {
 
 /** Append one entry; the database assigns seq, time and the chain hash (trigger attendux_audit_chain). */
 export async function appendAudit(q: Queryable, e: AuditEntry): Promise<{ seq: number }> {
-  const { rows } = await q.query<{ seq: number }>(
-    `INSERT INTO audit_log (tenant_id, actor, action, entity_type, entity_id, ip_hash, ua_hash, details, prev_hash, hash)
+  // Named: prepared once per connection, it skips parsing and planning on the server's hot path.
+  const { rows } = await q.query<{ seq: number }>({
+    name: 'attendux_append_audit',
+    text: `INSERT INTO audit_log (tenant_id, actor, action, entity_type, entity_id, ip_hash, ua_hash, details, prev_hash, hash)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '\\x', '\\x') RETURNING seq`,
-    [
+    values: [
       e.tenantId,
       e.actor,
       e.action,
@@ -30,7 +32,7 @@ export async function appendAudit(q: Queryable, e: AuditEntry): Promise<{ seq: n
       e.uaHash ?? null,
       JSON.stringify(e.details ?? {}),
     ],
-  );
+  });
   return rows[0]!;
 }
 

@@ -1,0 +1,50 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connectClient, createPool, ddl } from '../src/db/pool.js';
+import { provisionDatabase } from '../src/db/provision.js';
+import { runMigrations } from '../src/db/migrate.js';
+import { generateApiKey } from '../src/crypto/apikey.js';
+import { randomKey } from '../src/crypto/random.js';
+import { openInstall } from '../src/core/install.js';
+import { buildApp } from '../src/server/app.js';
+import { seedReference } from './seed.js';
+import pg from 'pg';
+
+const database = `attendux_prof_${process.pid}`;
+const base = 'postgres://postgres@127.0.0.1:5432/postgres';
+const u = (user: string) => { const x = new URL(base); x.username = user; x.password = 'pw'; x.pathname = '/' + database; return x.toString(); };
+await provisionDatabase({ superuserUrl: base, database, ownerRole: 'prof_owner', ownerPassword: 'pw', appRole: 'prof_app', appPassword: 'pw' });
+await runMigrations({ adminUrl: u('prof_owner'), appRole: 'prof_app', direction: 'up' });
+const admin = createPool(u('prof_owner'), 2);
+await seedReference(admin, { companies: 50, employees: 5000, events: 50000 });
+const secrets = { sessionKey: randomKey(), apiKeyHmacKey: randomKey(), auditPepper: randomKey(), dataKeys: { k1: randomKey() }, activeDataKeyId: 'k1', database: {} };
+const { rows: emps } = await admin.query(`SELECT e.tenant_id, e.id, s.latitude, s.longitude FROM employees e JOIN sites s USING (tenant_id) LIMIT 200`);
+const keys = new Map<string, string>();
+for (const e of emps) if (!keys.has(e.tenant_id)) { const k = generateApiKey(secrets.apiKeyHmacKey); await admin.query(`INSERT INTO api_keys (tenant_id, name, prefix, secret_hmac, scopes, created_by) VALUES ($1,'k',$2,$3,'{check-in}','b')`, [e.tenant_id, k.prefix, k.secretHmac]); keys.set(e.tenant_id, k.key); }
+const dir = await mkdtemp(join(tmpdir(), 'prof-'));
+await writeFile(join(dir, 's.json'), JSON.stringify(secrets), { mode: 0o600 });
+await writeFile(join(dir, 'c.json'), JSON.stringify({ dataDir: 'data', secretsFile: 's.json', database: { url: u('prof_app'), adminUrl: u('prof_owner'), appRole: 'prof_app' }, server: { logLevel: 'silent' } }));
+// time every query
+const times = new Map<string, number[]>();
+const orig = pg.Client.prototype.query;
+(pg.Client.prototype as any).query = function (this: any, ...args: any[]) {
+  const t = performance.now(); const key = String(typeof args[0] === 'string' ? args[0] : args[0]?.text).slice(0, 60).replace(/\s+/g, ' ');
+  const r = orig.apply(this, args as never) as any;
+  if (r && typeof r.then === 'function') r.then(() => { const l = times.get(key) ?? []; l.push(performance.now() - t); times.set(key, l); }, () => {});
+  return r;
+};
+const install = await openInstall({ configPath: join(dir, 'c.json') });
+const app = await buildApp({ install, logger: false });
+const N = 3000;
+const t0 = performance.now();
+let next = 0;
+await Promise.all(Array.from({ length: 20 }, async () => { for (;;) { const i = next++; if (i >= N) return;
+  const e = emps[i % emps.length];
+  const r = await app.inject({ method: 'POST', url: '/api/v1/attendance/check-in', headers: { authorization: `Bearer ${keys.get(e.tenant_id)}` }, payload: { employeeId: e.id, position: { latitude: e.latitude, longitude: e.longitude, accuracy: 5 } } });
+  if (r.statusCode !== 201) throw new Error(r.body);
+}}));
+console.log('req/s', (N / ((performance.now() - t0) / 1000)).toFixed(0));
+for (const [k, l] of times) if (l.length > 100) console.log(k.padEnd(62), (l.reduce((a, b) => a + b, 0) / l.length).toFixed(3), l.length);
+await app.close(); await install.close(); await admin.end();
+const su = await connectClient(base); await ddl(su, 'DROP DATABASE %I WITH (FORCE)', database); await su.end();

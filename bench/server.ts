@@ -1,0 +1,211 @@
+/**
+ * Server benchmark: authenticated kiosk check-ins (API key with the check-in scope, geofence verdict, audit
+ * entry in the same transaction, row-level security as the app role) against a bare Fastify + pg INSERT
+ * endpoint, both measured in the same run on the same freshly seeded database.
+ *
+ *   npm run build && npx tsx bench/server.ts [--url postgres://postgres@127.0.0.1:5432/postgres]
+ *       [--companies 50] [--employees 5000] [--events 1000000] [--seconds 10] [--connections 20] [--rate 300]
+ *
+ * Prints throughput of both, the ratio (goal >= 0.5) and p99 latency at a fixed 300 requests/s (goal <= 25 ms).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { connectClient, createPool, ddl } from '../src/db/pool.js';
+import { provisionDatabase } from '../src/db/provision.js';
+import { runMigrations } from '../src/db/migrate.js';
+import { generateApiKey } from '../src/crypto/apikey.js';
+import { randomKey } from '../src/crypto/random.js';
+import { seedReference } from './seed.js';
+
+interface Result {
+  requests: { average: number; total: number };
+  latency: { p50: number; p99: number; average: number };
+  non2xx: number;
+  errors: number;
+}
+type Autocannon = (opts: Record<string, unknown>) => Promise<Result>;
+const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
+
+const { values } = parseArgs({
+  options: {
+    url: { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/postgres' },
+    companies: { type: 'string', default: '50' },
+    employees: { type: 'string', default: '5000' },
+    events: { type: 'string', default: '1000000' },
+    seconds: { type: 'string', default: '10' },
+    connections: { type: 'string', default: '20' },
+    rate: { type: 'string', default: '300' },
+    'pool-size': { type: 'string', default: '10' },
+  },
+});
+const seconds = Number(values.seconds);
+const connections = Number(values.connections);
+const poolSize = Number(values['pool-size']);
+
+const database = `attendux_bench_${process.pid}`;
+const PASSWORD = 'bench-password';
+const OWNER = 'attendux_bench_owner';
+const APP = 'attendux_bench_app';
+function urlFor(user: string): string {
+  const u = new URL(values.url);
+  u.username = user;
+  u.password = PASSWORD;
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ proc: ChildProcess; url: string }> {
+  const proc = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+  let err = '';
+  return new Promise((resolve, reject) => {
+    proc.stderr!.on('data', (d: Buffer) => {
+      err += d.toString();
+      const m = /serving on (\S+)/.exec(err);
+      if (m) resolve({ proc, url: m[1]! });
+    });
+    proc.on('exit', (code) => reject(new Error(`${cmd} exited ${code}: ${err}`)));
+  });
+}
+
+async function stop(proc: ChildProcess): Promise<void> {
+  const done = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGTERM');
+  await done;
+}
+
+interface Target {
+  path: string;
+  headers: (i: number) => Record<string, string>;
+  body: (i: number) => string;
+}
+
+async function load(url: string, t: Target, rate?: number): Promise<Result> {
+  let i = 0;
+  return autocannon({
+    url,
+    connections: rate ? Math.min(connections, 10) : connections,
+    duration: seconds,
+    ...(rate ? { overallRate: rate } : {}),
+    requests: [
+      {
+        method: 'POST',
+        path: t.path,
+        setupRequest: (req: Record<string, unknown>) => {
+          const n = i++;
+          return { ...req, headers: { 'content-type': 'application/json', ...t.headers(n) }, body: t.body(n) };
+        },
+      },
+    ],
+  });
+}
+
+const su = await connectClient(values.url);
+const dir = await mkdtemp(join(tmpdir(), 'attendux-bench-'));
+try {
+  await provisionDatabase({
+    superuserUrl: values.url,
+    database,
+    ownerRole: OWNER,
+    ownerPassword: PASSWORD,
+    appRole: APP,
+    appPassword: PASSWORD,
+  });
+  await runMigrations({ adminUrl: urlFor(OWNER), appRole: APP, direction: 'up' });
+  const admin = createPool(urlFor(OWNER), 2);
+  const t0 = Date.now();
+  await seedReference(admin, {
+    companies: Number(values.companies),
+    employees: Number(values.employees),
+    events: Number(values.events),
+  });
+  const seededIn = (Date.now() - t0) / 1000;
+  const secrets = {
+    sessionKey: randomKey(),
+    apiKeyHmacKey: randomKey(),
+    auditPepper: randomKey(),
+    dataKeys: { k1: randomKey() },
+    activeDataKeyId: 'k1',
+    database: {},
+  };
+  // One kiosk key per company, and every employee with the position of their company's site.
+  const { rows: tenants } = await admin.query<{ id: string }>(`SELECT id FROM tenants WHERE slug LIKE 'bench-%' ORDER BY slug`);
+  const keyOf = new Map<string, string>();
+  for (const t of tenants) {
+    const k = generateApiKey(secrets.apiKeyHmacKey);
+    await admin.query(
+      `INSERT INTO api_keys (tenant_id, name, prefix, secret_hmac, scopes, created_by) VALUES ($1, 'kiosk', $2, $3, '{check-in}', 'bench')`,
+      [t.id, k.prefix, k.secretHmac],
+    );
+    keyOf.set(t.id, k.key);
+  }
+  const { rows: emps } = await admin.query<{ tenant_id: string; id: string; latitude: number; longitude: number }>(
+    `SELECT e.tenant_id, e.id, s.latitude, s.longitude FROM employees e JOIN sites s ON s.tenant_id = e.tenant_id
+      WHERE e.tenant_id IN (SELECT id FROM tenants WHERE slug LIKE 'bench-%') ORDER BY random()`,
+  );
+  await admin.end();
+
+  await writeFile(join(dir, 'attendux.secrets.json'), JSON.stringify(secrets), { mode: 0o600 });
+  await writeFile(
+    join(dir, 'attendux.json'),
+    JSON.stringify({
+      dataDir: 'data',
+      database: { url: urlFor(APP), adminUrl: urlFor(OWNER), appRole: APP, poolSize },
+      server: { logLevel: 'warn' },
+    }),
+  );
+
+  const attendux: Target = {
+    path: '/api/v1/attendance/check-in',
+    headers: (n) => ({ authorization: `Bearer ${keyOf.get(emps[n % emps.length]!.tenant_id)}` }),
+    body: (n) => {
+      const e = emps[n % emps.length]!;
+      return JSON.stringify({ employeeId: e.id, position: { latitude: e.latitude + 0.0002, longitude: e.longitude, accuracy: 12 } });
+    },
+  };
+  const baseline: Target = {
+    path: '/checkin',
+    headers: () => ({}),
+    body: (n) => {
+      const e = emps[n % emps.length]!;
+      return JSON.stringify({ tenantId: e.tenant_id, employeeId: e.id, latitude: e.latitude, longitude: e.longitude, accuracy: 12 });
+    },
+  };
+
+  const results: Record<string, { max: Result; fixed: Result }> = {};
+  for (const [name, target] of [
+    ['baseline', baseline],
+    ['attendux', attendux],
+  ] as const) {
+    const srv =
+      name === 'attendux'
+        ? await start(process.execPath, ['bin/attendux.js', 'serve', '--config', join(dir, 'attendux.json'), '--port', '0'])
+        : await start(process.execPath, ['--import', 'tsx', 'bench/baseline-server.ts', urlFor(OWNER), '0', String(poolSize)]);
+    try {
+      await load(srv.url, target, undefined).catch(() => undefined); // warm-up (JIT, pool, caches)
+      const max = await load(srv.url, target);
+      const fixed = await load(srv.url, target, Number(values.rate));
+      results[name] = { max, fixed };
+    } finally {
+      await stop(srv.proc);
+    }
+  }
+  const a = results.attendux!;
+  const b = results.baseline!;
+  const ratio = a.max.requests.average / b.max.requests.average;
+  const line = (n: string, r: { max: Result; fixed: Result }) =>
+    `${n.padEnd(9)} ${r.max.requests.average.toFixed(0).padStart(7)} req/s  p99 ${String(r.max.latency.p99).padStart(4)} ms (saturated)  p99 ${String(r.fixed.latency.p99).padStart(3)} ms at ${values.rate} req/s  non-2xx ${r.max.non2xx + r.fixed.non2xx}  errors ${r.max.errors + r.fixed.errors}`;
+  console.log(`seeded ${values.companies} companies, ${values.employees} employees, ${values.events} events in ${seededIn.toFixed(1)} s`);
+  console.log(`${seconds} s per run, ${connections} connections (saturated), pool ${poolSize}`);
+  console.log(line('baseline', b));
+  console.log(line('attendux', a));
+  console.log(`throughput ratio attendux/baseline: ${ratio.toFixed(2)} (goal >= 0.50)`);
+  console.log(`attendux p99 at ${values.rate} req/s: ${a.fixed.latency.p99} ms (goal <= 25 ms)`);
+} finally {
+  await rm(dir, { recursive: true, force: true });
+  await ddl(su, 'DROP DATABASE IF EXISTS %I WITH (FORCE)', database).catch(() => undefined);
+  await su.end();
+}

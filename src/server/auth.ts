@@ -1,0 +1,272 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { uuidLiteral } from '../db/pool.js';
+import type { Role } from '../db/queries/users.js';
+import type { ApiKeyScope } from '../db/queries/api-keys.js';
+import { apiKeySecretMatches, parseApiKey } from '../crypto/apikey.js';
+import { httpError } from './errors.js';
+import type { ServerDeps } from './deps.js';
+
+export const SESSION_COOKIE = 'atx_session';
+/** A session lives at most this long whatever the activity; idle expiry is server.sessionIdleMinutes. */
+export const SESSION_MAX_SECONDS = 24 * 3600;
+/** Re-issue the cookie (sliding idle expiry) at most this often, not on every request. */
+const REFRESH_AFTER_SECONDS = 60;
+
+/** What the credentials claim before the database confirmed them. */
+export type Claim =
+  | { kind: 'session'; tenantId: string; userId: string; epoch: number; iat: number; seen: number }
+  | { kind: 'apikey'; tenantId: string; keyId: string; prefix: string; scopes: ApiKeyScope[] };
+
+/** The confirmed caller, resolved inside the request's tenant transaction. */
+export interface Principal {
+  kind: 'user' | 'apikey';
+  tenantId: string;
+  /** As recorded in the audit log: user:<id> or apikey:<prefix>. */
+  actor: string;
+  role: Role | null;
+  userId: string | null;
+  employeeId: string | null;
+  scopes: ApiKeyScope[];
+}
+
+const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+const SESSION_RE = new RegExp(`^(${UUID})\\.(${UUID})\\.(\\d{1,9})\\.(\\d{10})\\.(\\d{10})$`);
+
+export const nowSeconds = () => Math.floor(Date.now() / 1000);
+
+export function encodeSession(c: {
+  tenantId: string;
+  userId: string;
+  epoch: number;
+  iat: number;
+  seen: number;
+}) {
+  return `${c.tenantId}.${c.userId}.${c.epoch}.${c.iat}.${c.seen}`;
+}
+
+export function setSessionCookie(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  deps: ServerDeps,
+  c: { tenantId: string; userId: string; epoch: number; iat: number; seen: number },
+): void {
+  reply.setCookie(SESSION_COOKIE, encodeSession(c), {
+    signed: true,
+    httpOnly: true,
+    sameSite: 'strict',
+    secure: req.protocol === 'https',
+    path: '/',
+    maxAge: deps.server.sessionIdleMinutes * 60,
+  });
+}
+
+export function clearSessionCookie(req: FastifyRequest, reply: FastifyReply): void {
+  reply.clearCookie(SESSION_COOKIE, {
+    path: '/',
+    httpOnly: true,
+    sameSite: 'strict',
+    secure: req.protocol === 'https',
+  });
+}
+
+interface CachedKey {
+  tenantId: string;
+  id: string;
+  secretHmac: Buffer;
+  scopes: ApiKeyScope[];
+  at: number;
+}
+
+/**
+ * Routing data of API keys by prefix, cached briefly to save a round trip per kiosk request. It is only
+ * routing: revocation and expiry are checked against the database inside every request's transaction.
+ */
+const KEY_CACHE_MS = 30_000;
+const keyCache = new Map<string, CachedKey>();
+const TOUCH_MS = 60_000;
+const touchedAt = new Map<string, number>();
+
+async function lookupKey(deps: ServerDeps, prefix: string): Promise<CachedKey | undefined> {
+  const hit = keyCache.get(prefix);
+  if (hit && Date.now() - hit.at < KEY_CACHE_MS) return hit;
+  const { rows } = await deps.pool.query<{
+    tenant_id: string;
+    id: string;
+    secret_hmac: Buffer;
+    scopes: ApiKeyScope[];
+  }>('SELECT tenant_id, id, secret_hmac, scopes FROM attendux_api_key_by_prefix($1)', [prefix]);
+  const r = rows[0];
+  if (!r) {
+    keyCache.delete(prefix);
+    return undefined;
+  }
+  if (keyCache.size > 10_000) keyCache.clear();
+  const entry = {
+    tenantId: r.tenant_id,
+    id: r.id,
+    secretHmac: r.secret_hmac,
+    scopes: r.scopes,
+    at: Date.now(),
+  };
+  keyCache.set(prefix, entry);
+  return entry;
+}
+
+/** Read the credentials of a request (cheap checks only: signature, format, idle time, HMAC). */
+export async function readClaim(req: FastifyRequest, deps: ServerDeps): Promise<Claim> {
+  const authz = req.headers.authorization;
+  if (authz !== undefined) {
+    const m = /^Bearer\s+(\S+)$/i.exec(authz);
+    const parsed = m ? parseApiKey(m[1]!) : undefined;
+    if (!parsed)
+      throw httpError('UNAUTHENTICATED', 'malformed Authorization header (expected Bearer atx_...)');
+    const key = await lookupKey(deps, parsed.prefix);
+    if (!key || !apiKeySecretMatches(deps.secrets.apiKeyHmacKey, parsed.secret, key.secretHmac)) {
+      throw httpError('UNAUTHENTICATED', 'invalid API key');
+    }
+    return {
+      kind: 'apikey',
+      tenantId: key.tenantId,
+      keyId: key.id,
+      prefix: parsed.prefix,
+      scopes: key.scopes,
+    };
+  }
+  const raw = req.cookies[SESSION_COOKIE];
+  if (!raw) throw httpError('UNAUTHENTICATED', 'log in first (no session cookie or API key)');
+  const unsigned = req.unsignCookie(raw);
+  const m = unsigned.valid && unsigned.value ? SESSION_RE.exec(unsigned.value) : null;
+  if (!m) throw httpError('UNAUTHENTICATED', 'invalid session cookie');
+  const claim = {
+    kind: 'session' as const,
+    tenantId: m[1]!,
+    userId: m[2]!,
+    epoch: Number(m[3]),
+    iat: Number(m[4]),
+    seen: Number(m[5]),
+  };
+  const now = nowSeconds();
+  if (now - claim.seen > deps.server.sessionIdleMinutes * 60 || now - claim.iat > SESSION_MAX_SECONDS) {
+    throw httpError('SESSION_EXPIRED', 'the session expired; log in again');
+  }
+  return claim;
+}
+
+/**
+ * The statement that confirms a claim, run in the same round trip as the transaction's BEGIN (see
+ * withTenant). Only uuids taken from the signed cookie or the key cache are spliced in, through uuidLiteral.
+ */
+export function principalPrelude(claim: Claim): string {
+  const t = uuidLiteral(claim.tenantId);
+  if (claim.kind === 'apikey') {
+    const k = uuidLiteral(claim.keyId);
+    const live = 'revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())';
+    // last_used_at is written at most once a minute per key and process, so a busy kiosk does not turn
+    // every check-in into an extra row update; revocation and expiry are checked on every request.
+    return Date.now() - (touchedAt.get(claim.keyId) ?? 0) > TOUCH_MS
+      ? `UPDATE api_keys SET last_used_at = now() WHERE tenant_id = ${t} AND id = ${k} AND ${live} RETURNING true AS ok`
+      : `SELECT ${live} AS ok FROM api_keys WHERE tenant_id = ${t} AND id = ${k}`;
+  }
+  return `SELECT role, session_epoch, disabled_at IS NOT NULL AS disabled, employee_id
+            FROM users WHERE tenant_id = ${t} AND id = ${uuidLiteral(claim.userId)}`;
+}
+
+/** Turn the prelude's result into the confirmed caller, or refuse. */
+export function principalFrom(claim: Claim, result: { rows: unknown[] } | undefined): Principal {
+  if (claim.kind === 'apikey') {
+    const row = result?.rows[0] as { ok: boolean } | undefined;
+    if (!row?.ok) throw httpError('UNAUTHENTICATED', 'the API key is revoked or expired');
+    if (result && 'command' in result && result.command === 'UPDATE') {
+      if (touchedAt.size > 10_000) touchedAt.clear();
+      touchedAt.set(claim.keyId, Date.now());
+    }
+    return {
+      kind: 'apikey',
+      tenantId: claim.tenantId,
+      actor: `apikey:${claim.prefix}`,
+      role: null,
+      userId: null,
+      employeeId: null,
+      scopes: claim.scopes,
+    };
+  }
+  const u = result?.rows[0] as
+    { role: Role; session_epoch: number; disabled: boolean; employee_id: string | null } | undefined;
+  if (!u || u.disabled || u.session_epoch !== claim.epoch) {
+    throw httpError('SESSION_EXPIRED', 'the session was ended; log in again');
+  }
+  return {
+    kind: 'user',
+    tenantId: claim.tenantId,
+    actor: `user:${claim.userId}`,
+    role: u.role,
+    userId: claim.userId,
+    employeeId: u.employee_id,
+    scopes: [],
+  };
+}
+
+/** Slide the idle expiry forward, without a Set-Cookie on every request. */
+export function refreshSession(
+  req: FastifyRequest,
+  reply: FastifyReply,
+  deps: ServerDeps,
+  claim: Claim,
+): void {
+  if (claim.kind !== 'session') return;
+  const now = nowSeconds();
+  if (now - claim.seen < REFRESH_AFTER_SECONDS) return;
+  setSessionCookie(req, reply, deps, { ...claim, seen: now });
+}
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+function requestOrigin(req: FastifyRequest): string | undefined {
+  const origin = req.headers.origin;
+  if (typeof origin === 'string' && origin !== 'null') return origin;
+  const referer = req.headers.referer;
+  if (typeof referer === 'string') {
+    try {
+      return new URL(referer).origin;
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+/** Origins compared in URL-normalised form (scheme and host lower case, default port dropped). */
+function normalOrigin(s: string): string | undefined {
+  try {
+    return new URL(s).origin;
+  } catch {
+    return undefined;
+  }
+}
+
+export function originAllowed(req: FastifyRequest, deps: ServerDeps, origin: string): boolean {
+  const o = normalOrigin(origin);
+  if (!o) return false;
+  if (deps.server.allowedOrigins.some((a) => normalOrigin(a) === o)) return true;
+  return o === normalOrigin(`${req.protocol}://${req.host}`);
+}
+
+/**
+ * CSRF: a state-changing request authenticated by cookie must say where it comes from, and that must be this
+ * server or an allowed origin (in addition to SameSite=Strict). API-key requests carry no ambient authority.
+ */
+export function checkCsrf(req: FastifyRequest, deps: ServerDeps, claim: Claim | undefined): void {
+  if (SAFE_METHODS.has(req.method)) return;
+  const origin = requestOrigin(req);
+  if (claim && claim.kind === 'apikey') return;
+  if (!claim) {
+    // Login: no ambient authority yet, but refuse a cross-site form posting credentials (login CSRF).
+    if (origin !== undefined && !originAllowed(req, deps, origin)) {
+      throw httpError('CSRF_REJECTED', `origin ${origin} is not allowed`);
+    }
+    return;
+  }
+  if (origin === undefined)
+    throw httpError('CSRF_REJECTED', 'state-changing request without Origin or Referer');
+  if (!originAllowed(req, deps, origin)) throw httpError('CSRF_REJECTED', `origin ${origin} is not allowed`);
+}

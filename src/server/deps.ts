@@ -1,0 +1,24 @@
+import type { Pool } from '../db/pool.js';
+import type { Config, Secrets } from '../core/config/schema.js';
+import type { DataKeyring } from '../crypto/aead.js';
+import type { Metrics } from './metrics.js';
+import type { MaintenanceState } from '../core/maintenance.js';
+
+/** Called after a commit; the lead wires onTenantSettingsChanged to a config backup. */
+export interface AppHooks {
+  onTenantSettingsChanged?: (tenantId: string) => void;
+}
+
+/** What every route needs, built once per app. */
+export interface ServerDeps {
+  pool: Pool;
+  server: Config['server'];
+  secrets: Secrets;
+  /** The data keys; reloaded from the secrets file when a template names a key id it does not hold. */
+  keyring(): Promise<DataKeyring>;
+  reloadKeyring(): Promise<DataKeyring>;
+  hooks: AppHooks;
+  metrics: Metrics;
+  maintenance(): Promise<MaintenanceState | undefined>;
+  bcryptCost: number;
+}

@@ -1,0 +1,132 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { withTenant, type PoolClient } from '../db/pool.js';
+import { appendAudit } from '../db/queries/audit.js';
+import type { Role } from '../db/queries/users.js';
+import type { ApiKeyScope } from '../db/queries/api-keys.js';
+import { pepperedHash } from '../crypto/random.js';
+import {
+  checkCsrf,
+  principalFrom,
+  principalPrelude,
+  readClaim,
+  refreshSession,
+  type Principal,
+} from './auth.js';
+import { forbidden } from './errors.js';
+import type { ServerDeps } from './deps.js';
+
+/** An untyped result row, for queries whose rows go straight into a JSON response. */
+export type Row = Record<string, unknown>;
+
+export const ALL_ROLES: readonly Role[] = ['owner', 'admin', 'manager', 'hr', 'employee'];
+
+export interface RequestContext {
+  req: FastifyRequest;
+  reply: FastifyReply;
+  c: PoolClient;
+  p: Principal;
+  deps: ServerDeps;
+  /** Append an audit entry in the request's transaction: it commits or rolls back with the change. */
+  audit: (
+    action: string,
+    entityType: string,
+    entityId: string | null,
+    details?: Record<string, unknown>,
+  ) => Promise<void>;
+  /** Run after the transaction committed (hooks, metrics); never on rollback. */
+  afterCommit: (fn: () => void) => void;
+}
+
+export interface RouteSpec {
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  url: string;
+  /** User roles allowed to call the route at all (finer scoping, e.g. a manager's teams, is in the handler). */
+  roles: readonly Role[];
+  /** The API-key scope that allows the route; absent: API keys may not call it. admin covers every scope. */
+  scope?: ApiKeyScope;
+  handler(ctx: RequestContext): Promise<unknown>;
+}
+
+export type RouteInfo = Pick<RouteSpec, 'method' | 'url' | 'roles' | 'scope'>;
+const tables = new WeakMap<FastifyInstance, RouteInfo[]>();
+
+/** The authenticated routes of an app with their roles and API-key scope (README table, RBAC tests). */
+export function routeTable(app: FastifyInstance): RouteInfo[] {
+  return [...(tables.get(app) ?? [])];
+}
+
+export function auditHashes(req: FastifyRequest, deps: ServerDeps) {
+  return {
+    ipHash: pepperedHash(deps.secrets.auditPepper, req.ip),
+    uaHash: pepperedHash(deps.secrets.auditPepper, req.headers['user-agent']),
+  };
+}
+
+export function allowed(spec: Pick<RouteSpec, 'roles' | 'scope'>, p: Principal): boolean {
+  if (p.kind === 'user') return p.role !== null && spec.roles.includes(p.role);
+  if (!spec.scope) return false;
+  return p.scopes.includes(spec.scope) || p.scopes.includes('admin');
+}
+
+/**
+ * Register an authenticated route: credentials are read before any database work, then everything (confirming
+ * the session or key, RBAC, the handler's queries, its audit entries) runs in ONE transaction as the app role
+ * with the caller's company set for row-level security.
+ */
+export function defineRoute(app: FastifyInstance, deps: ServerDeps, spec: RouteSpec): void {
+  let list = tables.get(app);
+  if (!list) tables.set(app, (list = []));
+  list.push({ method: spec.method, url: spec.url, roles: spec.roles, scope: spec.scope });
+  app.route({
+    method: spec.method,
+    url: spec.url,
+    handler: async (req, reply) => {
+      const claim = await readClaim(req, deps);
+      checkCsrf(req, deps, claim);
+      const after: (() => void)[] = [];
+      const result = await withTenant(
+        deps.pool,
+        claim.tenantId,
+        async (c, prelude) => {
+          const p = principalFrom(claim, prelude);
+          if (!allowed(spec, p)) {
+            throw forbidden(
+              p.kind === 'apikey' ? 'the API key lacks the scope for this' : 'your role does not allow this',
+            );
+          }
+          const hashes = auditHashes(req, deps);
+          const ctx: RequestContext = {
+            req,
+            reply,
+            c,
+            p,
+            deps,
+            audit: async (action, entityType, entityId, details) => {
+              await appendAudit(c, {
+                tenantId: p.tenantId,
+                actor: p.actor,
+                action,
+                entityType,
+                entityId: entityId ?? undefined,
+                ...hashes,
+                details,
+              });
+            },
+            afterCommit: (fn) => after.push(fn),
+          };
+          return spec.handler(ctx);
+        },
+        principalPrelude(claim),
+      );
+      for (const fn of after) {
+        try {
+          fn();
+        } catch (err) {
+          req.log.error({ err }, 'after-commit hook failed');
+        }
+      }
+      refreshSession(req, reply, deps, claim);
+      return result;
+    },
+  });
+}

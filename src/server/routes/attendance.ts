@@ -1,0 +1,405 @@
+import type { FastifyInstance } from 'fastify';
+import type { Row } from '../route.js';
+import { z } from 'zod';
+import { bufferToVector, faceAad, open as openSealed } from '../../crypto/aead.js';
+import { cosineSimilarity, FACE_MAX_DIMENSIONS, FACE_MIN_DIMENSIONS } from '../../core/face.js';
+import { judgeGeofence, type GeofenceResult, type Site } from '../../core/geofence.js';
+import { AttenduxError } from '../../errors.js';
+import { forbidden, httpError, notFound } from '../errors.js';
+import { idParam, isoTime, latitude, longitude, parse, uuid } from '../validate.js';
+import { ALL_ROLES, auditHashes, defineRoute, type RequestContext } from '../route.js';
+import { canSeeEmployee, employeeScope } from '../scope.js';
+import { mergeSettings } from '../settings.js';
+import type { ServerDeps } from '../deps.js';
+import type { Principal } from '../auth.js';
+
+const CheckBody = z.strictObject({
+  employeeId: uuid.optional(),
+  position: z.strictObject({ latitude, longitude, accuracy: z.number().min(0).max(100_000) }).optional(),
+  face: z.array(z.number()).min(FACE_MIN_DIMENSIONS).max(FACE_MAX_DIMENSIONS).optional(),
+  deviceId: z.string().min(1).max(100).optional(),
+});
+
+/** Whose attendance this is: a user checks in as the employee linked to it; a kiosk key names the employee. */
+function subjectOf(p: Principal, requested: string | undefined): string {
+  if (p.kind === 'apikey') {
+    if (!requested) {
+      throw httpError('VALIDATION_FAILED', 'employeeId is required with an API key', {
+        fields: [{ field: 'body.employeeId', problem: 'required' }],
+      });
+    }
+    return requested;
+  }
+  if (!p.employeeId) throw forbidden('your user is not linked to an employee');
+  if (requested && requested !== p.employeeId) throw forbidden('you can only check yourself in or out');
+  return p.employeeId;
+}
+
+async function check(ctx: RequestContext, kind: 'check_in' | 'check_out') {
+  const { c, p, req, reply, deps } = ctx;
+  const b = parse(CheckBody, req.body, 'body');
+  const employeeId = subjectOf(p, b.employeeId);
+  // One round trip for everything the verdict needs: the employee, the company's sites and settings.
+  const { rows } = await c.query<{
+    status: string;
+    face_template: Buffer | null;
+    face_key_id: string | null;
+    sites: Site[];
+    settings: Record<string, unknown> | null;
+  }>({
+    name: 'attendux_checkin_subject',
+    text: `SELECT e.status, e.face_template, e.face_key_id,
+            coalesce((SELECT json_agg(json_build_object('id', s.id, 'latitude', s.latitude, 'longitude', s.longitude,
+                                                        'radiusM', s.radius_m))
+                        FROM sites s WHERE s.tenant_id = $1), '[]') AS sites,
+            (SELECT jsonb_object_agg(key, value) FROM tenant_settings ts WHERE ts.tenant_id = $1) AS settings
+       FROM employees e WHERE e.tenant_id = $1 AND e.id = $2`,
+    values: [p.tenantId, employeeId],
+  });
+  const emp = rows[0];
+  if (!emp) throw notFound('employee');
+  if (emp.status !== 'active') throw httpError('CONFLICT', 'the employee is inactive');
+  const settings = mergeSettings(emp.settings);
+
+  let faceScore: number | null = null;
+  if (b.face || settings['face.required']) {
+    if (!b.face) throw httpError('FACE_NOT_ENROLLED', 'this company requires a face vector on every check');
+    if (!emp.face_template || !emp.face_key_id)
+      throw httpError('FACE_NOT_ENROLLED', 'no face template is enrolled');
+    let ring = await deps.keyring();
+    if (!ring.keys[emp.face_key_id]) ring = await deps.reloadKeyring();
+    let template: number[];
+    try {
+      template = bufferToVector(
+        openSealed(ring, emp.face_key_id, emp.face_template, faceAad(p.tenantId, employeeId)),
+      );
+    } catch (err) {
+      // A template that does not open is a server-side problem, never the client's: log it, answer 500.
+      throw new AttenduxError('INTERNAL', 'face template cannot be opened', { cause: err });
+    }
+    faceScore = Math.round(cosineSimilarity(template, b.face) * 10000) / 10000;
+    if (faceScore < settings['face.threshold']) throw httpError('FACE_MISMATCH', 'the face does not match');
+  }
+
+  let geo: GeofenceResult;
+  if (settings['geofence.mode'] === 'off') geo = { verdict: 'not_required', siteId: null, distanceM: null };
+  else {
+    if (!b.position && emp.sites.length && settings['geofence.requirePosition']) {
+      throw httpError('POSITION_REQUIRED', 'this company requires a GPS position to check in or out');
+    }
+    geo = judgeGeofence(b.position, emp.sites);
+    if (geo.verdict === 'outside' && settings['geofence.mode'] === 'reject') {
+      throw httpError(
+        'OUTSIDE_GEOFENCE',
+        `the position is ${Math.round(geo.distanceM ?? 0)} m from the nearest site, outside its radius`,
+      );
+    }
+  }
+  const flagged = geo.verdict === 'outside' || geo.verdict === 'unknown';
+  const method = faceScore !== null ? 'face' : b.position ? 'gps' : p.kind === 'apikey' ? 'kiosk' : 'manual';
+
+  // The event and its audit entry in one statement (the hot path: one round trip less); the audit_log
+  // trigger chains the entry exactly as appendAudit's insert would. Coordinates stay out of the audit log:
+  // the event row holds them, under the same retention as attendance.
+  const hashes = auditHashes(req, deps);
+  const ins = await c.query<{ id: number; occurredAt: Date }>({
+    name: 'attendux_checkin_insert',
+    text: `WITH ev AS (
+             INSERT INTO attendance_events (tenant_id, employee_id, kind, occurred_at, latitude, longitude, accuracy_m,
+                                            site_id, geofence, distance_m, method, face_score, device_id, flagged)
+             VALUES ($1, $2, $3, now(), $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             RETURNING id, occurred_at),
+           au AS (
+             INSERT INTO audit_log (tenant_id, actor, action, entity_type, entity_id, ip_hash, ua_hash, details,
+                                    prev_hash, hash)
+             SELECT $1, $14, $15, 'attendance_event', ev.id::text, $16, $17, $18::jsonb, '\\x', '\\x' FROM ev
+             RETURNING seq)
+         SELECT ev.id, ev.occurred_at AS "occurredAt" FROM ev, au`,
+    values: [
+      p.tenantId,
+      employeeId,
+      kind,
+      b.position?.latitude ?? null,
+      b.position?.longitude ?? null,
+      b.position?.accuracy ?? null,
+      geo.siteId,
+      geo.verdict,
+      geo.distanceM,
+      method,
+      faceScore,
+      b.deviceId ?? null,
+      flagged,
+      p.actor,
+      `attendance.${kind}`,
+      hashes.ipHash,
+      hashes.uaHash,
+      JSON.stringify({ employeeId, geofence: geo.verdict, flagged, method, siteId: geo.siteId }),
+    ],
+  });
+  const ev = ins.rows[0]!;
+  ctx.afterCommit(() => (kind === 'check_in' ? deps.metrics.checkIns++ : deps.metrics.checkOuts++));
+  reply.code(201);
+  return {
+    id: ev.id,
+    employeeId,
+    kind,
+    occurredAt: ev.occurredAt,
+    geofence: geo.verdict,
+    siteId: geo.siteId,
+    distanceM: geo.distanceM,
+    flagged,
+    method,
+    faceScore,
+  };
+}
+
+const EventsQuery = z.strictObject({
+  employeeId: uuid.optional(),
+  from: isoTime.optional(),
+  to: isoTime.optional(),
+  flagged: z.enum(['true', 'false']).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(200),
+});
+
+const CorrectionCreate = z
+  .strictObject({
+    employeeId: uuid.optional(),
+    action: z.enum(['add', 'change', 'delete']),
+    eventId: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
+    proposedKind: z.enum(['check_in', 'check_out']).optional(),
+    proposedOccurredAt: isoTime.optional(),
+    reason: z.string().trim().min(1).max(2000),
+  })
+  .superRefine((v, ctx) => {
+    if (v.action === 'add' && (!v.proposedKind || !v.proposedOccurredAt))
+      ctx.addIssue({
+        code: 'custom',
+        path: ['proposedOccurredAt'],
+        message: 'add needs proposedKind and proposedOccurredAt',
+      });
+    if (v.action !== 'add' && v.eventId === undefined)
+      ctx.addIssue({ code: 'custom', path: ['eventId'], message: `${v.action} needs eventId` });
+    if (v.action === 'change' && !v.proposedKind && !v.proposedOccurredAt)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['proposedOccurredAt'],
+        message: 'change needs proposedKind or proposedOccurredAt',
+      });
+  });
+
+const CORRECTION_COLUMNS = `r.id, r.employee_id AS "employeeId", r.requested_by AS "requestedBy", r.action,
+  r.event_id AS "eventId", r.proposed_kind AS "proposedKind", r.proposed_occurred_at AS "proposedOccurredAt",
+  r.reason, r.status, r.decided_by AS "decidedBy", r.decided_at AS "decidedAt", r.decision_note AS "decisionNote",
+  r.created_at AS "createdAt"`;
+
+export function attendanceRoutes(app: FastifyInstance, deps: ServerDeps) {
+  for (const [url, kind] of [
+    ['/api/v1/attendance/check-in', 'check_in'],
+    ['/api/v1/attendance/check-out', 'check_out'],
+  ] as const) {
+    defineRoute(app, deps, {
+      method: 'POST',
+      url,
+      roles: ALL_ROLES,
+      scope: 'check-in',
+      handler: (ctx) => check(ctx, kind),
+    });
+  }
+
+  defineRoute(app, deps, {
+    method: 'GET',
+    url: '/api/v1/attendance/events',
+    roles: ALL_ROLES,
+    scope: 'read',
+    async handler({ c, p, req }) {
+      const q = parse(EventsQuery, req.query, 'query');
+      const s = employeeScope(p, 'e', 7);
+      const { rows } = await c.query<Row>(
+        `SELECT a.id, a.employee_id AS "employeeId", a.kind, a.occurred_at AS "occurredAt", a.latitude, a.longitude,
+                a.accuracy_m AS "accuracyM", a.site_id AS "siteId", a.geofence, a.distance_m AS "distanceM", a.method,
+                a.face_score AS "faceScore", a.device_id AS "deviceId", a.flagged, a.correction_id AS "correctionId"
+           FROM attendance_events a JOIN employees e ON e.tenant_id = a.tenant_id AND e.id = a.employee_id
+          WHERE a.tenant_id = $1 AND ($2::uuid IS NULL OR a.employee_id = $2)
+            AND ($3::timestamptz IS NULL OR a.occurred_at >= $3) AND ($4::timestamptz IS NULL OR a.occurred_at < $4)
+            AND ($5::boolean IS NULL OR a.flagged = $5) AND ${s.sql}
+          ORDER BY a.occurred_at DESC, a.id DESC LIMIT $6`,
+        [
+          p.tenantId,
+          q.employeeId ?? null,
+          q.from ?? null,
+          q.to ?? null,
+          q.flagged === undefined ? null : q.flagged === 'true',
+          q.limit,
+          ...s.params,
+        ],
+      );
+      return { events: rows };
+    },
+  });
+
+  defineRoute(app, deps, {
+    method: 'POST',
+    url: '/api/v1/corrections',
+    roles: ALL_ROLES,
+    async handler({ c, p, req, reply, audit }) {
+      const b = parse(CorrectionCreate, req.body, 'body');
+      const employeeId = b.employeeId ?? p.employeeId;
+      if (!employeeId) throw forbidden('your user is not linked to an employee; name employeeId');
+      if (
+        employeeId !== p.employeeId &&
+        (p.role === 'employee' || !(await canSeeEmployee(c, p, employeeId)))
+      ) {
+        throw notFound('employee');
+      }
+      if (b.eventId !== undefined) {
+        const ev = await c.query<Row>(
+          'SELECT 1 FROM attendance_events WHERE tenant_id = $1 AND id = $2 AND employee_id = $3',
+          [p.tenantId, b.eventId, employeeId],
+        );
+        if (!ev.rowCount) throw notFound('attendance event');
+      }
+      const { rows } = await c.query<{ id: string }>(
+        `INSERT INTO correction_requests AS r (tenant_id, employee_id, requested_by, action, event_id, proposed_kind,
+                                              proposed_occurred_at, reason)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING ${CORRECTION_COLUMNS}`,
+        [
+          p.tenantId,
+          employeeId,
+          p.userId,
+          b.action,
+          b.eventId ?? null,
+          b.proposedKind ?? null,
+          b.proposedOccurredAt ?? null,
+          b.reason,
+        ],
+      );
+      await audit('correction.request', 'correction_request', rows[0]!.id, {
+        employeeId,
+        action: b.action,
+        eventId: b.eventId ?? null,
+      });
+      reply.code(201);
+      return rows[0];
+    },
+  });
+
+  defineRoute(app, deps, {
+    method: 'GET',
+    url: '/api/v1/corrections',
+    roles: ALL_ROLES,
+    scope: 'read',
+    async handler({ c, p, req }) {
+      const q = parse(
+        z.strictObject({
+          status: z.enum(['pending', 'approved', 'rejected']).optional(),
+          employeeId: uuid.optional(),
+        }),
+        req.query,
+        'query',
+      );
+      const s = employeeScope(p, 'e', 4);
+      const { rows } = await c.query<Row>(
+        `SELECT ${CORRECTION_COLUMNS} FROM correction_requests r
+           JOIN employees e ON e.tenant_id = r.tenant_id AND e.id = r.employee_id
+          WHERE r.tenant_id = $1 AND ($2::text IS NULL OR r.status = $2) AND ($3::uuid IS NULL OR r.employee_id = $3)
+            AND ${s.sql}
+          ORDER BY r.created_at DESC LIMIT 500`,
+        [p.tenantId, q.status ?? null, q.employeeId ?? null, ...s.params],
+      );
+      return { corrections: rows };
+    },
+  });
+
+  for (const decision of ['approve', 'reject'] as const) {
+    defineRoute(app, deps, {
+      method: 'POST',
+      url: `/api/v1/corrections/:id/${decision}`,
+      roles: ['owner', 'admin', 'hr', 'manager'],
+      async handler({ c, p, req, audit }) {
+        const id = idParam(req.params);
+        const b = parse(
+          z.strictObject({ note: z.string().trim().max(2000).optional() }),
+          req.body ?? {},
+          'body',
+        );
+        const s = employeeScope(p, 'e', 3);
+        const { rows } = await c.query<{
+          employeeId: string;
+          requestedBy: string;
+          action: 'add' | 'change' | 'delete';
+          eventId: number | null;
+          proposedKind: string | null;
+          proposedOccurredAt: Date | null;
+          status: string;
+        }>(
+          `SELECT ${CORRECTION_COLUMNS} FROM correction_requests r
+             JOIN employees e ON e.tenant_id = r.tenant_id AND e.id = r.employee_id
+            WHERE r.tenant_id = $1 AND r.id = $2 AND ${s.sql} FOR UPDATE OF r`,
+          [p.tenantId, id, ...s.params],
+        );
+        const r = rows[0];
+        if (!r) throw notFound('correction request');
+        if (r.requestedBy === p.userId || r.employeeId === p.employeeId) {
+          throw forbidden('you cannot decide on your own correction request');
+        }
+        if (r.status !== 'pending') throw httpError('CONFLICT', `the request is already ${r.status}`);
+        let applied: Record<string, unknown> = {};
+        if (decision === 'approve') applied = await applyCorrection(c, p.tenantId, id, r);
+        const upd = await c.query<Row>(
+          `UPDATE correction_requests AS r SET status = $3, decided_by = $4, decided_at = now(), decision_note = $5
+            WHERE tenant_id = $1 AND id = $2 RETURNING ${CORRECTION_COLUMNS}`,
+          [p.tenantId, id, decision === 'approve' ? 'approved' : 'rejected', p.userId, b.note ?? null],
+        );
+        await audit(`correction.${decision}`, 'correction_request', id, {
+          employeeId: r.employeeId,
+          action: r.action,
+          ...applied,
+        });
+        return upd.rows[0];
+      },
+    });
+  }
+}
+
+async function applyCorrection(
+  c: RequestContext['c'],
+  tenantId: string,
+  correctionId: string,
+  r: {
+    employeeId: string;
+    action: string;
+    eventId: number | null;
+    proposedKind: string | null;
+    proposedOccurredAt: Date | null;
+  },
+): Promise<Record<string, unknown>> {
+  if (r.action === 'add') {
+    const { rows } = await c.query<{ id: number }>(
+      `INSERT INTO attendance_events (tenant_id, employee_id, kind, occurred_at, geofence, method, correction_id)
+       VALUES ($1, $2, $3, $4, 'not_required', 'manual', $5) RETURNING id`,
+      [tenantId, r.employeeId, r.proposedKind, r.proposedOccurredAt, correctionId],
+    );
+    return { eventId: rows[0]!.id };
+  }
+  const old = await c.query<{ kind: string; occurred_at: Date }>(
+    'SELECT kind, occurred_at FROM attendance_events WHERE tenant_id = $1 AND id = $2 FOR UPDATE',
+    [tenantId, r.eventId],
+  );
+  if (!old.rows[0]) throw httpError('CONFLICT', 'the event of this request no longer exists');
+  const before = { kind: old.rows[0].kind, occurredAt: old.rows[0].occurred_at };
+  if (r.action === 'change') {
+    await c.query<Row>(
+      `UPDATE attendance_events SET kind = coalesce($3, kind), occurred_at = coalesce($4, occurred_at), correction_id = $5
+        WHERE tenant_id = $1 AND id = $2`,
+      [tenantId, r.eventId, r.proposedKind, r.proposedOccurredAt, correctionId],
+    );
+    return { eventId: r.eventId, before };
+  }
+  // delete: unlink every request pointing at the event, then remove it; the audit entry keeps what it was.
+  await c.query<Row>(
+    'UPDATE correction_requests SET event_id = NULL WHERE tenant_id = $1 AND event_id = $2',
+    [tenantId, r.eventId],
+  );
+  await c.query<Row>('DELETE FROM attendance_events WHERE tenant_id = $1 AND id = $2', [tenantId, r.eventId]);
+  return { eventId: r.eventId, before };
+}
