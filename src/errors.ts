@@ -98,7 +98,7 @@ export const ERROR_CODES = {
   },
   RESTORE_CHAIN_BROKEN: {
     exitCode: 1,
-    doc: 'The backups to restore do not form an intact chain (a gap, a missing parent, a damaged link); nothing was restored.',
+    doc: 'The backups to restore do not form an intact chain (a gap, a missing parent, a damaged link).',
   },
   RESTORE_NO_BACKUP: {
     exitCode: 1,
@@ -118,7 +118,7 @@ export const ERROR_CODES = {
   },
   RESTORE_FAILED: {
     exitCode: 1,
-    doc: 'A restore failed part way; the live database was not changed and the partial target was removed.',
+    doc: 'A restore failed part way; the live database is unchanged and the partial target was removed.',
   },
   RESTORE_DRILL_FAILED: {
     exitCode: 1,
