@@ -127,6 +127,11 @@ export async function loadChain(
   const helper = await connectClient(url, 'attendux-restore');
   const progress = opts.onProgress ?? (() => undefined);
   try {
+    // Index builds sort whole tables: give them memory to sort in (per session, this restore only).
+    // and the change set (sorted, joined) room in memory instead of temp files; temp_buffers must be set
+    // before the session's first temporary table.
+    for (const c of [main, helper])
+      await c.query("SET maintenance_work_mem = '256MB'; SET work_mem = '64MB'; SET temp_buffers = '256MB'");
     const tables = chain.full.tables;
     const names = tables.map((t) => t.name);
     const { rows: present } = await main.query<{ t: string }>(
@@ -198,8 +203,16 @@ export async function loadChain(
       }
     }
 
-    // Keys first (the changes are matched on them), on two connections, biggest tables first.
+    // The changes go in before the keys exist: matching them is one hash join per table, and inserting
+    // them an append, instead of random index lookups and updates in freshly built indexes.
+    const applied = await applyChanges(main, chain, {
+      until: opts.until ?? null,
+      target: (t) => t,
+      onTable: (t) => progress({ phase: 'apply', table: t }),
+    });
+
     progress({ phase: 'index' });
+    // Keys and indexes on two connections, biggest tables first.
     const size = (tbl: string) => rows[tbl.replace(/^"|"$/g, '')] ?? 0;
     const jobs = [
       ...cons
@@ -213,25 +226,22 @@ export async function loadChain(
     ].sort((a, b) => size(b.table) - size(a.table));
     await runOnTwo(jobs, main, helper);
 
-    const applied = await applyChanges(main, chain, {
-      until: opts.until ?? null,
-      target: (t) => t,
-      onTable: (t) => progress({ phase: 'apply', table: t }),
-    });
-
     progress({ phase: 'constraints' });
+    // Foreign keys (each validates every row), sequences and planner statistics, on two connections.
     const fks = cons
       .filter((c) => c.type === 'f')
       .map((f) => ({
-        table: f.table,
+        weight: size(f.table),
         run: (c: pg.Client) =>
           ddl(c, 'ALTER TABLE %s ADD CONSTRAINT %I ' + escapePercent(f.def), f.table, f.name),
-      }))
-      .sort((a, b) => size(b.table) - size(a.table));
-    await runOnTwo(fks, main, helper);
+      }));
+    const tail = [
+      ...fks,
+      { weight: (rows.attendance_events ?? 0) / 2, run: (c: pg.Client) => resetSequences(c, names) },
+      ...names.map((t) => ({ weight: (rows[t] ?? 0) / 4, run: (c: pg.Client) => ddl(c, 'ANALYZE %I', t) })),
+    ].sort((a, b) => b.weight - a.weight);
+    await runOnTwo(tail, main, helper);
     for (const t of names) await ddl(main, 'ALTER TABLE %I ENABLE TRIGGER USER', t);
-    await resetSequences(main, names);
-    await main.query('ANALYZE');
     return { rows, changes: applied.total, changesByBackup: applied.byBackup };
   } finally {
     await helper.end().catch(() => undefined);
@@ -365,16 +375,24 @@ export async function applyChanges(
             WHERE table_name = $1 AND op <> 'T' AND id > $2 ORDER BY pk, id DESC`,
         [t, trunc ?? 0],
       );
-      const match = pk.map((_, i) => `x.%${2 + i + 1}$I = d.%${2 + i + 1}$I`).join(' AND ');
+      await c.query('ANALYZE restore_last');
+      // Typed keys in a table of their own, analysed, so that the delete is a plain join on the primary key.
+      const cols = pk.map((_, i) => `r.%${2 + i + 1}$I`).join(', ');
       await c.query(
         await sqlf(
           c,
-          `DELETE FROM %1$I x USING (SELECT r.* FROM restore_last l, jsonb_populate_record(NULL::public.%2$I, l.pk) r) d WHERE ${match}`,
+          `CREATE TEMP TABLE restore_keys AS SELECT ${cols} FROM restore_last l, jsonb_populate_record(NULL::public.%2$I, l.pk) r`,
           target,
           t,
           ...pk,
         ),
       );
+      await c.query('ANALYZE restore_keys');
+      const match = pk.map((_, i) => `x.%${2 + i + 1}$I = d.%${2 + i + 1}$I`).join(' AND ');
+      await c.query(
+        await sqlf(c, `DELETE FROM %1$I x USING restore_keys d WHERE ${match}`, target, t, ...pk),
+      );
+      await c.query('DROP TABLE restore_keys');
       await c.query(
         await sqlf(
           c,
