@@ -80,6 +80,11 @@ describe('backup error paths', () => {
     });
     const st = await backupStatus({ configPath: i.configPath });
     expect(st.kinds.find((k) => k.kind === 'full')!.problem).toMatch(/last run failed/);
+    const { rows } = await admin.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM audit_log
+        WHERE action = 'backup.full' AND details->>'error' = 'BACKUP_NO_RECIPIENTS' AND actor LIKE 'cli:%'`,
+    );
+    expect(rows[0]!.n).toBe(1);
   });
 
   it('names an unwritable backup directory', async () => {
