@@ -304,7 +304,18 @@ export async function fullBackupBody(
  * later incremental (they are visible in every future parent snapshot): drop them so change_log stays small.
  */
 export async function trimChangeLog(c: pg.ClientBase, snapshot: string): Promise<void> {
-  await c.query('DELETE FROM change_log WHERE txid < pg_snapshot_xmin($1::pg_snapshot)', [snapshot]);
+  await c.query('BEGIN');
+  try {
+    await c.query(
+      'UPDATE backup_meta SET trimmed_before = greatest(trimmed_before, pg_snapshot_xmin($1::pg_snapshot))',
+      [snapshot],
+    );
+    await c.query('DELETE FROM change_log WHERE txid < pg_snapshot_xmin($1::pg_snapshot)', [snapshot]);
+    await c.query('COMMIT');
+  } catch (err) {
+    await c.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
 }
 
 export async function backupFull(opts: BackupRunOptions = {}): Promise<BackupRunResult> {
