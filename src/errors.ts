@@ -68,34 +68,31 @@ export const ERROR_CODES = {
   },
   BACKUP_NO_RECIPIENTS: {
     exitCode: 1,
-    doc: 'No age recipient is configured (backup.recipients); backups cannot be encrypted.',
+    doc: 'No age recipient in backup.recipients: backups cannot be encrypted.',
   },
   BACKUP_DIR_UNWRITABLE: { exitCode: 1, doc: 'The backup directory cannot be created or written.' },
   BACKUP_LOCKED: {
     exitCode: 75,
-    doc: 'Another backup is running (lock file or PostgreSQL advisory lock); try again later (EX_TEMPFAIL).',
+    doc: 'Another backup is running (lock file or advisory lock); retry later.',
   },
   BACKUP_NO_FULL: {
     exitCode: 1,
-    doc: 'An incremental backup needs a full backup first; run `backup full` or pass --full-if-needed.',
+    doc: 'An incremental needs a full backup first (or pass --full-if-needed).',
   },
   BACKUP_CHAIN_BROKEN: {
     exitCode: 1,
-    doc: 'The parent of an incremental is missing, damaged, or from another database or schema version.',
+    doc: 'The parent of an incremental is missing, damaged or not usable.',
   },
   BACKUP_FAILED: {
     exitCode: 1,
-    doc: 'A backup run failed (database lost mid-stream, disk full...); nothing was recorded as a backup.',
+    doc: 'A backup run failed (database lost, disk full); nothing was recorded.',
   },
   BACKUP_CORRUPT: { exitCode: 1, doc: 'A backup file does not match its checksums, manifest or sidecar.' },
-  BACKUP_IDENTITY_INVALID: {
+  BACKUP_BAD_IDENTITY: {
     exitCode: 1,
-    doc: 'The age identity file is missing, unreadable, or matches no recipient of the backup.',
+    doc: 'The age identity is unreadable or matches no recipient of the backup.',
   },
-  BACKUP_STALE: {
-    exitCode: 1,
-    doc: 'backup status: a kind has no recent successful backup, or its last run failed.',
-  },
+  BACKUP_STALE: { exitCode: 1, doc: 'backup status: a kind is stale or its last run failed.' },
   INTERNAL: { exitCode: 1, doc: 'A bug: an unexpected error. Run again with --debug and report it.' },
 } as const satisfies Record<string, { exitCode: number; doc: string }>;
 

@@ -65,7 +65,7 @@ async function restoreByHand(
     'SET session_replication_role = replica',
   ];
   for (const t of manifest.tables) {
-    args.push('-c', `\\copy ${t.name} FROM PROGRAM 'zcat ${join(dir, t.entry)}'`);
+    for (const e of t.entries) args.push('-c', `\\copy ${t.name} FROM PROGRAM 'zcat ${join(dir, e)}'`);
   }
   execFileSync('psql', args, { stdio: 'pipe' });
   return { db: target, dir, manifest };

@@ -98,8 +98,8 @@ export async function backupConfig(opts: ConfigBackupOptions = {}): Promise<Conf
         recipients,
         entries,
         startedAt,
-        rows: 0,
-        manifest: {
+        rows: () => 0,
+        manifest: () => ({
           id,
           kind: 'config',
           parent: null,
@@ -114,7 +114,7 @@ export async function backupConfig(opts: ConfigBackupOptions = {}): Promise<Conf
           tables: [],
           changes: null,
           contentHash,
-        },
+        }),
       });
     } finally {
       await lock.release();

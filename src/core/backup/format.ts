@@ -13,7 +13,8 @@ import { AgeDecryptError, AgeDecryptStream } from './age-stream.js';
  * The backup format, version 1. One backup is two files in the backup dir:
  *
  *   <id>.tar.age   age-encrypted (X25519, to every configured recipient) POSIX tar of
- *                    data/<table>.copy.gz   (full) COPY text format of the table, gzip (maybe multi-member)
+ *                    data/<table>.copy.gz   (full) COPY text format of the table, gzip; a big table is
+ *                                           data/<table>.<n>.copy.gz, n = 0.. (block ranges, see tables[].entries)
  *                    data/changes.copy.gz   (incremental) COPY text of change_log rows, see CHANGE_COLUMNS
  *                    config/<name>          (config) the config file, the secrets file, service files
  *                    manifest.json          always the LAST entry (its checksums cover the entries before it)
@@ -53,7 +54,12 @@ export interface ManifestTable {
   name: string;
   /** Rows in the full backup's snapshot. */
   rows: number;
-  entry: string;
+  /**
+   * The table's tar entries, COPY text gzip each: one (data/<table>.copy.gz), or for a big table several
+   * block ranges (data/<table>.<n>.copy.gz) that together hold every row once, loadable in any order or
+   * in parallel.
+   */
+  entries: string[];
   /** Primary-key columns, in key order. */
   primaryKey: string[];
 }
@@ -180,7 +186,7 @@ export async function readIdentityFile(path: string): Promise<string[]> {
     text = await readFile(path, 'utf8');
   } catch (err) {
     throw new AttenduxError(
-      'BACKUP_IDENTITY_INVALID',
+      'BACKUP_BAD_IDENTITY',
       `cannot read identity file ${path}: ${(err as Error).message}`,
       {
         hint: 'pass --identity FILE (the age key written by `attendux init`) or set $ATTENDUX_BACKUP_IDENTITY',
@@ -189,7 +195,7 @@ export async function readIdentityFile(path: string): Promise<string[]> {
   }
   const ids = parseIdentityFile(text);
   if (!ids.length)
-    throw new AttenduxError('BACKUP_IDENTITY_INVALID', `${path} holds no AGE-SECRET-KEY-1... line`, {
+    throw new AttenduxError('BACKUP_BAD_IDENTITY', `${path} holds no AGE-SECRET-KEY-1... line`, {
       hint: 'an age identity file as written by age-keygen or `attendux init`',
     });
   return ids;
@@ -397,7 +403,7 @@ export async function readBackup(opts: ReadBackupOptions): Promise<ReadBackupRes
             `${opts.file}: the age header is damaged (no identity can open it and the file does not match its sidecar's SHA-256)`,
             { details: { entry: null } },
           );
-        throw new AttenduxError('BACKUP_IDENTITY_INVALID', `${opts.file}: ${err.message}`, {
+        throw new AttenduxError('BACKUP_BAD_IDENTITY', `${opts.file}: ${err.message}`, {
           hint: 'use the identity whose public key is in backup.recipients when the backup was made',
         });
       }

@@ -16,10 +16,13 @@ import {
   type BackupRunResult,
   type RunEnv,
 } from './run.js';
-import { writeArchive, type StagedEntry } from './writer.js';
+import { EntryQueue, writeArchive } from './writer.js';
 
-/** Tables bigger than this many 8 KiB blocks are copied as two ctid ranges, one per connection. */
+/** Tables bigger than this many 8 KiB blocks are copied as several ctid ranges, spread over the connections. */
 const SPLIT_BLOCKS = 4096;
+const MAX_PARTS = 8;
+/** Connections copying in parallel, sharing one exported snapshot: one per core of the reference machine. */
+const COPY_CONNECTIONS = 2;
 
 interface TableInfo {
   name: string;
@@ -31,6 +34,8 @@ interface TableInfo {
 interface WorkItem {
   table: string;
   part: number;
+  /** Tar entry name: data/<table>.copy.gz, or data/<table>.<part>.copy.gz for a table copied in parts. */
+  entry: string;
   /** ctid block range [from, to); to null = to the end. Both null = the whole table. */
   from: number | null;
   to: number | null;
@@ -100,28 +105,34 @@ async function copyItem(c: pg.ClientBase, item: WorkItem, onBytes: (delta: numbe
   // zlib runs in libuv's thread pool, so two tables compress on the two cores while the main thread moves bytes.
   await pipeline(
     source,
-    createGzip({ level: 1, memLevel: 9 }),
+    createGzip({ level: 1, memLevel: 9, chunkSize: 256 * 1024 }),
     count,
     createWriteStream(item.file, { mode: 0o600 }),
   );
   item.rows = source.rowCount ?? 0;
 }
 
-/** Copy every application table at one snapshot into gzip files under `staging`, in parallel. */
-async function stageTables(
-  env: RunEnv,
-  staging: string,
-  opts: BackupRunOptions,
-  stage: (s: string) => void,
-): Promise<{
+interface Staged {
   snapshot: string;
   postgresVersion: string;
   databaseId: string | null;
   schemaVersion: string | null;
   tables: ManifestTable[];
-  entries: StagedEntry[];
   rows: number;
-}> {
+}
+
+/**
+ * Copy every application table at one snapshot into gzip files under `staging`, on two connections that
+ * share the snapshot, and hand each finished file to `ready` so that archiving overlaps copying.
+ */
+async function stageTables(
+  env: RunEnv,
+  staging: string,
+  opts: BackupRunOptions,
+  stage: (s: string) => void,
+  ready: EntryQueue,
+  aborted: () => boolean,
+): Promise<Staged> {
   const adminUrl = env.install.db.adminUrl;
   // New tables (from a migration that forgot to attach capture) get the trigger before the snapshot, so
   // that every change after this full is captured.
@@ -146,49 +157,42 @@ async function stageTables(
     const version = await schemaVersion(main);
     const tables = await listTables(main);
     const items: WorkItem[] = [];
+    const entriesOf = new Map<string, string[]>();
     for (const t of tables) {
-      if (t.blocks > SPLIT_BLOCKS) {
-        const mid = Math.floor(t.blocks / 2);
+      // Big tables become up to MAX_PARTS block ranges so that both connections stay busy to the end,
+      // whatever else the machine is doing; each range is its own tar entry, archived as soon as it is done.
+      const parts = Math.min(MAX_PARTS, Math.max(1, Math.ceil(t.blocks / SPLIT_BLOCKS)));
+      const step = Math.ceil(t.blocks / parts);
+      const names: string[] = [];
+      for (let p = 0; p < parts; p++) {
+        const entry = parts === 1 ? `data/${t.name}.copy.gz` : `data/${t.name}.${p}.copy.gz`;
+        names.push(entry);
         items.push({
           table: t.name,
-          part: 0,
-          from: 0,
-          to: mid,
-          weight: mid,
-          file: join(staging, `${t.name}.0.gz`),
-          rows: 0,
-        });
-        items.push({
-          table: t.name,
-          part: 1,
-          from: mid,
-          to: null,
-          weight: t.blocks - mid,
-          file: join(staging, `${t.name}.1.gz`),
-          rows: 0,
-        });
-      } else {
-        items.push({
-          table: t.name,
-          part: 0,
-          from: null,
-          to: null,
-          weight: t.blocks,
-          file: join(staging, `${t.name}.0.gz`),
+          part: p,
+          entry,
+          from: parts === 1 ? null : p * step,
+          to: parts === 1 || p === parts - 1 ? null : (p + 1) * step,
+          weight: parts === 1 ? t.blocks : Math.min(step, t.blocks - p * step),
+          file: join(staging, `${t.name}.${p}.gz`),
           rows: 0,
         });
       }
+      entriesOf.set(t.name, names);
     }
-    const helper = await connectClient(adminUrl, 'attendux-backup');
-    helpers.push(helper);
-    await helper.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    await helper.query(`SET TRANSACTION SNAPSHOT '${s.exported.replace(/[^0-9A-F-]/gi, '')}'`);
+    const connections = COPY_CONNECTIONS;
+    for (let n = 1; n < connections; n++) {
+      const helper = await connectClient(adminUrl, 'attendux-backup');
+      helpers.push(helper);
+      await helper.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      await helper.query(`SET TRANSACTION SNAPSHOT '${s.exported.replace(/[^0-9A-F-]/gi, '')}'`);
+    }
 
     // Largest first onto whichever connection is free: two workers on two cores.
     const queue = [...items].sort((a, b) => b.weight - a.weight);
     let staged = 0;
     const worker = async (c: pg.Client) => {
-      for (let item = queue.shift(); item; item = queue.shift()) {
+      for (let item = queue.shift(); item && !aborted(); item = queue.shift()) {
         const it = item;
         stage(`copying table ${it.table}`);
         const pid = (c as unknown as { processID?: number }).processID ?? 0;
@@ -200,22 +204,19 @@ async function stageTables(
           // Two workers share one stage line; name the table of the copy that actually failed.
           throw backupFailure(err, 'full', `copying table ${it.table}`);
         });
+        ready.push({ name: it.entry, files: [it.file], removeAfter: true });
       }
     };
-    await Promise.all([worker(main), worker(helper)]);
-    await helper.query('COMMIT');
+    await Promise.all([worker(main), ...helpers.map((h) => worker(h))]);
+    for (const h of helpers) await h.query('COMMIT');
     await main.query('COMMIT');
 
-    const entries: StagedEntry[] = [];
     const out: ManifestTable[] = [];
     let total = 0;
     for (const t of tables) {
-      const parts = items.filter((i) => i.table === t.name).sort((a, b) => a.part - b.part);
-      const rows = parts.reduce((n, p) => n + p.rows, 0);
+      const rows = items.filter((i) => i.table === t.name).reduce((n, p) => n + p.rows, 0);
       total += rows;
-      const entry = `data/${t.name}.copy.gz`;
-      entries.push({ name: entry, files: parts.map((p) => p.file) });
-      out.push({ name: t.name, rows, entry, primaryKey: t.pk });
+      out.push({ name: t.name, rows, entries: entriesOf.get(t.name)!, primaryKey: t.pk });
     }
     return {
       snapshot: s.snapshot,
@@ -223,7 +224,6 @@ async function stageTables(
       databaseId: s.dbid,
       schemaVersion: version,
       tables: out,
-      entries,
       rows: total,
     };
   } finally {
@@ -242,37 +242,57 @@ export async function fullBackupBody(
   const id = newBackupId('full', startedAt);
   const staging = join(env.backupDir, `.staging-${id}`);
   await mkdir(staging, { mode: 0o700 });
+  const ready = new EntryQueue();
+  let abort = false;
+  let st: Staged | undefined;
   try {
-    const st = await stageTables(env, staging, opts, stage);
-    stage('writing the archive');
-    const sidecar = await writeArchive({
+    const copying = stageTables(env, staging, opts, stage, ready, () => abort).then(
+      (r) => {
+        st = r;
+        stage('writing the archive');
+        ready.close();
+      },
+      (err: unknown) => {
+        ready.close(err);
+        throw err;
+      },
+    );
+    const writing = writeArchive({
       backupDir: env.backupDir,
       id,
       recipients: env.recipients,
-      entries: st.entries,
+      entries: ready,
       startedAt,
-      rows: st.rows,
+      rows: () => st!.rows,
       onBytes: (n) => opts.onProgress?.({ phase: 'archive', bytes: n }),
-      manifest: {
+      manifest: () => ({
         id,
         kind: 'full',
         parent: null,
         chainRoot: id,
         createdAt: startedAt.toISOString(),
         attenduxVersion: VERSION,
-        schemaVersion: st.schemaVersion,
-        postgresVersion: st.postgresVersion,
-        snapshot: st.snapshot,
+        schemaVersion: st!.schemaVersion,
+        postgresVersion: st!.postgresVersion,
+        snapshot: st!.snapshot,
         parentSnapshot: null,
-        databaseId: st.databaseId,
-        tables: st.tables,
+        databaseId: st!.databaseId,
+        tables: st!.tables,
         changes: null,
         contentHash: null,
-      },
+      }),
+    }).catch((err: unknown) => {
+      // Disk full or similar: stop taking new tables; the copy in flight finishes, then we report.
+      abort = true;
+      throw err;
     });
+    const [c, w] = await Promise.allSettled([copying, writing]);
+    if (c.status === 'rejected') throw c.reason;
+    if (w.status === 'rejected') throw w.reason;
+    const sidecar = w.value;
     stage('trimming the change log');
     // Best effort: the backup is complete and recorded; a failed trim only leaves rows for the next run.
-    await trimChangeLog(env.lockClient, st.snapshot).catch(() => undefined);
+    await trimChangeLog(env.lockClient, st!.snapshot).catch(() => undefined);
     return { sidecar };
   } finally {
     await rm(staging, { recursive: true, force: true });
@@ -284,7 +304,18 @@ export async function fullBackupBody(
  * later incremental (they are visible in every future parent snapshot): drop them so change_log stays small.
  */
 export async function trimChangeLog(c: pg.ClientBase, snapshot: string): Promise<void> {
-  await c.query('DELETE FROM change_log WHERE txid < pg_snapshot_xmin($1::pg_snapshot)', [snapshot]);
+  await c.query('BEGIN');
+  try {
+    await c.query(
+      'UPDATE backup_meta SET trimmed_before = greatest(trimmed_before, pg_snapshot_xmin($1::pg_snapshot))',
+      [snapshot],
+    );
+    await c.query('DELETE FROM change_log WHERE txid < pg_snapshot_xmin($1::pg_snapshot)', [snapshot]);
+    await c.query('COMMIT');
+  } catch (err) {
+    await c.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
 }
 
 export async function backupFull(opts: BackupRunOptions = {}): Promise<BackupRunResult> {

@@ -34,17 +34,20 @@ export interface StagedEntry {
   name: string;
   files?: string[];
   content?: Buffer;
+  /** Delete the staged files once they are in the archive (keeps the staging disk use down). */
+  removeAfter?: boolean;
 }
 
 export interface WriteArchiveOptions {
   backupDir: string;
   id: string;
   recipients: readonly string[];
-  entries: StagedEntry[];
-  /** The manifest without `entries` and `format`: filled in here. */
-  manifest: Omit<Manifest, 'entries' | 'format'>;
+  /** Entries in archive order; an async iterable lets the archive start while later entries are staged. */
+  entries: Iterable<StagedEntry> | AsyncIterable<StagedEntry>;
+  /** The manifest without `entries` and `format`, asked for once every entry is in the archive. */
+  manifest: () => Omit<Manifest, 'entries' | 'format'>;
   startedAt: Date;
-  rows: number;
+  rows: () => number;
   onBytes?: (written: number) => void;
 }
 
@@ -80,8 +83,9 @@ export async function writeArchive(opts: WriteArchiveOptions): Promise<Sidecar> 
     createWriteStream(part, { mode: 0o600, flags: 'wx' }),
   );
   const entries: ManifestEntry[] = [];
+  let manifestBase: Omit<Manifest, 'entries' | 'format'> | undefined;
   const feeding = (async () => {
-    for (const e of opts.entries) {
+    for await (const e of opts.entries) {
       const h = createHash('sha256');
       let size = 0;
       if (e.content) size = e.content.length;
@@ -97,7 +101,9 @@ export async function writeArchive(opts: WriteArchiveOptions): Promise<Sidecar> 
         sink.write(e.content);
       }
       for (const f of e.files ?? []) {
-        for await (const chunk of createReadStream(f, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
+        for await (const chunk of createReadStream(f, {
+          highWaterMark: 256 * 1024,
+        }) as AsyncIterable<Buffer>) {
           h.update(chunk);
           if (!sink.write(chunk)) await once(sink, 'drain');
         }
@@ -105,8 +111,10 @@ export async function writeArchive(opts: WriteArchiveOptions): Promise<Sidecar> 
       sink.end(() => undefined);
       await done;
       entries.push({ name: e.name, bytes: size, sha256: h.digest('hex') });
+      if (e.removeAfter) for (const f of e.files ?? []) await unlink(f).catch(() => undefined);
     }
-    const manifest: Manifest = { format: FORMAT, ...opts.manifest, entries };
+    manifestBase = opts.manifest();
+    const manifest: Manifest = { format: FORMAT, ...manifestBase, entries };
     const text = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
     await new Promise<void>((resolve, reject) =>
       pack.entry({ name: MANIFEST_ENTRY, size: text.length, mode: 0o600, mtime }, text, (err) =>
@@ -136,7 +144,7 @@ export async function writeArchive(opts: WriteArchiveOptions): Promise<Sidecar> 
     throw err;
   }
   const finishedAt = new Date();
-  const m = opts.manifest;
+  const m = manifestBase!;
   const sidecar: Sidecar = {
     format: FORMAT,
     id: opts.id,
@@ -155,7 +163,7 @@ export async function writeArchive(opts: WriteArchiveOptions): Promise<Sidecar> 
     databaseId: m.databaseId,
     attenduxVersion: VERSION,
     contentHash: m.contentHash,
-    rows: opts.rows,
+    rows: opts.rows(),
     recipients: opts.recipients.length,
     outcome: 'success',
   };
@@ -170,6 +178,54 @@ export async function writeArchive(opts: WriteArchiveOptions): Promise<Sidecar> 
     throw err;
   }
   return sidecar;
+}
+
+/** A queue that producers push to and writeArchive iterates: entries in the order they are ready. */
+export class EntryQueue implements AsyncIterable<StagedEntry> {
+  private items: StagedEntry[] = [];
+  private waiting: ((v: IteratorResult<StagedEntry>) => void) | undefined;
+  private failWaiting: ((err: unknown) => void) | undefined;
+  private closed = false;
+  private error: Error | undefined;
+
+  push(e: StagedEntry): void {
+    if (this.waiting) {
+      const w = this.waiting;
+      this.waiting = this.failWaiting = undefined;
+      w({ value: e, done: false });
+    } else this.items.push(e);
+  }
+
+  close(err?: unknown): void {
+    this.closed = true;
+    this.error =
+      err === undefined
+        ? undefined
+        : err instanceof Error
+          ? err
+          : new Error('backup entry producer failed', { cause: err });
+    if (this.waiting) {
+      const [w, f] = [this.waiting, this.failWaiting!];
+      this.waiting = this.failWaiting = undefined;
+      if (this.error) f(this.error);
+      else w({ value: undefined, done: true });
+    }
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<StagedEntry> {
+    return {
+      next: () => {
+        const item = this.items.shift();
+        if (item) return Promise.resolve({ value: item, done: false });
+        if (this.closed)
+          return this.error ? Promise.reject(this.error) : Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve, reject) => {
+          this.waiting = resolve;
+          this.failWaiting = reject;
+        });
+      },
+    };
+  }
 }
 
 /**
