@@ -7,6 +7,7 @@ import { backupFull } from '../../src/core/backup/full.js';
 import { backupIncremental } from '../../src/core/backup/incremental.js';
 import { backupConfig } from '../../src/core/backup/config.js';
 import { readCatalog } from '../../src/core/backup/catalog.js';
+import { openBackup } from '../../src/core/backup/format.js';
 import { pruneBackups } from '../../src/core/backup/prune.js';
 import { backupStatus, prometheusText } from '../../src/core/backup/status.js';
 import { BACKUP_ADVISORY_KEY } from '../../src/core/backup/lock.js';
@@ -236,6 +237,35 @@ describe('config backups', () => {
     const changed = await backupConfig({ configPath: i.configPath, ifChanged: true, serviceFiles: [] });
     expect(changed.written).toBe(true);
     expect(changed.contentHash).not.toBe(first.contentHash);
+  });
+});
+
+describe('config backups of company settings', () => {
+  it('takes a new config backup holding the settings when a company setting changed', async () => {
+    const i = await install();
+    const first = await backupConfig({ configPath: i.configPath, serviceFiles: [] });
+    const same = await backupConfig({ configPath: i.configPath, ifChanged: true, serviceFiles: [] });
+    expect(same.written).toBe(false);
+    const { rows } = await admin.query<{ id: string }>('SELECT id FROM tenants ORDER BY slug LIMIT 1');
+    await admin.query(
+      `INSERT INTO tenant_settings (tenant_id, key, value) VALUES ($1, 'geofence.mode', '"reject"')
+       ON CONFLICT (tenant_id, key) DO UPDATE SET value = '"flag"'`,
+      [rows[0]!.id],
+    );
+    const changed = await backupConfig({ configPath: i.configPath, ifChanged: true, serviceFiles: [] });
+    expect(changed.written).toBe(true);
+    expect(changed.contentHash).not.toBe(first.contentHash);
+    const opened = await openBackup({
+      backupDir: i.backupDir,
+      id: changed.sidecar!.id,
+      identities: [i.identity],
+    });
+    try {
+      const settings = JSON.parse(await readFile(join(opened.dir, 'settings/tenant-settings.json'), 'utf8'));
+      expect(settings).toContainEqual(expect.objectContaining({ key: 'geofence.mode' }));
+    } finally {
+      await opened.cleanup();
+    }
   });
 });
 
