@@ -40,6 +40,8 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '20' },
     rate: { type: 'string', default: '300' },
     'pool-size': { type: 'string', default: '10' },
+    /** Write a CPU profile of the attendux server process into this directory. */
+    profile: { type: 'string' },
   },
 });
 const seconds = Number(values.seconds);
@@ -58,7 +60,11 @@ function urlFor(user: string): string {
   return u.toString();
 }
 
-function start(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ proc: ChildProcess; url: string }> {
+function start(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ proc: ChildProcess; url: string }> {
   const proc = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   let err = '';
   return new Promise((resolve, reject) => {
@@ -96,7 +102,11 @@ async function load(url: string, t: Target, rate?: number): Promise<Result> {
         path: t.path,
         setupRequest: (req: Record<string, unknown>) => {
           const n = i++;
-          return { ...req, headers: { 'content-type': 'application/json', ...t.headers(n) }, body: t.body(n) };
+          return {
+            ...req,
+            headers: { 'content-type': 'application/json', ...t.headers(n) },
+            body: t.body(n),
+          };
         },
       },
     ],
@@ -132,7 +142,9 @@ try {
     database: {},
   };
   // One kiosk key per company, and every employee with the position of their company's site.
-  const { rows: tenants } = await admin.query<{ id: string }>(`SELECT id FROM tenants WHERE slug LIKE 'bench-%' ORDER BY slug`);
+  const { rows: tenants } = await admin.query<{ id: string }>(
+    `SELECT id FROM tenants WHERE slug LIKE 'bench-%' ORDER BY slug`,
+  );
   const keyOf = new Map<string, string>();
   for (const t of tenants) {
     const k = generateApiKey(secrets.apiKeyHmacKey);
@@ -142,7 +154,12 @@ try {
     );
     keyOf.set(t.id, k.key);
   }
-  const { rows: emps } = await admin.query<{ tenant_id: string; id: string; latitude: number; longitude: number }>(
+  const { rows: emps } = await admin.query<{
+    tenant_id: string;
+    id: string;
+    latitude: number;
+    longitude: number;
+  }>(
     `SELECT e.tenant_id, e.id, s.latitude, s.longitude FROM employees e JOIN sites s ON s.tenant_id = e.tenant_id
       WHERE e.tenant_id IN (SELECT id FROM tenants WHERE slug LIKE 'bench-%') ORDER BY random()`,
   );
@@ -163,7 +180,10 @@ try {
     headers: (n) => ({ authorization: `Bearer ${keyOf.get(emps[n % emps.length]!.tenant_id)}` }),
     body: (n) => {
       const e = emps[n % emps.length]!;
-      return JSON.stringify({ employeeId: e.id, position: { latitude: e.latitude + 0.0002, longitude: e.longitude, accuracy: 12 } });
+      return JSON.stringify({
+        employeeId: e.id,
+        position: { latitude: e.latitude + 0.0002, longitude: e.longitude, accuracy: 12 },
+      });
     },
   };
   const baseline: Target = {
@@ -171,7 +191,13 @@ try {
     headers: () => ({}),
     body: (n) => {
       const e = emps[n % emps.length]!;
-      return JSON.stringify({ tenantId: e.tenant_id, employeeId: e.id, latitude: e.latitude, longitude: e.longitude, accuracy: 12 });
+      return JSON.stringify({
+        tenantId: e.tenant_id,
+        employeeId: e.id,
+        latitude: e.latitude,
+        longitude: e.longitude,
+        accuracy: 12,
+      });
     },
   };
 
@@ -182,8 +208,23 @@ try {
   ] as const) {
     const srv =
       name === 'attendux'
-        ? await start(process.execPath, ['bin/attendux.js', 'serve', '--config', join(dir, 'attendux.json'), '--port', '0'])
-        : await start(process.execPath, ['--import', 'tsx', 'bench/baseline-server.ts', urlFor(OWNER), '0', String(poolSize)]);
+        ? await start(process.execPath, [
+            ...(values.profile ? ['--cpu-prof', `--cpu-prof-dir=${values.profile}`] : []),
+            'bin/attendux.js',
+            'serve',
+            '--config',
+            join(dir, 'attendux.json'),
+            '--port',
+            '0',
+          ])
+        : await start(process.execPath, [
+            '--import',
+            'tsx',
+            'bench/baseline-server.ts',
+            urlFor(OWNER),
+            '0',
+            String(poolSize),
+          ]);
     try {
       await load(srv.url, target, undefined).catch(() => undefined); // warm-up (JIT, pool, caches)
       const max = await load(srv.url, target);
@@ -198,7 +239,9 @@ try {
   const ratio = a.max.requests.average / b.max.requests.average;
   const line = (n: string, r: { max: Result; fixed: Result }) =>
     `${n.padEnd(9)} ${r.max.requests.average.toFixed(0).padStart(7)} req/s  p99 ${String(r.max.latency.p99).padStart(4)} ms (saturated)  p99 ${String(r.fixed.latency.p99).padStart(3)} ms at ${values.rate} req/s  non-2xx ${r.max.non2xx + r.fixed.non2xx}  errors ${r.max.errors + r.fixed.errors}`;
-  console.log(`seeded ${values.companies} companies, ${values.employees} employees, ${values.events} events in ${seededIn.toFixed(1)} s`);
+  console.log(
+    `seeded ${values.companies} companies, ${values.employees} employees, ${values.events} events in ${seededIn.toFixed(1)} s`,
+  );
   console.log(`${seconds} s per run, ${connections} connections (saturated), pool ${poolSize}`);
   console.log(line('baseline', b));
   console.log(line('attendux', a));
