@@ -68,7 +68,7 @@ function start(
   const proc = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   let err = '';
   return new Promise((resolve, reject) => {
-    proc.stderr!.on('data', (d: Buffer) => {
+    proc.stderr.on('data', (d: Buffer) => {
       err += d.toString();
       const m = /serving on (\S+)/.exec(err);
       if (m) resolve({ proc, url: m[1]! });
