@@ -10,7 +10,7 @@ import { BCRYPT_COST } from '../crypto/password.js';
 import type { DataKeyring } from '../crypto/aead.js';
 import { installErrorHandler, sendError } from './errors.js';
 import { Metrics } from './metrics.js';
-import { loginPage, registerSecurityHeaders, securityTxt } from './security.js';
+import { HTML_PAGE, loginPage, registerSecurityHeaders, securityTxt } from './security.js';
 import type { AppHooks, ServerDeps } from './deps.js';
 import { authRoutes } from './routes/auth.js';
 import { peopleRoutes } from './routes/people.js';
@@ -163,7 +163,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.get('/.well-known/security.txt', publicLimit, (_req, reply) =>
     reply.type('text/plain; charset=utf-8').header('cache-control', 'max-age=86400').send(securityTxt(deps)),
   );
-  app.get('/', publicLimit, (_req, reply) =>
+  app.get('/', { config: { ...publicLimit.config, ...HTML_PAGE } }, (_req, reply) =>
     reply.type('text/html; charset=utf-8').send(loginPage(reply.cspNonce)),
   );
 

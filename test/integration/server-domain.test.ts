@@ -370,6 +370,21 @@ describe('HTTP hardening and operations', () => {
     expect(again.headers['content-security-policy']).not.toBe(csp);
   });
 
+  it('sends the same hardening headers on JSON and error responses', async () => {
+    for (const res of [
+      await app.inject({ url: '/api/v1/me', headers: { authorization: `Bearer ${a.keys.read}` } }),
+      await app.inject({ url: '/no/such/route' }),
+      await app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { nope: 1 } }),
+    ]) {
+      expect(res.headers['content-security-policy']).toContain("frame-ancestors 'none'");
+      expect(res.headers['x-frame-options']).toBe('DENY');
+      expect(res.headers['x-content-type-options']).toBe('nosniff');
+      expect(res.headers['referrer-policy']).toBe('no-referrer');
+      expect(res.headers['permissions-policy']).toContain('camera=(self)');
+      expect(res.headers['cache-control']).toBe('no-store');
+    }
+  });
+
   it('serves security.txt from the config', async () => {
     const res = await app.inject({ url: '/.well-known/security.txt' });
     expect(res.statusCode).toBe(200);

@@ -31,11 +31,15 @@ function subjectSql(tenant: string, employee: string): string {
        FROM employees e WHERE e.tenant_id = ${tenant} AND e.id = ${employee}`;
 }
 
+/** Bodies already validated by the prelude, so the handler does not parse twice. */
+const parsedBodies = new WeakMap<FastifyRequest, z.infer<typeof CheckBody>>();
+
 /** A kiosk names the employee in the body: load it in the same round trip as BEGIN and the key check. */
 function kioskPrelude(req: FastifyRequest, claim: Claim): string | undefined {
   if (claim.kind !== 'apikey') return undefined;
   const b = CheckBody.safeParse(req.body);
   if (!b.success || !b.data.employeeId) return undefined;
+  parsedBodies.set(req, b.data);
   return subjectSql(uuidLiteral(claim.tenantId), uuidLiteral(b.data.employeeId));
 }
 
@@ -56,7 +60,7 @@ function subjectOf(p: Principal, requested: string | undefined): string {
 
 async function check(ctx: RequestContext, kind: 'check_in' | 'check_out') {
   const { c, p, req, reply, deps } = ctx;
-  const b = parse(CheckBody, req.body, 'body');
+  const b = parsedBodies.get(req) ?? parse(CheckBody, req.body, 'body');
   const employeeId = subjectOf(p, b.employeeId);
   // One statement for everything the verdict needs: the employee, the company's sites and settings. For a
   // kiosk key it already ran with BEGIN (the route's prelude); a user's own check-in queries it here.
