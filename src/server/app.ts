@@ -27,9 +27,9 @@ export interface AppOptions {
   https?: { cert: string | Buffer; key: string | Buffer };
   /** Where JSON logs go (default stdout); false for none. */
   logger?: { stream?: NodeJS.WritableStream; level?: string } | false;
-  /** Per-IP limit on login (default 10 per minute). */
+  /** Per-IP limit on login (default server.loginRateLimitPerMinute per minute). */
   loginRateLimit?: { max: number; timeWindow: number };
-  /** Per-IP limit on the other unauthenticated endpoints (default 300 per minute). */
+  /** Per-IP limit on the other unauthenticated endpoints (default server.publicRateLimitPerMinute). */
   publicRateLimit?: { max: number; timeWindow: number };
   /** bcrypt cost for passwords set through the API (default 12; tests lower it). */
   bcryptCost?: number;
@@ -143,7 +143,11 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       message: `too many requests; retry in ${Math.ceil(ctx.ttl / 1000)} s`,
     }),
   });
-  const publicLimit = { config: { rateLimit: opts.publicRateLimit ?? { max: 300, timeWindow: 60_000 } } };
+  const publicLimit = {
+    config: {
+      rateLimit: opts.publicRateLimit ?? { max: server.publicRateLimitPerMinute, timeWindow: 60_000 },
+    },
+  };
 
   app.get('/healthz', () => ({ status: 'ok' }));
   app.get('/readyz', publicLimit, async (_req, reply) => {
@@ -167,7 +171,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     reply.type('text/html; charset=utf-8').send(loginPage(reply.cspNonce)),
   );
 
-  authRoutes(app, deps, opts.loginRateLimit ?? { max: 10, timeWindow: 60_000 });
+  authRoutes(app, deps, opts.loginRateLimit ?? { max: server.loginRateLimitPerMinute, timeWindow: 60_000 });
   peopleRoutes(app, deps);
   attendanceRoutes(app, deps);
   reportRoutes(app, deps);
