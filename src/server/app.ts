@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify';
 import cookie from '@fastify/cookie';
 import rateLimit from '@fastify/rate-limit';
+import { stat } from 'node:fs/promises';
 import type { Install } from '../core/install.js';
 import { loadSecrets } from '../core/config/load.js';
 import { maintenanceWatcher } from '../core/maintenance.js';
@@ -33,6 +34,8 @@ export interface AppOptions {
   publicRateLimit?: { max: number; timeWindow: number };
   /** bcrypt cost for passwords set through the API (default 12; tests lower it). */
   bcryptCost?: number;
+  /** How often the secrets file is checked for a rotated data key (default 5000 ms). */
+  keyringCheckMs?: number;
   /** How long a maintenance-file check is reused (default 1000 ms). */
   maintenanceTtlMs?: number;
 }
@@ -89,17 +92,37 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     'attendux-server',
   );
   let ring: DataKeyring = { keys: install.secrets.dataKeys, activeId: install.secrets.activeDataKeyId };
+  const reloadKeyring = async () => {
+    const s = await loadSecrets(install.loaded.secretsPath);
+    ring = { keys: s.dataKeys, activeId: s.activeDataKeyId };
+    return ring;
+  };
+  // `keys rotate-data-key` (another process) rewrites the secrets file: notice within a few seconds, so new
+  // enrolments are sealed under the new active key without a restart.
+  let checkedAt = Date.now();
+  let secretsMtime = await stat(install.loaded.secretsPath).then(
+    (st) => st.mtimeMs,
+    () => 0,
+  );
   const deps: ServerDeps = {
     pool,
     server,
     secrets: install.secrets,
-    keyring: () => Promise.resolve(ring),
-    // `keys rotate-data-key` (another process) adds keys to the secrets file; pick them up when first needed.
-    reloadKeyring: async () => {
-      const s = await loadSecrets(install.loaded.secretsPath);
-      ring = { keys: s.dataKeys, activeId: s.activeDataKeyId };
+    keyring: async () => {
+      if (Date.now() - checkedAt >= (opts.keyringCheckMs ?? 5000)) {
+        checkedAt = Date.now();
+        const m = await stat(install.loaded.secretsPath).then(
+          (st) => st.mtimeMs,
+          () => secretsMtime,
+        );
+        if (m !== secretsMtime) {
+          secretsMtime = m;
+          await reloadKeyring().catch(() => ring);
+        }
+      }
       return ring;
     },
+    reloadKeyring,
     hooks: opts.hooks ?? {},
     metrics: new Metrics(),
     maintenance: maintenanceWatcher(install.loaded.config.dataDir, opts.maintenanceTtlMs ?? 1000),
