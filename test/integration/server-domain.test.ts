@@ -432,6 +432,24 @@ describe('HTTP hardening and operations', () => {
     expect(res.statusCode).toBe(200);
   });
 
+  it('answers 503, not 500, while the database is unreachable', async () => {
+    const down = await testApp({
+      ...ti,
+      install: { ...ti.install, db: { ...ti.install.db, appUrl: 'postgres://nobody:x@127.0.0.1:1/none' } },
+    });
+    try {
+      const res = await down.inject({
+        url: '/api/v1/me',
+        headers: { authorization: `Bearer ${a.keys.read}` },
+      });
+      expect(res.statusCode).toBe(503);
+      expect(res.json().error.code).toBe('DB_UNAVAILABLE');
+      expect((await down.inject({ url: '/readyz' })).statusCode).toBe(503);
+    } finally {
+      await down.close();
+    }
+  });
+
   it('writes JSON logs that contain no password, cookie, key or face vector', async () => {
     const lines: string[] = [];
     const stream = new Writable({
