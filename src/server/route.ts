@@ -52,6 +52,8 @@ export interface RouteSpec {
    * principal check; its result reaches the handler as ctx.prelude. For the hot path (kiosk check-ins).
    */
   prelude?: (req: FastifyRequest, claim: Claim) => string | undefined;
+  /** The route ends the caller's session (logout, password change): never re-issue the cookie after it. */
+  endsSession?: boolean;
   handler(ctx: RequestContext): Promise<unknown>;
 }
 
@@ -135,7 +137,7 @@ export function defineRoute(app: FastifyInstance, deps: ServerDeps, spec: RouteS
           req.log.error({ err }, 'after-commit hook failed');
         }
       }
-      refreshSession(req, reply, deps, claim);
+      if (!spec.endsSession) refreshSession(req, reply, deps, claim);
       return result;
     },
   });

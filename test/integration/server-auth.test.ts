@@ -137,6 +137,33 @@ describe('login and sessions', () => {
     expect((await me({ cookie })).statusCode).toBe(401);
   });
 
+  it('clears the cookie at logout even when the session was due for a refresh', async () => {
+    await login(app, a, 'admin');
+    const { rows } = await admin.query<{ session_epoch: number }>(
+      'SELECT session_epoch FROM users WHERE id = $1',
+      [a.users.admin.id],
+    );
+    const seen = nowSeconds() - 120;
+    const value = app.signCookie(
+      encodeSession({
+        tenantId: a.id,
+        userId: a.users.admin.id,
+        epoch: rows[0]!.session_epoch,
+        iat: seen,
+        seen,
+      }),
+    );
+    const out = await app.inject({
+      method: 'POST',
+      url: '/api/v1/auth/logout',
+      headers: { cookie: `atx_session=${value}`, origin: ORIGIN },
+    });
+    expect(out.statusCode).toBe(204);
+    const cookies = out.cookies.filter((c) => c.name === 'atx_session');
+    expect(cookies).toHaveLength(1);
+    expect(cookies[0]!.value).toBe('');
+  });
+
   it('ends the session of a disabled user at once', async () => {
     const cookie = await login(app, a, 'employee');
     await admin.query('UPDATE users SET disabled_at = now() WHERE id = $1', [a.users.employee.id]);
