@@ -22,13 +22,9 @@ const CheckBody = z.strictObject({
   deviceId: z.string().min(1).max(100).optional(),
 });
 
+/** The employee, the company's sites and settings: see attendux_checkin_subject in migrations/0002. */
 function subjectSql(tenant: string, employee: string): string {
-  return `SELECT e.id, e.status, e.face_template, e.face_key_id,
-            coalesce((SELECT json_agg(json_build_object('id', s.id, 'latitude', s.latitude, 'longitude', s.longitude,
-                                                        'radiusM', s.radius_m))
-                        FROM sites s WHERE s.tenant_id = ${tenant}), '[]') AS sites,
-            (SELECT jsonb_object_agg(key, value) FROM tenant_settings ts WHERE ts.tenant_id = ${tenant}) AS settings
-       FROM employees e WHERE e.tenant_id = ${tenant} AND e.id = ${employee}`;
+  return `SELECT * FROM attendux_checkin_subject(${tenant}, ${employee})`;
 }
 
 /** Bodies already validated by the prelude, so the handler does not parse twice. */
