@@ -10,6 +10,7 @@
  * Prints throughput of both, the ratio (goal >= 0.5) and p99 latency at a fixed 300 requests/s (goal <= 25 ms).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { openSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -42,6 +43,9 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '300' },
     'pool-size': { type: 'string', default: '10' },
     rounds: { type: 'string', default: '3' },
+    /** Append the servers' stdout (attendux: JSON logs at server.logLevel) to this file. */
+    'server-log': { type: 'string' },
+    'log-level': { type: 'string', default: 'warn' },
     /** Write a CPU profile of the attendux server process into this directory. */
     profile: { type: 'string' },
   },
@@ -67,10 +71,13 @@ function start(
   args: string[],
   env: NodeJS.ProcessEnv = {},
 ): Promise<{ proc: ChildProcess; url: string }> {
-  const proc = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+  const proc = spawn(cmd, args, {
+    stdio: ['ignore', values['server-log'] ? openSync(values['server-log'], 'a') : 'ignore', 'pipe'],
+    env: { ...process.env, ...env },
+  });
   let err = '';
   return new Promise((resolve, reject) => {
-    proc.stderr.on('data', (d: Buffer) => {
+    proc.stderr!.on('data', (d: Buffer) => {
       err += d.toString();
       const m = /serving on (\S+)/.exec(err);
       if (m) resolve({ proc, url: m[1]! });
@@ -173,7 +180,7 @@ try {
     JSON.stringify({
       dataDir: 'data',
       database: { url: urlFor(APP), adminUrl: urlFor(OWNER), appRole: APP, poolSize },
-      server: { logLevel: 'warn' },
+      server: { logLevel: values['log-level'] },
     }),
   );
 
