@@ -15,6 +15,7 @@ import {
 } from '../helpers/server.js';
 import { enterMaintenance, leaveMaintenance } from '../../src/core/maintenance.js';
 import type { Pool } from '../../src/db/pool.js';
+import { parseApiKey } from '../../src/crypto/apikey.js';
 
 let db: TestDatabase;
 let ti: TestInstall;
@@ -488,7 +489,7 @@ describe('HTTP hardening and operations', () => {
       PASSWORD,
       'hunter2-secret',
       a.keys.checkIn,
-      a.keys.checkIn.split('_')[2]!,
+      parseApiKey(a.keys.checkIn)!.secret,
       '0.123456',
     ]) {
       expect(all).not.toContain(secret);
