@@ -6,9 +6,15 @@ cd "$(dirname "$0")/.."
 rm -rf attendux-data
 export ATTENDUX_SERVER_PORT=18080 ATTENDUX_DATABASE_EMBEDDED_PORT=55439
 log=$(mktemp)
-npm start >"$log" 2>&1 &
+# Its own process group, so that the TERM reaches npm, its shell and the node server alike.
+setsid npm start >"$log" 2>&1 &
 pid=$!
-cleanup() { kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf attendux-data "$log"; }
+cleanup() {
+  kill -TERM -- "-$pid" 2>/dev/null || true
+  for _ in $(seq 1 30); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 1; done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  rm -rf attendux-data "$log"
+}
 trap cleanup EXIT
 for _ in $(seq 1 120); do
   if curl -fsS http://127.0.0.1:18080/healthz >/dev/null 2>&1; then

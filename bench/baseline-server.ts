@@ -11,7 +11,13 @@ const [url, port, poolSize] = process.argv.slice(2);
 const pool = new pg.Pool({ connectionString: url, max: Number(poolSize ?? 10) });
 const app = Fastify({ logger: false });
 app.post('/checkin', async (req, reply) => {
-  const b = req.body as { tenantId: string; employeeId: string; latitude: number; longitude: number; accuracy: number };
+  const b = req.body as {
+    tenantId: string;
+    employeeId: string;
+    latitude: number;
+    longitude: number;
+    accuracy: number;
+  };
   const { rows } = await pool.query<{ id: number }>(
     `INSERT INTO attendance_events (tenant_id, employee_id, kind, occurred_at, latitude, longitude, accuracy_m, geofence, method)
      VALUES ($1, $2, 'check_in', now(), $3, $4, $5, 'unknown', 'gps') RETURNING id`,

@@ -27,8 +27,11 @@ CREATE INDEX change_log_txid_idx ON change_log (txid);
 -- One row naming this database: a restored copy gets a fresh id (this table is never backed up), so an
 -- incremental can tell that its parent backup was taken from a different database.
 CREATE TABLE backup_meta (
-  singleton    boolean PRIMARY KEY DEFAULT true CHECK (singleton),
-  database_id  uuid NOT NULL DEFAULT gen_random_uuid()
+  singleton       boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+  database_id     uuid NOT NULL DEFAULT gen_random_uuid(),
+  -- change_log rows of transactions below this id were deleted after a backup; an incremental whose parent
+  -- snapshot needs older ones (its parent is not the newest backup any more) must refuse.
+  trimmed_before  xid8 NOT NULL DEFAULT '0'
 );
 INSERT INTO backup_meta DEFAULT VALUES;
 

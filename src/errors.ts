@@ -68,62 +68,50 @@ export const ERROR_CODES = {
   },
   BACKUP_NO_RECIPIENTS: {
     exitCode: 1,
-    doc: 'No age recipient is configured (backup.recipients); backups cannot be encrypted.',
+    doc: 'No age recipient in backup.recipients: backups cannot be encrypted.',
   },
   BACKUP_DIR_UNWRITABLE: { exitCode: 1, doc: 'The backup directory cannot be created or written.' },
   BACKUP_LOCKED: {
     exitCode: 75,
-    doc: 'Another backup is running (lock file or PostgreSQL advisory lock); try again later (EX_TEMPFAIL).',
+    doc: 'Another backup is running (lock file or advisory lock); retry later.',
   },
   BACKUP_NO_FULL: {
     exitCode: 1,
-    doc: 'An incremental backup needs a full backup first; run `backup full` or pass --full-if-needed.',
+    doc: 'An incremental needs a full backup first (or pass --full-if-needed).',
   },
   BACKUP_CHAIN_BROKEN: {
     exitCode: 1,
-    doc: 'The parent of an incremental is missing, damaged, or from another database or schema version.',
+    doc: 'The parent of an incremental is missing, damaged or not usable.',
   },
   BACKUP_FAILED: {
     exitCode: 1,
-    doc: 'A backup run failed (database lost mid-stream, disk full...); nothing was recorded as a backup.',
+    doc: 'A backup run failed (database lost, disk full); nothing was recorded.',
   },
   BACKUP_CORRUPT: { exitCode: 1, doc: 'A backup file does not match its checksums, manifest or sidecar.' },
-  BACKUP_IDENTITY_INVALID: {
+  BACKUP_BAD_IDENTITY: {
     exitCode: 1,
-    doc: 'The age identity file is missing, unreadable, or matches no recipient of the backup.',
+    doc: 'The age identity is unreadable or matches no recipient of the backup.',
   },
-  BACKUP_STALE: {
-    exitCode: 1,
-    doc: 'backup status: a kind has no recent successful backup, or its last run failed.',
-  },
+  BACKUP_STALE: { exitCode: 1, doc: 'backup status: a kind is stale or its last run failed.' },
   RESTORE_CHAIN_BROKEN: {
     exitCode: 1,
-    doc: 'The backups to restore do not form an intact chain (a gap, a missing parent, a damaged link).',
+    doc: 'The backups to restore do not form an intact chain; nothing was restored.',
   },
-  RESTORE_NO_BACKUP: {
+  RESTORE_NO_BACKUP: { exitCode: 1, doc: 'No backup matches the restore target (--backup, --at, or none at all).' },
+  RESTORE_NEWER_SCHEMA: {
     exitCode: 1,
-    doc: 'No backup matches the restore target (--backup, --at, or none at all).',
+    doc: 'The backup is from a newer schema than this attendux knows; upgrade first.',
   },
-  RESTORE_SCHEMA_TOO_NEW: {
-    exitCode: 1,
-    doc: 'The backup was made by a newer schema than this attendux knows; upgrade attendux to restore it.',
-  },
-  RESTORE_SCHEMA_MISMATCH: {
+  RESTORE_WRONG_SCHEMA: {
     exitCode: 1,
     doc: 'restore --tenant needs a backup of the live database’s schema version.',
   },
-  RESTORE_TARGET_NOT_EMPTY: {
+  RESTORE_TARGET_EXISTS: {
     exitCode: 1,
-    doc: 'The target database (or config file) exists and is not empty; pass --force to replace it.',
+    doc: 'The target database or file exists and holds data; pass --force to replace.',
   },
-  RESTORE_FAILED: {
-    exitCode: 1,
-    doc: 'A restore failed part way; the live database is unchanged and the partial target was removed.',
-  },
-  RESTORE_DRILL_FAILED: {
-    exitCode: 1,
-    doc: 'restore --drill: a check of the restored copy failed (see the report).',
-  },
+  RESTORE_FAILED: { exitCode: 1, doc: 'A restore failed part way; the live database is unchanged.' },
+  RESTORE_DRILL_FAILED: { exitCode: 1, doc: 'restore --drill: a check of the restored copy failed (see the report).' },
   INTERNAL: { exitCode: 1, doc: 'A bug: an unexpected error. Run again with --debug and report it.' },
 } as const satisfies Record<string, { exitCode: number; doc: string }>;
 

@@ -75,10 +75,10 @@ export async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => 
 export async function withTenant<T>(
   pool: pg.Pool,
   tenantId: string,
-  fn: (c: pg.PoolClient, prelude: pg.QueryResult | undefined) => Promise<T>,
+  fn: (c: pg.PoolClient, prelude: pg.QueryResult[]) => Promise<T>,
   /**
-   * Optional read-only statement to run in the same round trip as BEGIN (the server confirms the caller's
-   * session or API key this way). Built only from uuidLiteral() values; its result is passed to fn.
+   * Optional read-only statements to run in the same round trip as BEGIN (the server confirms the caller's
+   * session or API key this way). Built only from uuidLiteral() values; their results are passed to fn.
    */
   prelude?: string,
 ): Promise<T> {
@@ -90,7 +90,7 @@ export async function withTenant<T>(
     const results = (await client.query(
       `BEGIN; SELECT set_config('attendux.tenant_id', ${tenant}::text, true)${prelude ? `; ${prelude}` : ''}`,
     )) as unknown as pg.QueryResult[];
-    const result = await fn(client, prelude ? results[2] : undefined);
+    const result = await fn(client, prelude ? results.slice(2) : []);
     await client.query('COMMIT');
     return result;
   } catch (err) {

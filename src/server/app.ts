@@ -1,6 +1,7 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify';
 import cookie from '@fastify/cookie';
 import rateLimit from '@fastify/rate-limit';
+import { stat } from 'node:fs/promises';
 import type { Install } from '../core/install.js';
 import { loadSecrets } from '../core/config/load.js';
 import { maintenanceWatcher } from '../core/maintenance.js';
@@ -10,7 +11,7 @@ import { BCRYPT_COST } from '../crypto/password.js';
 import type { DataKeyring } from '../crypto/aead.js';
 import { installErrorHandler, sendError } from './errors.js';
 import { Metrics } from './metrics.js';
-import { loginPage, registerSecurityHeaders, securityTxt } from './security.js';
+import { HTML_PAGE, loginPage, registerSecurityHeaders, securityTxt } from './security.js';
 import type { AppHooks, ServerDeps } from './deps.js';
 import { authRoutes } from './routes/auth.js';
 import { peopleRoutes } from './routes/people.js';
@@ -27,12 +28,14 @@ export interface AppOptions {
   https?: { cert: string | Buffer; key: string | Buffer };
   /** Where JSON logs go (default stdout); false for none. */
   logger?: { stream?: NodeJS.WritableStream; level?: string } | false;
-  /** Per-IP limit on login (default 10 per minute). */
+  /** Per-IP limit on login (default server.loginRateLimitPerMinute per minute). */
   loginRateLimit?: { max: number; timeWindow: number };
-  /** Per-IP limit on the other unauthenticated endpoints (default 300 per minute). */
+  /** Per-IP limit on the other unauthenticated endpoints (default server.publicRateLimitPerMinute). */
   publicRateLimit?: { max: number; timeWindow: number };
   /** bcrypt cost for passwords set through the API (default 12; tests lower it). */
   bcryptCost?: number;
+  /** How often the secrets file is checked for a rotated data key (default 5000 ms). */
+  keyringCheckMs?: number;
   /** How long a maintenance-file check is reused (default 1000 ms). */
   maintenanceTtlMs?: number;
 }
@@ -89,17 +92,37 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     'attendux-server',
   );
   let ring: DataKeyring = { keys: install.secrets.dataKeys, activeId: install.secrets.activeDataKeyId };
+  const reloadKeyring = async () => {
+    const s = await loadSecrets(install.loaded.secretsPath);
+    ring = { keys: s.dataKeys, activeId: s.activeDataKeyId };
+    return ring;
+  };
+  // `keys rotate-data-key` (another process) rewrites the secrets file: notice within a few seconds, so new
+  // enrolments are sealed under the new active key without a restart.
+  let checkedAt = Date.now();
+  let secretsMtime = await stat(install.loaded.secretsPath).then(
+    (st) => st.mtimeMs,
+    () => 0,
+  );
   const deps: ServerDeps = {
     pool,
     server,
     secrets: install.secrets,
-    keyring: () => Promise.resolve(ring),
-    // `keys rotate-data-key` (another process) adds keys to the secrets file; pick them up when first needed.
-    reloadKeyring: async () => {
-      const s = await loadSecrets(install.loaded.secretsPath);
-      ring = { keys: s.dataKeys, activeId: s.activeDataKeyId };
+    keyring: async () => {
+      if (Date.now() - checkedAt >= (opts.keyringCheckMs ?? 5000)) {
+        checkedAt = Date.now();
+        const m = await stat(install.loaded.secretsPath).then(
+          (st) => st.mtimeMs,
+          () => secretsMtime,
+        );
+        if (m !== secretsMtime) {
+          secretsMtime = m;
+          await reloadKeyring().catch(() => ring);
+        }
+      }
       return ring;
     },
+    reloadKeyring,
     hooks: opts.hooks ?? {},
     metrics: new Metrics(),
     maintenance: maintenanceWatcher(install.loaded.config.dataDir, opts.maintenanceTtlMs ?? 1000),
@@ -143,7 +166,11 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       message: `too many requests; retry in ${Math.ceil(ctx.ttl / 1000)} s`,
     }),
   });
-  const publicLimit = { config: { rateLimit: opts.publicRateLimit ?? { max: 300, timeWindow: 60_000 } } };
+  const publicLimit = {
+    config: {
+      rateLimit: opts.publicRateLimit ?? { max: server.publicRateLimitPerMinute, timeWindow: 60_000 },
+    },
+  };
 
   app.get('/healthz', () => ({ status: 'ok' }));
   app.get('/readyz', publicLimit, async (_req, reply) => {
@@ -163,11 +190,11 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.get('/.well-known/security.txt', publicLimit, (_req, reply) =>
     reply.type('text/plain; charset=utf-8').header('cache-control', 'max-age=86400').send(securityTxt(deps)),
   );
-  app.get('/', publicLimit, (_req, reply) =>
+  app.get('/', { config: { ...publicLimit.config, ...HTML_PAGE } }, (_req, reply) =>
     reply.type('text/html; charset=utf-8').send(loginPage(reply.cspNonce)),
   );
 
-  authRoutes(app, deps, opts.loginRateLimit ?? { max: 10, timeWindow: 60_000 });
+  authRoutes(app, deps, opts.loginRateLimit ?? { max: server.loginRateLimitPerMinute, timeWindow: 60_000 });
   peopleRoutes(app, deps);
   attendanceRoutes(app, deps);
   reportRoutes(app, deps);

@@ -159,13 +159,15 @@ export async function readClaim(req: FastifyRequest, deps: ServerDeps): Promise<
 export function principalPrelude(claim: Claim): string {
   const t = uuidLiteral(claim.tenantId);
   if (claim.kind === 'apikey') {
-    const k = uuidLiteral(claim.keyId);
-    const live = 'revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())';
     // last_used_at is written at most once a minute per key and process, so a busy kiosk does not turn
-    // every check-in into an extra row update; revocation and expiry are checked on every request.
-    return Date.now() - (touchedAt.get(claim.keyId) ?? 0) > TOUCH_MS
-      ? `UPDATE api_keys SET last_used_at = now() WHERE tenant_id = ${t} AND id = ${k} AND ${live} RETURNING true AS ok`
-      : `SELECT ${live} AS ok FROM api_keys WHERE tenant_id = ${t} AND id = ${k}`;
+    // every check-in into an extra row update; revocation and expiry are checked on every request
+    // (attendux_api_key_live, migrations/0002: a PL/pgSQL function, so its plans are cached).
+    const touch = Date.now() - (touchedAt.get(claim.keyId) ?? 0) > TOUCH_MS;
+    if (touch) {
+      if (touchedAt.size > 10_000) touchedAt.clear();
+      touchedAt.set(claim.keyId, Date.now());
+    }
+    return `SELECT attendux_api_key_live(${t}, ${uuidLiteral(claim.keyId)}, ${touch}) AS ok`;
   }
   return `SELECT role, session_epoch, disabled_at IS NOT NULL AS disabled, employee_id
             FROM users WHERE tenant_id = ${t} AND id = ${uuidLiteral(claim.userId)}`;
@@ -176,10 +178,6 @@ export function principalFrom(claim: Claim, result: { rows: unknown[] } | undefi
   if (claim.kind === 'apikey') {
     const row = result?.rows[0] as { ok: boolean } | undefined;
     if (!row?.ok) throw httpError('UNAUTHENTICATED', 'the API key is revoked or expired');
-    if (result && 'command' in result && result.command === 'UPDATE') {
-      if (touchedAt.size > 10_000) touchedAt.clear();
-      touchedAt.set(claim.keyId, Date.now());
-    }
     return {
       kind: 'apikey',
       tenantId: claim.tenantId,

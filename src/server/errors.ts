@@ -60,6 +60,18 @@ function fromPg(err: { code?: string; constraint?: string }): AttenduxError | un
     case '22003':
     case '22023':
       return httpError('VALIDATION_FAILED', 'a value is out of range or malformed');
+    // The database is down, restarting or full: the client may retry; this is not a bug.
+    case 'ECONNREFUSED':
+    case 'ECONNRESET':
+    case '57P01':
+    case '57P02':
+    case '57P03':
+    case '53300':
+    case '08000':
+    case '08001':
+    case '08003':
+    case '08006':
+      return httpError('DB_UNAVAILABLE', 'the database is unavailable; retry shortly');
     default:
       return undefined;
   }

@@ -10,6 +10,7 @@ import {
   principalPrelude,
   readClaim,
   refreshSession,
+  type Claim,
   type Principal,
 } from './auth.js';
 import { forbidden } from './errors.js';
@@ -35,6 +36,8 @@ export interface RequestContext {
   ) => Promise<void>;
   /** Run after the transaction committed (hooks, metrics); never on rollback. */
   afterCommit: (fn: () => void) => void;
+  /** The result of the route's prelude statement, when it declared one and it ran. */
+  prelude: { rows: Row[] } | undefined;
 }
 
 export interface RouteSpec {
@@ -44,6 +47,13 @@ export interface RouteSpec {
   roles: readonly Role[];
   /** The API-key scope that allows the route; absent: API keys may not call it. admin covers every scope. */
   scope?: ApiKeyScope;
+  /**
+   * Optional read-only statement (uuidLiteral() values only) run in the same round trip as BEGIN and the
+   * principal check; its result reaches the handler as ctx.prelude. For the hot path (kiosk check-ins).
+   */
+  prelude?: (req: FastifyRequest, claim: Claim) => string | undefined;
+  /** The route ends the caller's session (logout, password change): never re-issue the cookie after it. */
+  endsSession?: boolean;
   handler(ctx: RequestContext): Promise<unknown>;
 }
 
@@ -84,11 +94,12 @@ export function defineRoute(app: FastifyInstance, deps: ServerDeps, spec: RouteS
       const claim = await readClaim(req, deps);
       checkCsrf(req, deps, claim);
       const after: (() => void)[] = [];
+      const routePrelude = spec.prelude?.(req, claim);
       const result = await withTenant(
         deps.pool,
         claim.tenantId,
         async (c, prelude) => {
-          const p = principalFrom(claim, prelude);
+          const p = principalFrom(claim, prelude[0]);
           if (!allowed(spec, p)) {
             throw forbidden(
               p.kind === 'apikey' ? 'the API key lacks the scope for this' : 'your role does not allow this',
@@ -113,10 +124,11 @@ export function defineRoute(app: FastifyInstance, deps: ServerDeps, spec: RouteS
               });
             },
             afterCommit: (fn) => after.push(fn),
+            prelude: routePrelude ? (prelude[1] as { rows: Row[] } | undefined) : undefined,
           };
           return spec.handler(ctx);
         },
-        principalPrelude(claim),
+        principalPrelude(claim) + (routePrelude ? `; ${routePrelude}` : ''),
       );
       for (const fn of after) {
         try {
@@ -125,7 +137,7 @@ export function defineRoute(app: FastifyInstance, deps: ServerDeps, spec: RouteS
           req.log.error({ err }, 'after-commit hook failed');
         }
       }
-      refreshSession(req, reply, deps, claim);
+      if (!spec.endsSession) refreshSession(req, reply, deps, claim);
       return result;
     },
   });

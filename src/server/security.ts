@@ -10,34 +10,67 @@ export const PERMISSIONS_POLICY =
  * Permissions-Policy; HSTS only when the request really arrived over TLS (directly, or as a trusted proxy
  * says), because HSTS on plain HTTP is ignored at best and locks out a misconfigured host at worst.
  */
+const CSP_DIRECTIVES = {
+  'default-src': ["'none'"],
+  'script-src': ["'self'"],
+  'style-src': ["'self'"],
+  'img-src': ["'self'"],
+  'connect-src': ["'self'"],
+  'form-action': ["'self'"],
+  'base-uri': ["'none'"],
+  'frame-ancestors': ["'none'"],
+};
+
+/** The headers helmet would set, computed once: API responses carry no script, so they need no nonce. */
+export const STATIC_SECURITY_HEADERS: Record<string, string> = {
+  'content-security-policy': Object.entries(CSP_DIRECTIVES)
+    .map(([k, v]) => `${k} ${v.join(' ')}`)
+    .join(';'),
+  'cross-origin-opener-policy': 'same-origin',
+  'cross-origin-resource-policy': 'same-origin',
+  'origin-agent-cluster': '?1',
+  'referrer-policy': 'no-referrer',
+  'x-content-type-options': 'nosniff',
+  'x-dns-prefetch-control': 'off',
+  'x-download-options': 'noopen',
+  'x-frame-options': 'DENY',
+  'x-permitted-cross-domain-policies': 'none',
+  'x-xss-protection': '0',
+  'permissions-policy': PERMISSIONS_POLICY,
+};
+
+/**
+ * Headers on every response: a CSP that forbids framing and everything else, nosniff, DENY, no referrer, a
+ * Permissions-Policy; HSTS only when the request really arrived over TLS (directly, or as a trusted proxy
+ * says), because HSTS on plain HTTP is ignored at best and locks out a misconfigured host at worst.
+ * HTML pages (routes with a `helmet` config) get @fastify/helmet with a fresh CSP nonce per response;
+ * @fastify/helmet rebuilds its middleware on every request, so the JSON API gets the same headers from a
+ * table computed once instead.
+ */
 export async function registerSecurityHeaders(app: FastifyInstance): Promise<void> {
   await app.register(helmet, {
+    global: false,
     enableCSPNonces: true,
-    contentSecurityPolicy: {
-      useDefaults: false,
-      directives: {
-        'default-src': ["'none'"],
-        'script-src': ["'self'"],
-        'style-src': ["'self'"],
-        'img-src': ["'self'"],
-        'connect-src': ["'self'"],
-        'form-action': ["'self'"],
-        'base-uri': ["'none'"],
-        'frame-ancestors': ["'none'"],
-      },
-    },
+    contentSecurityPolicy: { useDefaults: false, directives: CSP_DIRECTIVES },
     hsts: false,
     frameguard: { action: 'deny' },
     referrerPolicy: { policy: 'no-referrer' },
   });
+  app.addHook('onRequest', async (req, reply) => {
+    const cfg = req.routeOptions.config as { helmet?: unknown } | undefined;
+    if (cfg?.helmet === undefined) reply.headers(STATIC_SECURITY_HEADERS);
+    else reply.header('permissions-policy', PERMISSIONS_POLICY);
+  });
   app.addHook('onSend', async (req, reply, payload) => {
-    reply.header('permissions-policy', PERMISSIONS_POLICY);
     if (!reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
     if (req.protocol === 'https')
       reply.header('strict-transport-security', 'max-age=31536000; includeSubDomains');
     return payload;
   });
 }
+
+/** Route options of an HTML page: helmet with a per-response CSP nonce. */
+export const HTML_PAGE = { helmet: { enableCSPNonces: true } } as const;
 
 export function securityTxt(deps: ServerDeps): string {
   const expires = new Date(Date.now() + 365 * 86_400_000);

@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,6 +7,7 @@ import { backupFull } from '../../src/core/backup/full.js';
 import { backupIncremental } from '../../src/core/backup/incremental.js';
 import { backupConfig } from '../../src/core/backup/config.js';
 import { readCatalog } from '../../src/core/backup/catalog.js';
+import { openBackup } from '../../src/core/backup/format.js';
 import { pruneBackups } from '../../src/core/backup/prune.js';
 import { backupStatus, prometheusText } from '../../src/core/backup/status.js';
 import { BACKUP_ADVISORY_KEY } from '../../src/core/backup/lock.js';
@@ -80,6 +81,11 @@ describe('backup error paths', () => {
     });
     const st = await backupStatus({ configPath: i.configPath });
     expect(st.kinds.find((k) => k.kind === 'full')!.problem).toMatch(/last run failed/);
+    const { rows } = await admin.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM audit_log
+        WHERE action = 'backup.full' AND details->>'error' = 'BACKUP_NO_RECIPIENTS' AND actor LIKE 'cli:%'`,
+    );
+    expect(rows[0]!.n).toBe(1);
   });
 
   it('names an unwritable backup directory', async () => {
@@ -142,6 +148,28 @@ describe('backup error paths', () => {
       code: 'BACKUP_CHAIN_BROKEN',
       message: expect.stringMatching(/taken from another database/),
     });
+  });
+  it('refuses an incremental on an older parent once a newer backup trimmed the changes it needs', async () => {
+    const i = await install();
+    await backupFull({ configPath: i.configPath });
+    const newer = (await backupFull({ configPath: i.configPath })).sidecar;
+    await unlink(join(i.backupDir, `${newer.id}.json`));
+    await unlink(join(i.backupDir, `${newer.id}.tar.age`));
+    // Other sessions on the shared test cluster may hold the global xmin back so that the real trim
+    // removed nothing the older parent needs; move the horizon as a newer backup on a quiet server would.
+    const { rows } = await admin.query<{ t: string }>('SELECT trimmed_before::text AS t FROM backup_meta');
+    await admin.query('UPDATE backup_meta SET trimmed_before = pg_current_xact_id()');
+    try {
+      await expect(backupIncremental({ configPath: i.configPath })).rejects.toMatchObject({
+        code: 'BACKUP_CHAIN_BROKEN',
+        message: expect.stringMatching(/already trimmed by a newer backup that is not in this backup dir/),
+      });
+      const r = await backupIncremental({ configPath: i.configPath, fullIfNeeded: true });
+      expect(r.sidecar.kind).toBe('full');
+    } finally {
+      // The other tests share this database; leave the horizon where real backups put it.
+      await admin.query('UPDATE backup_meta SET trimmed_before = $1::xid8', [rows[0]!.t]);
+    }
   });
 });
 
@@ -209,6 +237,35 @@ describe('config backups', () => {
     const changed = await backupConfig({ configPath: i.configPath, ifChanged: true, serviceFiles: [] });
     expect(changed.written).toBe(true);
     expect(changed.contentHash).not.toBe(first.contentHash);
+  });
+});
+
+describe('config backups of company settings', () => {
+  it('takes a new config backup holding the settings when a company setting changed', async () => {
+    const i = await install();
+    const first = await backupConfig({ configPath: i.configPath, serviceFiles: [] });
+    const same = await backupConfig({ configPath: i.configPath, ifChanged: true, serviceFiles: [] });
+    expect(same.written).toBe(false);
+    const { rows } = await admin.query<{ id: string }>('SELECT id FROM tenants ORDER BY slug LIMIT 1');
+    await admin.query(
+      `INSERT INTO tenant_settings (tenant_id, key, value) VALUES ($1, 'geofence.mode', '"reject"')
+       ON CONFLICT (tenant_id, key) DO UPDATE SET value = '"flag"'`,
+      [rows[0]!.id],
+    );
+    const changed = await backupConfig({ configPath: i.configPath, ifChanged: true, serviceFiles: [] });
+    expect(changed.written).toBe(true);
+    expect(changed.contentHash).not.toBe(first.contentHash);
+    const opened = await openBackup({
+      backupDir: i.backupDir,
+      id: changed.sidecar!.id,
+      identities: [i.identity],
+    });
+    try {
+      const settings = JSON.parse(await readFile(join(opened.dir, 'settings/tenant-settings.json'), 'utf8'));
+      expect(settings).toContainEqual(expect.objectContaining({ key: 'geofence.mode' }));
+    } finally {
+      await opened.cleanup();
+    }
   });
 });
 

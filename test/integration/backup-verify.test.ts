@@ -103,7 +103,7 @@ describe('backup verify', () => {
     ageKeygen(other);
     await expect(
       verifyBackups({ configPath: inst.configPath, id: sidecar.id, identityFile: other }),
-    ).rejects.toMatchObject({ code: 'BACKUP_IDENTITY_INVALID' });
+    ).rejects.toMatchObject({ code: 'BACKUP_BAD_IDENTITY' });
   });
 
   it('reports a missing backup file as corrupt', async () => {

@@ -27,7 +27,7 @@ beforeAll(async () => {
   ti = await createTestInstall(db);
   admin = adminPool(db);
   a = await seedCompany(admin, ti.secrets.apiKeyHmacKey, 'acme');
-  app = await testApp(ti);
+  app = await testApp(ti, { keyringCheckMs: 0 });
   const headers = { cookie: await login(app, a, 'hr'), origin: ORIGIN };
   for (const id of [a.employeeId, a.otherEmployeeId]) {
     const r = await app.inject({
@@ -81,6 +81,22 @@ describe('keys rotate-data-key', () => {
     });
     expect(res.statusCode, res.body).toBe(201);
     expect(res.json().faceScore).toBeGreaterThan(0.999);
+  });
+
+  it('seals new enrolments of a running server under the new active key', async () => {
+    const headers = { cookie: await login(app, a, 'hr'), origin: ORIGIN };
+    const r = await app.inject({
+      method: 'PUT',
+      url: `/api/v1/employees/${a.otherEmployeeId}/face`,
+      headers,
+      payload: { vector },
+    });
+    expect(r.statusCode).toBe(204);
+    const { rows } = await admin.query<{ k: string }>(
+      'SELECT face_key_id AS k FROM employees WHERE id = $1',
+      [a.otherEmployeeId],
+    );
+    expect(rows[0]!.k).toBe('k2');
   });
 
   it('shows key ids and recipients but never key material', async () => {

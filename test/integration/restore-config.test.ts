@@ -65,7 +65,7 @@ describe('restore --config-only', () => {
     await writeFile(join(d, 'etc', 'attendux.secrets.json'), 'keep me');
     const err = (await restoreConfig(target(d)).catch((e: unknown) => e)) as AttenduxError;
     expect(err).toBeInstanceOf(AttenduxError);
-    expect(err.code).toBe('RESTORE_TARGET_NOT_EMPTY');
+    expect(err.code).toBe('RESTORE_TARGET_EXISTS');
     expect(err.message).toBe(
       `${join(d, 'etc', 'attendux.secrets.json')} already exists; nothing was written`,
     );

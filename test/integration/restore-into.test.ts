@@ -195,7 +195,7 @@ describe('restore refusals', () => {
     await restoreInto({ ...cfg(), backupId: ids.full, into });
     const err = await restoreInto({ ...cfg(), backupId: ids.inc1, into }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(AttenduxError);
-    expect((err as AttenduxError).code).toBe('RESTORE_TARGET_NOT_EMPTY');
+    expect((err as AttenduxError).code).toBe('RESTORE_TARGET_EXISTS');
     expect((err as AttenduxError).message).toBe(`database ${into} already exists and holds tables`);
     expect(await tableChecksums(urlOf(db, into))).toEqual(points.full);
   });
@@ -233,7 +233,7 @@ describe('restore refusals', () => {
     const err = (await restoreInto({ configPath: inst.configPath, identityFile: other, into }).catch(
       (e: unknown) => e,
     )) as AttenduxError;
-    expect(err.code).toBe('BACKUP_IDENTITY_INVALID');
+    expect(err.code).toBe('BACKUP_BAD_IDENTITY');
     expect(err.message).toMatch(/no identity matches/);
     expect(await databaseExists(db, into)).toBe(false);
   });

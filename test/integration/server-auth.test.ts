@@ -15,6 +15,7 @@ import {
 import { encodeSession, nowSeconds } from '../../src/server/auth.js';
 import { pepperedHash } from '../../src/crypto/random.js';
 import type { Pool } from '../../src/db/pool.js';
+import { parseApiKey } from '../../src/crypto/apikey.js';
 
 let db: TestDatabase;
 let ti: TestInstall;
@@ -135,6 +136,33 @@ describe('login and sessions', () => {
     });
     expect(out.statusCode).toBe(204);
     expect((await me({ cookie })).statusCode).toBe(401);
+  });
+
+  it('clears the cookie at logout even when the session was due for a refresh', async () => {
+    await login(app, a, 'admin');
+    const { rows } = await admin.query<{ session_epoch: number }>(
+      'SELECT session_epoch FROM users WHERE id = $1',
+      [a.users.admin.id],
+    );
+    const seen = nowSeconds() - 120;
+    const value = app.signCookie(
+      encodeSession({
+        tenantId: a.id,
+        userId: a.users.admin.id,
+        epoch: rows[0]!.session_epoch,
+        iat: seen,
+        seen,
+      }),
+    );
+    const out = await app.inject({
+      method: 'POST',
+      url: '/api/v1/auth/logout',
+      headers: { cookie: `atx_session=${value}`, origin: ORIGIN },
+    });
+    expect(out.statusCode).toBe(204);
+    const cookies = out.cookies.filter((c) => c.name === 'atx_session');
+    expect(cookies).toHaveLength(1);
+    expect(cookies[0]!.value).toBe('');
   });
 
   it('ends the session of a disabled user at once', async () => {
@@ -373,7 +401,7 @@ describe('API keys', () => {
     const owner = await login(app, a, 'owner');
     const res = await app.inject({ url: '/api/v1/api-keys', headers: { cookie: owner } });
     expect(res.statusCode).toBe(200);
-    expect(res.body).not.toContain(a.keys.read.split('_')[2]);
+    expect(res.body).not.toContain(parseApiKey(a.keys.read)!.secret);
     expect(res.body).not.toMatch(/secret|hmac/i);
   });
 });

@@ -15,6 +15,7 @@ import {
 } from '../helpers/server.js';
 import { enterMaintenance, leaveMaintenance } from '../../src/core/maintenance.js';
 import type { Pool } from '../../src/db/pool.js';
+import { parseApiKey } from '../../src/crypto/apikey.js';
 
 let db: TestDatabase;
 let ti: TestInstall;
@@ -370,6 +371,21 @@ describe('HTTP hardening and operations', () => {
     expect(again.headers['content-security-policy']).not.toBe(csp);
   });
 
+  it('sends the same hardening headers on JSON and error responses', async () => {
+    for (const res of [
+      await app.inject({ url: '/api/v1/me', headers: { authorization: `Bearer ${a.keys.read}` } }),
+      await app.inject({ url: '/no/such/route' }),
+      await app.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { nope: 1 } }),
+    ]) {
+      expect(res.headers['content-security-policy']).toContain("frame-ancestors 'none'");
+      expect(res.headers['x-frame-options']).toBe('DENY');
+      expect(res.headers['x-content-type-options']).toBe('nosniff');
+      expect(res.headers['referrer-policy']).toBe('no-referrer');
+      expect(res.headers['permissions-policy']).toContain('camera=(self)');
+      expect(res.headers['cache-control']).toBe('no-store');
+    }
+  });
+
   it('serves security.txt from the config', async () => {
     const res = await app.inject({ url: '/.well-known/security.txt' });
     expect(res.statusCode).toBe(200);
@@ -417,6 +433,24 @@ describe('HTTP hardening and operations', () => {
     expect(res.statusCode).toBe(200);
   });
 
+  it('answers 503, not 500, while the database is unreachable', async () => {
+    const down = await testApp({
+      ...ti,
+      install: { ...ti.install, db: { ...ti.install.db, appUrl: 'postgres://nobody:x@127.0.0.1:1/none' } },
+    });
+    try {
+      const res = await down.inject({
+        url: '/api/v1/me',
+        headers: { authorization: `Bearer ${a.keys.read}` },
+      });
+      expect(res.statusCode).toBe(503);
+      expect(res.json().error.code).toBe('DB_UNAVAILABLE');
+      expect((await down.inject({ url: '/readyz' })).statusCode).toBe(503);
+    } finally {
+      await down.close();
+    }
+  });
+
   it('writes JSON logs that contain no password, cookie, key or face vector', async () => {
     const lines: string[] = [];
     const stream = new Writable({
@@ -455,7 +489,7 @@ describe('HTTP hardening and operations', () => {
       PASSWORD,
       'hunter2-secret',
       a.keys.checkIn,
-      a.keys.checkIn.split('_')[2]!,
+      parseApiKey(a.keys.checkIn)!.secret,
       '0.123456',
     ]) {
       expect(all).not.toContain(secret);

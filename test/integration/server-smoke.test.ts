@@ -33,8 +33,8 @@ afterAll(async () => {
   await db?.drop();
 });
 
-describe('smoke', () => {
-  it('logs in and checks in', async () => {
+describe('the server end to end in process', () => {
+  it('lets an employee log in and check in inside the geofence', async () => {
     const cookie = await login(app, a, 'employee');
     const res = await app.inject({
       method: 'POST',

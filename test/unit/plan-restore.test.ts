@@ -188,7 +188,7 @@ describe('planRestore', () => {
       }),
     ];
     const e = errorOf(() => planRestore(newer, { knownMigrations: MIGRATIONS }));
-    expect(e.code).toBe('RESTORE_SCHEMA_TOO_NEW');
+    expect(e.code).toBe('RESTORE_NEWER_SCHEMA');
     expect(e.message).toMatch(
       /schema version 0009_future, which this attendux does not know \(newest known: 0003_backup-change-log\)/,
     );

@@ -228,15 +228,18 @@ export function registerBackup(program: Command): void {
   backup
     .command('add-recipient <recipient>')
     .description('encrypt future backups also to this age public key (age1...), e.g. an escrow key')
-    .action(async (recipient: string, _f: unknown, cmd: Command) => {
-      const ctx = contextOf(cmd);
-      const { addRecipient } = await import('../../core/backup/recipients.js');
-      const r = await addRecipient(ctx.location, recipient);
-      if (r.configBackup?.warning) ctx.important(`warning: ${r.configBackup.warning}`);
-      ctx.result(r, () =>
-        r.changed
-          ? `added ${recipient} (${r.recipients.length} recipient(s))`
-          : `${recipient} is already a recipient`,
-      );
-    });
+    .action(addRecipientAction);
+}
+
+/** `backup add-recipient` and `keys add-recipient` are one command under two names. */
+export async function addRecipientAction(recipient: string, _f: unknown, cmd: Command): Promise<void> {
+  const ctx = contextOf(cmd);
+  const { addRecipient } = await import('../../core/backup/recipients.js');
+  const r = await addRecipient(ctx.location, recipient);
+  if (r.configBackup?.warning) ctx.important(`warning: ${r.configBackup.warning}`);
+  ctx.result(r, () =>
+    r.changed
+      ? `added ${recipient} (${r.recipients.length} recipient(s))`
+      : `${recipient} is already a recipient`,
+  );
 }

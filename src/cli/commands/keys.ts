@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { addRecipientAction } from './backup.js';
 import { contextOf, intOption, table } from '../context.js';
 
 export function registerKeys(program: Command): void {
@@ -45,9 +46,18 @@ export function registerKeys(program: Command): void {
         }),
       );
       ctx.progressDone();
-      ctx.result(r, () => [
+      // The secrets file now holds a key no backup has: without it the re-encrypted templates are lost.
+      const { backupConfigAfterChange } = await import('../../core/backup/config.js');
+      const configBackup = await backupConfigAfterChange(ctx.location);
+      if (configBackup.warning) ctx.important(`warning: ${configBackup.warning}`);
+      ctx.result({ ...r, configBackup }, () => [
         `new active data key ${r.newKeyId} (previous ${r.previousKeyId} kept in ${r.secretsPath})`,
         `re-encrypted ${r.reencrypted} face template(s)`,
       ]);
     });
+
+  keys
+    .command('add-recipient <recipient>')
+    .description('encrypt future backups also to this age public key (same as `backup add-recipient`)')
+    .action(addRecipientAction);
 }

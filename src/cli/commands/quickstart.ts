@@ -1,6 +1,6 @@
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { contextOf } from '../context.js';
+import { CliContext, contextOf } from '../context.js';
 import { printInit } from './init.js';
 
 export const QUICKSTART_DIR = 'attendux-data';
@@ -39,9 +39,13 @@ export function registerQuickstart(program: Command): void {
         }
       }
       const { serve } = await import('../../server/listen.js');
+      const { settingsBackup } = await import('./serve.js');
       await serve({
         configPath,
         onListening: (url) => ctx.important(`attendux is serving on ${url} (company "demo")`),
+        hooks: {
+          onTenantSettingsChanged: settingsBackup(new CliContext({ ...ctx.opts, config: configPath })),
+        },
       });
     });
 }

@@ -175,7 +175,7 @@ export function registerRestore(program: Command): void {
       if (preview.target.notEmpty) {
         if (!f.force)
           throw new AttenduxError(
-            'RESTORE_TARGET_NOT_EMPTY',
+            'RESTORE_TARGET_EXISTS',
             `database ${preview.database} already exists and holds tables`,
             { hint: 'pick another --into name, or pass --force to replace it' },
           );

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { contextOf, intOption } from '../context.js';
+import { contextOf, intOption, type CliContext } from '../context.js';
 
 export function registerServe(program: Command): void {
   program
@@ -20,7 +20,37 @@ export function registerServe(program: Command): void {
           tlsCert: flags.tlsCert,
           tlsKey: flags.tlsKey,
           onListening: (url) => ctx.important(`attendux is serving on ${url}`),
+          hooks: { onTenantSettingsChanged: settingsBackup(ctx) },
         });
       },
     );
+}
+
+/**
+ * A company's settings changed in the server: take a config backup (it carries every company's settings).
+ * Runs after the response, one at a time; changes made meanwhile are folded into the next run.
+ */
+export function settingsBackup(ctx: CliContext): (tenantId: string) => void {
+  let running = false;
+  let again = false;
+  const run = async (): Promise<void> => {
+    running = true;
+    try {
+      do {
+        again = false;
+        const { backupConfigAfterChange } = await import('../../core/backup/config.js');
+        const r = await backupConfigAfterChange(ctx.location);
+        if (r.warning) ctx.important(`warning: ${r.warning}`);
+      } while (again);
+    } finally {
+      running = false;
+    }
+  };
+  return () => {
+    if (running) {
+      again = true;
+      return;
+    }
+    void run();
+  };
 }

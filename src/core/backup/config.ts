@@ -3,7 +3,8 @@ import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { AttenduxError } from '../../errors.js';
 import { cliActor } from '../actor.js';
-import { loadConfig, type ConfigLocation } from '../config/load.js';
+import { loadConfig, type ConfigLocation, type LoadedConfig } from '../config/load.js';
+import type { Install } from '../install.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
 import { VERSION } from '../../version.js';
 import { newestOf, readCatalog } from './catalog.js';
@@ -22,6 +23,12 @@ export interface ConfigBackupOptions extends ConfigLocation {
   serviceFiles?: string[];
   /** Write the audit entry (default true; needs the database, skipped with a note when unreachable). */
   audit?: boolean;
+  /**
+   * Include every company's settings (tenant_settings) as settings/tenant-settings.json, so that each settings
+   * change made in the server leaves a dated copy (default true; skipped with a note when the database is
+   * unreachable). `restore --config-only` restores only the config/ entries.
+   */
+  tenantSettings?: boolean;
 }
 
 export interface ConfigBackupResult {
@@ -32,6 +39,7 @@ export interface ConfigBackupResult {
   files: string[];
   contentHash: string;
   auditSkipped?: string;
+  settingsSkipped?: string;
 }
 
 async function defaultServiceFiles(): Promise<string[]> {
@@ -54,6 +62,32 @@ async function defaultServiceFiles(): Promise<string[]> {
 export async function backupConfig(opts: ConfigBackupOptions = {}): Promise<ConfigBackupResult> {
   const startedAt = new Date();
   const loaded = await loadConfig(opts);
+  const wantDb = opts.audit !== false || opts.tenantSettings !== false;
+  const db = wantDb ? await openInstallQuietly(opts) : { skipped: 'disabled' };
+  try {
+    return await backupConfigWith(opts, loaded, db, startedAt);
+  } finally {
+    await db.install?.close();
+  }
+}
+
+type MaybeInstall = { install?: Install; skipped?: string };
+
+async function openInstallQuietly(loc: ConfigLocation): Promise<MaybeInstall> {
+  try {
+    const { openInstall } = await import('../install.js');
+    return { install: await openInstall({ ...loc, requireMigrated: false }) };
+  } catch (err) {
+    return { skipped: `database unreachable: ${(err as Error).message}` };
+  }
+}
+
+async function backupConfigWith(
+  opts: ConfigBackupOptions,
+  loaded: LoadedConfig,
+  db: MaybeInstall,
+  startedAt: Date,
+): Promise<ConfigBackupResult> {
   const backupDir = loaded.backupDir;
   const record = (run: LastRun) =>
     writeFileAtomic(lastRunFile(backupDir, 'config'), JSON.stringify(run, null, 2) + '\n', 0o600).catch(
@@ -76,6 +110,21 @@ export async function backupConfig(opts: ConfigBackupOptions = {}): Promise<Conf
       for (let i = 2; used.has(name); i++) name = `config/${i}-${basename(f)}`;
       used.add(name);
       entries.push({ name, content });
+    }
+    let settingsSkipped: string | undefined = opts.tenantSettings === false ? 'disabled' : db.skipped;
+    if (db.install && opts.tenantSettings !== false) {
+      try {
+        const { rows } = await db.install.admin.query(
+          `SELECT t.slug AS company, s.key, s.value, s.updated_at AS "updatedAt", s.updated_by AS "updatedBy"
+             FROM tenant_settings s JOIN tenants t ON t.id = s.tenant_id ORDER BY t.slug, s.key`,
+        );
+        entries.push({
+          name: 'settings/tenant-settings.json',
+          content: Buffer.from(JSON.stringify(rows, null, 2) + '\n'),
+        });
+      } catch (err) {
+        settingsSkipped = `cannot read tenant settings: ${(err as Error).message}`;
+      }
     }
     const h = createHash('sha256');
     for (const e of entries)
@@ -126,8 +175,15 @@ export async function backupConfig(opts: ConfigBackupOptions = {}): Promise<Conf
       finishedAt: new Date().toISOString(),
       outcome: 'success',
     });
-    const auditSkipped = opts.audit === false ? 'disabled' : await auditConfigBackup(opts, sidecar);
-    return { written: true, sidecar, files, contentHash, ...(auditSkipped ? { auditSkipped } : {}) };
+    const auditSkipped = opts.audit === false ? 'disabled' : await auditConfigBackup(db, sidecar);
+    return {
+      written: true,
+      sidecar,
+      files,
+      contentHash,
+      ...(auditSkipped ? { auditSkipped } : {}),
+      ...(settingsSkipped ? { settingsSkipped } : {}),
+    };
   } catch (err) {
     const e = backupFailure(err, 'config', 'writing the config backup');
     if (e.code !== 'BACKUP_LOCKED')
@@ -144,19 +200,17 @@ export async function backupConfig(opts: ConfigBackupOptions = {}): Promise<Conf
 }
 
 /** Returns why the entry was not written, or undefined when it was. */
-async function auditConfigBackup(loc: ConfigLocation, sidecar: Sidecar): Promise<string | undefined> {
+async function auditConfigBackup(db: MaybeInstall, sidecar: Sidecar): Promise<string | undefined> {
+  if (!db.install) return db.skipped;
   try {
-    const { withInstall } = await import('../install.js');
-    await withInstall({ ...loc, requireMigrated: false }, (install) =>
-      appendAudit(install.admin, {
-        tenantId: SYSTEM_TENANT,
-        actor: cliActor(),
-        action: 'backup.config',
-        entityType: 'backup',
-        entityId: sidecar.id,
-        details: { kind: 'config', outcome: 'success', bytes: sidecar.bytes },
-      }),
-    );
+    await appendAudit(db.install.admin, {
+      tenantId: SYSTEM_TENANT,
+      actor: cliActor(),
+      action: 'backup.config',
+      entityType: 'backup',
+      entityId: sidecar.id,
+      details: { kind: 'config', outcome: 'success', bytes: sidecar.bytes },
+    });
     return undefined;
   } catch (err) {
     return `database unreachable: ${(err as Error).message}`;

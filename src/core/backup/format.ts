@@ -186,7 +186,7 @@ export async function readIdentityFile(path: string): Promise<string[]> {
     text = await readFile(path, 'utf8');
   } catch (err) {
     throw new AttenduxError(
-      'BACKUP_IDENTITY_INVALID',
+      'BACKUP_BAD_IDENTITY',
       `cannot read identity file ${path}: ${(err as Error).message}`,
       {
         hint: 'pass --identity FILE (the age key written by `attendux init`) or set $ATTENDUX_BACKUP_IDENTITY',
@@ -195,7 +195,7 @@ export async function readIdentityFile(path: string): Promise<string[]> {
   }
   const ids = parseIdentityFile(text);
   if (!ids.length)
-    throw new AttenduxError('BACKUP_IDENTITY_INVALID', `${path} holds no AGE-SECRET-KEY-1... line`, {
+    throw new AttenduxError('BACKUP_BAD_IDENTITY', `${path} holds no AGE-SECRET-KEY-1... line`, {
       hint: 'an age identity file as written by age-keygen or `attendux init`',
     });
   return ids;
@@ -403,7 +403,7 @@ export async function readBackup(opts: ReadBackupOptions): Promise<ReadBackupRes
             `${opts.file}: the age header is damaged (no identity can open it and the file does not match its sidecar's SHA-256)`,
             { details: { entry: null } },
           );
-        throw new AttenduxError('BACKUP_IDENTITY_INVALID', `${opts.file}: ${err.message}`, {
+        throw new AttenduxError('BACKUP_BAD_IDENTITY', `${opts.file}: ${err.message}`, {
           hint: 'use the identity whose public key is in backup.recipients when the backup was made',
         });
       }

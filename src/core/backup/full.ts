@@ -21,6 +21,8 @@ import { EntryQueue, writeArchive } from './writer.js';
 /** Tables bigger than this many 8 KiB blocks are copied as several ctid ranges, spread over the connections. */
 const SPLIT_BLOCKS = 4096;
 const MAX_PARTS = 8;
+/** Connections copying in parallel, sharing one exported snapshot: one per core of the reference machine. */
+const COPY_CONNECTIONS = 2;
 
 interface TableInfo {
   name: string;
@@ -178,10 +180,13 @@ async function stageTables(
       }
       entriesOf.set(t.name, names);
     }
-    const helper = await connectClient(adminUrl, 'attendux-backup');
-    helpers.push(helper);
-    await helper.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    await helper.query(`SET TRANSACTION SNAPSHOT '${s.exported.replace(/[^0-9A-F-]/gi, '')}'`);
+    const connections = COPY_CONNECTIONS;
+    for (let n = 1; n < connections; n++) {
+      const helper = await connectClient(adminUrl, 'attendux-backup');
+      helpers.push(helper);
+      await helper.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      await helper.query(`SET TRANSACTION SNAPSHOT '${s.exported.replace(/[^0-9A-F-]/gi, '')}'`);
+    }
 
     // Largest first onto whichever connection is free: two workers on two cores.
     const queue = [...items].sort((a, b) => b.weight - a.weight);
@@ -202,8 +207,8 @@ async function stageTables(
         ready.push({ name: it.entry, files: [it.file], removeAfter: true });
       }
     };
-    await Promise.all([worker(main), worker(helper)]);
-    await helper.query('COMMIT');
+    await Promise.all([worker(main), ...helpers.map((h) => worker(h))]);
+    for (const h of helpers) await h.query('COMMIT');
     await main.query('COMMIT');
 
     const out: ManifestTable[] = [];
@@ -299,7 +304,18 @@ export async function fullBackupBody(
  * later incremental (they are visible in every future parent snapshot): drop them so change_log stays small.
  */
 export async function trimChangeLog(c: pg.ClientBase, snapshot: string): Promise<void> {
-  await c.query('DELETE FROM change_log WHERE txid < pg_snapshot_xmin($1::pg_snapshot)', [snapshot]);
+  await c.query('BEGIN');
+  try {
+    await c.query(
+      'UPDATE backup_meta SET trimmed_before = greatest(trimmed_before, pg_snapshot_xmin($1::pg_snapshot))',
+      [snapshot],
+    );
+    await c.query('DELETE FROM change_log WHERE txid < pg_snapshot_xmin($1::pg_snapshot)', [snapshot]);
+    await c.query('COMMIT');
+  } catch (err) {
+    await c.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
 }
 
 export async function backupFull(opts: BackupRunOptions = {}): Promise<BackupRunResult> {

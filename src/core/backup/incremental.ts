@@ -22,12 +22,21 @@ export interface IncrementalOptions extends BackupRunOptions {
 const SNAPSHOT = /^\d+:\d+:(\d+(,\d+)*)?$/;
 
 /** Why the chain head cannot be the parent of a new incremental, or null when it can. */
-function unusableParent(head: CatalogEntry, dbId: string | null, version: string | null): string | null {
+function unusableParent(
+  head: CatalogEntry,
+  dbId: string | null,
+  version: string | null,
+  trimmedBefore: string,
+): string | null {
   if (head.status !== 'ok')
     return `the newest backup ${head.id} is unusable (${head.problem ?? head.status})`;
   if (!head.snapshot || !SNAPSHOT.test(head.snapshot))
     return `the newest backup ${head.id} records no snapshot`;
   if (head.databaseId !== dbId) return `the newest backup ${head.id} was taken from another database`;
+  // Every change it needs has txid >= its snapshot's xmin; a later backup (since deleted, or written to
+  // another backup dir) may have trimmed some of them away.
+  if (BigInt(head.snapshot.split(':')[0]!) < BigInt(trimmedBefore))
+    return `changes after ${head.id} were already trimmed by a newer backup that is not in this backup dir`;
   if (head.schemaVersion !== version)
     return `the schema changed since ${head.id} (${head.schemaVersion ?? 'none'} -> ${version ?? 'none'})`;
   return null;
@@ -41,10 +50,11 @@ async function incrementalBody(
   stage('finding the parent backup');
   const catalog = await readCatalog(env.backupDir);
   const head = chainHead(catalog);
-  const { rows: meta } = await env.lockClient.query<{ dbid: string | null }>(
-    'SELECT (SELECT database_id::text FROM backup_meta LIMIT 1) AS dbid',
+  const { rows: meta } = await env.lockClient.query<{ dbid: string | null; trimmed: string | null }>(
+    'SELECT database_id::text AS dbid, trimmed_before::text AS trimmed FROM backup_meta LIMIT 1',
   );
   const dbId = meta[0]?.dbid ?? null;
+  const trimmedBefore = meta[0]?.trimmed ?? '0';
   const version = await schemaVersion(env.lockClient);
   // A table created without the capture trigger would silently miss changes: attach it and start over
   // from a full, since its earlier changes were never captured.
@@ -52,7 +62,7 @@ async function incrementalBody(
   let why: string | null = null;
   if (!head) why = 'there is no full backup yet';
   else if (attached.length) why = `change capture was missing on ${attached.map((r) => r.t).join(', ')}`;
-  else why = unusableParent(head, dbId, version);
+  else why = unusableParent(head, dbId, version, trimmedBefore);
   if (why) {
     if (!opts.fullIfNeeded) {
       throw new AttenduxError(

@@ -7,7 +7,7 @@ import { AttenduxError, isAttenduxError } from '../../errors.js';
 import { cliActor } from '../actor.js';
 import { loadConfig, type ConfigLocation, type LoadedConfig } from '../config/load.js';
 import { writeFileAtomic } from '../fs.js';
-import { openInstall, type Install } from '../install.js';
+import { openInstall, withInstall, type Install } from '../install.js';
 import { connectClient } from '../../db/pool.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
 import type { BackupKind, Sidecar } from './format.js';
@@ -201,14 +201,20 @@ export async function runDatabaseBackup(
         outcome: 'failure',
         error: { code: e.code, message: e.message },
       });
-      if (install) {
-        await appendAudit(install.admin, {
-          tenantId: SYSTEM_TENANT,
-          actor: cliActor(),
-          action: `backup.${kind}`,
-          entityType: 'backup',
-          details: { kind, outcome: 'failure', error: e.code, message: e.message },
-        }).catch(() => undefined);
+      const entry = {
+        tenantId: SYSTEM_TENANT,
+        actor: cliActor(),
+        action: `backup.${kind}`,
+        entityType: 'backup',
+        details: { kind, outcome: 'failure', error: e.code, message: e.message },
+      };
+      if (install) await appendAudit(install.admin, entry).catch(() => undefined);
+      else if (e.code !== 'DB_UNAVAILABLE') {
+        // Failed before the database was opened (no recipients, unwritable dir): still on the record if
+        // the database is reachable.
+        await withInstall({ ...opts, requireMigrated: false }, (i) => appendAudit(i.admin, entry)).catch(
+          () => undefined,
+        );
       }
     }
     throw e;

@@ -92,7 +92,7 @@ export async function verifyBackups(opts: VerifyOptions): Promise<VerifyResult> 
           );
       }
     } catch (err) {
-      if (isAttenduxError(err) && err.code === 'BACKUP_IDENTITY_INVALID') throw err;
+      if (isAttenduxError(err) && err.code === 'BACKUP_BAD_IDENTITY') throw err;
       const e = isAttenduxError(err) ? err : new AttenduxError('BACKUP_CORRUPT', (err as Error).message);
       item.ok = false;
       item.error = {

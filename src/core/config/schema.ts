@@ -56,6 +56,10 @@ export const ServerSchema = z.strictObject({
     .max(24 * 60)
     .default(15),
   securityContact: z.string().default('mailto:security@example.invalid'),
+  /** Per-IP limit on POST /api/v1/auth/login, checked before the body is read. */
+  loginRateLimitPerMinute: z.number().int().min(1).max(100_000).default(10),
+  /** Per-IP limit on the other unauthenticated endpoints (login page, readyz, metrics, security.txt). */
+  publicRateLimitPerMinute: z.number().int().min(1).max(1_000_000).default(300),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

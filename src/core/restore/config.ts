@@ -129,7 +129,7 @@ export async function restoreConfig(opts: ConfigRestoreOptions): Promise<ConfigR
     const existing = files.filter((f) => f.exists);
     if (existing.length && !opts.force && !opts.dryRun)
       throw new AttenduxError(
-        'RESTORE_TARGET_NOT_EMPTY',
+        'RESTORE_TARGET_EXISTS',
         `${existing.map((f) => f.path).join(', ')} already exist${existing.length === 1 ? 's' : ''}; nothing was written`,
         { hint: 'pass --force to overwrite them, or --config to write the config elsewhere' },
       );

@@ -171,7 +171,7 @@ export function planRestore(backups: readonly PlanBackup[], opts: PlanOptions): 
   const idx = opts.knownMigrations.indexOf(version);
   if (idx < 0)
     throw new AttenduxError(
-      'RESTORE_SCHEMA_TOO_NEW',
+      'RESTORE_NEWER_SCHEMA',
       `backup ${root.id} was made with schema version ${version}, which this attendux does not know (newest known: ${opts.knownMigrations[opts.knownMigrations.length - 1] ?? 'none'})`,
       { hint: `install attendux ${root.attenduxVersion} or newer to restore it` },
     );

@@ -45,7 +45,7 @@ async function livePlan(opts: TenantRestoreOptions) {
       const live = await schemaVersion(c);
       if (live !== plan.schemaVersion)
         throw new AttenduxError(
-          'RESTORE_SCHEMA_MISMATCH',
+          'RESTORE_WRONG_SCHEMA',
           `the backup has schema version ${plan.schemaVersion}, the live database ${live ?? 'none'}; a company can only be restored from a backup of the current schema`,
           {
             hint: 'restore the whole backup into a new database (--into) and copy the company over from there',

@@ -1,4 +1,6 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { uuidLiteral } from '../../db/pool.js';
+import type { Claim } from '../auth.js';
 import type { Row } from '../route.js';
 import { z } from 'zod';
 import { bufferToVector, faceAad, open as openSealed } from '../../crypto/aead.js';
@@ -20,6 +22,23 @@ const CheckBody = z.strictObject({
   deviceId: z.string().min(1).max(100).optional(),
 });
 
+/** The employee, the company's sites and settings: see attendux_checkin_subject in migrations/0002. */
+function subjectSql(tenant: string, employee: string): string {
+  return `SELECT * FROM attendux_checkin_subject(${tenant}, ${employee})`;
+}
+
+/** Bodies already validated by the prelude, so the handler does not parse twice. */
+const parsedBodies = new WeakMap<FastifyRequest, z.infer<typeof CheckBody>>();
+
+/** A kiosk names the employee in the body: load it in the same round trip as BEGIN and the key check. */
+function kioskPrelude(req: FastifyRequest, claim: Claim): string | undefined {
+  if (claim.kind !== 'apikey') return undefined;
+  const b = CheckBody.safeParse(req.body);
+  if (!b.success || !b.data.employeeId) return undefined;
+  parsedBodies.set(req, b.data);
+  return subjectSql(uuidLiteral(claim.tenantId), uuidLiteral(b.data.employeeId));
+}
+
 /** Whose attendance this is: a user checks in as the employee linked to it; a kiosk key names the employee. */
 function subjectOf(p: Principal, requested: string | undefined): string {
   if (p.kind === 'apikey') {
@@ -37,25 +56,27 @@ function subjectOf(p: Principal, requested: string | undefined): string {
 
 async function check(ctx: RequestContext, kind: 'check_in' | 'check_out') {
   const { c, p, req, reply, deps } = ctx;
-  const b = parse(CheckBody, req.body, 'body');
+  const b = parsedBodies.get(req) ?? parse(CheckBody, req.body, 'body');
   const employeeId = subjectOf(p, b.employeeId);
-  // One round trip for everything the verdict needs: the employee, the company's sites and settings.
-  const { rows } = await c.query<{
+  // One statement for everything the verdict needs: the employee, the company's sites and settings. For a
+  // kiosk key it already ran with BEGIN (the route's prelude); a user's own check-in queries it here.
+  const rows = (
+    ctx.prelude ??
+    (await c.query<Row>({
+      name: 'attendux_checkin_subject',
+      text: subjectSql('$1', '$2'),
+      values: [p.tenantId, employeeId],
+    }))
+  ).rows as {
+    id: string;
     status: string;
     face_template: Buffer | null;
     face_key_id: string | null;
     sites: Site[];
     settings: Record<string, unknown> | null;
-  }>({
-    name: 'attendux_checkin_subject',
-    text: `SELECT e.status, e.face_template, e.face_key_id,
-            coalesce((SELECT json_agg(json_build_object('id', s.id, 'latitude', s.latitude, 'longitude', s.longitude,
-                                                        'radiusM', s.radius_m))
-                        FROM sites s WHERE s.tenant_id = $1), '[]') AS sites,
-            (SELECT jsonb_object_agg(key, value) FROM tenant_settings ts WHERE ts.tenant_id = $1) AS settings
-       FROM employees e WHERE e.tenant_id = $1 AND e.id = $2`,
-    values: [p.tenantId, employeeId],
-  });
+  }[];
+  if (rows[0] && rows[0].id !== employeeId.toLowerCase())
+    throw new AttenduxError('INTERNAL', 'prelude for another employee');
   const emp = rows[0];
   if (!emp) throw notFound('employee');
   if (emp.status !== 'active') throw httpError('CONFLICT', 'the employee is inactive');
@@ -202,6 +223,7 @@ export function attendanceRoutes(app: FastifyInstance, deps: ServerDeps) {
       url,
       roles: ALL_ROLES,
       scope: 'check-in',
+      prelude: kioskPrelude,
       handler: (ctx) => check(ctx, kind),
     });
   }

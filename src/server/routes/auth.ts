@@ -178,6 +178,7 @@ export function authRoutes(
     method: 'POST',
     url: '/api/v1/auth/logout',
     roles: ALL_ROLES,
+    endsSession: true,
     // Sessions are stateless cookies: logging out bumps the epoch so a copied cookie dies with it.
     async handler({ c, p, req, reply, audit }) {
       await c.query<Row>(
@@ -223,6 +224,7 @@ export function authRoutes(
     method: 'POST',
     url: '/api/v1/me/password',
     roles: ALL_ROLES,
+    endsSession: true,
     async handler({ c, p, req, reply, audit }) {
       const body = parse(PasswordSchema, req.body, 'body');
       const problem = checkPasswordPolicy(body.newPassword);
