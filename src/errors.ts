@@ -97,7 +97,10 @@ export const ERROR_CODES = {
     exitCode: 1,
     doc: 'The backups to restore do not form an intact chain; nothing was restored.',
   },
-  RESTORE_NO_BACKUP: { exitCode: 1, doc: 'No backup matches the restore target (--backup, --at, or none at all).' },
+  RESTORE_NO_BACKUP: {
+    exitCode: 1,
+    doc: 'No backup matches the restore target (--backup, --at, or none at all).',
+  },
   RESTORE_NEWER_SCHEMA: {
     exitCode: 1,
     doc: 'The backup is from a newer schema than this attendux knows; upgrade first.',
@@ -111,7 +114,10 @@ export const ERROR_CODES = {
     doc: 'The target database or file exists and holds data; pass --force to replace.',
   },
   RESTORE_FAILED: { exitCode: 1, doc: 'A restore failed part way; the live database is unchanged.' },
-  RESTORE_DRILL_FAILED: { exitCode: 1, doc: 'restore --drill: a check of the restored copy failed (see the report).' },
+  RESTORE_DRILL_FAILED: {
+    exitCode: 1,
+    doc: 'restore --drill: a check of the restored copy failed (see the report).',
+  },
   INTERNAL: { exitCode: 1, doc: 'A bug: an unexpected error. Run again with --debug and report it.' },
 } as const satisfies Record<string, { exitCode: number; doc: string }>;
 

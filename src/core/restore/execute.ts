@@ -260,13 +260,9 @@ export async function restoreInto(opts: RestoreOptions): Promise<RestoreResult> 
       });
     const target = await targetState(prep.install.db.adminUrl, name);
     if (target.notEmpty && !opts.force)
-      throw new AttenduxError(
-        'RESTORE_TARGET_EXISTS',
-        `database ${name} already exists and holds tables`,
-        {
-          hint: 'pick another --into name, or pass --force to replace it',
-        },
-      );
+      throw new AttenduxError('RESTORE_TARGET_EXISTS', `database ${name} already exists and holds tables`, {
+        hint: 'pick another --into name, or pass --force to replace it',
+      });
     const plan = await planFromCatalog(prep.loaded, {
       backupId: opts.backupId,
       at: opts.at,
