@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedReference } from '../../bench/seed.js';
 import { backupFull } from '../../src/core/backup/full.js';
 import { backupIncremental } from '../../src/core/backup/incremental.js';
-import { createPool, type Pool } from '../../src/db/pool.js';
+import { connectClient, createPool, type Pool } from '../../src/db/pool.js';
+import { readMaintenance } from '../../src/core/maintenance.js';
 import { ageKeygen, makeInstall, type TestInstall } from '../helpers/backup.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { databaseExists, dropDatabases, tableChecksums, urlOf } from '../helpers/restore.js';
@@ -35,6 +36,20 @@ function run(args: string[], extra: Record<string, string> = {}) {
     timeout: 120_000,
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Databases named `<live>_<kind>_...` (what --in-place builds beside the live one and keeps after). */
+async function siblings(kind: string): Promise<string[]> {
+  const c = await connectClient(db.superuserUrl);
+  try {
+    const { rows } = await c.query<{ datname: string }>(
+      `SELECT datname FROM pg_database WHERE datname LIKE $1 ORDER BY 1`,
+      [`${db.name}\\_${kind}\\_%`],
+    );
+    return rows.map((r) => r.datname);
+  } finally {
+    await c.end();
+  }
 }
 
 const name = (label: string) => {
@@ -236,6 +251,30 @@ describe('attendux restore (binary)', () => {
     expect(await tableChecksums(db.adminUrl)).toEqual(before);
     expect(run(['restore', '--into', name('afterkill'), '-i', inst.identityFile]).code).toBe(0);
     expect((await readdir(tmp)).filter((n) => n.startsWith('attendux-restore-'))).toEqual([]);
+  });
+});
+
+describe('attendux restore --in-place killed mid-way (binary)', () => {
+  it('leaves the live database unchanged and maintenance on; the next run completes and leaves maintenance', async () => {
+    const before = await tableChecksums(db.adminUrl);
+    const child = spawn(
+      process.execPath,
+      [BIN, '--config', inst.configPath, 'restore', '--in-place', '--yes', '-i', inst.identityFile],
+      { env: env(), stdio: 'ignore' },
+    );
+    // Kill it while it builds the new database beside the live one.
+    for (let i = 0; i < 600 && !(await siblings('restore')).length; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+    made.push(...(await siblings('restore')));
+    expect(await tableChecksums(db.adminUrl)).toEqual(before);
+    expect(await readMaintenance(inst.dataDir)).toBeDefined();
+
+    const r = run(['restore', '--in-place', '--yes', '--drop-old', '-i', inst.identityFile]);
+    expect(r.code).toBe(0);
+    expect(await readMaintenance(inst.dataDir)).toBeUndefined();
+    expect(await siblings('old')).toEqual([]);
   });
 });
 
