@@ -77,7 +77,7 @@ describe('restore --config-only', () => {
     );
   });
 
-  it('via the binary: ATTENDUX_BACKUP_DIR on a server without config, exit 0, then exit 1 on a second run', async () => {
+  it('via the binary: finds the backups through ATTENDUX_BACKUP_DIR, previews, and refuses an existing config with exit 1', async () => {
     const d = join(fresh, 'c');
     const args = [
       BIN,
@@ -102,7 +102,12 @@ describe('restore --config-only', () => {
     );
     await mkdir(d, { recursive: true });
     await writeFile(join(d, 'attendux.json'), '{}');
-    const r = spawnSync(process.execPath, args, { env, encoding: 'utf8' });
+    // `restore config` is the same as `restore --config-only`.
+    const r = spawnSync(
+      process.execPath,
+      [BIN, '--config', join(d, 'attendux.json'), 'restore', 'config', '-i', inst.identityFile],
+      { env, encoding: 'utf8' },
+    );
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(
       new RegExp(

@@ -69,8 +69,26 @@ async function printPlan(
   ctx.result({ dryRun: true, plan, ...extra }, () => [...describePlan(plan), 'dry run: nothing was changed']);
 }
 
+async function configOnly(ctx: CliContext, f: RestoreFlags): Promise<void> {
+  const { restoreConfig } = await import('../../core/restore/config.js');
+  if (f.force && !f.dryRun) await ctx.confirm('overwrite existing config, secrets and service files?', f.yes);
+  const r = await restoreConfig({
+    ...ctx.location,
+    backupId: f.backup,
+    identityFile: f.identity,
+    force: f.force,
+    dryRun: f.dryRun,
+  });
+  ctx.result(r, () => [
+    `${r.dryRun ? 'would restore' : 'restored'} from ${r.backup} (${r.createdAt}):`,
+    ...r.files.map(
+      (x) => `  ${x.path}${x.exists ? (r.dryRun ? ' (exists: needs --force)' : ' (overwritten)') : ''}`,
+    ),
+  ]);
+}
+
 export function registerRestore(program: Command): void {
-  program
+  const restore = program
     .command('restore')
     .description(
       'restore a backup point or time: into a new database (default), --in-place, one company (--tenant), a --drill, or --config-only',
@@ -101,19 +119,7 @@ export function registerRestore(program: Command): void {
         onProgress: progress(ctx),
       };
 
-      if (f.configOnly) {
-        const { restoreConfig } = await import('../../core/restore/config.js');
-        if (f.force && !f.dryRun)
-          await ctx.confirm('overwrite existing config, secrets and service files?', f.yes);
-        const r = await restoreConfig({ ...base, force: f.force, dryRun: f.dryRun });
-        ctx.result(r, () => [
-          `${r.dryRun ? 'would restore' : 'restored'} from ${r.backup} (${r.createdAt}):`,
-          ...r.files.map(
-            (x) => `  ${x.path}${x.exists ? (r.dryRun ? ' (exists: needs --force)' : ' (overwritten)') : ''}`,
-          ),
-        ]);
-        return;
-      }
+      if (f.configOnly) return configOnly(ctx, f);
 
       if (f.drill) {
         const { restoreDrill } = await import('../../core/restore/drill.js');
@@ -188,4 +194,20 @@ export function registerRestore(program: Command): void {
         ...r.next.map((l) => `  ${l}`),
       ]);
     });
+
+  restore
+    .command('config')
+    .description('the same as restore --config-only: config, secrets and service files from a config backup')
+    .option('--backup <id>', 'this config backup (default the newest intact one)')
+    .option(
+      '-i, --identity <file>',
+      'age identity file (else $ATTENDUX_BACKUP_IDENTITY, backup.identityFile)',
+    )
+    .option('--dry-run', 'list the files that would be written and write nothing')
+    .option('-y, --yes', 'do not ask for confirmation')
+    .option('--force', 'overwrite files that exist')
+    // The parent command parses the flags it shares with this one wherever they stand: read them merged.
+    .action((_f: RestoreFlags, cmd: Command) =>
+      configOnly(contextOf(cmd), cmd.optsWithGlobals<RestoreFlags>()),
+    );
 }
