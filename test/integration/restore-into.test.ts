@@ -257,5 +257,10 @@ describe('restore refusals', () => {
     }
     expect(await databaseExists(db, into)).toBe(false);
     expect(await tableChecksums(db.adminUrl)).toEqual(before);
+    // The only trace: the failure, in the live database's install-wide audit chain.
+    const { rows } = await admin.query<{ details: { outcome: string; error: string } }>(
+      `SELECT details FROM audit_log WHERE action = 'restore' ORDER BY at DESC LIMIT 1`,
+    );
+    expect(rows[0]!.details).toMatchObject({ outcome: 'failure', error: 'BACKUP_CORRUPT' });
   });
 });

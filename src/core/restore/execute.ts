@@ -129,6 +129,41 @@ export async function writeRestoreAudit(
   });
 }
 
+/**
+ * A failed restore has no restored database to record itself in: note it in the live database's install-wide
+ * audit chain instead (best effort: the database may be what failed).
+ */
+export async function auditFailure(
+  prep: Prepared,
+  mode: RestoreMode,
+  err: unknown,
+  details: Record<string, unknown> = {},
+): Promise<void> {
+  const e = err as { code?: string; message?: string };
+  if (e?.code === 'USAGE') return;
+  const c = await connectClient(prep.install.db.adminUrl, 'attendux-restore').catch(() => null);
+  if (!c) return;
+  try {
+    await appendAudit(c, {
+      tenantId: SYSTEM_TENANT,
+      actor: cliActor(),
+      action: mode === 'tenant' ? 'restore.tenant' : mode === 'drill' ? 'restore.drill' : 'restore',
+      entityType: 'backup',
+      details: {
+        mode,
+        outcome: 'failure',
+        error: e?.code ?? 'INTERNAL',
+        message: e?.message ?? String(err),
+        ...details,
+      },
+    });
+  } catch {
+    // The live database may be unmigrated or gone; the error itself still reaches the user.
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
 export interface Prepared {
   loaded: LoadedConfig;
   install: Install;
@@ -253,51 +288,58 @@ export async function restoreInto(opts: RestoreOptions): Promise<RestoreResult> 
   const t0 = Date.now();
   const prep = await prepare(opts);
   try {
-    const name = checkDatabaseName(opts.into ?? `${prep.live}_restore_${stamp()}`);
-    if (name === prep.live)
-      throw new AttenduxError('USAGE', `${name} is the live database of this install`, {
-        hint: 'use --in-place to replace the live database, or pick another --into name',
-      });
-    const target = await targetState(prep.install.db.adminUrl, name);
-    if (target.notEmpty && !opts.force)
-      throw new AttenduxError('RESTORE_TARGET_EXISTS', `database ${name} already exists and holds tables`, {
-        hint: 'pick another --into name, or pass --force to replace it',
-      });
-    const plan = await planFromCatalog(prep.loaded, {
-      backupId: opts.backupId,
-      at: opts.at,
-      mode: 'into',
-      database: name,
-      targetNotEmpty: target.notEmpty,
-    });
-    const identities = await restoreIdentities(prep.loaded, opts.identityFile);
-    const chain = await openChain(prep.loaded.backupDir, plan, identities, {
-      tempRoot: opts.tempRoot,
-      onStep: (id) => opts.onProgress?.({ phase: 'decrypt', backup: id }),
-    });
-    try {
-      if (target.exists) await dropDatabase(prep.install.db.adminUrl, name);
-      const r = await buildDatabase(prep, plan, chain, name, { onProgress: opts.onProgress });
-      const url = new URL(databaseUrl(prep.install.db.adminUrl, name));
-      url.password = '';
-      return {
-        plan,
-        database: name,
-        databaseUrl: url.toString(),
-        rows: r.rows,
-        changes: r.changes,
-        changesByBackup: r.changesByBackup,
-        seconds: (Date.now() - t0) / 1000,
-        next: [
-          `the server still uses ${prep.live}; to switch it to ${name}, point database.url and database.adminUrl at it`,
-          `(e.g. attendux config set database.adminUrl ${url.toString()}) and restart the server,`,
-          'or run `attendux restore --in-place` to swap it in under the live name.',
-        ],
-      };
-    } finally {
-      await chain.cleanup();
-    }
+    return await restoreIntoPrepared(prep, opts, t0);
+  } catch (err) {
+    await auditFailure(prep, 'into', err, { database: opts.into ?? null });
+    throw err;
   } finally {
     await prep.install.close();
+  }
+}
+
+async function restoreIntoPrepared(prep: Prepared, opts: RestoreOptions, t0: number): Promise<RestoreResult> {
+  const name = checkDatabaseName(opts.into ?? `${prep.live}_restore_${stamp()}`);
+  if (name === prep.live)
+    throw new AttenduxError('USAGE', `${name} is the live database of this install`, {
+      hint: 'use --in-place to replace the live database, or pick another --into name',
+    });
+  const target = await targetState(prep.install.db.adminUrl, name);
+  if (target.notEmpty && !opts.force)
+    throw new AttenduxError('RESTORE_TARGET_EXISTS', `database ${name} already exists and holds tables`, {
+      hint: 'pick another --into name, or pass --force to replace it',
+    });
+  const plan = await planFromCatalog(prep.loaded, {
+    backupId: opts.backupId,
+    at: opts.at,
+    mode: 'into',
+    database: name,
+    targetNotEmpty: target.notEmpty,
+  });
+  const identities = await restoreIdentities(prep.loaded, opts.identityFile);
+  const chain = await openChain(prep.loaded.backupDir, plan, identities, {
+    tempRoot: opts.tempRoot,
+    onStep: (id) => opts.onProgress?.({ phase: 'decrypt', backup: id }),
+  });
+  try {
+    if (target.exists) await dropDatabase(prep.install.db.adminUrl, name);
+    const r = await buildDatabase(prep, plan, chain, name, { onProgress: opts.onProgress });
+    const url = new URL(databaseUrl(prep.install.db.adminUrl, name));
+    url.password = '';
+    return {
+      plan,
+      database: name,
+      databaseUrl: url.toString(),
+      rows: r.rows,
+      changes: r.changes,
+      changesByBackup: r.changesByBackup,
+      seconds: (Date.now() - t0) / 1000,
+      next: [
+        `the server still uses ${prep.live}; to switch it to ${name}, point database.url and database.adminUrl at it`,
+        `(e.g. attendux config set database.adminUrl ${url.toString()}) and restart the server,`,
+        'or run `attendux restore --in-place` to swap it in under the live name.',
+      ],
+    };
+  } finally {
+    await chain.cleanup();
   }
 }

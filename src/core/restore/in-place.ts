@@ -4,6 +4,7 @@ import { enterMaintenance, leaveMaintenance } from '../maintenance.js';
 import { openChain, planFromCatalog, restoreIdentities } from './chain.js';
 import { checkRestored, type DrillCheck } from './drill.js';
 import {
+  auditFailure,
   buildDatabase,
   dropDatabase,
   maintenanceClient,
@@ -175,6 +176,9 @@ export async function restoreInPlace(opts: InPlaceOptions): Promise<InPlaceResul
         checks,
         seconds: (Date.now() - t0) / 1000,
       };
+    } catch (err) {
+      await auditFailure(prep, 'in-place', err, { swapped });
+      throw err;
     } finally {
       await chain.cleanup();
       await leaveMaintenance(dataDir).catch((err: unknown) => {

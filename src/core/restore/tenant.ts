@@ -7,7 +7,7 @@ import { AttenduxError } from '../../errors.js';
 import { connectClient } from '../../db/pool.js';
 import { schemaVersion } from '../../db/migrate.js';
 import { openChain, planFromCatalog, restoreIdentities } from './chain.js';
-import { prepare, writeRestoreAudit, type RestoreOptions } from './execute.js';
+import { auditFailure, prepare, writeRestoreAudit, type RestoreOptions } from './execute.js';
 import { applyChanges, sqlf, tableEntries } from './load.js';
 import type { RestorePlan } from './plan.js';
 
@@ -178,6 +178,9 @@ export async function restoreTenant(opts: TenantRestoreOptions): Promise<TenantR
         );
       }
       return { plan, tenantId, slug: then[0]!.slug, tables: result, seconds: (Date.now() - t0) / 1000 };
+    } catch (err) {
+      await auditFailure(prep, 'tenant', err, { tenant: opts.tenant });
+      throw err;
     } finally {
       await c.end().catch(() => undefined);
       await chain.cleanup();
