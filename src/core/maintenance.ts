@@ -60,6 +60,9 @@ export async function readMaintenance(dataDir: string): Promise<MaintenanceState
   }
   try {
     const v = JSON.parse(text) as Partial<MaintenanceState>;
+    // A restore killed before it could switch maintenance off must not keep the server down: its swap is one
+    // transaction, so the live database is whole either way. Only a writer known to be gone is ignored.
+    if (typeof v.pid === 'number' && v.pid > 0 && !processAlive(v.pid)) return undefined;
     return {
       reason: typeof v.reason === 'string' ? v.reason : 'maintenance',
       retryAfterSeconds:
@@ -69,6 +72,16 @@ export async function readMaintenance(dataDir: string): Promise<MaintenanceState
     };
   } catch {
     return { reason: 'maintenance', retryAfterSeconds: 60, since: '', pid: 0 };
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it exists but belongs to another user (a root restore beside an unprivileged server).
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

@@ -5,10 +5,11 @@ import { seedReference } from '../../bench/seed.js';
 import { backupFull } from '../../src/core/backup/full.js';
 import { backupIncremental } from '../../src/core/backup/incremental.js';
 import { readMaintenance } from '../../src/core/maintenance.js';
-import { restoreDrill } from '../../src/core/restore/drill.js';
+import { restoreDrill, sweepOldDrills } from '../../src/core/restore/drill.js';
+import { stamp } from '../../src/core/restore/execute.js';
 import { restoreInPlace } from '../../src/core/restore/in-place.js';
 import { AttenduxError } from '../../src/errors.js';
-import { connectClient, createPool, withTenant, type Pool } from '../../src/db/pool.js';
+import { connectClient, createPool, ddl, withTenant, type Pool } from '../../src/db/pool.js';
 import { makeInstall, type TestInstall } from '../helpers/backup.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { databaseExists, dropDatabases, tableChecksums, urlOf } from '../helpers/restore.js';
@@ -148,6 +149,24 @@ describe('restore --drill', () => {
       `SELECT details FROM audit_log WHERE action = 'restore.drill' ORDER BY at DESC LIMIT 1`,
     );
     expect(rows[0]!.details.outcome).toBe('success');
+  });
+
+  it('drops the databases of drills killed more than a day ago, and only those', async () => {
+    const abandoned = `${db.name}_drill_20200101_000000`;
+    const recent = `${db.name}_drill_${stamp()}`;
+    const m = await connectClient(urlOf(db, 'postgres'));
+    try {
+      for (const n of [abandoned, recent]) await ddl(m, 'CREATE DATABASE %I', n);
+    } finally {
+      await m.end();
+    }
+    try {
+      expect(await sweepOldDrills(db.adminUrl, db.name)).toEqual([abandoned]);
+      expect(await databaseExists(db, abandoned)).toBe(false);
+      expect(await databaseExists(db, recent)).toBe(true);
+    } finally {
+      await dropDatabases(db.superuserUrl, [abandoned, recent]);
+    }
   });
 
   it('reports a corrupt backup as a failed restore check', async () => {

@@ -40,6 +40,16 @@ describe('maintenance mode file', () => {
     expect(await leaveMaintenance(dir)).toBe(false);
   });
 
+  it('is off when the process that switched it on is gone (a killed restore)', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const gone = spawnSync(process.execPath, ['-e', '']).pid!;
+    const state = { reason: 'restore --in-place', retryAfterSeconds: 60, since: new Date().toISOString() };
+    await writeFile(maintenancePath(dir), JSON.stringify({ ...state, pid: gone }));
+    expect(await readMaintenance(dir)).toBeUndefined();
+    await writeFile(maintenancePath(dir), JSON.stringify({ ...state, pid: process.pid }));
+    expect(await readMaintenance(dir)).toMatchObject({ reason: 'restore --in-place' });
+  });
+
   it('counts a garbled file as on', async () => {
     await writeFile(maintenancePath(dir), '{not json');
     expect(await readMaintenance(dir)).toMatchObject({ reason: 'maintenance', retryAfterSeconds: 60 });

@@ -3,7 +3,14 @@ import { cliActor } from '../actor.js';
 import { connectClient } from '../../db/pool.js';
 import { appendAudit, SYSTEM_TENANT, verifyAuditChains } from '../../db/queries/audit.js';
 import { openChain, planFromCatalog, restoreIdentities, type OpenedChain } from './chain.js';
-import { buildDatabase, dropDatabase, prepare, stamp, type RestoreOptions } from './execute.js';
+import {
+  buildDatabase,
+  dropDatabase,
+  maintenanceClient,
+  prepare,
+  stamp,
+  type RestoreOptions,
+} from './execute.js';
 import { databaseUrl, type LoadResult } from './load.js';
 import type { RestorePlan } from './plan.js';
 
@@ -145,6 +152,32 @@ export async function checkRestored(
   return checks;
 }
 
+/** A drill database older than this was left by a drill that was killed; a running drill never takes this long. */
+const ABANDONED_DRILL_MS = 24 * 3_600_000;
+
+/** Drop `<live>_drill_<stamp>` databases of killed drills (their stamp says when they were made). */
+export async function sweepOldDrills(adminUrl: string, live: string, now = new Date()): Promise<string[]> {
+  const m = await maintenanceClient(adminUrl);
+  let names: string[];
+  try {
+    const { rows } = await m.query<{ datname: string }>(
+      `SELECT datname FROM pg_database WHERE starts_with(datname, $1) AND pg_get_userbyid(datdba) = current_user`,
+      [`${live}_drill_`],
+    );
+    names = rows.map((r) => r.datname);
+  } finally {
+    await m.end().catch(() => undefined);
+  }
+  const old = names.filter((n) => {
+    const t = /_drill_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})$/.exec(n);
+    if (!t) return false;
+    const made = Date.UTC(+t[1]!, +t[2]! - 1, +t[3]!, +t[4]!, +t[5]!, +t[6]!);
+    return now.getTime() - made > ABANDONED_DRILL_MS;
+  });
+  for (const n of old) await dropDatabase(adminUrl, n);
+  return old;
+}
+
 /**
  * `attendux restore --drill`: restore the newest chain (or --backup/--at) into a throwaway database, check
  * it, drop it, report. Never touches the live database except for one audit entry about the drill.
@@ -154,6 +187,13 @@ export async function restoreDrill(opts: DrillOptions): Promise<DrillResult> {
   const prep = await prepare(opts);
   const database = `${prep.live}_drill_${stamp()}`.slice(0, 63);
   const checks: DrillCheck[] = [];
+  const swept = await sweepOldDrills(prep.install.db.adminUrl, prep.live);
+  if (swept.length)
+    checks.push({
+      name: 'leftovers',
+      ok: true,
+      detail: `dropped abandoned drill database(s) ${swept.join(', ')}`,
+    });
   let plan: RestorePlan | null = null;
   let created = false;
   try {
