@@ -42,7 +42,7 @@ describe('maintenance mode file', () => {
 
   it('is off when the process that switched it on is gone (a killed restore)', async () => {
     const { spawnSync } = await import('node:child_process');
-    const gone = spawnSync(process.execPath, ['-e', '']).pid!;
+    const gone = spawnSync(process.execPath, ['-e', '']).pid;
     const state = { reason: 'restore --in-place', retryAfterSeconds: 60, since: new Date().toISOString() };
     await writeFile(maintenancePath(dir), JSON.stringify({ ...state, pid: gone }));
     expect(await readMaintenance(dir)).toBeUndefined();
