@@ -196,8 +196,9 @@ describe('entering a company transaction with bound parameters', () => {
   it('refuses a company id that is not a uuid before running anything', async () => {
     let ran = false;
     await expect(
-      withTenant(one, "x'; DROP TABLE employees; --", async () => {
+      withTenant(one, "x'; DROP TABLE employees; --", () => {
         ran = true;
+        return Promise.resolve();
       }),
     ).rejects.toMatchObject({ code: '22P02' });
     expect(ran).toBe(false);
