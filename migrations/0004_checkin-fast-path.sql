@@ -38,12 +38,22 @@ BEGIN
   RETURN attendux_api_key_live(p_tenant, p_key, p_touch);
 END $$;
 
--- Kiosk check-in, statement 1 of 2: is the key live, and everything the verdict needs (the employee, the
+-- A fingerprint of everything a check-in verdict depends on (the employee's status and face template, the
+-- company's sites and settings): the server may judge from a cached context, and the insert proceeds only when
+-- the fingerprint still matches the database in the inserting statement.
+CREATE FUNCTION attendux_checkin_version(p_status text, p_face_template bytea, p_face_key_id text, p_sites json,
+                                         p_settings jsonb) RETURNS text
+  LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT md5(concat_ws(E'\x1f', p_status, coalesce(md5(p_face_template), '-'), coalesce(p_face_key_id, '-'),
+                       p_sites::text, coalesce(p_settings::text, '-')))
+$$;
+
+-- Kiosk check-in, loading the context: is the key live, and everything the verdict needs (the employee, the
 -- company's sites and settings). A dead key answers one row with key_live false and nothing else; a live key
 -- and an unknown employee (of this company: row-level security hides the others) one row with id NULL.
 CREATE FUNCTION attendux_checkin_context(p_tenant uuid, p_key uuid, p_touch boolean, p_employee uuid)
   RETURNS TABLE (key_live boolean, id uuid, status text, face_template bytea, face_key_id text, sites json,
-                 settings jsonb)
+                 settings jsonb, version text)
   LANGUAGE plpgsql VOLATILE SET search_path = public, pg_temp AS $$
 #variable_conflict use_column
 BEGIN
@@ -51,7 +61,8 @@ BEGIN
   key_live := attendux_api_key_live(p_tenant, p_key, p_touch);
   IF key_live THEN
     RETURN QUERY
-      SELECT true, s.id, s.status, s.face_template, s.face_key_id, s.sites, s.settings
+      SELECT true, s.id, s.status, s.face_template, s.face_key_id, s.sites, s.settings,
+             attendux_checkin_version(s.status, s.face_template, s.face_key_id, s.sites, s.settings)
         FROM attendux_checkin_subject(p_tenant, p_employee) s;
     IF FOUND THEN
       RETURN;
@@ -60,23 +71,35 @@ BEGIN
   RETURN NEXT;
 END $$;
 
--- Kiosk check-in, statement 2 of 2: the event and its audit entry, atomically (one statement, one
--- transaction: the audit chain and change-capture triggers run as for any insert). The key is checked again,
--- so a revocation committed since statement 1 still wins: no row is returned and nothing is written.
+-- Kiosk check-in, recording: the event and its audit entry, atomically (one statement, one transaction: the
+-- audit chain and change-capture triggers run as for any insert). The key is checked in the same statement,
+-- so a revocation committed since the context was loaded still wins (key_live false, nothing written); a
+-- context whose fingerprint no longer matches (p_version) answers fresh false and writes nothing, and the
+-- server judges again from a fresh context.
 CREATE FUNCTION attendux_record_checkin(
-  p_tenant uuid, p_key uuid, p_employee uuid, p_kind text, p_latitude double precision,
-  p_longitude double precision, p_accuracy real, p_site uuid, p_geofence text, p_distance real, p_method text,
-  p_face_score real, p_device text, p_flagged boolean, p_actor text, p_action text, p_ip_hash text,
-  p_ua_hash text, p_details jsonb)
-  RETURNS TABLE (id bigint, occurred_at timestamptz)
+  p_tenant uuid, p_key uuid, p_touch boolean, p_employee uuid, p_version text, p_kind text,
+  p_latitude double precision, p_longitude double precision, p_accuracy real, p_site uuid, p_geofence text,
+  p_distance real, p_method text, p_face_score real, p_device text, p_flagged boolean, p_actor text, p_action text,
+  p_ip_hash text, p_ua_hash text, p_details jsonb)
+  RETURNS TABLE (key_live boolean, fresh boolean, id bigint, occurred_at timestamptz)
   LANGUAGE plpgsql VOLATILE SET search_path = public, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
   ev_id bigint;
   ev_at timestamptz;
+  cur text;
 BEGIN
   PERFORM set_config('attendux.tenant_id', p_tenant::text, true);
-  IF NOT attendux_api_key_live(p_tenant, p_key, false) THEN
+  key_live := attendux_api_key_live(p_tenant, p_key, p_touch);
+  IF NOT key_live THEN
+    RETURN NEXT;
+    RETURN;
+  END IF;
+  SELECT attendux_checkin_version(s.status, s.face_template, s.face_key_id, s.sites, s.settings) INTO cur
+    FROM attendux_checkin_subject(p_tenant, p_employee) s;
+  fresh := cur IS NOT DISTINCT FROM p_version;
+  IF NOT fresh THEN
+    RETURN NEXT;
     RETURN;
   END IF;
   INSERT INTO attendance_events AS a (tenant_id, employee_id, kind, occurred_at, latitude, longitude, accuracy_m,
@@ -96,22 +119,25 @@ END $$;
 
 REVOKE ALL ON FUNCTION attendux_enter_tenant(uuid), attendux_enter_session(uuid, uuid),
   attendux_enter_api_key(uuid, uuid, boolean), attendux_checkin_context(uuid, uuid, boolean, uuid),
-  attendux_record_checkin(uuid, uuid, uuid, text, double precision, double precision, real, uuid, text, real, text,
-                          real, text, boolean, text, text, text, text, jsonb) FROM PUBLIC;
+  attendux_record_checkin(uuid, uuid, boolean, uuid, text, text, double precision, double precision, real,
+                          uuid, text, real, text, real, text, boolean, text, text, text, text, jsonb),
+  attendux_checkin_version(text, bytea, text, json, jsonb) FROM PUBLIC;
 
 DO $$
 BEGIN
   EXECUTE format('GRANT EXECUTE ON FUNCTION attendux_enter_tenant(uuid), attendux_enter_session(uuid, uuid), '
                  'attendux_enter_api_key(uuid, uuid, boolean), '
                  'attendux_checkin_context(uuid, uuid, boolean, uuid), '
-                 'attendux_record_checkin(uuid, uuid, uuid, text, double precision, double precision, real, uuid, '
-                 'text, real, text, real, text, boolean, text, text, text, text, jsonb) TO %I',
+                 'attendux_checkin_version(text, bytea, text, json, jsonb), '
+                 'attendux_record_checkin(uuid, uuid, boolean, uuid, text, text, double precision, double precision, '
+                 'real, uuid, text, real, text, real, text, boolean, text, text, text, text, jsonb) TO %I',
                  current_setting('attendux.app_role'));
 END $$;
 
 -- Down Migration
 
-DROP FUNCTION attendux_record_checkin(uuid, uuid, uuid, text, double precision, double precision, real, uuid, text,
-  real, text, real, text, boolean, text, text, text, text, jsonb),
+DROP FUNCTION attendux_record_checkin(uuid, uuid, boolean, uuid, text, text, double precision, double precision, real,
+  uuid, text, real, text, real, text, boolean, text, text, text, text, jsonb),
+  attendux_checkin_version(text, bytea, text, json, jsonb),
   attendux_checkin_context(uuid, uuid, boolean, uuid), attendux_enter_api_key(uuid, uuid, boolean),
   attendux_enter_session(uuid, uuid), attendux_enter_tenant(uuid);

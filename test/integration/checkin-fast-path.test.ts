@@ -39,8 +39,14 @@ afterAll(async () => {
 });
 
 const CONTEXT = 'SELECT * FROM attendux_checkin_context($1, $2, $3, $4)';
-const RECORD = `SELECT id, occurred_at FROM attendux_record_checkin($1, $2, $3, 'check_in', NULL, NULL, NULL, NULL,
-  'not_required', NULL, 'kiosk', NULL, NULL, false, 'apikey:test', 'attendance.check_in', NULL, NULL, '{}')`;
+const RECORD = `SELECT key_live, fresh, id FROM attendux_record_checkin($1, $2, false, $3, $4, 'check_in', NULL, NULL,
+  NULL, NULL, 'not_required', NULL, 'kiosk', NULL, NULL, false, 'apikey:test', 'attendux.check_in', NULL, NULL, '{}')`;
+
+/** Load the context as the app does, and return its fingerprint. */
+const contextVersion = async (tenant: string, key: string, employee: string) => {
+  const { rows } = await conn.query<{ version: string }>(CONTEXT, [tenant, key, false, employee]);
+  return rows[0]!.version;
+};
 
 const counts = async (tenant: string) => {
   const { rows } = await admin.query<{ events: number; audit: number }>(
@@ -87,8 +93,9 @@ describe('kiosk check-in in two statements', () => {
   });
 
   it('leaves no company setting behind on the connection after the record statement', async () => {
-    const { rows } = await conn.query(RECORD, [a.id, a.keyIds.checkIn, a.employeeId]);
-    expect(rows).toHaveLength(1);
+    const version = await contextVersion(a.id, a.keyIds.checkIn, a.employeeId);
+    const { rows } = await conn.query(RECORD, [a.id, a.keyIds.checkIn, a.employeeId, version]);
+    expect(rows).toEqual([expect.objectContaining({ key_live: true, fresh: true })]);
     expect(await nothingVisible()).toEqual({ setting: null, employees: 0 });
   });
 
@@ -109,30 +116,95 @@ describe('kiosk check-in in two statements', () => {
       [a.id],
     );
     const keyId = key.rows[0]!.id;
-    const ctx = await conn.query<{ key_live: boolean }>(CONTEXT, [a.id, keyId, false, a.employeeId]);
+    const ctx = await conn.query<{ key_live: boolean; version: string }>(CONTEXT, [
+      a.id,
+      keyId,
+      false,
+      a.employeeId,
+    ]);
     expect(ctx.rows[0]!.key_live).toBe(true);
     await admin.query('UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1 AND id = $2', [
       a.id,
       keyId,
     ]);
     const before = await counts(a.id);
-    const rec = await conn.query(RECORD, [a.id, keyId, a.employeeId]);
-    expect(rec.rows).toEqual([]);
+    const rec = await conn.query(RECORD, [a.id, keyId, a.employeeId, ctx.rows[0]!.version]);
+    expect(rec.rows).toEqual([expect.objectContaining({ key_live: false, id: null })]);
     expect(await counts(a.id)).toEqual(before);
   });
 
   it('refuses to record for another company with this company’s key', async () => {
     const before = await counts(b.id);
-    const rec = await conn.query(RECORD, [b.id, a.keyIds.checkIn, b.employeeId]);
-    expect(rec.rows).toEqual([]);
+    const version = await contextVersion(b.id, b.keyIds.checkIn, b.employeeId);
+    const rec = await conn.query(RECORD, [b.id, a.keyIds.checkIn, b.employeeId, version]);
+    expect(rec.rows).toEqual([expect.objectContaining({ key_live: false, id: null })]);
     expect(await counts(b.id)).toEqual(before);
   });
 
   it('refuses to record another company’s employee under this company', async () => {
     const before = await counts(a.id);
-    await expect(conn.query(RECORD, [a.id, a.keyIds.checkIn, b.employeeId])).rejects.toMatchObject({
-      code: '23503',
-    });
+    // Under company a, company b's employee does not exist: no fingerprint can match, nothing is written.
+    const version = await contextVersion(b.id, b.keyIds.checkIn, b.employeeId);
+    const rec = await conn.query(RECORD, [a.id, a.keyIds.checkIn, b.employeeId, version]);
+    expect(rec.rows).toEqual([expect.objectContaining({ key_live: true, fresh: false, id: null })]);
+    expect(await counts(a.id)).toEqual(before);
+  });
+
+  it('writes nothing when the settings changed after the context was loaded', async () => {
+    const version = await contextVersion(a.id, a.keyIds.checkIn, a.employeeId);
+    await admin.query(
+      `INSERT INTO tenant_settings (tenant_id, key, value) VALUES ($1, 'geofence.mode', '"reject"')`,
+      [a.id],
+    );
+    try {
+      const before = await counts(a.id);
+      const rec = await conn.query(RECORD, [a.id, a.keyIds.checkIn, a.employeeId, version]);
+      expect(rec.rows).toEqual([expect.objectContaining({ key_live: true, fresh: false, id: null })]);
+      expect(await counts(a.id)).toEqual(before);
+    } finally {
+      await admin.query(`DELETE FROM tenant_settings WHERE tenant_id = $1 AND key = 'geofence.mode'`, [a.id]);
+    }
+  });
+
+  it('judges a kiosk check-in by settings changed after the previous check-in', async () => {
+    const far = { employeeId: a.employeeId, position: { latitude: 48.1, longitude: 11.5, accuracy: 10 } };
+    const post = () =>
+      app.inject({
+        method: 'POST',
+        url: '/api/v1/attendance/check-in',
+        headers: { authorization: `Bearer ${a.keys.checkIn}` },
+        payload: far,
+      });
+    const flagged = await post();
+    expect(flagged.statusCode, flagged.body).toBe(201);
+    expect(flagged.json()).toMatchObject({ geofence: 'outside', flagged: true });
+    await admin.query(
+      `INSERT INTO tenant_settings (tenant_id, key, value) VALUES ($1, 'geofence.mode', '"reject"')`,
+      [a.id],
+    );
+    try {
+      expect((await post()).statusCode).toBe(422);
+      await admin.query(`DELETE FROM tenant_settings WHERE tenant_id = $1 AND key = 'geofence.mode'`, [a.id]);
+      // And back: a refusal from the previous context is not repeated once the company allows it again.
+      expect((await post()).statusCode).toBe(201);
+    } finally {
+      await admin.query(`DELETE FROM tenant_settings WHERE tenant_id = $1 AND key = 'geofence.mode'`, [a.id]);
+    }
+  });
+
+  it('refuses a kiosk check-in for an employee deactivated after the previous check-in', async () => {
+    const emp = await admin.query<{ id: string }>(
+      `INSERT INTO employees (tenant_id, full_name, employee_number) VALUES ($1, 'Kim', 'E9') RETURNING id`,
+      [a.id],
+    );
+    const id = emp.rows[0]!.id;
+    expect((await checkIn(a.keys.checkIn, id)).statusCode).toBe(201);
+    await admin.query(`UPDATE employees SET status = 'inactive' WHERE tenant_id = $1 AND id = $2`, [
+      a.id,
+      id,
+    ]);
+    const before = await counts(a.id);
+    expect((await checkIn(a.keys.checkIn, id)).statusCode).toBe(409);
     expect(await counts(a.id)).toEqual(before);
   });
 
@@ -187,9 +259,9 @@ describe('entering a company transaction with bound parameters', () => {
     const inside = await withTenant(
       one,
       a.id,
-      async (c) => (await c.query('SELECT id FROM employees')).rowCount,
+      async (c) => (await c.query('SELECT DISTINCT tenant_id FROM employees')).rows,
     );
-    expect(inside).toBe(2);
+    expect(inside).toEqual([{ tenant_id: a.id }]);
     expect(await nothingVisible(one)).toEqual({ setting: null, employees: 0 });
   });
 

@@ -200,36 +200,91 @@ async function check(ctx: RequestContext, kind: Kind) {
   return checkResponse(ins.rows[0]!, employeeId, kind, v);
 }
 
+/** A kiosk's view of an employee: the subject and its fingerprint (attendux_checkin_version, migrations/0004). */
+interface KioskContext {
+  subject: Subject;
+  version: string;
+}
+
 /**
- * The kiosk hot path: two statements, each its own implicit transaction with the company set inside it
- * (migrations/0004), instead of BEGIN, the context, the insert and COMMIT. Both confirm the key is live;
- * the second writes the event and its audit entry atomically.
+ * Contexts of recently checked-in employees, by company and employee. Only a shortcut: every insert compares
+ * the fingerprint with the database in the inserting statement, and a refusal is only ever given from a
+ * context just loaded, so a stale entry costs a round trip, never a wrong verdict.
+ */
+const kioskContexts = new Map<string, KioskContext>();
+const KIOSK_CONTEXTS_MAX = 20_000;
+const KIOSK_ATTEMPTS = 3;
+
+async function loadKioskContext(deps: ServerDeps, claim: ApiKeyContext['claim'], employeeId: string) {
+  const { rows } = await deps.pool.query<Subject & { key_live: boolean; version: string }>({
+    name: 'attendux_checkin_context',
+    text: 'SELECT * FROM attendux_checkin_context($1, $2, $3, $4)',
+    values: [claim.tenantId, claim.keyId, false, employeeId],
+  });
+  const row = rows[0];
+  if (!row?.key_live) throw keyNotLive();
+  if (!row.id) throw notFound('employee');
+  return { subject: row, version: row.version };
+}
+
+/**
+ * The kiosk hot path, without BEGIN and COMMIT: usually ONE statement (attendux_record_checkin: company set
+ * inside it, key confirmed live, context fingerprint compared, event and audit entry inserted atomically),
+ * judged from a cached context; two when the context must be loaded first (attendux_checkin_context).
  */
 async function kioskCheck(ctx: ApiKeyContext, kind: Kind) {
   const { req, reply, deps, claim, p } = ctx;
   const b = parse(CheckBody, req.body, 'body');
-  const employeeId = subjectOf(p, b.employeeId);
-  const context = await deps.pool.query<Subject & { key_live: boolean }>({
-    name: 'attendux_checkin_context',
-    text: 'SELECT * FROM attendux_checkin_context($1, $2, $3, $4)',
-    values: [claim.tenantId, claim.keyId, touchKey(claim.keyId), employeeId],
-  });
-  const row = context.rows[0];
-  if (!row?.key_live) throw keyNotLive();
-  const v = await judge(deps, p, employeeId, b, row.id ? row : undefined);
-  const rec = await deps.pool.query<{ id: number; occurredAt: Date }>({
-    name: 'attendux_record_checkin',
-    text: `SELECT id, occurred_at AS "occurredAt"
-             FROM attendux_record_checkin($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                                          $17, $18, $19)`,
-    values: [claim.tenantId, claim.keyId, employeeId, ...eventValues(req, deps, p, employeeId, kind, b, v)],
-  });
-  const ev = rec.rows[0];
-  if (!ev) throw keyNotLive();
-  if (kind === 'check_in') deps.metrics.checkIns++;
-  else deps.metrics.checkOuts++;
-  reply.code(201);
-  return checkResponse(ev, employeeId, kind, v);
+  const employeeId = subjectOf(p, b.employeeId).toLowerCase();
+  const cacheKey = `${claim.tenantId}:${employeeId}`;
+  for (let attempt = 0; attempt < KIOSK_ATTEMPTS; attempt++) {
+    let context = kioskContexts.get(cacheKey);
+    let v: Verdict | undefined;
+    if (context) {
+      try {
+        v = await judge(deps, p, employeeId, b, context.subject);
+      } catch {
+        // Refuse only on what the database holds now, never on a cached context.
+        context = undefined;
+      }
+    }
+    if (!context || !v) {
+      context = await loadKioskContext(deps, claim, employeeId);
+      if (kioskContexts.size >= KIOSK_CONTEXTS_MAX) kioskContexts.clear();
+      kioskContexts.set(cacheKey, context);
+      v = await judge(deps, p, employeeId, b, context.subject);
+    }
+    const rec = await deps.pool.query<{
+      key_live: boolean;
+      fresh: boolean | null;
+      id: number | null;
+      occurredAt: Date | null;
+    }>({
+      name: 'attendux_record_checkin',
+      text: `SELECT key_live, fresh, id, occurred_at AS "occurredAt"
+               FROM attendux_record_checkin($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                                            $17, $18, $19, $20, $21)`,
+      values: [
+        claim.tenantId,
+        claim.keyId,
+        touchKey(claim.keyId),
+        employeeId,
+        context.version,
+        ...eventValues(req, deps, p, employeeId, kind, b, v),
+      ],
+    });
+    const row = rec.rows[0];
+    if (!row?.key_live) throw keyNotLive();
+    if (row.fresh && row.id !== null && row.occurredAt !== null) {
+      if (kind === 'check_in') deps.metrics.checkIns++;
+      else deps.metrics.checkOuts++;
+      reply.code(201);
+      return checkResponse({ id: row.id, occurredAt: row.occurredAt }, employeeId, kind, v);
+    }
+    // The employee, the sites or the settings changed since the context was loaded: judge again.
+    kioskContexts.delete(cacheKey);
+  }
+  throw httpError('CONFLICT', 'the employee or the company settings keep changing; retry');
 }
 
 const EventsQuery = z.strictObject({
