@@ -68,29 +68,38 @@ export async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => 
   }
 }
 
+/** A parameterised statement, named so that each pooled connection prepares it once. */
+export interface Statement {
+  name: string;
+  text: string;
+  values: unknown[];
+}
+
 /**
  * Run fn in a transaction scoped to one company: row-level security policies compare every row's
  * tenant_id with this setting, and with no setting they match nothing.
+ *
+ * `enter` replaces the plain tenant statement with one that sets the tenant itself AND confirms the caller
+ * (attendux_enter_session / attendux_enter_api_key, migrations/0004), so the confirmation costs no extra
+ * round trip; its result is passed to fn. Every value travels as a bound parameter.
  */
 export async function withTenant<T>(
   pool: pg.Pool,
   tenantId: string,
-  fn: (c: pg.PoolClient, prelude: pg.QueryResult[]) => Promise<T>,
-  /**
-   * Optional read-only statements to run in the same round trip as BEGIN (the server confirms the caller's
-   * session or API key this way). Built only from uuidLiteral() values; their results are passed to fn.
-   */
-  prelude?: string,
+  fn: (c: pg.PoolClient, entered: pg.QueryResult) => Promise<T>,
+  enter?: Statement,
 ): Promise<T> {
-  // BEGIN, the setting (and the prelude) travel in one round trip: the simple protocol takes several
-  // statements but no parameters, so the id is spliced in only after it matched the strict uuid pattern.
-  const tenant = uuidLiteral(tenantId);
   const client = await pool.connect();
   try {
-    const results = (await client.query(
-      `BEGIN; SELECT set_config('attendux.tenant_id', ${tenant}::text, true)${prelude ? `; ${prelude}` : ''}`,
-    )) as unknown as pg.QueryResult[];
-    const result = await fn(client, prelude ? results.slice(2) : []);
+    await client.query('BEGIN');
+    const entered = await client.query(
+      enter ?? {
+        name: 'attendux_enter_tenant',
+        text: 'SELECT attendux_enter_tenant($1)',
+        values: [tenantId],
+      },
+    );
+    const result = await fn(client, entered);
     await client.query('COMMIT');
     return result;
   } catch (err) {
@@ -100,17 +109,6 @@ export async function withTenant<T>(
     client.release();
   }
 }
-
-/**
- * A uuid as a SQL literal, for the few statements that must go over the simple protocol. Anything that is
- * not exactly a uuid throws, so no input can reach the SQL text.
- */
-export function uuidLiteral(id: string): string {
-  if (!TENANT_ID_RE.test(id)) throw new AttenduxError('INTERNAL', 'not a uuid');
-  return `'${id.toLowerCase()}'::uuid`;
-}
-
-const TENANT_ID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * Execute DDL whose identifiers or literals come from input. PostgreSQL's format() quotes them (%I, %L)

@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { uuidLiteral } from '../db/pool.js';
+import type { Statement } from '../db/pool.js';
 import type { Role } from '../db/queries/users.js';
 import type { ApiKeyScope } from '../db/queries/api-keys.js';
 import { apiKeySecretMatches, parseApiKey } from '../crypto/apikey.js';
@@ -153,40 +153,58 @@ export async function readClaim(req: FastifyRequest, deps: ServerDeps): Promise<
 }
 
 /**
- * The statement that confirms a claim, run in the same round trip as the transaction's BEGIN (see
- * withTenant). Only uuids taken from the signed cookie or the key cache are spliced in, through uuidLiteral.
+ * Should this request record the key's use? last_used_at is written at most once a minute per key and
+ * process, so a busy kiosk does not turn every check-in into an extra row update; revocation and expiry are
+ * checked on every request all the same.
  */
-export function principalPrelude(claim: Claim): string {
-  const t = uuidLiteral(claim.tenantId);
-  if (claim.kind === 'apikey') {
-    // last_used_at is written at most once a minute per key and process, so a busy kiosk does not turn
-    // every check-in into an extra row update; revocation and expiry are checked on every request
-    // (attendux_api_key_live, migrations/0002: a PL/pgSQL function, so its plans are cached).
-    const touch = Date.now() - (touchedAt.get(claim.keyId) ?? 0) > TOUCH_MS;
-    if (touch) {
-      if (touchedAt.size > 10_000) touchedAt.clear();
-      touchedAt.set(claim.keyId, Date.now());
-    }
-    return `SELECT attendux_api_key_live(${t}, ${uuidLiteral(claim.keyId)}, ${touch}) AS ok`;
-  }
-  return `SELECT role, session_epoch, disabled_at IS NOT NULL AS disabled, employee_id
-            FROM users WHERE tenant_id = ${t} AND id = ${uuidLiteral(claim.userId)}`;
+export function touchKey(keyId: string): boolean {
+  const now = Date.now();
+  if (now - (touchedAt.get(keyId) ?? 0) <= TOUCH_MS) return false;
+  if (touchedAt.size > 10_000) touchedAt.clear();
+  touchedAt.set(keyId, now);
+  return true;
 }
 
-/** Turn the prelude's result into the confirmed caller, or refuse. */
+/**
+ * The statement that enters the request's transaction: it sets the claim's company for row-level security
+ * and confirms the claim (migrations/0004, PL/pgSQL functions whose plans are cached), all parameters bound.
+ */
+export function principalStatement(claim: Claim): Statement {
+  if (claim.kind === 'apikey') {
+    return {
+      name: 'attendux_enter_api_key',
+      text: 'SELECT attendux_enter_api_key($1, $2, $3) AS ok',
+      values: [claim.tenantId, claim.keyId, touchKey(claim.keyId)],
+    };
+  }
+  return {
+    name: 'attendux_enter_session',
+    text: 'SELECT role, session_epoch, disabled, employee_id FROM attendux_enter_session($1, $2)',
+    values: [claim.tenantId, claim.userId],
+  };
+}
+
+export const keyNotLive = () => httpError('UNAUTHENTICATED', 'the API key is revoked or expired');
+
+/** The caller an API-key claim names; confirmed only once the database said the key is live. */
+export function apiKeyPrincipal(claim: Extract<Claim, { kind: 'apikey' }>): Principal {
+  return {
+    kind: 'apikey',
+    tenantId: claim.tenantId,
+    actor: `apikey:${claim.prefix}`,
+    role: null,
+    userId: null,
+    employeeId: null,
+    scopes: claim.scopes,
+  };
+}
+
+/** Turn the entering statement's result into the confirmed caller, or refuse. */
 export function principalFrom(claim: Claim, result: { rows: unknown[] } | undefined): Principal {
   if (claim.kind === 'apikey') {
     const row = result?.rows[0] as { ok: boolean } | undefined;
-    if (!row?.ok) throw httpError('UNAUTHENTICATED', 'the API key is revoked or expired');
-    return {
-      kind: 'apikey',
-      tenantId: claim.tenantId,
-      actor: `apikey:${claim.prefix}`,
-      role: null,
-      userId: null,
-      employeeId: null,
-      scopes: claim.scopes,
-    };
+    if (!row?.ok) throw keyNotLive();
+    return apiKeyPrincipal(claim);
   }
   const u = result?.rows[0] as
     { role: Role; session_epoch: number; disabled: boolean; employee_id: string | null } | undefined;

@@ -5,9 +5,10 @@ import type { Role } from '../db/queries/users.js';
 import type { ApiKeyScope } from '../db/queries/api-keys.js';
 import { pepperedHash } from '../crypto/random.js';
 import {
+  apiKeyPrincipal,
   checkCsrf,
   principalFrom,
-  principalPrelude,
+  principalStatement,
   readClaim,
   refreshSession,
   type Claim,
@@ -36,8 +37,16 @@ export interface RequestContext {
   ) => Promise<void>;
   /** Run after the transaction committed (hooks, metrics); never on rollback. */
   afterCommit: (fn: () => void) => void;
-  /** The result of the route's prelude statement, when it declared one and it ran. */
-  prelude: { rows: Row[] } | undefined;
+}
+
+/** What an API-key fast path gets: the key's claim, not yet confirmed by the database. */
+export interface ApiKeyContext {
+  req: FastifyRequest;
+  reply: FastifyReply;
+  claim: Extract<Claim, { kind: 'apikey' }>;
+  /** The caller as it will be once the key is confirmed live (the handler's statements must confirm it). */
+  p: Principal;
+  deps: ServerDeps;
 }
 
 export interface RouteSpec {
@@ -48,10 +57,11 @@ export interface RouteSpec {
   /** The API-key scope that allows the route; absent: API keys may not call it. admin covers every scope. */
   scope?: ApiKeyScope;
   /**
-   * Optional read-only statement (uuidLiteral() values only) run in the same round trip as BEGIN and the
-   * principal check; its result reaches the handler as ctx.prelude. For the hot path (kiosk check-ins).
+   * The hot path of API-key callers whose scope allows the route (kiosk check-ins): the handler runs without
+   * the generic BEGIN ... COMMIT and owns what it otherwise provides, in single parameterised statements that
+   * each set the company, confirm the key is live and write their audit entry atomically (migrations/0004).
    */
-  prelude?: (req: FastifyRequest, claim: Claim) => string | undefined;
+  apiKeyFastPath?: (ctx: ApiKeyContext) => Promise<unknown>;
   /** The route ends the caller's session (logout, password change): never re-issue the cookie after it. */
   endsSession?: boolean;
   handler(ctx: RequestContext): Promise<unknown>;
@@ -93,13 +103,17 @@ export function defineRoute(app: FastifyInstance, deps: ServerDeps, spec: RouteS
     handler: async (req, reply) => {
       const claim = await readClaim(req, deps);
       checkCsrf(req, deps, claim);
+      if (spec.apiKeyFastPath && claim.kind === 'apikey') {
+        const p = apiKeyPrincipal(claim);
+        // A key without the scope takes the generic path, which refuses it (401 when revoked, else 403).
+        if (allowed(spec, p)) return spec.apiKeyFastPath({ req, reply, claim, p, deps });
+      }
       const after: (() => void)[] = [];
-      const routePrelude = spec.prelude?.(req, claim);
       const result = await withTenant(
         deps.pool,
         claim.tenantId,
-        async (c, prelude) => {
-          const p = principalFrom(claim, prelude[0]);
+        async (c, entered) => {
+          const p = principalFrom(claim, entered);
           if (!allowed(spec, p)) {
             throw forbidden(
               p.kind === 'apikey' ? 'the API key lacks the scope for this' : 'your role does not allow this',
@@ -124,11 +138,10 @@ export function defineRoute(app: FastifyInstance, deps: ServerDeps, spec: RouteS
               });
             },
             afterCommit: (fn) => after.push(fn),
-            prelude: routePrelude ? (prelude[1] as { rows: Row[] } | undefined) : undefined,
           };
           return spec.handler(ctx);
         },
-        principalPrelude(claim) + (routePrelude ? `; ${routePrelude}` : ''),
+        principalStatement(claim),
       );
       for (const fn of after) {
         try {

@@ -1,7 +1,4 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { uuidLiteral } from '../../db/pool.js';
-import type { Claim } from '../auth.js';
-import type { Row } from '../route.js';
+import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { bufferToVector, faceAad, open as openSealed } from '../../crypto/aead.js';
 import { cosineSimilarity, FACE_MAX_DIMENSIONS, FACE_MIN_DIMENSIONS } from '../../core/face.js';
@@ -9,11 +6,18 @@ import { judgeGeofence, type GeofenceResult, type Site } from '../../core/geofen
 import { AttenduxError } from '../../errors.js';
 import { forbidden, httpError, notFound } from '../errors.js';
 import { idParam, isoTime, latitude, longitude, parse, uuid } from '../validate.js';
-import { ALL_ROLES, auditHashes, defineRoute, type RequestContext } from '../route.js';
+import {
+  ALL_ROLES,
+  auditHashes,
+  defineRoute,
+  type ApiKeyContext,
+  type RequestContext,
+  type Row,
+} from '../route.js';
 import { canSeeEmployee, employeeScope } from '../scope.js';
 import { mergeSettings } from '../settings.js';
 import type { ServerDeps } from '../deps.js';
-import type { Principal } from '../auth.js';
+import { keyNotLive, touchKey, type Principal } from '../auth.js';
 
 const CheckBody = z.strictObject({
   employeeId: uuid.optional(),
@@ -21,22 +25,24 @@ const CheckBody = z.strictObject({
   face: z.array(z.number()).min(FACE_MIN_DIMENSIONS).max(FACE_MAX_DIMENSIONS).optional(),
   deviceId: z.string().min(1).max(100).optional(),
 });
+type CheckBody = z.infer<typeof CheckBody>;
+type Kind = 'check_in' | 'check_out';
 
 /** The employee, the company's sites and settings: see attendux_checkin_subject in migrations/0002. */
-function subjectSql(tenant: string, employee: string): string {
-  return `SELECT * FROM attendux_checkin_subject(${tenant}, ${employee})`;
+interface Subject {
+  id: string;
+  status: string;
+  face_template: Buffer | null;
+  face_key_id: string | null;
+  sites: Site[];
+  settings: Record<string, unknown> | null;
 }
 
-/** Bodies already validated by the prelude, so the handler does not parse twice. */
-const parsedBodies = new WeakMap<FastifyRequest, z.infer<typeof CheckBody>>();
-
-/** A kiosk names the employee in the body: load it in the same round trip as BEGIN and the key check. */
-function kioskPrelude(req: FastifyRequest, claim: Claim): string | undefined {
-  if (claim.kind !== 'apikey') return undefined;
-  const b = CheckBody.safeParse(req.body);
-  if (!b.success || !b.data.employeeId) return undefined;
-  parsedBodies.set(req, b.data);
-  return subjectSql(uuidLiteral(claim.tenantId), uuidLiteral(b.data.employeeId));
+interface Verdict {
+  geo: GeofenceResult;
+  flagged: boolean;
+  method: 'face' | 'gps' | 'kiosk' | 'manual';
+  faceScore: number | null;
 }
 
 /** Whose attendance this is: a user checks in as the employee linked to it; a kiosk key names the employee. */
@@ -54,30 +60,14 @@ function subjectOf(p: Principal, requested: string | undefined): string {
   return p.employeeId;
 }
 
-async function check(ctx: RequestContext, kind: 'check_in' | 'check_out') {
-  const { c, p, req, reply, deps } = ctx;
-  const b = parsedBodies.get(req) ?? parse(CheckBody, req.body, 'body');
-  const employeeId = subjectOf(p, b.employeeId);
-  // One statement for everything the verdict needs: the employee, the company's sites and settings. For a
-  // kiosk key it already ran with BEGIN (the route's prelude); a user's own check-in queries it here.
-  const rows = (
-    ctx.prelude ??
-    (await c.query<Row>({
-      name: 'attendux_checkin_subject',
-      text: subjectSql('$1', '$2'),
-      values: [p.tenantId, employeeId],
-    }))
-  ).rows as {
-    id: string;
-    status: string;
-    face_template: Buffer | null;
-    face_key_id: string | null;
-    sites: Site[];
-    settings: Record<string, unknown> | null;
-  }[];
-  if (rows[0] && rows[0].id !== employeeId.toLowerCase())
-    throw new AttenduxError('INTERNAL', 'prelude for another employee');
-  const emp = rows[0];
+/** Face and geofence verdicts, computed here rather than in SQL; throws when the company's settings refuse. */
+async function judge(
+  deps: ServerDeps,
+  p: Principal,
+  employeeId: string,
+  b: CheckBody,
+  emp: Subject | undefined,
+): Promise<Verdict> {
   if (!emp) throw notFound('employee');
   if (emp.status !== 'active') throw httpError('CONFLICT', 'the employee is inactive');
   const settings = mergeSettings(emp.settings);
@@ -118,11 +108,78 @@ async function check(ctx: RequestContext, kind: 'check_in' | 'check_out') {
   }
   const flagged = geo.verdict === 'outside' || geo.verdict === 'unknown';
   const method = faceScore !== null ? 'face' : b.position ? 'gps' : p.kind === 'apikey' ? 'kiosk' : 'manual';
+  return { geo, flagged, method, faceScore };
+}
 
-  // The event and its audit entry in one statement (the hot path: one round trip less); the audit_log
-  // trigger chains the entry exactly as appendAudit's insert would. Coordinates stay out of the audit log:
-  // the event row holds them, under the same retention as attendance.
+/**
+ * The event's columns after the tenant and employee, then the audit entry's actor, action, hashes and details,
+ * in the order both insert statements take them. Coordinates stay out of the audit log: the event row holds
+ * them, under the same retention as attendance.
+ */
+function eventValues(
+  req: RequestContext['req'],
+  deps: ServerDeps,
+  p: Principal,
+  employeeId: string,
+  kind: Kind,
+  b: CheckBody,
+  v: Verdict,
+): unknown[] {
   const hashes = auditHashes(req, deps);
+  return [
+    kind,
+    b.position?.latitude ?? null,
+    b.position?.longitude ?? null,
+    b.position?.accuracy ?? null,
+    v.geo.siteId,
+    v.geo.verdict,
+    v.geo.distanceM,
+    v.method,
+    v.faceScore,
+    b.deviceId ?? null,
+    v.flagged,
+    p.actor,
+    `attendance.${kind}`,
+    hashes.ipHash,
+    hashes.uaHash,
+    JSON.stringify({
+      employeeId,
+      geofence: v.geo.verdict,
+      flagged: v.flagged,
+      method: v.method,
+      siteId: v.geo.siteId,
+    }),
+  ];
+}
+
+function checkResponse(ev: { id: number; occurredAt: Date }, employeeId: string, kind: Kind, v: Verdict) {
+  return {
+    id: ev.id,
+    employeeId,
+    kind,
+    occurredAt: ev.occurredAt,
+    geofence: v.geo.verdict,
+    siteId: v.geo.siteId,
+    distanceM: v.geo.distanceM,
+    flagged: v.flagged,
+    method: v.method,
+    faceScore: v.faceScore,
+  };
+}
+
+/** A user's own check-in (or a key taking the generic path): inside the request's tenant transaction. */
+async function check(ctx: RequestContext, kind: Kind) {
+  const { c, p, req, reply, deps } = ctx;
+  const b = parse(CheckBody, req.body, 'body');
+  const employeeId = subjectOf(p, b.employeeId);
+  const { rows } = await c.query<Subject & Row>({
+    name: 'attendux_checkin_subject',
+    text: 'SELECT * FROM attendux_checkin_subject($1, $2)',
+    values: [p.tenantId, employeeId],
+  });
+  const v = await judge(deps, p, employeeId, b, rows[0]);
+  // The event and its audit entry in one statement; the audit_log trigger chains the entry exactly as
+  // appendAudit's insert would.
   const ins = await c.query<{ id: number; occurredAt: Date }>({
     name: 'attendux_checkin_insert',
     text: `WITH ev AS (
@@ -136,42 +193,98 @@ async function check(ctx: RequestContext, kind: 'check_in' | 'check_out') {
              SELECT $1, $14, $15, 'attendance_event', ev.id::text, $16, $17, $18::jsonb, '\\x', '\\x' FROM ev
              RETURNING seq)
          SELECT ev.id, ev.occurred_at AS "occurredAt" FROM ev, au`,
-    values: [
-      p.tenantId,
-      employeeId,
-      kind,
-      b.position?.latitude ?? null,
-      b.position?.longitude ?? null,
-      b.position?.accuracy ?? null,
-      geo.siteId,
-      geo.verdict,
-      geo.distanceM,
-      method,
-      faceScore,
-      b.deviceId ?? null,
-      flagged,
-      p.actor,
-      `attendance.${kind}`,
-      hashes.ipHash,
-      hashes.uaHash,
-      JSON.stringify({ employeeId, geofence: geo.verdict, flagged, method, siteId: geo.siteId }),
-    ],
+    values: [p.tenantId, employeeId, ...eventValues(req, deps, p, employeeId, kind, b, v)],
   });
-  const ev = ins.rows[0]!;
   ctx.afterCommit(() => (kind === 'check_in' ? deps.metrics.checkIns++ : deps.metrics.checkOuts++));
   reply.code(201);
-  return {
-    id: ev.id,
-    employeeId,
-    kind,
-    occurredAt: ev.occurredAt,
-    geofence: geo.verdict,
-    siteId: geo.siteId,
-    distanceM: geo.distanceM,
-    flagged,
-    method,
-    faceScore,
-  };
+  return checkResponse(ins.rows[0]!, employeeId, kind, v);
+}
+
+/** A kiosk's view of an employee: the subject and its fingerprint (attendux_checkin_version, migrations/0004). */
+interface KioskContext {
+  subject: Subject;
+  version: string;
+}
+
+/**
+ * Contexts of recently checked-in employees, by company and employee. Only a shortcut: every insert compares
+ * the fingerprint with the database in the inserting statement, and a refusal is only ever given from a
+ * context just loaded, so a stale entry costs a round trip, never a wrong verdict.
+ */
+const kioskContexts = new Map<string, KioskContext>();
+const KIOSK_CONTEXTS_MAX = 20_000;
+const KIOSK_ATTEMPTS = 3;
+
+async function loadKioskContext(deps: ServerDeps, claim: ApiKeyContext['claim'], employeeId: string) {
+  const { rows } = await deps.pool.query<Subject & { key_live: boolean; version: string }>({
+    name: 'attendux_checkin_context',
+    text: 'SELECT * FROM attendux_checkin_context($1, $2, $3, $4)',
+    values: [claim.tenantId, claim.keyId, false, employeeId],
+  });
+  const row = rows[0];
+  if (!row?.key_live) throw keyNotLive();
+  if (!row.id) throw notFound('employee');
+  return { subject: row, version: row.version };
+}
+
+/**
+ * The kiosk hot path, without BEGIN and COMMIT: usually ONE statement (attendux_record_checkin: company set
+ * inside it, key confirmed live, context fingerprint compared, event and audit entry inserted atomically),
+ * judged from a cached context; two when the context must be loaded first (attendux_checkin_context).
+ */
+async function kioskCheck(ctx: ApiKeyContext, kind: Kind) {
+  const { req, reply, deps, claim, p } = ctx;
+  const b = parse(CheckBody, req.body, 'body');
+  const employeeId = subjectOf(p, b.employeeId).toLowerCase();
+  const cacheKey = `${claim.tenantId}:${employeeId}`;
+  for (let attempt = 0; attempt < KIOSK_ATTEMPTS; attempt++) {
+    let context = kioskContexts.get(cacheKey);
+    let v: Verdict | undefined;
+    if (context) {
+      try {
+        v = await judge(deps, p, employeeId, b, context.subject);
+      } catch {
+        // Refuse only on what the database holds now, never on a cached context.
+        context = undefined;
+      }
+    }
+    if (!context || !v) {
+      context = await loadKioskContext(deps, claim, employeeId);
+      if (kioskContexts.size >= KIOSK_CONTEXTS_MAX) kioskContexts.clear();
+      kioskContexts.set(cacheKey, context);
+      v = await judge(deps, p, employeeId, b, context.subject);
+    }
+    const rec = await deps.pool.query<{
+      key_live: boolean;
+      fresh: boolean | null;
+      id: number | null;
+      occurredAt: Date | null;
+    }>({
+      name: 'attendux_record_checkin',
+      text: `SELECT key_live, fresh, id, occurred_at AS "occurredAt"
+               FROM attendux_record_checkin($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                                            $17, $18, $19, $20, $21)`,
+      values: [
+        claim.tenantId,
+        claim.keyId,
+        touchKey(claim.keyId),
+        employeeId,
+        context.version,
+        ...eventValues(req, deps, p, employeeId, kind, b, v),
+      ],
+    });
+    const row = rec.rows[0];
+    if (!row?.key_live) throw keyNotLive();
+    if (row.fresh && row.id !== null && row.occurredAt !== null) {
+      if (kind === 'check_in') deps.metrics.checkIns++;
+      else deps.metrics.checkOuts++;
+      reply.code(201);
+      return checkResponse({ id: row.id, occurredAt: row.occurredAt }, employeeId, kind, v);
+    }
+    // The employee, the sites or the settings changed since the context was loaded: judge again.
+    kioskContexts.delete(cacheKey);
+  }
+  throw httpError('CONFLICT', 'the employee or the company settings keep changing; retry');
 }
 
 const EventsQuery = z.strictObject({
@@ -223,7 +336,7 @@ export function attendanceRoutes(app: FastifyInstance, deps: ServerDeps) {
       url,
       roles: ALL_ROLES,
       scope: 'check-in',
-      prelude: kioskPrelude,
+      apiKeyFastPath: (ctx) => kioskCheck(ctx, kind),
       handler: (ctx) => check(ctx, kind),
     });
   }
