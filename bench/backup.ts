@@ -12,151 +12,29 @@
  * Databases attendux_bench_backup / attendux_bench_backup_small are kept between runs (seeding 2M events
  * with change capture takes a while); --reseed recreates them. Work files live in bench/.data/backup.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
-import { seedReference } from './seed.js';
-import { connectClient, createPool, ddl } from '../src/db/pool.js';
-import { provisionDatabase } from '../src/db/provision.js';
-import { runMigrations } from '../src/db/migrate.js';
+import { connectClient } from '../src/db/pool.js';
+import {
+  attendux,
+  ensureDatabase,
+  f,
+  ROOT,
+  timed,
+  urlFor,
+  values,
+  writeInstall as writeInstallIn,
+  type Timed,
+} from './common.js';
 
-const { values } = parseArgs({
-  options: {
-    url: { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/postgres' },
-    events: { type: 'string', default: '2000000' },
-    companies: { type: 'string', default: '200' },
-    employees: { type: 'string', default: '5000' },
-    reseed: { type: 'boolean', default: false },
-  },
-});
-
-const ROOT = new URL('..', import.meta.url).pathname;
-const BIN = join(ROOT, 'bin/attendux.js');
 const WORK = join(ROOT, 'bench/.data/backup');
-const PASSWORD = 'attendux-bench-password';
-const su = values.url;
-
-function urlFor(db: string, user: string): string {
-  const u = new URL(su);
-  u.username = user;
-  u.password = PASSWORD;
-  u.pathname = `/${db}`;
-  return u.toString();
-}
-
-async function ensureDatabase(
-  name: string,
-  events: number,
-  companies: number,
-  employees: number,
-): Promise<void> {
-  const c = await connectClient(su);
-  let exists: boolean;
-  try {
-    if (values.reseed) await ddl(c, 'DROP DATABASE IF EXISTS %I WITH (FORCE)', name);
-    exists = (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [name])).rowCount === 1;
-  } finally {
-    await c.end();
-  }
-  const owner = `${name}_owner`;
-  if (exists) {
-    const pool = createPool(urlFor(name, owner), 1);
-    const { rows } = await pool
-      .query<{ n: number }>('SELECT count(*)::int AS n FROM attendance_events')
-      .catch(() => ({ rows: [{ n: 0 }] }));
-    await pool.end();
-    if (rows[0]!.n >= events) return;
-    const c2 = await connectClient(su);
-    await ddl(c2, 'DROP DATABASE IF EXISTS %I WITH (FORCE)', name);
-    await c2.end();
-  }
-  await provisionDatabase({
-    superuserUrl: su,
-    database: name,
-    ownerRole: owner,
-    ownerPassword: PASSWORD,
-    appRole: `${name}_app`,
-    appPassword: PASSWORD,
-  });
-  await runMigrations({ adminUrl: urlFor(name, owner), appRole: `${name}_app`, direction: 'up' });
-  const pool = createPool(urlFor(name, owner), 2);
-  const t0 = Date.now();
-  process.stdout.write(`seeding ${name}: ${events} events over ${companies} companies... `);
-  await seedReference(pool, { companies, employees, events });
-  await pool.end();
-  console.log(`${((Date.now() - t0) / 1000).toFixed(0)} s`);
-}
-
-async function writeInstall(name: string): Promise<{ config: string; identity: string }> {
-  const dir = join(WORK, name);
-  await rm(dir, { recursive: true, force: true });
-  await mkdir(dir, { recursive: true });
-  const identity = join(dir, 'identity.txt');
-  execFileSync('age-keygen', ['-o', identity], { stdio: 'pipe' });
-  const recipient = /public key: (age1\S+)/.exec(await readFile(identity, 'utf8'))![1]!;
-  const config = join(dir, 'attendux.json');
-  await writeFile(
-    config,
-    JSON.stringify({
-      dataDir: 'data',
-      database: {
-        url: urlFor(name, `${name}_app`),
-        adminUrl: urlFor(name, `${name}_owner`),
-        appRole: `${name}_app`,
-      },
-      backup: { recipients: [recipient] },
-    }),
-  );
-  const key = () => randomBytes(32).toString('base64');
-  await writeFile(
-    join(dir, 'attendux.secrets.json'),
-    JSON.stringify({
-      sessionKey: key(),
-      apiKeyHmacKey: key(),
-      auditPepper: key(),
-      dataKeys: { k1: key() },
-      activeDataKeyId: 'k1',
-    }),
-    { mode: 0o600 },
-  );
-  return { config, identity };
-}
-
-interface Timed {
-  seconds: number;
-  peakRssMb: number;
-  stdout: string;
-}
-
-/** Run a command under /usr/bin/time -v: wall time and peak RSS of the process. */
-function timed(cmd: string, args: string[]): Promise<Timed> {
-  return new Promise((resolve, reject) => {
-    const t0 = process.hrtime.bigint();
-    const child = spawn('/usr/bin/time', ['-v', cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    child.on('exit', (code) => {
-      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      if (code !== 0)
-        return reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err.slice(-2000)}`));
-      const kb = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(err)?.[1] ?? 0);
-      resolve({ seconds, peakRssMb: kb / 1024, stdout: out });
-    });
-  });
-}
-
+const writeInstall = (name: string) => writeInstallIn(WORK, name);
 const ROUNDS = 3;
 
 function median(xs: Timed[]): Timed {
   return [...xs].sort((a, b) => a.seconds - b.seconds)[Math.floor(xs.length / 2)]!;
 }
-
-const attendux = (config: string, ...args: string[]) => timed('node', [BIN, '--config', config, ...args]);
-const f = (n: number, d = 2) => n.toFixed(d);
 
 async function main(): Promise<void> {
   const events = Number(values.events);
