@@ -1,6 +1,6 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readdir, readFile, writeFile, open } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile, open } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -106,6 +106,26 @@ describe('attendux backup (binary)', () => {
     const r = await run(i, 'backup', 'full');
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/^attendux: backup directory .*plain-file\/sub is not writable/);
+  });
+
+  it('exits 1 saying the disk is full, and leaves nothing that looks like a backup', async () => {
+    const i = await install();
+    const small = join(i.dir, 'small-disk');
+    await mkdir(small);
+    // A real full disk: a 256 KiB tmpfs (this machine's tests run as root) that the backup cannot fit in.
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', small]);
+    try {
+      await patchConfig(i, (c) => (c.backup.dir = small));
+      const r = await run(i, 'backup', 'full');
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr).toMatch(/^attendux: full backup failed: disk full while /);
+      expect(r.stderr).toContain('hint: free space in the backup directory');
+      expect((await readdir(small)).filter((n) => n.endsWith('.tar.age') || n.endsWith('.part'))).toEqual([]);
+      const list = await run(i, '--json', 'backup', 'list');
+      expect(JSON.parse(list.stdout)).toMatchObject({ backups: [] });
+    } finally {
+      execFileSync('umount', [small]);
+    }
   });
 
   it('exits 1 when an incremental has no full to build on', async () => {
