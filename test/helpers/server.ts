@@ -10,7 +10,7 @@ import { buildApp, type AppOptions } from '../../src/server/app.js';
 import { createPool, type Pool } from '../../src/db/pool.js';
 import type { Role } from '../../src/db/queries/users.js';
 import type { ConfigInput, Secrets } from '../../src/core/config/schema.js';
-import type { TestDatabase } from './db.js';
+import { createTestDatabase, type TestDatabase } from './db.js';
 
 export const PASSWORD = 'correct horse battery staple';
 
@@ -175,4 +175,38 @@ export async function login(app: FastifyInstance, company: Company, role: Role):
 
 export function adminPool(db: TestDatabase): Pool {
   return createPool(db.adminUrl, 2);
+}
+
+/** What every server test file starts from: its own database and install, company `acme`, and the app. */
+export interface ServerFixture {
+  db: TestDatabase;
+  ti: TestInstall;
+  admin: Pool;
+  app: FastifyInstance;
+  a: Company;
+  close(): Promise<void>;
+}
+
+export async function serverFixture(
+  label: string,
+  opts: { server?: ConfigInput['server']; app?: Partial<AppOptions>; company?: string } = {},
+): Promise<ServerFixture> {
+  const db = await createTestDatabase(label);
+  const ti = await createTestInstall(db, opts.server);
+  const admin = adminPool(db);
+  const a = await seedCompany(admin, ti.secrets.apiKeyHmacKey, opts.company ?? 'acme');
+  const app = await testApp(ti, opts.app);
+  return {
+    db,
+    ti,
+    admin,
+    app,
+    a,
+    close: async () => {
+      await app.close();
+      await admin.end();
+      await ti.cleanup();
+      await db.drop();
+    },
+  };
 }

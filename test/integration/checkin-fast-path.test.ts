@@ -1,17 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import type pg from 'pg';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import type { TestDatabase } from '../helpers/db.js';
 import {
-  adminPool,
-  createTestInstall,
   seedCompany,
-  testApp,
   type Company,
   type TestInstall,
+  serverFixture,
+  type ServerFixture,
 } from '../helpers/server.js';
 import { connectClient, createPool, withTenant, type Pool, type Queryable } from '../../src/db/pool.js';
 
+let f: ServerFixture;
 let db: TestDatabase;
 let ti: TestInstall;
 let app: FastifyInstance;
@@ -22,20 +22,14 @@ let b: Company;
 let conn: pg.Client;
 
 beforeAll(async () => {
-  db = await createTestDatabase('checkin_fast');
-  ti = await createTestInstall(db);
-  admin = adminPool(db);
-  a = await seedCompany(admin, ti.secrets.apiKeyHmacKey, 'fast-a');
+  f = await serverFixture('checkin_fast', { company: 'fast-a' });
+  ({ db, ti, admin, app, a } = f);
   b = await seedCompany(admin, ti.secrets.apiKeyHmacKey, 'fast-b');
-  app = await testApp(ti);
   conn = await connectClient(db.appUrl);
 });
 afterAll(async () => {
   await conn?.end();
-  await app?.close();
-  await admin?.end();
-  await ti?.cleanup();
-  await db?.drop();
+  await f?.close();
 });
 
 const CONTEXT = 'SELECT * FROM attendux_checkin_context($1, $2, $3, $4)';

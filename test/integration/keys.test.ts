@@ -1,21 +1,18 @@
 import { readFile, stat } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import {
-  adminPool,
-  createTestInstall,
   login,
   ORIGIN,
-  seedCompany,
-  testApp,
   type Company,
   type TestInstall,
+  serverFixture,
+  type ServerFixture,
 } from '../helpers/server.js';
 import { rotateDataKey, showKeys } from '../../src/core/keys.js';
 import type { Pool } from '../../src/db/pool.js';
 
-let db: TestDatabase;
+let f: ServerFixture;
 let ti: TestInstall;
 let app: FastifyInstance;
 let admin: Pool;
@@ -23,11 +20,8 @@ let a: Company;
 const vector = Array.from({ length: 96 }, (_, i) => Math.sin(i * 0.7));
 
 beforeAll(async () => {
-  db = await createTestDatabase('keys');
-  ti = await createTestInstall(db);
-  admin = adminPool(db);
-  a = await seedCompany(admin, ti.secrets.apiKeyHmacKey, 'acme');
-  app = await testApp(ti, { keyringCheckMs: 0 });
+  f = await serverFixture('keys', { app: { keyringCheckMs: 0 } });
+  ({ ti, admin, app, a } = f);
   const headers = { cookie: await login(app, a, 'hr'), origin: ORIGIN };
   for (const id of [a.employeeId, a.otherEmployeeId]) {
     const r = await app.inject({
@@ -40,10 +34,7 @@ beforeAll(async () => {
   }
 });
 afterAll(async () => {
-  await app?.close();
-  await admin?.end();
-  await ti?.cleanup();
-  await db?.drop();
+  await f?.close();
 });
 
 describe('keys rotate-data-key', () => {

@@ -1,22 +1,23 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import type { TestDatabase } from '../helpers/db.js';
 import {
-  adminPool,
   createTestInstall,
   login,
   ORIGIN,
   PASSWORD,
-  seedCompany,
   testApp,
   type Company,
   type TestInstall,
+  serverFixture,
+  type ServerFixture,
 } from '../helpers/server.js';
 import { encodeSession, nowSeconds } from '../../src/server/auth.js';
 import { pepperedHash } from '../../src/crypto/random.js';
 import type { Pool } from '../../src/db/pool.js';
 import { parseApiKey } from '../../src/crypto/apikey.js';
 
+let f: ServerFixture;
 let db: TestDatabase;
 let ti: TestInstall;
 let app: FastifyInstance;
@@ -24,17 +25,13 @@ let admin: Pool;
 let a: Company;
 
 beforeAll(async () => {
-  db = await createTestDatabase('auth');
-  ti = await createTestInstall(db, { maxFailedLogins: 5, lockoutMinutes: 15, sessionIdleMinutes: 30 });
-  admin = adminPool(db);
-  a = await seedCompany(admin, ti.secrets.apiKeyHmacKey, 'acme');
-  app = await testApp(ti);
+  f = await serverFixture('auth', {
+    server: { maxFailedLogins: 5, lockoutMinutes: 15, sessionIdleMinutes: 30 },
+  });
+  ({ db, ti, admin, app, a } = f);
 });
 afterAll(async () => {
-  await app?.close();
-  await admin?.end();
-  await ti?.cleanup();
-  await db?.drop();
+  await f?.close();
 });
 
 const me = (headers: Record<string, string>) => app.inject({ url: '/api/v1/me', headers });

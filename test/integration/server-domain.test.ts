@@ -1,23 +1,21 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Writable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import {
-  adminPool,
-  createTestInstall,
   login,
   ORIGIN,
   PASSWORD,
-  seedCompany,
   testApp,
   type Company,
   type TestInstall,
+  serverFixture,
+  type ServerFixture,
 } from '../helpers/server.js';
 import { enterMaintenance, leaveMaintenance } from '../../src/core/maintenance.js';
 import type { Pool } from '../../src/db/pool.js';
 import { parseApiKey } from '../../src/crypto/apikey.js';
 
-let db: TestDatabase;
+let f: ServerFixture;
 let ti: TestInstall;
 let app: FastifyInstance;
 let admin: Pool;
@@ -25,20 +23,13 @@ let a: Company;
 const settingsChanged: string[] = [];
 
 beforeAll(async () => {
-  db = await createTestDatabase('domain');
-  ti = await createTestInstall(db);
-  admin = adminPool(db);
-  a = await seedCompany(admin, ti.secrets.apiKeyHmacKey, 'acme');
-  app = await testApp(ti, {
-    hooks: { onTenantSettingsChanged: (id) => settingsChanged.push(id) },
-    maintenanceTtlMs: 0,
+  f = await serverFixture('domain', {
+    app: { hooks: { onTenantSettingsChanged: (id) => settingsChanged.push(id) }, maintenanceTtlMs: 0 },
   });
+  ({ ti, admin, app, a } = f);
 });
 afterAll(async () => {
-  await app?.close();
-  await admin?.end();
-  await ti?.cleanup();
-  await db?.drop();
+  await f?.close();
 });
 
 const kiosk = (path: string, payload: object) =>

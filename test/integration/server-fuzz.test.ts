@@ -1,38 +1,21 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import {
-  adminPool,
-  createTestInstall,
-  login,
-  ORIGIN,
-  seedCompany,
-  testApp,
-  type Company,
-  type TestInstall,
-} from '../helpers/server.js';
+import { login, ORIGIN, type Company, serverFixture, type ServerFixture } from '../helpers/server.js';
 import { ROUTE_CASES } from '../helpers/routes.js';
 import type { Pool } from '../../src/db/pool.js';
 
-let db: TestDatabase;
-let ti: TestInstall;
+let f: ServerFixture;
 let app: FastifyInstance;
 let admin: Pool;
 let a: Company;
 
 beforeAll(async () => {
-  db = await createTestDatabase('fuzz');
-  ti = await createTestInstall(db);
-  admin = adminPool(db);
-  a = await seedCompany(admin, ti.secrets.apiKeyHmacKey, 'acme');
+  f = await serverFixture('fuzz');
+  ({ admin, app, a } = f);
   await admin.query('UPDATE users SET employee_id = $2 WHERE id = $1', [a.users.owner.id, a.otherEmployeeId]);
-  app = await testApp(ti);
 });
 afterAll(async () => {
-  await app?.close();
-  await admin?.end();
-  await ti?.cleanup();
-  await db?.drop();
+  await f?.close();
 });
 
 /** A small deterministic PRNG (mulberry32) so a failure reproduces from its seed. */

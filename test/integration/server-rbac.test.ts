@@ -1,22 +1,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import {
-  adminPool,
-  createTestInstall,
   login,
   ORIGIN,
   ROLES,
   seedCompany,
-  testApp,
   type Company,
   type TestInstall,
+  serverFixture,
+  type ServerFixture,
 } from '../helpers/server.js';
 import { idsOf, ROUTE_CASES, type Ids } from '../helpers/routes.js';
 import { routeTable } from '../../src/server/route.js';
 import type { Pool } from '../../src/db/pool.js';
 
-let db: TestDatabase;
+let f: ServerFixture;
 let ti: TestInstall;
 let app: FastifyInstance;
 let admin: Pool;
@@ -65,20 +63,14 @@ async function extras(c: Company): Promise<Ids> {
 }
 
 beforeAll(async () => {
-  db = await createTestDatabase('rbac');
-  ti = await createTestInstall(db);
-  admin = adminPool(db);
-  a = await seedCompany(admin, ti.secrets.apiKeyHmacKey, 'acme');
+  f = await serverFixture('rbac');
+  ({ ti, admin, app, a } = f);
   b = await seedCompany(admin, ti.secrets.apiKeyHmacKey, 'globex');
   idsA = await extras(a);
   await extras(b);
-  app = await testApp(ti);
 });
 afterAll(async () => {
-  await app?.close();
-  await admin?.end();
-  await ti?.cleanup();
-  await db?.drop();
+  await f?.close();
 });
 
 let n = 0;

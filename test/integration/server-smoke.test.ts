@@ -1,36 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import {
-  adminPool,
-  createTestInstall,
-  login,
-  ORIGIN,
-  seedCompany,
-  testApp,
-  type Company,
-  type TestInstall,
-} from '../helpers/server.js';
-import type { Pool } from '../../src/db/pool.js';
+import { login, ORIGIN, type Company, serverFixture, type ServerFixture } from '../helpers/server.js';
 
-let db: TestDatabase;
-let ti: TestInstall;
+let f: ServerFixture;
 let app: FastifyInstance;
-let admin: Pool;
 let a: Company;
 
 beforeAll(async () => {
-  db = await createTestDatabase('smoke');
-  ti = await createTestInstall(db);
-  admin = adminPool(db);
-  a = await seedCompany(admin, ti.secrets.apiKeyHmacKey, 'acme');
-  app = await testApp(ti);
+  f = await serverFixture('smoke');
+  ({ app, a } = f);
 });
 afterAll(async () => {
-  await app?.close();
-  await admin?.end();
-  await ti?.cleanup();
-  await db?.drop();
+  await f?.close();
 });
 
 describe('the server end to end in process', () => {

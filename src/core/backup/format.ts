@@ -204,7 +204,8 @@ export async function readIdentityFile(path: string): Promise<string[]> {
 // ---------------------------------------------------------------------------------------------------------
 // Reading a backup
 
-class HashTap extends Transform {
+/** Passes bytes through while hashing and counting them (the writer and the readers share it). */
+export class HashTap extends Transform {
   readonly hash = createHash('sha256');
   bytes = 0;
   override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {

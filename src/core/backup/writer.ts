@@ -2,7 +2,7 @@ import { constants, createReadStream, createWriteStream } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform, type TransformCallback } from 'node:stream';
+import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { once } from 'node:events';
 import { fsyncDir, writeFileAtomic } from '../fs.js';
@@ -13,21 +13,12 @@ import {
   ID_PATTERN,
   MANIFEST_ENTRY,
   dataFileName,
+  HashTap,
   sidecarFileName,
   type Manifest,
   type ManifestEntry,
   type Sidecar,
 } from './format.js';
-
-class Tap extends Transform {
-  readonly hash = createHash('sha256');
-  bytes = 0;
-  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
-    this.hash.update(chunk);
-    this.bytes += chunk.length;
-    cb(null, chunk);
-  }
-}
 
 /** One tar entry: the concatenation of staged files (gzip members concatenate into one valid gzip file). */
 export interface StagedEntry {
@@ -59,8 +50,8 @@ export interface WriteArchiveOptions {
 export async function writeArchive(opts: WriteArchiveOptions): Promise<Sidecar> {
   const { pack: tarPack } = await import('tar-stream');
   const pack = tarPack();
-  const tarTap = new Tap();
-  const outTap = new Tap();
+  const tarTap = new HashTap();
+  const outTap = new HashTap();
   let written = 0;
   const progress = new Transform({
     transform(chunk: Buffer, _e, cb) {
