@@ -169,7 +169,7 @@ export async function sweepOldDrills(adminUrl: string, live: string, now = new D
     await m.end().catch(() => undefined);
   }
   const old = names.filter((n) => {
-    const t = /_drill_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})$/.exec(n);
+    const t = /_drill_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})\d{0,3}$/.exec(n);
     if (!t) return false;
     const made = Date.UTC(+t[1]!, +t[2]! - 1, +t[3]!, +t[4]!, +t[5]!, +t[6]!);
     return now.getTime() - made > ABANDONED_DRILL_MS;

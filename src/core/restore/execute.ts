@@ -42,8 +42,12 @@ export interface RestoreResult {
 
 const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
 
+/**
+ * The time part of generated database names, down to the millisecond: a restore killed and run again within
+ * the same second must not find its own leftover under the name it is about to create.
+ */
 export function stamp(d = new Date()): string {
-  return d.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '_').toLowerCase();
+  return d.toISOString().replace(/[-:.]/g, '').replace('Z', '').replace('T', '_').toLowerCase();
 }
 
 export function checkDatabaseName(name: string): string {
@@ -264,7 +268,7 @@ export async function previewRestore(
 ): Promise<{ plan: RestorePlan; target: TargetState; database: string }> {
   const prep = await prepare(opts);
   try {
-    const database = checkDatabaseName(opts.into ?? `${prep.live}_restore_${stamp()}`);
+    const database = checkDatabaseName(opts.into ?? `${prep.live}_restore_${stamp()}`.slice(0, 63));
     const target = await targetState(prep.install.db.adminUrl, database);
     const plan = await planFromCatalog(prep.loaded, {
       backupId: opts.backupId,
@@ -298,7 +302,7 @@ export async function restoreInto(opts: RestoreOptions): Promise<RestoreResult> 
 }
 
 async function restoreIntoPrepared(prep: Prepared, opts: RestoreOptions, t0: number): Promise<RestoreResult> {
-  const name = checkDatabaseName(opts.into ?? `${prep.live}_restore_${stamp()}`);
+  const name = checkDatabaseName(opts.into ?? `${prep.live}_restore_${stamp()}`.slice(0, 63));
   if (name === prep.live)
     throw new AttenduxError('USAGE', `${name} is the live database of this install`, {
       hint: 'use --in-place to replace the live database, or pick another --into name',
