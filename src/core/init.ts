@@ -6,6 +6,7 @@ import { applyEnvOverrides, loadConfig, loadSecrets, resolvePaths, validateConfi
 import type { ConfigInput, Secrets } from './config/schema.js';
 import { randomKey, randomPassword } from '../crypto/random.js';
 import { formatIdentityFile, generateAgeKeyPair } from '../crypto/age.js';
+import { generateSigningKey } from '../crypto/signing.js';
 import { EMBEDDED_DATABASE, EMBEDDED_OWNER_ROLE, resolveDatabase } from '../db/connect.js';
 import { provisionDatabase } from '../db/provision.js';
 import { runMigrations } from '../db/migrate.js';
@@ -69,6 +70,8 @@ function newSecrets(): Secrets {
     auditPepper: randomKey(),
     dataKeys: { k1: randomKey() },
     activeDataKeyId: 'k1',
+    signingKey: generateSigningKey(),
+    auditKey: randomKey(),
     database: {},
   };
 }
@@ -76,6 +79,8 @@ function newSecrets(): Secrets {
 /** Keep every secret that exists; generate only what is missing. Secrets are never silently replaced. */
 function mergeSecrets(existing: Secrets | undefined, embedded: boolean): Secrets {
   const s = existing ? structuredClone(existing) : newSecrets();
+  s.signingKey ??= generateSigningKey();
+  s.auditKey ??= randomKey();
   s.database.adminPassword ??= randomPassword(32);
   s.database.appPassword ??= randomPassword(32);
   if (embedded) s.database.superuserPassword ??= randomPassword(32);

@@ -1,5 +1,11 @@
-import { loadConfig, loadSecrets, type ConfigLocation, type LoadedConfig } from './config/load.js';
-import type { Secrets } from './config/schema.js';
+import {
+  ensureInstallKeys,
+  loadConfig,
+  loadSecrets,
+  type ConfigLocation,
+  type InstallSecrets,
+  type LoadedConfig,
+} from './config/load.js';
 import { resolveDatabase, type DatabaseTarget } from '../db/connect.js';
 import { createPool, dbUnavailable, type Pool } from '../db/pool.js';
 import { migrationState } from '../db/migrate.js';
@@ -8,7 +14,7 @@ import { AttenduxError } from '../errors.js';
 /** An opened install: config, secrets, the database (embedded started if needed) and an admin pool. */
 export interface Install {
   loaded: LoadedConfig;
-  secrets: Secrets;
+  secrets: InstallSecrets;
   db: DatabaseTarget;
   admin: Pool;
   close(): Promise<void>;
@@ -21,7 +27,7 @@ export interface OpenOptions extends ConfigLocation {
 
 export async function openInstall(opts: OpenOptions = {}): Promise<Install> {
   const loaded = await loadConfig(opts);
-  const secrets = await loadSecrets(loaded.secretsPath);
+  const secrets = await ensureInstallKeys(loaded.secretsPath, await loadSecrets(loaded.secretsPath));
   const db = await resolveDatabase(loaded, secrets);
   const admin = createPool(db.adminUrl, 4, 'attendux-cli');
   const close = async () => {

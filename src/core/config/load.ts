@@ -263,3 +263,26 @@ export async function loadSecrets(secretsPath: string): Promise<Secrets> {
   }
   return result.data;
 }
+
+/** Secrets with every key an install needs, including those added after the install was made. */
+export type InstallSecrets = Secrets & { signingKey: string; auditKey: string };
+
+/**
+ * Add keys that installs made by older versions lack (signing key, audit key), rewriting the secrets file
+ * atomically with its 0600 mode; existing keys are never replaced. Returns the complete secrets.
+ */
+export async function ensureInstallKeys(secretsPath: string, secrets: Secrets): Promise<InstallSecrets> {
+  if (secrets.signingKey && secrets.auditKey) return secrets as InstallSecrets;
+  const { generateSigningKey } = await import('../../crypto/signing.js');
+  const { randomKey } = await import('../../crypto/random.js');
+  const { writeFileAtomic } = await import('../fs.js');
+  // Re-read under the same name: another process may have just added them; keep what is there.
+  const current = await loadSecrets(secretsPath);
+  const next: Secrets = {
+    ...current,
+    signingKey: current.signingKey ?? generateSigningKey(),
+    auditKey: current.auditKey ?? randomKey(),
+  };
+  await writeFileAtomic(secretsPath, JSON.stringify(next, null, 2) + '\n', 0o600);
+  return next as InstallSecrets;
+}

@@ -123,6 +123,13 @@ export const SecretsSchema = z.strictObject({
   /** AES-256-GCM data-encryption keys by id (face templates). */
   dataKeys: z.record(z.string().regex(/^[a-z0-9-]{1,32}$/), base64Key),
   activeDataKeyId: z.string(),
+  /**
+   * Install signing key (Ed25519, base64 PKCS#8 DER): signs backup manifests and audit checkpoints.
+   * Optional in the schema only so installs made before it existed still load; `openInstall` adds it.
+   */
+  signingKey: z.string().regex(/^[A-Za-z0-9+/]+=*$/, 'must be base64 PKCS#8 DER').optional(),
+  /** HMAC-SHA256 key of the audit chain; never stored in the database. Added like signingKey. */
+  auditKey: base64Key.optional(),
   database: z
     .strictObject({
       /** Password of the embedded cluster's superuser. */
