@@ -77,6 +77,7 @@ export async function ensureDatabase(
     await dropDb(name);
   }
   await provisionDatabase({
+    existingRoles: 'reset',
     superuserUrl: su,
     database: name,
     ownerRole: owner,

@@ -126,6 +126,7 @@ const su = await connectClient(values.url);
 const dir = await mkdtemp(join(tmpdir(), 'attendux-bench-'));
 try {
   await provisionDatabase({
+    existingRoles: 'reset',
     superuserUrl: values.url,
     database,
     ownerRole: OWNER,

@@ -2,6 +2,8 @@ import { Command, CommanderError, Option } from 'commander';
 import { AttenduxError, isAttenduxError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { registerCommands } from './commands/index.js';
+import { installSignalHandlers } from './lifecycle.js';
+import { stopStartedClusters } from '../db/embedded.js';
 
 export function buildProgram(): Command {
   const program = new Command('attendux')
@@ -44,22 +46,41 @@ function toAttenduxError(err: unknown): AttenduxError {
   });
 }
 
-/** The only place that exits: every command throws, this prints one clear line and sets the exit code. */
+/**
+ * The only place that decides the exit code: every command throws, this prints one clear line and sets it.
+ * An embedded cluster this process started is stopped before main() returns, whatever happened; signals
+ * are handled in lifecycle.ts.
+ */
 export async function main(argv: string[]): Promise<void> {
+  installSignalHandlers();
+  let code = 1;
+  try {
+    code = await run(argv);
+  } finally {
+    try {
+      await stopStartedClusters();
+    } catch (err) {
+      process.stderr.write(`attendux: could not stop embedded PostgreSQL: ${(err as Error).message}\n`);
+      code = code || 1;
+    }
+    process.exitCode = code;
+  }
+}
+
+async function run(argv: string[]): Promise<number> {
   const program = buildProgram();
   const debug = argv.includes('--debug');
   const json = argv.includes('--json');
   try {
     await program.parseAsync(argv);
-    process.exitCode = 0;
+    return 0;
   } catch (err) {
     if (err instanceof CommanderError) {
       // Help and version "errors" are successes; every other parse error is a usage error.
-      process.exitCode = err.exitCode === 0 ? 0 : 2;
       if (json && err.exitCode !== 0) {
         process.stdout.write(JSON.stringify({ error: { code: 'USAGE', message: err.message } }) + '\n');
       }
-      return;
+      return err.exitCode === 0 ? 0 : 2;
     }
     const e = toAttenduxError(err);
     process.stderr.write(`attendux: ${e.message}\n`);
@@ -80,6 +101,6 @@ export async function main(argv: string[]): Promise<void> {
         JSON.stringify({ error: { code: e.code, message: e.message, hint: e.hint, ...e.details } }) + '\n',
       );
     }
-    process.exitCode = e.exitCode;
+    return e.exitCode;
   }
 }

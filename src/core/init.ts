@@ -1,13 +1,25 @@
 import { mkdir, readFile, copyFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
-import { AttenduxError } from '../errors.js';
+import { AttenduxError, isAttenduxError } from '../errors.js';
 import { pathExists, writeFileAtomic } from './fs.js';
-import { applyEnvOverrides, loadConfig, loadSecrets, resolvePaths, validateConfig } from './config/load.js';
+import {
+  applyEnvOverrides,
+  loadConfig,
+  loadSecrets,
+  resolvePaths,
+  validateConfig,
+  type LoadedConfig,
+} from './config/load.js';
 import type { ConfigInput, Secrets } from './config/schema.js';
 import { randomKey, randomPassword } from '../crypto/random.js';
 import { formatIdentityFile, generateAgeKeyPair } from '../crypto/age.js';
 import { generateSigningKey } from '../crypto/signing.js';
-import { EMBEDDED_DATABASE, EMBEDDED_OWNER_ROLE, resolveDatabase } from '../db/connect.js';
+import {
+  EMBEDDED_DATABASE,
+  EMBEDDED_OWNER_ROLE,
+  resolveDatabase,
+  type DatabaseTarget,
+} from '../db/connect.js';
 import { provisionDatabase } from '../db/provision.js';
 import { runMigrations } from '../db/migrate.js';
 import { createPool } from '../db/pool.js';
@@ -33,11 +45,12 @@ export interface InitOptions {
   backupRecipient?: string;
   /** Where the generated age identity is written (default: beside the config). */
   identityPath?: string;
-  tenantSlug: string;
-  tenantName: string;
+  /** Required for a new install; a resumed one takes them from its progress file when absent. */
+  tenantSlug?: string;
+  tenantName?: string;
   timeZone?: string;
   currency?: string;
-  adminEmail: string;
+  adminEmail?: string;
   /** When absent, a password is generated and returned once. */
   adminPassword?: string;
   serverHost?: string;
@@ -60,6 +73,8 @@ export interface InitResult {
   tenant: { id: string; slug: string };
   adminEmail: string;
   generatedPassword?: string;
+  /** True when this run finished an install an earlier run had left part way. */
+  resumed?: boolean;
   steps: string[];
 }
 
@@ -95,10 +110,80 @@ function dbUrl(superuserUrl: string, user: string, database: string): string {
   return u.toString();
 }
 
+/** What a run has done so far, in <dataDir>/install-state.json (0600): a re-run continues from here. */
+export interface InstallState {
+  version: 1;
+  /** The first company and owner asked for, so that a bare re-run (`init --yes`, `npm start`) can finish. */
+  request: {
+    tenantSlug: string;
+    tenantName: string;
+    timeZone?: string;
+    currency?: string;
+    adminEmail: string;
+  };
+  /** Step name → when it last completed. */
+  done: Partial<Record<InitStep, string>>;
+  /** Roles this install created on its server: resetting their passwords on a re-run is safe. */
+  ownRoles: string[];
+  completedAt?: string;
+  failed?: { step: InitStep; at: string; code: string; message: string };
+}
+
+export const INIT_STEPS = [
+  'config',
+  'secrets',
+  'cluster',
+  'roles',
+  'database',
+  'migrations',
+  'company',
+  'owner',
+] as const;
+export type InitStep = (typeof INIT_STEPS)[number];
+
+export function installStatePath(dataDir: string): string {
+  return join(dataDir, 'install-state.json');
+}
+
+async function readState(dataDir: string): Promise<InstallState | undefined> {
+  try {
+    return JSON.parse(await readFile(installStatePath(dataDir), 'utf8')) as InstallState;
+  } catch {
+    return undefined;
+  }
+}
+
+async function writeState(dataDir: string, state: InstallState): Promise<void> {
+  await writeFileAtomic(installStatePath(dataDir), JSON.stringify(state, null, 2) + '\n', 0o600);
+}
+
+export type InstallStatus = 'none' | 'complete' | 'incomplete';
+
 /**
- * Provision an install: config + secrets, backup key pair, roles and database, schema, the first company
- * and its owner. Re-running on a complete install changes nothing and says so; --force rewrites the config
- * from the given options but keeps every existing secret.
+ * Is there an install at configPath, and did its provisioning finish? Decided from files alone, before any
+ * flag is validated or question asked: `init --yes` on an installed system is a no-op. An install made
+ * before progress was recorded counts as complete when it uses a configured server; on the embedded
+ * default it is resumed (every step is idempotent on its own cluster).
+ */
+export async function installStatus(configPath: string): Promise<InstallStatus> {
+  if (!(await pathExists(resolve(configPath)))) return 'none';
+  let loaded: LoadedConfig;
+  try {
+    loaded = await loadConfig({ configPath: resolve(configPath) });
+  } catch {
+    return 'complete'; // an invalid config: the commands that use it say what is wrong; init must not touch it
+  }
+  const state = await readState(loaded.config.dataDir);
+  if (state) return state.completedAt ? 'complete' : 'incomplete';
+  return loaded.config.database.url ? 'complete' : 'incomplete';
+}
+
+/**
+ * Provision an install: config + secrets, backup key pair, cluster (embedded), roles, database, schema, the
+ * first company and its owner. Every step is idempotent and recorded in <dataDir>/install-state.json, so a
+ * run that failed part way (port taken, server down, killed) is finished by running init (or `npm start`)
+ * again, with the secrets it already wrote. Re-running on a complete install changes nothing and says so;
+ * --force rewrites the config from the given options but keeps every existing secret.
  */
 export async function initInstall(opts: InitOptions): Promise<InitResult> {
   const steps: string[] = [];
@@ -108,16 +193,218 @@ export async function initInstall(opts: InitOptions): Promise<InitResult> {
   };
   const configPath = resolve(opts.configPath);
   const configDir = dirname(configPath);
+  const status = await installStatus(configPath);
+
+  if (status === 'complete' && !opts.force) return describeExisting(configPath, opts);
+
+  let loaded: LoadedConfig;
+  let secrets: Secrets;
+  let state: InstallState;
+  let identityPath: string | undefined;
+  let resumed = false;
+  if (status === 'incomplete' && !opts.force) {
+    // Resume: the config and secrets of the first run are kept as they are (a port fixed meanwhile with
+    // `config set database.embedded.port` is used); only what is missing is generated.
+    resumed = true;
+    loaded = await loadConfig({ configPath });
+    const existing = (await pathExists(loaded.secretsPath))
+      ? await loadSecrets(loaded.secretsPath)
+      : undefined;
+    secrets = mergeSecrets(existing, !loaded.config.database.url);
+    if (!existing || JSON.stringify(existing) !== JSON.stringify(secrets)) {
+      await writeFileAtomic(loaded.secretsPath, JSON.stringify(secrets, null, 2) + '\n', 0o600);
+    }
+    const old = await readState(loaded.config.dataDir);
+    state = old ?? newState(opts, undefined);
+    state.request = requestOf(opts, old);
+    const identity = join(configDir, 'attendux-backup-identity.txt');
+    if (await pathExists(identity)) identityPath = identity;
+    step(`resuming the install in ${configPath} (existing config and secrets kept)`);
+  } else {
+    const fresh = await writeConfigAndSecrets(opts, configPath, configDir, step);
+    loaded = fresh.loaded;
+    secrets = fresh.secrets;
+    identityPath = fresh.identityPath;
+    const old = await readState(loaded.config.dataDir);
+    state = newState(opts, old);
+  }
+  const dataDir = loaded.config.dataDir;
+  const embedded = !loaded.config.database.url;
+  state.done.config ??= new Date().toISOString();
+  state.done.secrets ??= new Date().toISOString();
+  delete state.completedAt;
+  await writeState(dataDir, state);
+
+  let current: InitStep = 'cluster';
+  const mark = async (s: InitStep) => {
+    state.done[s] = new Date().toISOString();
+    await writeState(dataDir, state);
+  };
+  let target: DatabaseTarget | undefined;
+  try {
+    const adminUrl = new URL(loaded.config.database.adminUrl ?? 'postgres://x@127.0.0.1/attendux');
+    const database = decodeURIComponent(adminUrl.pathname.slice(1)) || EMBEDDED_DATABASE;
+    const ownerRole = embedded ? EMBEDDED_OWNER_ROLE : decodeURIComponent(adminUrl.username);
+    const appRole = loaded.config.database.appRole;
+    let superuserUrl: string;
+    if (embedded) {
+      target = await resolveDatabase(loaded, secrets);
+      superuserUrl = target.superuserUrl!;
+      step(`embedded PostgreSQL running on 127.0.0.1:${target.embedded!.port} (${target.embedded!.dir})`);
+    } else {
+      if (!opts.superuserUrl) {
+        throw new AttenduxError(
+          'USAGE',
+          'finishing this install needs --database-url (a superuser URL of its server)',
+          {
+            hint: 're-run init with the same --database-url as the first run',
+          },
+        );
+      }
+      superuserUrl = opts.superuserUrl;
+    }
+    await mark('cluster');
+
+    current = 'roles';
+    // Passwords of existing roles are (re)set only where they are this install's: its own embedded cluster,
+    // roles an earlier run of this install created, or --force. On a shared server they may be another's.
+    const own = embedded || opts.force || [ownerRole, appRole].every((r) => state.ownRoles.includes(r));
+    const prov = await provisionDatabase({
+      superuserUrl,
+      database,
+      ownerRole,
+      ownerPassword: secrets.database.adminPassword!,
+      appRole,
+      appPassword: secrets.database.appPassword!,
+      existingRoles: own ? 'reset' : 'refuse',
+      onRoleCreated: async (role) => {
+        if (!state.ownRoles.includes(role)) state.ownRoles.push(role);
+        await writeState(dataDir, state);
+      },
+    });
+    await mark('roles');
+    current = 'database';
+    await mark('database');
+    step(
+      `${prov.createdDatabase ? 'created' : 'kept'} database ${database} (roles ${ownerRole}, ${appRole}${prov.resetRoles.length ? `; passwords of ${prov.resetRoles.join(', ')} set from the secrets file` : ''})`,
+    );
+
+    current = 'migrations';
+    const db = target ?? (await resolveDatabase(loaded, secrets));
+    const ran = await runMigrations({ adminUrl: db.adminUrl, appRole, direction: 'up' });
+    step(ran.length ? `applied ${ran.length} migration(s)` : 'schema already current');
+    await mark('migrations');
+
+    current = 'company';
+    const req = state.request;
+    const pool = createPool(db.adminUrl, 2, 'attendux-init');
+    try {
+      let tenant: Tenant | undefined = await findTenant(pool, req.tenantSlug);
+      if (!tenant) {
+        tenant = await createTenant(pool, {
+          slug: req.tenantSlug,
+          name: req.tenantName,
+          timeZone: req.timeZone,
+          currency: req.currency,
+          actor: opts.actor,
+        });
+        step(`created company ${tenant.slug}`);
+      }
+      await mark('company');
+      current = 'owner';
+      let generatedPassword: string | undefined;
+      if (!(await findUserByEmail(pool, tenant.id, req.adminEmail))) {
+        const created = await createUser(pool, {
+          tenant: tenant.id,
+          email: req.adminEmail,
+          role: 'owner',
+          password: opts.adminPassword,
+          actor: opts.actor,
+          bcryptCost: opts.bcryptCost,
+        });
+        generatedPassword = created.generatedPassword;
+        step(`created owner ${created.user.email}`);
+      }
+      state.done.owner = new Date().toISOString();
+      state.completedAt = state.done.owner;
+      delete state.failed;
+      await writeState(dataDir, state);
+      return {
+        alreadyInstalled: false,
+        configPath,
+        secretsPath: loaded.secretsPath,
+        dataDir,
+        database: { embedded, name: database },
+        backupRecipient: loaded.config.backup.recipients[0] ?? '',
+        identityPath,
+        tenant: { id: tenant.id, slug: tenant.slug },
+        adminEmail: req.adminEmail.toLowerCase(),
+        generatedPassword,
+        resumed,
+        steps,
+      };
+    } finally {
+      await pool.end();
+    }
+  } catch (err) {
+    const e = isAttenduxError(err) ? err : undefined;
+    state.failed = {
+      step: current,
+      at: new Date().toISOString(),
+      code: e?.code ?? 'INTERNAL',
+      message: (err as Error)?.message ?? String(err),
+    };
+    await writeState(dataDir, state).catch(() => undefined);
+    const again = `then run the same init again (or npm start for the quickstart): it finishes the install with the config and secrets already written`;
+    if (e) {
+      throw new AttenduxError(e.code, `install stopped at step "${current}": ${e.message}`, {
+        cause: err,
+        hint: e.hint ? `${e.hint}; ${again}` : again,
+        details: e.details,
+      });
+    }
+    throw err;
+  } finally {
+    await target?.release();
+  }
+}
+
+function requestOf(opts: InitOptions, old: InstallState | undefined): InstallState['request'] {
+  const slug = opts.tenantSlug ?? old?.request.tenantSlug;
+  const email = opts.adminEmail ?? old?.request.adminEmail;
+  if (!slug || !email) {
+    const missing = [!slug && '--company', !email && '--admin-email'].filter(Boolean);
+    throw new AttenduxError('USAGE', `init --yes needs ${missing.join(' and ')}`);
+  }
+  return {
+    tenantSlug: slug,
+    tenantName: opts.tenantName ?? old?.request.tenantName ?? slug,
+    timeZone: opts.timeZone ?? old?.request.timeZone,
+    currency: opts.currency ?? old?.request.currency,
+    adminEmail: email,
+  };
+}
+
+function newState(opts: InitOptions, old: InstallState | undefined): InstallState {
+  return {
+    version: 1,
+    request: requestOf(opts, old),
+    done: {},
+    ownRoles: old?.ownRoles ?? [],
+  };
+}
+
+/** A new install (or --force): validate, then write identity, secrets and config. */
+async function writeConfigAndSecrets(
+  opts: InitOptions,
+  configPath: string,
+  configDir: string,
+  step: (s: string) => void,
+): Promise<{ loaded: LoadedConfig; secrets: Secrets; identityPath?: string }> {
   const secretsPath = join(configDir, 'attendux.secrets.json');
   const embedded = !opts.superuserUrl;
-
-  if ((await pathExists(configPath)) && !opts.force) {
-    return describeExisting(configPath, opts);
-  }
-
-  const existingSecrets = (await pathExists(secretsPath)) ? await loadSecrets(secretsPath) : undefined;
-  const secrets = mergeSecrets(existingSecrets, embedded);
-
+  // The first company and owner are required before anything is written.
+  requestOf(opts, undefined);
   let recipient = opts.backupRecipient;
   let identityPath: string | undefined;
   let identityText: string | undefined;
@@ -169,6 +456,8 @@ export async function initInstall(opts: InitOptions): Promise<InitResult> {
   };
   validateConfig(config, configPath);
 
+  const existingSecrets = (await pathExists(secretsPath)) ? await loadSecrets(secretsPath) : undefined;
+  const secrets = mergeSecrets(existingSecrets, embedded);
   await mkdir(configDir, { recursive: true });
   await mkdir(resolve(opts.dataDir), { recursive: true, mode: 0o700 });
   if (identityPath && identityText) {
@@ -189,109 +478,28 @@ export async function initInstall(opts: InitOptions): Promise<InitResult> {
   }
   await writeFileAtomic(configPath, JSON.stringify(config, null, 2) + '\n', 0o640);
   step(`wrote config ${configPath}`);
-
   const loaded = resolvePaths(configPath, validateConfig(applyEnvOverrides(config, process.env), configPath));
-  let target;
-  if (embedded) {
-    target = await resolveDatabase(loaded, secrets);
-    step(
-      `embedded PostgreSQL running on 127.0.0.1:${target.embedded!.port} (${join(loaded.config.dataDir, 'pg')})`,
-    );
-  }
-  try {
-    const superuserUrl = target?.superuserUrl ?? opts.superuserUrl!;
-    const prov = await provisionDatabase({
-      superuserUrl,
-      database,
-      ownerRole,
-      ownerPassword: secrets.database.adminPassword!,
-      appRole,
-      appPassword: secrets.database.appPassword!,
-    });
-    step(
-      `${prov.createdDatabase ? 'created' : 'kept'} database ${database} (roles ${ownerRole}, ${appRole})`,
-    );
-    const db = target ?? (await resolveDatabase(loaded, secrets));
-    const ran = await runMigrations({ adminUrl: db.adminUrl, appRole, direction: 'up' });
-    step(ran.length ? `applied ${ran.length} migration(s)` : 'schema already current');
-
-    const pool = createPool(db.adminUrl, 2, 'attendux-init');
-    try {
-      let tenant: Tenant | undefined = await findTenant(pool, opts.tenantSlug);
-      if (!tenant) {
-        tenant = await createTenant(pool, {
-          slug: opts.tenantSlug,
-          name: opts.tenantName,
-          timeZone: opts.timeZone,
-          currency: opts.currency,
-          actor: opts.actor,
-        });
-        step(`created company ${tenant.slug}`);
-      }
-      let generatedPassword: string | undefined;
-      if (!(await findUserByEmail(pool, tenant.id, opts.adminEmail))) {
-        const created = await createUser(pool, {
-          tenant: tenant.id,
-          email: opts.adminEmail,
-          role: 'owner',
-          password: opts.adminPassword,
-          actor: opts.actor,
-          bcryptCost: opts.bcryptCost,
-        });
-        generatedPassword = created.generatedPassword;
-        step(`created owner ${created.user.email}`);
-      }
-      return {
-        alreadyInstalled: false,
-        configPath,
-        secretsPath,
-        dataDir: loaded.config.dataDir,
-        database: { embedded, name: database },
-        backupRecipient: recipient,
-        identityPath,
-        tenant: { id: tenant.id, slug: tenant.slug },
-        adminEmail: opts.adminEmail.toLowerCase(),
-        generatedPassword,
-        steps,
-      };
-    } finally {
-      await pool.end();
-    }
-  } finally {
-    await target?.release();
-  }
+  return { loaded, secrets, identityPath };
 }
 
-/** An install exists: report it (and whether it is complete) without changing anything. */
+/** A complete install exists: report it without changing anything (and without starting any database). */
 async function describeExisting(configPath: string, opts: InitOptions): Promise<InitResult> {
   const loaded = await loadConfig({ configPath });
-  const secrets = await loadSecrets(loaded.secretsPath);
-  const db = await resolveDatabase(loaded, secrets);
-  const pool = createPool(db.adminUrl, 1, 'attendux-init');
-  try {
-    const tenant = await findTenant(pool, opts.tenantSlug).catch(() => undefined);
-    if (!tenant) {
-      throw new AttenduxError(
-        'CONFIG_EXISTS',
-        `${configPath} exists but the install is incomplete (no company "${opts.tenantSlug}")`,
-        {
-          hint: 're-run with --force to finish it (existing secrets are kept)',
-        },
-      );
-    }
-    return {
-      alreadyInstalled: true,
-      configPath,
-      secretsPath: loaded.secretsPath,
-      dataDir: loaded.config.dataDir,
-      database: { embedded: !loaded.config.database.url, name: new URL(db.adminUrl).pathname.slice(1) },
-      backupRecipient: loaded.config.backup.recipients[0] ?? '',
-      tenant: { id: tenant.id, slug: tenant.slug },
-      adminEmail: opts.adminEmail.toLowerCase(),
-      steps: [],
-    };
-  } finally {
-    await pool.end();
-    await db.release();
-  }
+  const state = await readState(loaded.config.dataDir);
+  const embedded = !loaded.config.database.url;
+  const adminUrl = loaded.config.database.adminUrl;
+  return {
+    alreadyInstalled: true,
+    configPath,
+    secretsPath: loaded.secretsPath,
+    dataDir: loaded.config.dataDir,
+    database: {
+      embedded,
+      name: adminUrl ? decodeURIComponent(new URL(adminUrl).pathname.slice(1)) : EMBEDDED_DATABASE,
+    },
+    backupRecipient: loaded.config.backup.recipients[0] ?? '',
+    tenant: { id: '', slug: state?.request.tenantSlug ?? opts.tenantSlug ?? '' },
+    adminEmail: (state?.request.adminEmail ?? opts.adminEmail ?? '').toLowerCase(),
+    steps: [],
+  };
 }

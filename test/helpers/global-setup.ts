@@ -46,6 +46,7 @@ export default async function setup(project: TestProject) {
   }
   const template = `attendux_tpl_${project.name.replace(/\W/g, '')}_${process.pid}`;
   await provisionDatabase({
+    existingRoles: 'reset',
     superuserUrl,
     database: template,
     ownerRole: TEST_OWNER_ROLE,

@@ -68,6 +68,7 @@ beforeAll(async () => {
   cluster = await ensureEmbeddedCluster({ dataDir: join(dir, 'data'), port, superuserPassword: PASSWORD });
   superuser17 = `postgres://postgres:${PASSWORD}@127.0.0.1:${port}/postgres`;
   await provisionDatabase({
+    existingRoles: 'reset',
     superuserUrl: superuser17,
     database: 'attendux',
     ownerRole: 'attendux_owner',

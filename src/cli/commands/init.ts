@@ -41,7 +41,8 @@ export function registerInit(program: Command): void {
       ),
     )
     .option(
-      '--backup-recipient <age1...>',
+      // Not `<age1...>`: a placeholder ending in ... makes commander read the option as variadic.
+      '--backup-recipient <age-public-key>',
       'encrypt backups to this existing age public key instead of generating a key pair',
     )
     .option(
@@ -67,8 +68,11 @@ export function registerInit(program: Command): void {
     .option('--force', 'rewrite an existing config (existing secrets are always kept)')
     .action(async (flags: InitFlags, cmd: Command) => {
       const ctx = contextOf(cmd);
-      const opts = await collect(ctx, flags);
-      const { initInstall } = await import('../../core/init.js');
+      const { initInstall, installStatus } = await import('../../core/init.js');
+      // Installed (or part way): nothing to ask or validate; init reports it, or finishes it from its
+      // recorded progress.
+      const status = flags.force ? 'none' : await installStatus(configPathOf(ctx, flags));
+      const opts = status === 'none' ? await collect(ctx, flags) : await fromFlags(ctx, flags);
       const result = await initInstall({ ...opts, onStep: (s) => ctx.note(`  ${s}`) });
       printInit(ctx, result);
     });
@@ -82,7 +86,7 @@ export function printInit(ctx: CliContext, r: InitResult): void {
           'Use --force to rewrite the config.',
         ]
       : [
-          `Installed attendux: config ${r.configPath}`,
+          `${r.resumed ? 'Finished installing' : 'Installed'} attendux: config ${r.configPath}`,
           `  company ${r.tenant.slug}, owner ${r.adminEmail}`,
           ...(r.identityPath
             ? [
@@ -95,9 +99,37 @@ export function printInit(ctx: CliContext, r: InitResult): void {
   if (r.generatedPassword && !ctx.json) ctx.important(`Owner password (shown once): ${r.generatedPassword}`);
 }
 
-async function collect(ctx: CliContext, f: InitFlags): Promise<InitOptions> {
+function configPathOf(ctx: CliContext, f: InitFlags): string {
+  return f.configOut ?? ctx.opts.config ?? './attendux.json';
+}
+
+async function fromFlags(ctx: CliContext, f: InitFlags, adminPassword?: string): Promise<InitOptions> {
   const { cliActor } = await import('../../core/actor.js');
-  const configPath = f.configOut ?? ctx.opts.config ?? './attendux.json';
+  if (adminPassword === undefined && f.adminPasswordFile) {
+    adminPassword = (await readFile(f.adminPasswordFile, 'utf8')).replace(/\r?\n$/, '');
+  }
+  return {
+    configPath: configPathOf(ctx, f),
+    dataDir: f.dataDir ?? './attendux-data',
+    superuserUrl: f.databaseUrl,
+    databaseName: f.databaseName,
+    embeddedPort: f.embeddedPort,
+    backupRecipient: f.backupRecipient,
+    identityPath: f.identityOut,
+    tenantSlug: f.company,
+    tenantName: f.companyName ?? f.company,
+    timeZone: f.timeZone,
+    currency: f.currency,
+    adminEmail: f.adminEmail,
+    adminPassword,
+    serverHost: f.host,
+    serverPort: f.port,
+    force: f.force,
+    actor: cliActor(),
+  };
+}
+
+async function collect(ctx: CliContext, f: InitFlags): Promise<InitOptions> {
   let adminPassword: string | undefined;
   if (f.adminPasswordFile) {
     adminPassword = (await readFile(f.adminPasswordFile, 'utf8')).replace(/\r?\n$/, '');
@@ -136,23 +168,5 @@ async function collect(ctx: CliContext, f: InitFlags): Promise<InitOptions> {
       adminPassword = pw || undefined;
     }
   }
-  return {
-    configPath,
-    dataDir: f.dataDir ?? './attendux-data',
-    superuserUrl: f.databaseUrl,
-    databaseName: f.databaseName,
-    embeddedPort: f.embeddedPort,
-    backupRecipient: f.backupRecipient,
-    identityPath: f.identityOut,
-    tenantSlug: f.company!,
-    tenantName: f.companyName ?? f.company!,
-    timeZone: f.timeZone,
-    currency: f.currency,
-    adminEmail: f.adminEmail!,
-    adminPassword,
-    serverHost: f.host,
-    serverPort: f.port,
-    force: f.force,
-    actor: cliActor(),
-  };
+  return fromFlags(ctx, f, adminPassword);
 }

@@ -16,11 +16,15 @@ export function registerQuickstart(program: Command): void {
       const ctx = contextOf(cmd);
       const dir = resolve(flags.dir);
       const configPath = join(dir, 'attendux.json');
-      const { pathExists } = await import('../../core/fs.js');
-      if (!(await pathExists(configPath))) {
-        const { initInstall } = await import('../../core/init.js');
+      const { initInstall, installStatus } = await import('../../core/init.js');
+      const status = await installStatus(configPath);
+      if (status !== 'complete') {
         const { cliActor } = await import('../../core/actor.js');
-        ctx.note(`First run: provisioning an embedded install in ${dir}`);
+        ctx.note(
+          status === 'none'
+            ? `First run: provisioning an embedded install in ${dir}`
+            : `Finishing the install an earlier run began in ${dir}`,
+        );
         const result = await initInstall({
           configPath,
           dataDir: dir,
@@ -40,7 +44,9 @@ export function registerQuickstart(program: Command): void {
       }
       const { serve } = await import('../../server/listen.js');
       const { settingsBackup } = await import('./serve.js');
+      const { gracefulStop } = await import('../lifecycle.js');
       await serve({
+        stopSignal: gracefulStop(),
         configPath,
         onListening: (url) => ctx.important(`attendux is serving on ${url} (company "demo")`),
         hooks: {

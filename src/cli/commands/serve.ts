@@ -13,7 +13,9 @@ export function registerServe(program: Command): void {
       async (flags: { host?: string; port?: number; tlsCert?: string; tlsKey?: string }, cmd: Command) => {
         const ctx = contextOf(cmd);
         const { serve } = await import('../../server/listen.js');
+        const { gracefulStop } = await import('../lifecycle.js');
         await serve({
+          stopSignal: gracefulStop(),
           configPath: ctx.opts.config,
           host: flags.host,
           port: flags.port,

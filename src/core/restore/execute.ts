@@ -104,7 +104,7 @@ async function createDatabase(adminUrl: string, name: string, appRole: string): 
   try {
     await ddl(m, "CREATE DATABASE %I ENCODING 'UTF8' TEMPLATE template0", name);
     await ddl(m, 'REVOKE ALL ON DATABASE %I FROM PUBLIC', name);
-    await ddl(m, 'GRANT CONNECT, TEMPORARY ON DATABASE %I TO %I', name, appRole);
+    await ddl(m, 'GRANT CONNECT ON DATABASE %I TO %I', name, appRole);
   } finally {
     await m.end().catch(() => undefined);
   }
