@@ -85,7 +85,9 @@ export function clusterDir(dataDir: string): string {
 
 function execFileText(cmd: string, args: string[]): Promise<string> {
   return new Promise((res, rej) =>
-    execFile(cmd, args, (err, stdout) => (err ? rej(err) : res(String(stdout)))),
+    execFile(cmd, args, (err, stdout) =>
+      err ? rej(new Error(err.message, { cause: err })) : res(String(stdout)),
+    ),
   );
 }
 
