@@ -355,7 +355,8 @@ export async function initInstall(opts: InitOptions): Promise<InitResult> {
       message: (err as Error)?.message ?? String(err),
     };
     await writeState(dataDir, state).catch(() => undefined);
-    const again = `then run the same init again (or npm start for the quickstart): it finishes the install with the config and secrets already written`;
+    const again =
+      'then run init again (or npm start for the quickstart): it finishes the install with the config and secrets already written';
     if (e) {
       throw new AttenduxError(e.code, `install stopped at step "${current}": ${e.message}`, {
         cause: err,

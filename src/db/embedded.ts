@@ -327,7 +327,7 @@ export function portTakenError(port: number, cause?: unknown): AttenduxError {
     `embedded PostgreSQL cannot listen on 127.0.0.1:${port}: another program uses that port`,
     {
       cause,
-      hint: `set database.embedded.port to a free port (attendux config set database.embedded.port <port>, or ATTENDUX_DATABASE_EMBEDDED_PORT=<port>), then run the command again`,
+      hint: `set database.embedded.port to a free port (attendux config set database.embedded.port <port>, or ATTENDUX_DATABASE_EMBEDDED_PORT=<port>)`,
     },
   );
 }
