@@ -227,6 +227,7 @@ async function resolveClusterDir(dataDir: string, runAs: RunAs | undefined): Pro
     return target;
   }
   if (st?.isDirectory()) {
+    if (runAs) await letPostgresEnter(dirname(link), runAs);
     if (runAs && !(await reachable(link, runAs))) {
       // An empty leftover of a failed first run can move; a cluster with data is the user's to move.
       if (!(await pathExists(join(link, 'PG_VERSION')))) {
@@ -249,10 +250,7 @@ async function resolveClusterDir(dataDir: string, runAs: RunAs | undefined): Pro
     return link;
   }
   const data = await realpath(dirname(link));
-  // Entering the data dir (not listing it) is all the postgres user needs on the way to pg/.
-  const mode = (await stat(data)).mode & 0o777;
-  if (await reachable(dirname(data), runAs)) {
-    if ((mode & 0o001) === 0) await chmod(data, mode | 0o001);
+  if (await letPostgresEnter(data, runAs)) {
     await mkdir(link, { mode: 0o700 });
     await chown(link, runAs.uid, runAs.gid);
     return link;
@@ -276,6 +274,17 @@ async function resolveClusterDir(dataDir: string, runAs: RunAs | undefined): Pro
   await chown(target, runAs.uid, runAs.gid);
   await symlink(target, link);
   return target;
+}
+
+/**
+ * When the postgres user can reach the data dir's parent, let it enter the data dir (search only, not
+ * list: o+x); the secrets in it are 0600 anyway. False when the parent is out of its reach.
+ */
+async function letPostgresEnter(dataDir: string, runAs: RunAs): Promise<boolean> {
+  if (!(await reachable(dirname(dataDir), runAs))) return false;
+  const mode = (await stat(dataDir)).mode & 0o777;
+  if ((mode & 0o001) === 0) await chmod(dataDir, mode | 0o001);
+  return true;
 }
 
 /**

@@ -7,6 +7,7 @@ import { dropInstall } from '../helpers/db.js';
 import { pathExists } from '../../src/core/fs.js';
 import { freePort } from '../helpers/global-setup.js';
 import { runCli, spawnCli } from '../helpers/cli.js';
+import { generateAgeKeyPair } from '../../src/crypto/age.js';
 
 const { superuserUrl } = inject('pg');
 const databases: string[] = [];
@@ -61,6 +62,10 @@ describe('attendux init --yes against the PostgreSQL service', () => {
     const again = await runCli(args);
     expect(again.exitCode).toBe(0);
     expect(again.stdout).toContain('already installed');
+    // Installed: no flags needed (the check comes before flag validation).
+    const bare = await runCli(['init', '--yes', '--config-out', join(dir, 'attendux.json')]);
+    expect(bare.exitCode, bare.stderr).toBe(0);
+    expect(bare.stdout).toContain('already installed');
 
     const users = await runCli([
       '--json',
@@ -74,6 +79,40 @@ describe('attendux init --yes against the PostgreSQL service', () => {
     expect(JSON.parse(users.stdout)).toEqual([
       expect.objectContaining({ email: 'o@acme.example', role: 'owner' }),
     ]);
+  });
+});
+
+describe('init --backup-recipient', () => {
+  it('takes an existing age public key (the placeholder is not variadic) and writes no identity', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'attendux-e2e-recipient-'));
+    const database = `attendux_e2e_${randomBytes(3).toString('hex')}`;
+    databases.push(database);
+    const { recipient } = await generateAgeKeyPair();
+    const r = await runCli([
+      '--json',
+      'init',
+      '--yes',
+      '--config-out',
+      join(dir, 'attendux.json'),
+      '--data-dir',
+      join(dir, 'data'),
+      '--database-url',
+      superuserUrl,
+      '--database-name',
+      database,
+      '--backup-recipient',
+      recipient,
+      '--company',
+      'acme',
+      '--admin-email',
+      'o@acme.example',
+    ]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ backupRecipient: recipient });
+    expect(JSON.parse(await readFile(join(dir, 'attendux.json'), 'utf8')).backup.recipients).toEqual([
+      recipient,
+    ]);
+    expect(await pathExists(join(dir, 'attendux-backup-identity.txt'))).toBe(false);
   });
 });
 
