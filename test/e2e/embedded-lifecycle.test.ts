@@ -53,17 +53,17 @@ async function startServe(
     env: { ...process.env, ATTENDUX_CONFIG: '', ATTENDUX_SERVER_LOG_LEVEL: 'silent', ...env },
   });
   let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const exit = new Promise<number | null>((res) => proc.on('exit', (code) => res(code)));
   const url = await new Promise<string>((res, rej) => {
-    proc.stderr!.on('data', (d: Buffer) => {
+    proc.stderr.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /serving on (\S+)/.exec(out);
       if (m) res(m[1]!);
     });
     void exit.then((code) => rej(new Error(`server exited ${code}: ${out}`)));
   });
-  cleanups.push(async () => void proc.kill('SIGKILL'));
+  cleanups.push(() => Promise.resolve(void proc.kill('SIGKILL')));
   return { proc, url, exit, output: () => out };
 }
 

@@ -25,6 +25,7 @@ function newName(): string {
 /** Every statement text and bound value this process sends while fn runs. */
 async function sentDuring(fn: () => Promise<unknown>): Promise<string> {
   const seen: string[] = [];
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- re-bound with apply below
   const original = pg.Client.prototype.query;
   pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
     const [q, values] = args as [unknown, unknown];
