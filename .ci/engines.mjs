@@ -10,6 +10,9 @@ const oldest = semver.minVersion(pkg.engines.node).version;
 const bad = Object.entries(lock.packages).filter(
   ([path, p]) => path && !p.dev && p.engines?.node && !semver.satisfies(oldest, p.engines.node),
 );
-for (const [path, p] of bad) console.error(`${path}@${p.version} needs node ${p.engines.node}; we claim ${pkg.engines.node}`);
+for (const [path, p] of bad)
+  console.error(`${path}@${p.version} needs node ${p.engines.node}; we claim ${pkg.engines.node}`);
 if (bad.length) process.exit(1);
-console.log(`engines: every production dependency accepts node ${oldest} (package.json: ${pkg.engines.node})`);
+console.log(
+  `engines: every production dependency accepts node ${oldest} (package.json: ${pkg.engines.node})`,
+);
