@@ -446,6 +446,26 @@ export function hasStartedClusters(): boolean {
   return started.size > 0;
 }
 
+function track(child: ChildProcess, dir: string): void {
+  const exited = new Promise<void>((res) => {
+    if (child.exitCode !== null || child.signalCode !== null) res();
+    child.once('exit', () => res());
+  });
+  let stopping: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      // Fast shutdown: sessions are ended, a checkpoint is written. Immediate if it hangs.
+      child.kill('SIGINT');
+      const timer = setTimeout(() => child.kill('SIGQUIT'), 30_000);
+      await exited;
+      clearTimeout(timer);
+      started.delete(dir);
+    })();
+    return stopping;
+  };
+  started.set(dir, { child, stop });
+}
+
 async function startPostmaster(
   bins: Binaries,
   dir: string,
@@ -474,6 +494,8 @@ async function startPostmaster(
   } finally {
     await log.close();
   }
+  // Registered at once, not when ready: a signal arriving during start-up must stop it too.
+  track(child, dir);
   const exited = new Promise<string>((res) => {
     child.once('error', (err: NodeJS.ErrnoException) => res(`spawn: ${err.code ?? err.message}`));
     child.once('exit', (code, signal) => res(`exit ${code ?? signal}`));
@@ -482,12 +504,14 @@ async function startPostmaster(
   void exited.then((why) => (gone = why));
   for (let i = 0; ; i++) {
     if (gone !== undefined) {
+      started.delete(dir);
       const text = await readFile(logPath, 'utf8').catch(() => '');
       return { failed: `${gone}: ${text.slice(logStart)}` };
     }
     const pid = await readPostmasterPid(dir);
     if (pid && pid.pid === child.pid) return { child };
     if (i > 1200) {
+      started.delete(dir);
       child.kill('SIGQUIT');
       return { failed: 'did not become ready within 120 s' };
     }
@@ -538,23 +562,6 @@ export async function ensureEmbeddedCluster(opts: EmbeddedOptions): Promise<Embe
       },
     );
   }
-  const child = r.child;
-  const exitedAlready = new Promise<void>((res) => {
-    if (child.exitCode !== null || child.signalCode !== null) res();
-    child.once('exit', () => res());
-  });
-  let stopping: Promise<void> | undefined;
-  const stop = (): Promise<void> => {
-    stopping ??= (async () => {
-      // Fast shutdown: sessions are ended, a checkpoint is written. Immediate if it hangs.
-      child.kill('SIGINT');
-      const timer = setTimeout(() => child.kill('SIGQUIT'), 30_000);
-      await exitedAlready;
-      clearTimeout(timer);
-      started.delete(dir);
-    })();
-    return stopping;
-  };
-  started.set(dir, { child, stop });
+  const stop = started.get(dir)!.stop;
   return { port: opts.port, owned: true, dir, stop };
 }

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import {
   chmod,
   cp,
@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { pathExists } from '../../src/core/fs.js';
+import { runningClusterPort } from '../../src/db/embedded.js';
 import { BIN, runCli } from '../helpers/cli.js';
 import { makeEmbeddedInstall, removeDataDir, type EmbeddedInstall } from '../helpers/embedded.js';
 import { freePort } from '../helpers/global-setup.js';
@@ -240,6 +241,34 @@ describe('serve on the embedded default', () => {
     stuck.abandon();
     // The cluster was told to shut down and does so on its own.
     await waitUntil(async () => !(await inst.clusterRunning()), 'the cluster to stop');
+  });
+});
+
+describe('a signal to a command on the embedded default', () => {
+  it('stops the cluster the command started and exits 143 (SIGTERM)', async () => {
+    const inst = await makeEmbeddedInstall('sigco');
+    cleanups.push(() => inst.cleanup());
+    expect((await runCli(['--config', inst.configPath, 'backup', 'full'])).exitCode).toBe(0);
+    // The drill reads its identity after opening the install: from a FIFO nobody writes, it waits there.
+    const fifo = join(inst.dir, 'identity.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const proc = spawn(
+      process.execPath,
+      [BIN, '--config', inst.configPath, 'restore', '--drill', '--identity', fifo],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, ATTENDUX_CONFIG: '' },
+      },
+    );
+    cleanups.push(() => Promise.resolve(void proc.kill('SIGKILL')));
+    const exit = new Promise<number | null>((res) => proc.on('exit', (code) => res(code)));
+    await waitUntil(
+      async () => (await runningClusterPort(inst.dataDir)) !== undefined,
+      'the command to start the cluster',
+    );
+    proc.kill('SIGTERM');
+    expect(await exit).toBe(143);
+    expect(await inst.clusterRunning()).toBe(false);
   });
 });
 
