@@ -36,6 +36,9 @@ async function onSignal(sig: string): Promise<void> {
     for (const d of [...drains]) d();
     return;
   }
+  // From here the process is ending with 128+n: the cluster going away under a running query makes pg emit
+  // 'error' on the checked-out client, which must not turn into an unhandled-error crash with exit 1.
+  process.on('uncaughtException', () => undefined);
   if (received === 1 && hasStartedClusters()) {
     await Promise.race([stopStartedClusters(), new Promise((r) => setTimeout(r, 15_000).unref())]);
   } else {

@@ -23,7 +23,7 @@ import {
 import { provisionDatabase } from '../db/provision.js';
 import { runMigrations } from '../db/migrate.js';
 import { createPool } from '../db/pool.js';
-import { findTenant, type Tenant } from '../db/queries/tenants.js';
+import { findTenant, listTenants, type Tenant } from '../db/queries/tenants.js';
 import { findUserByEmail } from '../db/queries/users.js';
 import { createTenant } from './tenants.js';
 import { createUser } from './users.js';
@@ -113,8 +113,11 @@ function dbUrl(superuserUrl: string, user: string, database: string): string {
 /** What a run has done so far, in <dataDir>/install-state.json (0600): a re-run continues from here. */
 export interface InstallState {
   version: 1;
-  /** The first company and owner asked for, so that a bare re-run (`init --yes`, `npm start`) can finish. */
-  request: {
+  /**
+   * The first company and owner asked for, so that a bare re-run (`init --yes`, `npm start`) can finish.
+   * Absent only for an install made before progress was recorded.
+   */
+  request?: {
     tenantSlug: string;
     tenantName: string;
     timeZone?: string;
@@ -145,7 +148,7 @@ export function installStatePath(dataDir: string): string {
   return join(dataDir, 'install-state.json');
 }
 
-async function readState(dataDir: string): Promise<InstallState | undefined> {
+export async function readInstallState(dataDir: string): Promise<InstallState | undefined> {
   try {
     return JSON.parse(await readFile(installStatePath(dataDir), 'utf8')) as InstallState;
   } catch {
@@ -173,7 +176,7 @@ export async function installStatus(configPath: string): Promise<InstallStatus> 
   } catch {
     return 'complete'; // an invalid config: the commands that use it say what is wrong; init must not touch it
   }
-  const state = await readState(loaded.config.dataDir);
+  const state = await readInstallState(loaded.config.dataDir);
   if (state) return state.completedAt ? 'complete' : 'incomplete';
   return loaded.config.database.url ? 'complete' : 'incomplete';
 }
@@ -214,9 +217,10 @@ export async function initInstall(opts: InitOptions): Promise<InitResult> {
     if (!existing || JSON.stringify(existing) !== JSON.stringify(secrets)) {
       await writeFileAtomic(loaded.secretsPath, JSON.stringify(secrets, null, 2) + '\n', 0o600);
     }
-    const old = await readState(loaded.config.dataDir);
-    state = old ?? newState(opts, undefined);
-    state.request = requestOf(opts, old);
+    const old = await readInstallState(loaded.config.dataDir);
+    state = old ?? { version: 1, done: {}, ownRoles: [] };
+    // An install from before progress was recorded may have no request: it is checked at the company step.
+    state.request = opts.tenantSlug || opts.adminEmail || old?.request ? requestOf(opts, old) : undefined;
     const identity = join(configDir, 'attendux-backup-identity.txt');
     if (await pathExists(identity)) identityPath = identity;
     step(`resuming the install in ${configPath} (existing config and secrets kept)`);
@@ -225,7 +229,7 @@ export async function initInstall(opts: InitOptions): Promise<InitResult> {
     loaded = fresh.loaded;
     secrets = fresh.secrets;
     identityPath = fresh.identityPath;
-    const old = await readState(loaded.config.dataDir);
+    const old = await readInstallState(loaded.config.dataDir);
     state = newState(opts, old);
   }
   const dataDir = loaded.config.dataDir;
@@ -296,9 +300,29 @@ export async function initInstall(opts: InitOptions): Promise<InitResult> {
     await mark('migrations');
 
     current = 'company';
-    const req = state.request;
     const pool = createPool(db.adminUrl, 2, 'attendux-init');
     try {
+      if (!state.request) {
+        // An embedded install from before progress was recorded: complete if it has a company.
+        const first = (await listTenants(pool))[0];
+        if (!first) requestOf(opts, undefined); // throws: init --yes needs --company and --admin-email
+        state.completedAt = new Date().toISOString();
+        delete state.failed;
+        await writeState(dataDir, state);
+        step(`found company ${first!.slug}: the install was complete`);
+        return {
+          alreadyInstalled: true,
+          configPath,
+          secretsPath: loaded.secretsPath,
+          dataDir,
+          database: { embedded, name: database },
+          backupRecipient: loaded.config.backup.recipients[0] ?? '',
+          tenant: { id: first!.id, slug: first!.slug },
+          adminEmail: '',
+          steps,
+        };
+      }
+      const req = state.request;
       let tenant: Tenant | undefined = await findTenant(pool, req.tenantSlug);
       if (!tenant) {
         tenant = await createTenant(pool, {
@@ -371,17 +395,17 @@ export async function initInstall(opts: InitOptions): Promise<InitResult> {
 }
 
 function requestOf(opts: InitOptions, old: InstallState | undefined): InstallState['request'] {
-  const slug = opts.tenantSlug ?? old?.request.tenantSlug;
-  const email = opts.adminEmail ?? old?.request.adminEmail;
+  const slug = opts.tenantSlug ?? old?.request?.tenantSlug;
+  const email = opts.adminEmail ?? old?.request?.adminEmail;
   if (!slug || !email) {
     const missing = [!slug && '--company', !email && '--admin-email'].filter(Boolean);
     throw new AttenduxError('USAGE', `init --yes needs ${missing.join(' and ')}`);
   }
   return {
     tenantSlug: slug,
-    tenantName: opts.tenantName ?? old?.request.tenantName ?? slug,
-    timeZone: opts.timeZone ?? old?.request.timeZone,
-    currency: opts.currency ?? old?.request.currency,
+    tenantName: opts.tenantName ?? old?.request?.tenantName ?? slug,
+    timeZone: opts.timeZone ?? old?.request?.timeZone,
+    currency: opts.currency ?? old?.request?.currency,
     adminEmail: email,
   };
 }
@@ -486,7 +510,7 @@ async function writeConfigAndSecrets(
 /** A complete install exists: report it without changing anything (and without starting any database). */
 async function describeExisting(configPath: string, opts: InitOptions): Promise<InitResult> {
   const loaded = await loadConfig({ configPath });
-  const state = await readState(loaded.config.dataDir);
+  const state = await readInstallState(loaded.config.dataDir);
   const embedded = !loaded.config.database.url;
   const adminUrl = loaded.config.database.adminUrl;
   return {
@@ -499,8 +523,8 @@ async function describeExisting(configPath: string, opts: InitOptions): Promise<
       name: adminUrl ? decodeURIComponent(new URL(adminUrl).pathname.slice(1)) : EMBEDDED_DATABASE,
     },
     backupRecipient: loaded.config.backup.recipients[0] ?? '',
-    tenant: { id: '', slug: state?.request.tenantSlug ?? opts.tenantSlug ?? '' },
-    adminEmail: (state?.request.adminEmail ?? opts.adminEmail ?? '').toLowerCase(),
+    tenant: { id: '', slug: state?.request?.tenantSlug ?? opts.tenantSlug ?? '' },
+    adminEmail: (state?.request?.adminEmail ?? opts.adminEmail ?? '').toLowerCase(),
     steps: [],
   };
 }

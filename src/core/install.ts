@@ -35,8 +35,8 @@ export async function openInstall(opts: OpenOptions = {}): Promise<Install> {
     await db.release();
   };
   try {
-    const client = await admin.connect().catch((err: unknown) => {
-      throw dbUnavailable(db.adminUrl, err);
+    const client = await admin.connect().catch(async (err: unknown) => {
+      throw (await unfinishedInstall(loaded, err)) ?? dbUnavailable(db.adminUrl, err);
     });
     try {
       if (opts.requireMigrated !== false) {
@@ -59,6 +59,21 @@ export async function openInstall(opts: OpenOptions = {}): Promise<Install> {
     throw err;
   }
   return { loaded, secrets, db, admin, close };
+}
+
+/**
+ * A connection refused because provisioning never finished (the roles do not exist yet): say so, and how
+ * to finish it, instead of a bare "password authentication failed".
+ */
+async function unfinishedInstall(loaded: LoadedConfig, err: unknown): Promise<AttenduxError | undefined> {
+  const { installStatus, readInstallState } = await import('./init.js');
+  if ((await installStatus(loaded.path)) !== 'incomplete') return undefined;
+  const state = await readInstallState(loaded.config.dataDir);
+  const where = state?.failed ? ` (it stopped at step "${state.failed.step}": ${state.failed.message})` : '';
+  return new AttenduxError('DB_UNAVAILABLE', `the install in ${loaded.path} was never finished${where}`, {
+    cause: err,
+    hint: `run \`attendux init --yes --config-out ${loaded.path}\` (or npm start for the quickstart) to finish it with the secrets already written`,
+  });
 }
 
 /** Open, run fn, and always close (pool, embedded cluster) afterwards. */

@@ -1,4 +1,4 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import {
   chmod,
   cp,
@@ -17,7 +17,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { pathExists } from '../../src/core/fs.js';
-import { runningClusterPort } from '../../src/db/embedded.js';
+import { ensureEmbeddedCluster, runningClusterPort } from '../../src/db/embedded.js';
+import { connectClient } from '../../src/db/pool.js';
 import { BIN, runCli } from '../helpers/cli.js';
 import { makeEmbeddedInstall, removeDataDir, type EmbeddedInstall } from '../helpers/embedded.js';
 import { freePort } from '../helpers/global-setup.js';
@@ -145,6 +146,12 @@ describe('a first run that fails part way is finished by running it again', () =
     expect(state).toMatchObject({ failed: { step: 'cluster', code: 'DB_UNAVAILABLE' } });
     expect(state.completedAt).toBeUndefined();
 
+    // Other commands meanwhile: not a bare password error, but what happened and how to finish.
+    const early = await runCli(['--config', configPath, 'tenant', 'list']);
+    expect(early.exitCode).toBe(1);
+    expect(early.stderr).toContain('was never finished');
+    expect(early.stderr).toContain('attendux init --yes');
+
     // The user follows the hint; a bare `init --yes` (no company, no email) finishes the install.
     const port = await freePort();
     expect(
@@ -211,6 +218,20 @@ describe('a first run that fails part way is finished by running it again', () =
   });
 });
 
+describe('an embedded install made before progress was recorded', () => {
+  it('counts as installed when it has a company: a bare init --yes is a no-op, exit 0', async () => {
+    const inst = await makeEmbeddedInstall('oldco');
+    cleanups.push(() => inst.cleanup());
+    await rm(join(inst.dataDir, 'install-state.json'));
+    const r = await runCli(['--json', 'init', '--yes', '--config-out', inst.configPath]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ alreadyInstalled: true, tenant: { slug: 'oldco' } });
+    const again = await runCli(['init', '--yes', '--config-out', inst.configPath]);
+    expect(again.stdout).toContain('already installed');
+    expect(await inst.clusterRunning()).toBe(false);
+  });
+});
+
 describe('serve on the embedded default', () => {
   let inst: EmbeddedInstall;
 
@@ -248,26 +269,54 @@ describe('a signal to a command on the embedded default', () => {
   it('stops the cluster the command started and exits 143 (SIGTERM)', async () => {
     const inst = await makeEmbeddedInstall('sigco');
     cleanups.push(() => inst.cleanup());
-    expect((await runCli(['--config', inst.configPath, 'backup', 'full'])).exitCode).toBe(0);
-    // The drill reads its identity after opening the install: from a FIFO nobody writes, it waits there.
-    const fifo = join(inst.dir, 'identity.fifo');
-    execFileSync('mkfifo', [fifo]);
-    const proc = spawn(
-      process.execPath,
-      [BIN, '--config', inst.configPath, 'restore', '--drill', '--identity', fifo],
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, ATTENDUX_CONFIG: '' },
-      },
-    );
+    // A prepared transaction holding a lock on tenants survives restarts: the next command that starts
+    // the cluster and inserts a company waits on it, for as long as the test likes.
+    const secrets = JSON.parse(await readFile(join(inst.dir, 'attendux.secrets.json'), 'utf8'));
+    const su = (db: string) =>
+      `postgres://postgres:${secrets.database.superuserPassword}@127.0.0.1:${inst.pgPort}/${db}`;
+    const opts = {
+      dataDir: inst.dataDir,
+      port: inst.pgPort,
+      superuserPassword: secrets.database.superuserPassword,
+    };
+    let cluster = await ensureEmbeddedCluster(opts);
+    let c = await connectClient(su('postgres'));
+    await c.query('ALTER SYSTEM SET max_prepared_transactions = 2');
+    await c.end();
+    await cluster.stop();
+    cluster = await ensureEmbeddedCluster(opts);
+    c = await connectClient(su('attendux'));
+    await c.query('BEGIN');
+    await c.query('LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE');
+    await c.query("PREPARE TRANSACTION 'attendux_test_hold'");
+    await c.end();
+    await cluster.stop();
+
+    const proc = spawn(process.execPath, [BIN, '--config', inst.configPath, 'tenant', 'create', 'newco'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ATTENDUX_CONFIG: '' },
+    });
     cleanups.push(() => Promise.resolve(void proc.kill('SIGKILL')));
     const exit = new Promise<number | null>((res) => proc.on('exit', (code) => res(code)));
     await waitUntil(
       async () => (await runningClusterPort(inst.dataDir)) !== undefined,
       'the command to start the cluster',
     );
+    await waitUntil(async () => {
+      const w = await connectClient(su('postgres'));
+      try {
+        const { rows } = await w.query<{ n: number }>(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+        );
+        return rows[0]!.n > 0;
+      } finally {
+        await w.end();
+      }
+    }, 'the command to wait on the lock');
+    let stderr = '';
+    proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     proc.kill('SIGTERM');
-    expect(await exit).toBe(143);
+    expect(await exit, stderr).toBe(143);
     expect(await inst.clusterRunning()).toBe(false);
   });
 });
