@@ -314,7 +314,7 @@ describe('a signal to a command on the embedded default', () => {
       }
     }, 'the command to wait on the lock');
     let stderr = '';
-    proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     proc.kill('SIGTERM');
     expect(await exit, stderr).toBe(143);
     expect(await inst.clusterRunning()).toBe(false);
