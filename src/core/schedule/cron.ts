@@ -63,11 +63,24 @@ export function nextRun(expr: string, tz: string, from: Date): Date {
   return parseCron(expr, tz, from).next().toDate();
 }
 
-/** The latest run time at or before `at` (cron-parser's prev() is strictly before, so nudge by 1 ms). */
+/**
+ * The latest run time at or before `at`, as next() would have produced it. cron-parser's prev() does not
+ * apply the daylight-saving shifts next() does (it misses the 02:00 run moved to 03:00 on the spring-forward
+ * day, and finds a second 02:00 on the fall-back day that next() never runs), so it only gives a start
+ * point two runs back, from which next() walks forward.
+ */
 export function previousRun(expr: string, tz: string, at: Date): Date {
-  return parseCron(expr, tz, new Date(at.getTime() + 1))
-    .prev()
-    .toDate();
+  const back = parseCron(expr, tz, new Date(at.getTime() + 1));
+  back.prev();
+  const start = back.prev().toDate();
+  const it = parseCron(expr, tz, new Date(start.getTime() - 2 * 3_600_000));
+  let last = start;
+  for (let i = 0; i < 10_000; i++) {
+    const d = it.next().toDate();
+    if (d > at) break;
+    last = d;
+  }
+  return last;
 }
 
 /** Wall-clock time in a zone, `YYYY-MM-DD HH:MM[:SS]` plus the zone's abbreviation or offset. */
@@ -138,9 +151,10 @@ const nums = (vs: readonly (number | string)[]) => vs.filter((v): v is number =>
  * The systemd OnCalendar= lines for a cron expression in a time zone, computed from cron-parser's parsed
  * fields so both agree on what the expression means. Cron runs a job when the day-of-month OR the weekday
  * matches if both are restricted; systemd ANDs them, so that case becomes two OnCalendar= lines (a timer
- * fires on the union of its lines). `L` and `#` have no systemd equivalent and are refused.
+ * fires on the union of its lines). `L` and `#` have no systemd equivalent and are refused. Runs that cron
+ * makes only because of a daylight-saving jump follow as dated lines (see springForwardRuns).
  */
-export function toOnCalendar(expr: string, tz: string): string[] {
+export function toOnCalendar(expr: string, tz: string, from = new Date(), years = 10): string[] {
   if (hasSeconds(expr)) throw new Error('has a seconds field, which only `schedule run` supports');
   const f = parseCron(expr, tz, new Date()).fields;
   if (f.dayOfMonth.hasLastChar || f.dayOfWeek.hasLastChar || expr.includes('#'))
@@ -151,9 +165,65 @@ export function toOnCalendar(expr: string, tz: string): string[] {
   const dows = nums(f.dayOfWeek.values).map((d) => d % 7);
   const dow = compress(dows, 0, (d) => DAY_NAMES[d]!);
   const zone = ` ${tz}`;
-  if (!f.dayOfMonth.isWildcard && !f.dayOfWeek.isWildcard) {
-    return [`*-${month}-${dom} ${time}${zone}`, `${dow} *-${month}-* ${time}${zone}`];
+  const lines =
+    !f.dayOfMonth.isWildcard && !f.dayOfWeek.isWildcard
+      ? [`*-${month}-${dom} ${time}${zone}`, `${dow} *-${month}-* ${time}${zone}`]
+      : [`${f.dayOfWeek.isWildcard ? '' : `${dow} `}*-${month}-${dom} ${time}${zone}`];
+  return [...lines, ...springForwardRuns(expr, tz, from, years).map((d) => `${wallClock(d, tz)}${zone}`)];
+}
+
+/** Minutes east of UTC of a zone at an instant. */
+function offsetMinutes(fmt: Intl.DateTimeFormat, d: Date): number {
+  const name = fmt.formatToParts(d).find((p) => p.type === 'timeZoneName')?.value ?? 'GMT';
+  const m = /GMT([+-])(\d{1,2})(?::(\d\d))?/.exec(name);
+  return m ? (m[1] === '-' ? -1 : 1) * (Number(m[2]) * 60 + Number(m[3] ?? 0)) : 0;
+}
+
+/** The instants in [from, from + years) at which the zone's clocks jump forward. */
+const gapCache = new Map<string, Date[]>();
+export function springForwardInstants(tz: string, from: Date, years: number): Date[] {
+  const key = `${tz} ${from.toISOString().slice(0, 10)} ${years}`;
+  const hit = gapCache.get(key);
+  if (hit) return hit;
+  const out = scanSpringForward(tz, from, years);
+  gapCache.set(key, out);
+  return out;
+}
+
+function scanSpringForward(tz: string, from: Date, years: number): Date[] {
+  const fmt = new Intl.DateTimeFormat('en-US', { timeZone: tz, timeZoneName: 'shortOffset' });
+  const day = 86_400_000;
+  const out: Date[] = [];
+  const end = from.getTime() + years * 365.25 * day;
+  for (let t = from.getTime(); t < end; t += day) {
+    if (offsetMinutes(fmt, new Date(t + day)) <= offsetMinutes(fmt, new Date(t))) continue;
+    let lo = t;
+    let hi = t + day;
+    while (hi - lo > 60_000) {
+      const mid = lo + Math.floor((hi - lo) / 2 / 60_000) * 60_000 || lo + 60_000;
+      if (offsetMinutes(fmt, new Date(mid)) > offsetMinutes(fmt, new Date(lo))) hi = mid;
+      else lo = mid;
+    }
+    out.push(new Date(hi));
   }
-  const prefix = f.dayOfWeek.isWildcard ? '' : `${dow} `;
-  return [`${prefix}*-${month}-${dom} ${time}${zone}`];
+  return out;
+}
+
+/**
+ * The runs cron makes only because of a spring-forward gap: cron-parser (like cron) moves a time that does
+ * not exist to the same distance after the jump (02:30 becomes 03:30), where systemd skips it altogether.
+ * The timer gets those runs as dated OnCalendar= lines for the next `years`, so that a systemd timer and cron
+ * run a job at the same instants, also the full backup at 02:00 on the change day.
+ */
+export function springForwardRuns(expr: string, tz: string, from: Date, years: number): Date[] {
+  const out: Date[] = [];
+  for (const jump of springForwardInstants(tz, from, years)) {
+    const it = parseCron(expr, tz, new Date(jump.getTime() - 1));
+    for (let i = 0; i < 200; i++) {
+      const run = it.next().toDate();
+      if (run.getTime() >= jump.getTime() + 3 * 3_600_000) break;
+      if (dstNote(expr, tz, run)?.includes('spring forward')) out.push(run);
+    }
+  }
+  return out;
 }
