@@ -1,4 +1,4 @@
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /**
  * The server's Prometheus metrics, rendered by prom-client (the text format, escaping and HELP/TYPE lines are
@@ -32,8 +32,12 @@ export class Metrics {
   readonly startedAt = Date.now();
 
   constructor() {
-    // Process metrics (CPU, memory, event-loop lag, GC, attendux_process_start_time_seconds) under our prefix.
-    collectDefaultMetrics({ register: this.registry, prefix: 'attendux_' });
+    // Not prom-client's collectDefaultMetrics: three of its gauges end in _total, which promtool rejects.
+    new Gauge({
+      name: 'attendux_process_start_time_seconds',
+      help: 'Start time of the process.',
+      registers: [this.registry],
+    }).set(Math.floor(this.startedAt / 1000));
   }
 
   private counter(name: string, help: string): Counter {

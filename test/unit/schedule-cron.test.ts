@@ -32,8 +32,16 @@ describe('next runs of each default job across the spring-forward change in Euro
 
   it('backup-full (0 2 * * *) runs at 03:00 on the day 02:00 does not exist, and says so', () => {
     const runs = nextRuns(jobs.get('backup-full')!.cron, BERLIN, BEFORE_SPRING, 3);
-    expect(local(runs)).toEqual(['2026-03-29 03:00 GMT+2', '2026-03-30 02:00 GMT+2', '2026-03-31 02:00 GMT+2']);
-    expect(iso(runs)).toEqual(['2026-03-29T01:00:00.000Z', '2026-03-30T00:00:00.000Z', '2026-03-31T00:00:00.000Z']);
+    expect(local(runs)).toEqual([
+      '2026-03-29 03:00 GMT+2',
+      '2026-03-30 02:00 GMT+2',
+      '2026-03-31 02:00 GMT+2',
+    ]);
+    expect(iso(runs)).toEqual([
+      '2026-03-29T01:00:00.000Z',
+      '2026-03-30T00:00:00.000Z',
+      '2026-03-31T00:00:00.000Z',
+    ]);
     expect(dstNote('0 2 * * *', BERLIN, runs[0]!)).toBe(
       'the scheduled time does not exist on 2026-03-29 in Europe/Berlin (clocks spring forward): runs at 03:00 instead',
     );
@@ -54,7 +62,11 @@ describe('next runs of each default job across the spring-forward change in Euro
 
   it('backup-config (*/15) skips nothing real: 01:45 CET is followed by 03:00 CEST, 15 minutes later', () => {
     const runs = nextRuns(jobs.get('backup-config')!.cron, BERLIN, new Date('2026-03-29T00:40:00Z'), 3);
-    expect(local(runs)).toEqual(['2026-03-29 01:45 GMT+1', '2026-03-29 03:00 GMT+2', '2026-03-29 03:15 GMT+2']);
+    expect(local(runs)).toEqual([
+      '2026-03-29 01:45 GMT+1',
+      '2026-03-29 03:00 GMT+2',
+      '2026-03-29 03:15 GMT+2',
+    ]);
     expect(runs[1]!.getTime() - runs[0]!.getTime()).toBe(15 * 60_000);
   });
 
@@ -81,7 +93,9 @@ describe('next runs of each default job across the spring-forward change in Euro
   it('on the fall-back day a time in the repeated hour runs once, at the first, and says so', () => {
     const runs = nextRuns('30 2 * * *', BERLIN, BEFORE_FALL, 2);
     expect(iso(runs)).toEqual(['2026-10-25T00:30:00.000Z', '2026-10-26T01:30:00.000Z']);
-    expect(dstNote('30 2 * * *', BERLIN, runs[0]!)).toMatch(/happens twice on 2026-10-25 .*runs once, at the first/);
+    expect(dstNote('30 2 * * *', BERLIN, runs[0]!)).toMatch(
+      /happens twice on 2026-10-25 .*runs once, at the first/,
+    );
     // The full backup at 02:00 is inside the repeated hour too, and also runs once.
     const full = nextRuns('0 2 * * *', BERLIN, BEFORE_FALL, 2);
     expect(iso(full)).toEqual(['2026-10-25T00:00:00.000Z', '2026-10-26T01:00:00.000Z']);
@@ -191,7 +205,12 @@ describe('cron to systemd OnCalendar=', () => {
     const config = validateConfig({ schedule: { timeZone: BERLIN } }, 'test');
     for (const j of planJobs(config, () => true)) {
       const specs = toOnCalendar(j.cron, j.timeZone, new Date('2026-01-01T00:00:00Z'), 2);
-      for (const base of [BEFORE_SPRING, BEFORE_FALL, new Date('2026-03-29T00:40:00Z'), new Date('2027-03-27T12:00:00Z')]) {
+      for (const base of [
+        BEFORE_SPRING,
+        BEFORE_FALL,
+        new Date('2026-03-29T00:40:00Z'),
+        new Date('2027-03-27T12:00:00Z'),
+      ]) {
         expect(systemdNext(specs, base, 4), `${j.id} from ${base.toISOString()}`).toEqual(
           iso(nextRuns(j.cron, j.timeZone, base, 4)),
         );

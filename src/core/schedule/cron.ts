@@ -195,7 +195,8 @@ function scanSpringForward(tz: string, from: Date, years: number): Date[] {
   const day = 86_400_000;
   const out: Date[] = [];
   const end = from.getTime() + years * 365.25 * day;
-  for (let t = from.getTime(); t < end; t += day) {
+  // Whole minutes, so the binary search below lands on the minute of the jump itself.
+  for (let t = Math.floor(from.getTime() / 60_000) * 60_000; t < end; t += day) {
     if (offsetMinutes(fmt, new Date(t + day)) <= offsetMinutes(fmt, new Date(t))) continue;
     let lo = t;
     let hi = t + day;
@@ -218,7 +219,7 @@ function scanSpringForward(tz: string, from: Date, years: number): Date[] {
 export function springForwardRuns(expr: string, tz: string, from: Date, years: number): Date[] {
   const out: Date[] = [];
   for (const jump of springForwardInstants(tz, from, years)) {
-    const it = parseCron(expr, tz, new Date(jump.getTime() - 1));
+    const it = parseCron(expr, tz, new Date(jump.getTime() - 60_000));
     for (let i = 0; i < 200; i++) {
       const run = it.next().toDate();
       if (run.getTime() >= jump.getTime() + 3 * 3_600_000) break;

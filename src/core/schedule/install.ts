@@ -365,6 +365,7 @@ export function cronLines(
   const v = commonValues(loaded, opts, user ?? 'root');
   const block = [
     CRON_BEGIN,
+    ...(user ? ['# minute hour day month weekday user command'] : []),
     `# Times are in the cron daemon's time zone; attendux locks each job itself (no flock needed).`,
   ];
   for (const j of jobs) {
@@ -451,11 +452,7 @@ export async function installCrontab(opts: CrontabOptions): Promise<InstallResul
   const t = cronTarget(opts);
   const { jobs, block } = cronLines(loaded, opts, t.kind === 'cron.d' ? t.user : null);
   const old = await readCrontab(t);
-  const header =
-    t.kind === 'cron.d' && !old.trim()
-      ? ['# /etc/cron.d/attendux: minute hour day month weekday user command']
-      : [];
-  const next = replaceBlock(header.length ? header.join('\n') + '\n' : old, block);
+  const next = replaceBlock(old, block);
   const action: WrittenFile['action'] = old === next ? 'unchanged' : old.trim() ? 'replaced' : 'created';
   if (!opts.dryRun && action !== 'unchanged') await writeCrontab(t, next);
   if (!opts.dryRun) await markScheduled(loaded.config.dataDir, 'crontab');
@@ -482,13 +479,7 @@ export async function uninstallCrontab(opts: CrontabOptions): Promise<InstallRes
   await loadConfig(opts);
   const t = cronTarget(opts);
   const old = await readCrontab(t);
-  let next = replaceBlock(old, null);
-  // The cron.d file's own header line goes with the block: what is left is only what someone else wrote.
-  if (
-    t.kind === 'cron.d' &&
-    next.split('\n').every((l) => !l.trim() || l.startsWith('# /etc/cron.d/attendux:'))
-  )
-    next = '';
+  const next = replaceBlock(old, null);
   const action: WrittenFile['action'] = old === next ? 'unchanged' : 'removed';
   if (!opts.dryRun && action !== 'unchanged') await writeCrontab(t, next);
   return {
