@@ -404,6 +404,25 @@ describe('schedule exec: cron-friendly job runs', () => {
     });
   });
 
+  it('on a terminal it prints one line on success, and nothing with --quiet (script(1) provides the terminal)', async () => {
+    const i = await install();
+    const onTty = (quiet: boolean) =>
+      execa(
+        'script',
+        [
+          '-qec',
+          `node ${BIN} --config ${i.configPath}${quiet ? ' --quiet' : ''} schedule exec backup-prune`,
+          '/dev/null',
+        ],
+        { reject: false, stdin: 'ignore' },
+      );
+    const loud = await onTty(false);
+    expect(loud.exitCode).toBe(0);
+    expect(loud.stdout.trim()).toMatch(/^backup-prune: ok in [\d.]+ s$/);
+    const quiet = await onTty(true);
+    expect([quiet.exitCode, quiet.stdout]).toEqual([0, '']);
+  });
+
   it('a failing job prints one line on stderr, exits 1, runs the notify hook with its JSON and pings /fail', async () => {
     const i = await install({ recipients: false });
     const hook = join(i.dir, 'notified.jsonl');
@@ -566,7 +585,7 @@ describe('schedule run (foreground scheduler)', () => {
       stdin: 'ignore',
     });
     let out = '';
-    sched.stdout!.on('data', (c: Buffer) => (out += c.toString()));
+    sched.stdout.on('data', (c: Buffer) => (out += c.toString()));
     const waitFor = async (re: RegExp, ms = 20_000) => {
       for (const end = Date.now() + ms; Date.now() < end && !re.test(out);)
         await new Promise((r) => setTimeout(r, 50));

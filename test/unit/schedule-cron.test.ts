@@ -1,4 +1,7 @@
 import { execFileSync } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   cronProblem,
@@ -12,6 +15,8 @@ import { validateConfig } from '../../src/core/config/load.js';
 import { DEFAULT_JOBS } from '../../src/core/schedule/jobs.js';
 import { planJobs } from '../../src/core/schedule/plan.js';
 import { AttenduxError } from '../../src/errors.js';
+import { emptyRecord } from '../../src/core/schedule/runs.js';
+import { jobStatus, scheduleShow } from '../../src/core/schedule/status.js';
 
 const BERLIN = 'Europe/Berlin';
 // 2026-03-29 02:00 CET: clocks jump to 03:00 CEST. 2026-10-25 03:00 CEST: back to 02:00 CET.
@@ -216,5 +221,66 @@ describe('cron to systemd OnCalendar=', () => {
         );
       }
     }
+  });
+});
+
+describe('schedule show and overdue (core)', () => {
+  it('show says on the spring-forward day that the full backup runs at 03:00', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'attendux-show-'));
+    const configPath = join(dir, 'attendux.json');
+    await writeFile(configPath, JSON.stringify({ dataDir: 'data', schedule: { timeZone: BERLIN } }));
+    const r = await scheduleShow({ configPath, hasCommand: () => true, now: BEFORE_SPRING });
+    const full = r.jobs.find((j) => j.id === 'backup-full')!;
+    expect(full.next[0]).toEqual({
+      at: '2026-03-29T01:00:00.000Z',
+      local: '2026-03-29 03:00 GMT+2',
+      note: 'the scheduled time does not exist on 2026-03-29 in Europe/Berlin (clocks spring forward): runs at 03:00 instead',
+    });
+    expect(full.next[1]).toEqual({ at: '2026-03-30T00:00:00.000Z', local: '2026-03-30 02:00 GMT+2' });
+  });
+
+  it('a job is overdue when a scheduled time past its grace has no run started at or after it', () => {
+    const config = validateConfig({ schedule: { timeZone: BERLIN } }, 'test');
+    const full = planJobs(config, () => true).find((j) => j.id === 'backup-full')!; // grace 120 min
+    const rec = (startedAt: string | null, outcome: 'success' | 'failure' = 'success') => ({
+      ...emptyRecord('backup-full'),
+      lastStarted: startedAt
+        ? {
+            job: 'backup-full',
+            outcome,
+            startedAt,
+            finishedAt: startedAt,
+            durationMs: 1,
+            exitCode: 0,
+            bytes: 1,
+            pid: 1,
+            trigger: 't',
+          }
+        : null,
+    });
+    const at = (iso: string) => new Date(iso);
+    // 2026-03-29: the run is due at 01:00Z (03:00 CEST); grace ends 03:00Z.
+    expect(jobStatus(full, rec('2026-03-28T01:00:05Z'), at('2026-03-29T02:59:00Z'), null).overdue).toBe(
+      false,
+    );
+    const late = jobStatus(full, rec('2026-03-28T01:00:05Z'), at('2026-03-29T03:01:00Z'), null);
+    expect([late.overdue, late.missed, late.ok]).toEqual([true, '2026-03-29T01:00:00.000Z', false]);
+    expect(jobStatus(full, rec('2026-03-29T01:00:02Z'), at('2026-03-29T03:01:00Z'), null).ok).toBe(true);
+    // Never ran: overdue only once the schedule has been installed before the missed time.
+    expect(jobStatus(full, rec(null), at('2026-03-29T03:01:00Z'), null).overdue).toBe(false);
+    expect(jobStatus(full, rec(null), at('2026-03-29T03:01:00Z'), at('2026-03-29T00:00:00Z')).overdue).toBe(
+      true,
+    );
+    expect(jobStatus(full, rec(null), at('2026-03-29T03:01:00Z'), at('2026-03-29T02:00:00Z')).overdue).toBe(
+      false,
+    );
+    // A failed last run is a problem even when on time.
+    const failed = jobStatus(full, rec('2026-03-29T01:00:02Z', 'failure'), at('2026-03-29T03:01:00Z'), null);
+    expect([failed.overdue, failed.ok]).toEqual([false, false]);
+    expect(failed.problem).toMatch(/^last run failed at /);
+    // A disabled job is never overdue.
+    expect(
+      jobStatus({ ...full, enabled: false }, rec(null), at('2026-03-29T03:01:00Z'), at('2020-01-01')).ok,
+    ).toBe(true);
   });
 });
