@@ -501,6 +501,32 @@ describe('schedule exec: cron-friendly job runs', () => {
   });
 });
 
+describe('schedule exec under a stopping unit', () => {
+  it('passes SIGTERM on to the job and records the run as stopped', async () => {
+    const i = await install();
+    const marks = join(i.dir, 'marks');
+    await patchConfig(i, (c) => {
+      c.schedule = {
+        jobs: { long: { cron: '0 4 * * *', exec: ['sh', '-c', `echo start >> ${marks}; exec sleep 30`] } },
+      };
+    });
+    const child = run(i, ['schedule', 'exec', 'long']);
+    for (let n = 0; n < 100 && !(await readFile(marks, 'utf8').catch(() => '')).includes('start'); n++)
+      await new Promise((r) => setTimeout(r, 50));
+    const t0 = Date.now();
+    child.kill('SIGTERM');
+    const r = await child;
+    expect(Date.now() - t0).toBeLessThan(20_000); // the sleep was ended, not waited for
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr.trim()).toBe('attendux: job long failed: stopped (SIGTERM) before it finished');
+    const rec = await record(i, 'long');
+    expect(rec.last.outcome).toBe('failure');
+    // The lock is released: the next run is not refused.
+    await patchConfig(i, (c) => (c.schedule.jobs.long.exec = ['true']));
+    expect((await run(i, ['schedule', 'exec', 'long'])).exitCode).toBe(0);
+  });
+});
+
 describe('schedule status', () => {
   it('exits 1 when a job is overdue or failed, tells the hook once, and writes metrics that pass promtool', async () => {
     const i = await install();

@@ -190,8 +190,10 @@ export function registerSchedule(program: Command): void {
       const { execJob } = await import('../../core/schedule/exec.js');
       const stop = new AbortController();
       const onSignal = () => stop.abort();
-      process.once('SIGTERM', onSignal);
-      process.once('SIGINT', onSignal);
+      // `on`, not `once`: while a listener of ours is there, execa's exit handler does not re-raise the signal
+      // and kill this process before the run is recorded.
+      process.on('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
       try {
         const r = await execJob({
           ...ctx.location,
