@@ -114,18 +114,25 @@ describe('schedule show and config validation', () => {
     expect(byId.get('backup-full')!.next[0]!.local).toMatch(/ 02:00 GMT\+[12]$|03:00 GMT\+2$/);
     // Jobs of commands other changes add are listed, and available exactly when the command exists.
     const has = hasCommandOf(buildProgram());
-    for (const [id, path] of [
+    for (const [id, words] of [
       ['audit-verify', ['audit', 'verify']],
-      ['audit-purge', ['audit', 'purge']],
-      ['retention-apply', ['retention', 'apply']],
-      ['dsar-overdue', ['dsar', 'list']],
+      ['audit-purge', ['audit', 'purge', '--yes']],
+      ['retention-apply', ['retention', 'apply', '--yes']],
+      ['dsar-overdue', ['dsar', 'list', '--overdue']],
     ] as const) {
-      expect(byId.get(id)!.available, id).toBe(has([...path]));
-      if (!has([...path])) {
-        expect(byId.get(id)!.unavailableReason).toBe(`\`attendux ${path.join(' ')}\` is not in this version`);
+      expect(byId.get(id)!.available, id).toBe(has([...words]));
+      if (!has([...words])) {
+        expect(byId.get(id)!.unavailableReason).toBe(
+          `\`attendux ${words.join(' ')}\` is not in this version`,
+        );
         expect(byId.get(id)!.next).toEqual([]);
       }
     }
+    // The guard checks subcommands and flags against the real command tree.
+    expect(has(['backup', 'prune', '--yes'])).toBe(true);
+    expect(has(['backup', 'prune', '--no-such-flag'])).toBe(false);
+    expect(has(['backup', 'full', '--quiet'])).toBe(true); // a global flag
+    expect(has(['backup', 'nope'])).toBe(false);
     // The drill needs an identity on the server to decrypt.
     expect(byId.get('restore-drill')!.available).toBe(false);
     await patchConfig(i, (c) => (c.backup.identityFile = i.identityFile));

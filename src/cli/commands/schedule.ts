@@ -5,15 +5,29 @@ import type { HasCommand } from '../../core/schedule/plan.js';
 import type { InstallResult } from '../../core/schedule/install.js';
 import type { SchedulerEvent } from '../../core/schedule/scheduler.js';
 
-/** Whether this binary has a command: how jobs of commands other changes add light up once they exist. */
+/**
+ * Whether this binary has a command line: each word a subcommand, each `--flag` an option of the command
+ * reached so far (or a global one). This is how jobs of commands other changes add light up once they
+ * exist, and stay off while a flag they pass is missing.
+ */
 export function hasCommandOf(cmd: Command): HasCommand {
   let root = cmd;
   while (root.parent) root = root.parent;
-  return (path) => {
-    let c: Command | undefined = root;
-    for (const name of path) {
-      c = c.commands.find((x) => x.name() === name || x.aliases().includes(name));
-      if (!c) return false;
+  const hasOption = (c: Command | null, flag: string): boolean => {
+    for (let x = c; x; x = x.parent)
+      if (x.options.some((o) => o.long === flag || o.short === flag)) return true;
+    return false;
+  };
+  return (words) => {
+    let c: Command = root;
+    for (const w of words) {
+      if (w.startsWith('-')) {
+        if (!hasOption(c, w)) return false;
+        continue;
+      }
+      const next = c.commands.find((x) => x.name() === w || x.aliases().includes(w));
+      if (!next) return false;
+      c = next;
     }
     return true;
   };

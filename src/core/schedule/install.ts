@@ -145,6 +145,10 @@ async function userNotes(user: string, loaded: LoadedConfig, node: string, bin: 
   ] as const)
     if (home.test(p))
       notes.push(`the ${what} (${p}) is under a home directory, which ProtectHome=yes hides from the units`);
+    else if (/^\/(var\/)?tmp(\/|$)/.test(p))
+      notes.push(
+        `the ${what} (${p}) is under /tmp, which PrivateTmp=yes replaces with an empty one in the units`,
+      );
   return notes;
 }
 

@@ -4,9 +4,9 @@ import type { Config } from '../config/schema.js';
  * The jobs attendux schedules. Each is an attendux command line (run as a child process by
  * `attendux schedule exec JOB`, which adds the lock, the run record, the notify hook and the ping).
  *
- * Adding a job is one line here. A job whose command another change has not shipped yet names that command
- * in `requires`: it is listed as "not available" and never installed or run until the command exists in
- * this binary's command tree (checked at run time, see `availability` in ./plan.ts).
+ * Adding a job is one line here. A job whose command another change has not shipped yet is listed as "not available" and never installed or run until the command, and every flag it passes,
+ * exists in this binary's command tree (checked at run time: `planJobs` in ./plan.ts, with the CLI's
+ * `hasCommandOf`).
  */
 export interface JobDef {
   /** Unit and config name: attendux-<id>.service / .timer, schedule.jobs.<id>. */
@@ -16,7 +16,10 @@ export interface JobDef {
   cron: string | ((c: Config) => string);
   /** The attendux arguments the job runs (global flags are added by `schedule exec`). */
   args: string[];
-  /** The command path that must exist in the CLI; defaults to the leading words of `args`. */
+  /**
+   * The command line that must exist in the CLI (subcommands and `--flags`); defaults to `args`. Give it
+   * when `args` holds an option's value, which is not a subcommand.
+   */
   requires?: string[];
   /** Why the job cannot run with this config, or undefined when it can. */
   unavailableWith?: (c: Config) => string | undefined;
@@ -38,8 +41,8 @@ export const DEFAULT_JOBS: readonly JobDef[] = [
   { id: 'audit-purge', description: 'purge audit entries past retention', cron: '45 4 * * *', args: ['audit', 'purge', '--yes'], randomizedDelay: '10min', graceMinutes: 120 },
   // The DSAR issue's commands (names from PRODUCT.md): "not available" until they exist.
   { id: 'retention-apply', description: 'apply data retention', cron: '0 5 * * *', args: ['retention', 'apply', '--yes'], randomizedDelay: '10min', graceMinutes: 120 },
-  { id: 'dsar-overdue', description: 'check for overdue data subject requests', cron: '0 8 * * *', args: ['dsar', 'list', '--overdue'], requires: ['dsar', 'list'], randomizedDelay: '10min', graceMinutes: 120 },
-  { id: 'restore-drill', description: 'restore drill into a throwaway database', cron: '0 5 * * 0', args: ['restore', '--drill'], requires: ['restore'], unavailableWith: (c) => (c.backup.identityFile ? undefined : 'needs backup.identityFile to decrypt the backups'), randomizedDelay: '30min', graceMinutes: 240 },
+  { id: 'dsar-overdue', description: 'check for overdue data subject requests', cron: '0 8 * * *', args: ['dsar', 'list', '--overdue'], randomizedDelay: '10min', graceMinutes: 120 },
+  { id: 'restore-drill', description: 'restore drill into a throwaway database', cron: '0 5 * * 0', args: ['restore', '--drill'], unavailableWith: (c) => (c.backup.identityFile ? undefined : 'needs backup.identityFile to decrypt the backups'), randomizedDelay: '30min', graceMinutes: 240 },
 ];
 
 export const DEFAULT_JOB_IDS = DEFAULT_JOBS.map((j) => j.id);

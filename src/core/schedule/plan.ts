@@ -1,7 +1,7 @@
 import type { Config } from '../config/schema.js';
 import { DEFAULT_JOBS } from './jobs.js';
 
-/** Does this attendux binary have the command `path` (e.g. ['audit', 'verify'])? Given by the CLI. */
+/** Does this attendux binary have this command line (e.g. ['dsar', 'list', '--overdue'])? Given by the CLI. */
 export type HasCommand = (path: string[]) => boolean;
 
 export interface PlannedJob {
@@ -34,7 +34,7 @@ export function planJobs(config: Config, hasCommand: HasCommand): PlannedJob[] {
   const out: PlannedJob[] = [];
   for (const def of DEFAULT_JOBS) {
     const o = overrides[def.id] ?? {};
-    const requires = def.requires ?? def.args.filter((a) => !a.startsWith('-'));
+    const requires = def.requires ?? def.args;
     const missing = hasCommand(requires)
       ? undefined
       : `\`attendux ${requires.join(' ')}\` is not in this version`;
