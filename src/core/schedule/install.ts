@@ -129,13 +129,20 @@ async function passwdUsers(): Promise<Set<string> | undefined> {
       );
 }
 
-async function userNotes(user: string, loaded: LoadedConfig, node: string, bin: string): Promise<string[]> {
+async function userNotes(
+  user: string,
+  loaded: LoadedConfig,
+  node: string,
+  bin: string,
+  sandboxed = true,
+): Promise<string[]> {
   const notes: string[] = [];
   const users = await passwdUsers();
   if (users && !users.has(user))
     notes.push(
       `user ${user} does not exist yet: sudo useradd --system --home ${loaded.config.dataDir} --shell /usr/sbin/nologin ${user}`,
     );
+  if (!sandboxed) return notes; // cron runs the lines without systemd's ProtectHome/PrivateTmp
   const home = /^\/(home|root|run\/user)(\/|$)/;
   for (const [what, p] of [
     ['config', loaded.path],
@@ -473,7 +480,7 @@ export async function installCrontab(opts: CrontabOptions): Promise<InstallResul
     notes: [
       ...timeZoneNote(loaded),
       ...(t.kind === 'cron.d'
-        ? await userNotes(user, loaded, opts.node ?? process.execPath, opts.bin ?? ATTENDUX_BIN)
+        ? await userNotes(user, loaded, opts.node ?? process.execPath, opts.bin ?? ATTENDUX_BIN, false)
         : []),
     ],
   };
