@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -505,6 +505,34 @@ describe('schedule exec: cron-friendly job runs', () => {
     expect((await first).exitCode).toBe(0);
     expect(await readFile(marks, 'utf8')).toBe('start\nend\n');
     expect((await record(i, 'slow')).last.outcome).toBe('success');
+  });
+});
+
+describe('schedule exec when the command itself is locked', () => {
+  it('a backup started by hand makes the scheduled one exit 75, recorded as skipped, not as a run', async () => {
+    const i = await install();
+    await mkdir(i.dataDir, { recursive: true });
+    // A live backup of this host holds the backup lock (this test process plays it).
+    await writeFile(
+      join(i.dataDir, 'backup.lock'),
+      JSON.stringify({
+        pid: process.pid,
+        host: hostname(),
+        startedAt: new Date().toISOString(),
+        command: 'backup full',
+      }),
+    );
+    const r = await run(i, ['schedule', 'exec', 'backup-full']);
+    expect(r.exitCode).toBe(75);
+    expect(r.stderr.trimEnd().split('\n')).toEqual([
+      expect.stringMatching(/^attendux: job backup-full skipped: another backup is running: pid \d+ on /),
+    ]);
+    const rec = JSON.parse(await readFile(join(i.dataDir, 'jobs', 'backup-full.json'), 'utf8')) as {
+      last: { outcome: string };
+      lastStarted: unknown;
+    };
+    expect(rec.last.outcome).toBe('skipped');
+    expect(rec.lastStarted).toBeNull();
   });
 });
 

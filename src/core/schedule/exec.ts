@@ -122,6 +122,7 @@ export async function execJob(opts: ExecOptions): Promise<ExecResult> {
   let run: JobRun;
   try {
     const rec = await readJobRecord(dataDir, job.id);
+    const startedBefore = rec.lastStarted;
     rec.last = rec.lastStarted = {
       ...base,
       outcome: 'running',
@@ -189,7 +190,8 @@ export async function execJob(opts: ExecOptions): Promise<ExecResult> {
         error: { ...(parsed.error?.code ? { code: parsed.error.code } : {}), message: why },
       };
     }
-    await recordRun(dataDir, run);
+    // A run its own command refused (exit 75) did not happen: overdue is still measured from the one before.
+    await recordRun(dataDir, run, run.outcome === 'skipped' ? { lastStarted: startedBefore } : {});
     const pw = await ping(config, job.id, run.outcome === 'failure' ? 'fail' : 'success', run);
     if (pw) warnings.push(pw);
     if (run.outcome === 'failure') {

@@ -75,8 +75,13 @@ export async function writeJobRecord(dataDir: string, rec: JobRecord): Promise<v
 }
 
 /** Fold one run into the job's record. */
-export async function recordRun(dataDir: string, run: JobRun): Promise<JobRecord> {
+export async function recordRun(
+  dataDir: string,
+  run: JobRun,
+  restore: { lastStarted?: JobRun | null } = {},
+): Promise<JobRecord> {
   const rec = await readJobRecord(dataDir, run.job);
+  if ('lastStarted' in restore) rec.lastStarted = restore.lastStarted ?? null;
   rec.last = run;
   if (run.outcome !== 'skipped') rec.lastStarted = run;
   if (run.outcome === 'success') rec.lastSuccess = run;
