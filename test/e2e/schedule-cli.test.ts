@@ -619,6 +619,25 @@ describe('schedule status', () => {
     const text2 = await readFile(prom, 'utf8');
     expect(await promtoolCheck(text2)).toEqual({ exitCode: 0, output: '' });
     expect(text2).toMatch(/^attendux_job_last_run_success\{job="backup-full"\} 0$/m);
+
+    // schedule.prometheusFile: every job run refreshes the textfile, and the units may write its dir.
+    const tf = join(i.dir, 'node-exporter', 'attendux.prom');
+    await patchConfig(i, (c) => {
+      c.schedule.prometheusFile = tf;
+      c.backup.recipients = [i.recipient];
+    });
+    expect((await run(i, ['schedule', 'exec', 'backup-config'])).exitCode).toBe(0);
+    const refreshed = await readFile(tf, 'utf8');
+    expect(await promtoolCheck(refreshed)).toEqual({ exitCode: 0, output: '' });
+    expect(refreshed).toMatch(/^attendux_job_last_run_success\{job="backup-config"\} 1$/m);
+    const units = await mkdtemp(join(scratch, 'units-tf-'));
+    expect((await run(i, ['schedule', 'install', '--systemd', '--dir', units])).exitCode).toBe(0);
+    const unit = await readFile(join(units, 'attendux-backup-config.service'), 'utf8');
+    expect(unit).toContain(`\nReadWritePaths=${i.dataDir} -${join(i.dir, 'node-exporter')}\n`);
+    const verify = await execa('systemd-analyze', ['verify', join(units, 'attendux-backup-config.service')], {
+      reject: false,
+    });
+    expect(verify.exitCode, verify.stderr).toBe(0);
   });
 });
 

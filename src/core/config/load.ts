@@ -107,6 +107,10 @@ export function resolvePaths(path: string, config: Config): LoadedConfig {
       dir: abs(config.backup.dir ?? join(dataDir, 'backups')),
       identityFile: config.backup.identityFile ? abs(config.backup.identityFile) : undefined,
     },
+    schedule: {
+      ...config.schedule,
+      prometheusFile: config.schedule.prometheusFile ? abs(config.schedule.prometheusFile) : undefined,
+    },
     server: {
       ...config.server,
       tlsCert: config.server.tlsCert ? abs(config.server.tlsCert) : undefined,

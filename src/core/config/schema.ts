@@ -125,6 +125,8 @@ export const ScheduleSchema = z
   .strictObject({
     /** Time zone of every job's expression; default backup.schedule.timeZone. */
     timeZone: timeZone.optional(),
+    /** node_exporter textfile (`schedule status --prometheus`) refreshed after every job run. */
+    prometheusFile: z.string().optional(),
     jobs: z
       .record(z.string().regex(/^[a-z][a-z0-9-]{0,40}$/, 'job names are a-z, 0-9 and -'), JobSchema)
       .default({}),

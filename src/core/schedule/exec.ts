@@ -14,7 +14,7 @@ import {
   emptyRecord,
   type JobRun,
 } from './runs.js';
-import { jobStatus } from './status.js';
+import { jobStatus, refreshPrometheusFile } from './status.js';
 
 /** The attendux entry point a job's child process runs: the same installation as this process. */
 export const ATTENDUX_BIN = fileURLToPath(new URL('../../../bin/attendux.js', import.meta.url));
@@ -211,6 +211,7 @@ export async function execJob(opts: ExecOptions): Promise<ExecResult> {
     await lock.release();
   }
   const overdueNotified = await notifyOverdue(loaded, opts.hasCommand, now(), warnings);
+  await refreshPrometheusFile(loaded, opts.hasCommand, warnings);
   return { job: job.id, run, warnings, overdueNotified };
 }
 

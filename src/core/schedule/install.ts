@@ -91,6 +91,9 @@ function commonValues(loaded: LoadedConfig, opts: InstallOptions, user: string) 
   const { config } = loaded;
   const rw = [config.dataDir];
   if (!inside(loaded.backupDir, config.dataDir)) rw.push(loaded.backupDir);
+  // The textfile's dir may not exist when the unit starts: `-` makes systemd skip it rather than fail.
+  const prom = config.schedule.prometheusFile;
+  if (prom && !inside(prom, config.dataDir)) rw.push(`-${dirname(prom)}`);
   return {
     header: GENERATED,
     user: safe('user', user),
@@ -98,7 +101,7 @@ function commonValues(loaded: LoadedConfig, opts: InstallOptions, user: string) 
     configDir: safe('config dir', dirname(loaded.path)),
     node: safe('node path', opts.node ?? process.execPath),
     bin: safe('attendux path', opts.bin ?? ATTENDUX_BIN),
-    readWritePaths: rw.map((p) => safe('data or backup dir', p)).join(' '),
+    readWritePaths: rw.map((p) => safe('data, backup or textfile dir', p)).join(' '),
   };
 }
 

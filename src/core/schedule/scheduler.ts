@@ -4,6 +4,7 @@ import { hasSeconds, nextRun } from './cron.js';
 import { execJob, notifyOverdue, type ExecResult } from './exec.js';
 import { isActive, planJobs, type HasCommand } from './plan.js';
 import { markScheduled } from './runs.js';
+import { refreshPrometheusFile } from './status.js';
 
 export type SchedulerEvent =
   | { type: 'started'; at: string; jobs: { id: string; cron: string; next: string }[] }
@@ -87,6 +88,7 @@ export async function runScheduler(opts: SchedulerOptions): Promise<void> {
       await notifyOverdue(loaded, opts.hasCommand, new Date(), warnings).catch((e: Error) =>
         warnings.push(e.message),
       );
+      await refreshPrometheusFile(loaded, opts.hasCommand, warnings);
       for (const w of warnings) opts.onEvent({ type: 'warning', at: at(), message: w });
     }
     const soonest = Math.min(...[...next.values()].map((d) => d.getTime()), Date.now() + 60_000);

@@ -1,5 +1,5 @@
 import { Gauge, Registry } from 'prom-client';
-import { loadConfig, type ConfigLocation } from '../config/load.js';
+import { loadConfig, type ConfigLocation, type LoadedConfig } from '../config/load.js';
 import { writeFileAtomic } from '../fs.js';
 import { dstNote, localTime, nextRun, nextRuns, previousRun } from './cron.js';
 import { isActive, planJobs, scheduleTimeZone, type HasCommand, type PlannedJob } from './plan.js';
@@ -77,13 +77,19 @@ export interface StatusOptions extends ConfigLocation {
 }
 
 export async function scheduleStatus(opts: StatusOptions): Promise<ScheduleStatus> {
-  const loaded = await loadConfig(opts);
-  const now = opts.now ?? new Date();
+  return statusOf(await loadConfig(opts), opts.hasCommand, opts.now ?? new Date());
+}
+
+export async function statusOf(
+  loaded: LoadedConfig,
+  hasCommand: HasCommand,
+  now: Date,
+): Promise<ScheduleStatus> {
   const dataDir = loaded.config.dataDir;
   const records = await readJobRecords(dataDir);
   const marker = await readScheduleMarker(dataDir);
   const since = marker ? new Date(marker.since) : null;
-  const jobs = planJobs(loaded.config, opts.hasCommand).map((j) =>
+  const jobs = planJobs(loaded.config, hasCommand).map((j) =>
     jobStatus(j, records.get(j.id) ?? emptyRecord(j.id), now, since),
   );
   return {
@@ -92,6 +98,21 @@ export async function scheduleStatus(opts: StatusOptions): Promise<ScheduleStatu
     scheduledSince: marker?.since ?? null,
     jobs,
   };
+}
+
+/** Rewrite schedule.prometheusFile, when set, after a run; a failure to write it is a warning. */
+export async function refreshPrometheusFile(
+  loaded: LoadedConfig,
+  hasCommand: HasCommand,
+  warnings: string[],
+): Promise<void> {
+  const file = loaded.config.schedule.prometheusFile;
+  if (!file) return;
+  try {
+    await writeScheduleMetrics(file, await statusOf(loaded, hasCommand, new Date()));
+  } catch (err) {
+    warnings.push(`could not write ${file}: ${(err as Error).message}`);
+  }
 }
 
 /** node_exporter textfile metrics of every job, rendered by prom-client. */
