@@ -11,7 +11,7 @@ import {
   previousRun,
   toOnCalendar,
 } from '../../src/core/schedule/cron.js';
-import { validateConfig } from '../../src/core/config/load.js';
+import { applyEnvOverrides, validateConfig } from '../../src/core/config/load.js';
 import { DEFAULT_JOBS } from '../../src/core/schedule/jobs.js';
 import { planJobs } from '../../src/core/schedule/plan.js';
 import { AttenduxError } from '../../src/errors.js';
@@ -282,5 +282,32 @@ describe('schedule show and overdue (core)', () => {
     expect(
       jobStatus({ ...full, enabled: false }, rec(null), at('2026-03-29T03:01:00Z'), at('2020-01-01')).ok,
     ).toBe(true);
+  });
+});
+
+describe('schedule and notify keys from the environment', () => {
+  it('ATTENDUX_SCHEDULE_JOBS takes JSON; ATTENDUX_NOTIFY_COMMAND a shell line or a JSON argv', () => {
+    const raw = applyEnvOverrides(
+      {},
+      {
+        ATTENDUX_SCHEDULE_JOBS: '{"backup-full":{"cron":"0 3 * * *"}}',
+        ATTENDUX_SCHEDULE_TIME_ZONE: 'Europe/Berlin',
+        ATTENDUX_NOTIFY_COMMAND: 'mail -s "attendux" root',
+        ATTENDUX_NOTIFY_PING_URL: 'https://hc.example/ping/{job}',
+      },
+    );
+    const c = validateConfig(raw, 'env');
+    expect(c.schedule.jobs['backup-full']).toEqual({ cron: '0 3 * * *' });
+    expect(c.schedule.timeZone).toBe('Europe/Berlin');
+    expect(c.notify.command).toBe('mail -s "attendux" root');
+    expect(c.notify.pingUrl).toBe('https://hc.example/ping/{job}');
+    const argv = validateConfig(
+      applyEnvOverrides({}, { ATTENDUX_NOTIFY_COMMAND: '["/usr/local/bin/alert","--x"]' }),
+      'env',
+    );
+    expect(argv.notify.command).toEqual(['/usr/local/bin/alert', '--x']);
+    expect(() => validateConfig({ notify: { pingUrl: 'ftp://x' } }, 'f')).toThrow(
+      /key "notify\.pingUrl": must be an http\(s\) URL/,
+    );
   });
 });
