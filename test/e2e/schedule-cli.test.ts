@@ -168,6 +168,11 @@ describe('schedule install --systemd', () => {
     await writeFile(foreign, '[Service]\nExecStart=/bin/true\n');
     await writeFile(join(dir, 'other.service'), '[Service]\nExecStart=/bin/true\n');
 
+    const preview = await run(i, ['schedule', 'install', '--systemd', '--dir', dir, '--dry-run']);
+    expect(preview.exitCode, preview.stderr).toBe(0);
+    expect(preview.stdout).toContain(`would be created: ${join(dir, 'attendux-backup-full.timer')}`);
+    expect(preview.stdout).toContain('    OnCalendar=*-*-* 02:00:00 Europe/Berlin');
+    expect((await readdir(dir)).sort()).toEqual(['attendux-local.service', 'other.service']);
     const r = await run(i, ['schedule', 'install', '--systemd', '--dir', dir, '--user', 'attendux']);
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout).toContain('systemctl daemon-reload');
