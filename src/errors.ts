@@ -118,6 +118,16 @@ export const ERROR_CODES = {
     exitCode: 1,
     doc: 'restore --drill: a check of the restored copy failed (see the report).',
   },
+  JOB_LOCKED: {
+    exitCode: 75,
+    doc: 'schedule exec: the previous run of this job is still going; retry later.',
+  },
+  JOB_FAILED: { exitCode: 1, doc: 'schedule exec: the job ran and failed (the notify hook was run).' },
+  JOB_UNAVAILABLE: {
+    exitCode: 2,
+    doc: 'The job is disabled, unknown, or its command is not in this version.',
+  },
+  SCHEDULE_UNHEALTHY: { exitCode: 1, doc: 'schedule status: a job is overdue or its last run failed.' },
   INTERNAL: { exitCode: 1, doc: 'A bug: an unexpected error. Run again with --debug and report it.' },
 } as const satisfies Record<string, { exitCode: number; doc: string }>;
 

@@ -184,8 +184,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       return reply.code(503).send({ status: 'database_unavailable' });
     }
   });
-  app.get('/metrics', publicLimit, (_req, reply) =>
-    reply.type('text/plain; version=0.0.4; charset=utf-8').send(deps.metrics.render()),
+  app.get('/metrics', publicLimit, async (_req, reply) =>
+    reply.type(deps.metrics.contentType).send(await deps.metrics.render()),
   );
   app.get('/.well-known/security.txt', publicLimit, (_req, reply) =>
     reply.type('text/plain; charset=utf-8').header('cache-control', 'max-age=86400').send(securityTxt(deps)),

@@ -1,57 +1,89 @@
-/**
- * Prometheus text exposition without a dependency: a few counters and one latency histogram, labelled by the
- * route pattern (never the raw URL, so ids do not explode the label set).
- */
-const BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
+/**
+ * The server's Prometheus metrics, rendered by prom-client (the text format, escaping and HELP/TYPE lines are
+ * its job, and `promtool check metrics` passes on them). Labelled by the route pattern, never the raw URL,
+ * so ids do not explode the label set. One registry per app, so tests that build several apps do not share
+ * counters.
+ */
 export class Metrics {
-  private requests = new Map<string, number>();
-  private hist = new Map<string, { buckets: number[]; sum: number; count: number }>();
-  checkIns = 0;
-  checkOuts = 0;
-  failedLogins = 0;
-  successfulLogins = 0;
+  readonly registry = new Registry();
+  readonly contentType = this.registry.contentType;
+  private readonly requests = new Counter({
+    name: 'attendux_http_requests_total',
+    help: 'HTTP requests by route and status.',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [this.registry],
+  });
+  private readonly latency = new Histogram({
+    name: 'attendux_http_request_duration_seconds',
+    help: 'HTTP request latency.',
+    labelNames: ['method', 'route'] as const,
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+  private readonly counters = {
+    checkIns: this.counter('attendux_check_ins_total', 'Accepted check-ins.'),
+    checkOuts: this.counter('attendux_check_outs_total', 'Accepted check-outs.'),
+    failedLogins: this.counter('attendux_failed_logins_total', 'Failed login attempts.'),
+    successfulLogins: this.counter('attendux_logins_total', 'Successful logins.'),
+  };
+  private readonly counts = { checkIns: 0, checkOuts: 0, failedLogins: 0, successfulLogins: 0 };
   readonly startedAt = Date.now();
 
+  constructor() {
+    // Not prom-client's collectDefaultMetrics: three of its gauges end in _total, which promtool rejects.
+    new Gauge({
+      name: 'attendux_process_start_time_seconds',
+      help: 'Start time of the process.',
+      registers: [this.registry],
+    }).set(Math.floor(this.startedAt / 1000));
+  }
+
+  private counter(name: string, help: string): Counter {
+    const c = new Counter({ name, help, registers: [this.registry] });
+    c.inc(0); // present from the start: a scrape before the first check-in shows 0, not nothing
+    return c;
+  }
+
+  // The route code counts with `metrics.checkIns++`: plain numbers whose increments reach the counters.
+  get checkIns(): number {
+    return this.counts.checkIns;
+  }
+  set checkIns(v: number) {
+    this.bump('checkIns', v);
+  }
+  get checkOuts(): number {
+    return this.counts.checkOuts;
+  }
+  set checkOuts(v: number) {
+    this.bump('checkOuts', v);
+  }
+  get failedLogins(): number {
+    return this.counts.failedLogins;
+  }
+  set failedLogins(v: number) {
+    this.bump('failedLogins', v);
+  }
+  get successfulLogins(): number {
+    return this.counts.successfulLogins;
+  }
+  set successfulLogins(v: number) {
+    this.bump('successfulLogins', v);
+  }
+
+  private bump(key: keyof Metrics['counts'], v: number): void {
+    const delta = v - this.counts[key];
+    if (delta > 0) this.counters[key].inc(delta);
+    this.counts[key] = v;
+  }
+
   observe(method: string, route: string, status: number, seconds: number): void {
-    const key = `method="${method}",route="${escape(route)}",status="${status}"`;
-    this.requests.set(key, (this.requests.get(key) ?? 0) + 1);
-    const hkey = `method="${method}",route="${escape(route)}"`;
-    let h = this.hist.get(hkey);
-    if (!h) this.hist.set(hkey, (h = { buckets: BUCKETS.map(() => 0), sum: 0, count: 0 }));
-    for (let i = 0; i < BUCKETS.length; i++) if (seconds <= BUCKETS[i]!) h.buckets[i]!++;
-    h.sum += seconds;
-    h.count++;
+    this.requests.inc({ method, route, status: String(status) });
+    this.latency.observe({ method, route }, seconds);
   }
 
-  render(): string {
-    const out: string[] = [];
-    out.push('# HELP attendux_http_requests_total HTTP requests by route and status.');
-    out.push('# TYPE attendux_http_requests_total counter');
-    for (const [k, v] of this.requests) out.push(`attendux_http_requests_total{${k}} ${v}`);
-    out.push('# HELP attendux_http_request_duration_seconds HTTP request latency.');
-    out.push('# TYPE attendux_http_request_duration_seconds histogram');
-    for (const [k, h] of this.hist) {
-      BUCKETS.forEach((b, i) =>
-        out.push(`attendux_http_request_duration_seconds_bucket{${k},le="${b}"} ${h.buckets[i]}`),
-      );
-      out.push(`attendux_http_request_duration_seconds_bucket{${k},le="+Inf"} ${h.count}`);
-      out.push(`attendux_http_request_duration_seconds_sum{${k}} ${h.sum}`);
-      out.push(`attendux_http_request_duration_seconds_count{${k}} ${h.count}`);
-    }
-    const counter = (name: string, help: string, v: number) =>
-      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`, `${name} ${v}`);
-    counter('attendux_check_ins_total', 'Accepted check-ins.', this.checkIns);
-    counter('attendux_check_outs_total', 'Accepted check-outs.', this.checkOuts);
-    counter('attendux_failed_logins_total', 'Failed login attempts.', this.failedLogins);
-    counter('attendux_logins_total', 'Successful logins.', this.successfulLogins);
-    out.push('# HELP attendux_process_start_time_seconds Start time of the process.');
-    out.push('# TYPE attendux_process_start_time_seconds gauge');
-    out.push(`attendux_process_start_time_seconds ${Math.floor(this.startedAt / 1000)}`);
-    return out.join('\n') + '\n';
+  render(): Promise<string> {
+    return this.registry.metrics();
   }
-}
-
-function escape(s: string): string {
-  return s.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
 }

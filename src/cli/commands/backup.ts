@@ -206,12 +206,15 @@ export function registerBackup(program: Command): void {
       const { backupStatus, writePrometheus } = await import('../../core/backup/status.js');
       const st = await backupStatus(ctx.location);
       if (flags.prometheus) await writePrometheus(flags.prometheus, st);
-      ctx.result(st, () =>
-        st.kinds.map(
+      ctx.result(st, () => [
+        ...st.kinds.map(
           (k) =>
             `${k.ok ? 'ok   ' : 'STALE'} ${k.kind.padEnd(11)} ${k.newest ? `${k.newest.id} (${k.ageHours!.toFixed(1)} h ago)` : 'never'}${k.problem ? `: ${k.problem}` : ''}`,
         ),
-      );
+        ...st.jobs.map(
+          (j) => `job ${j.job}: ${j.outcome} at ${j.startedAt}${j.error ? ` (${j.error.message})` : ''}`,
+        ),
+      ]);
       if (!st.ok) {
         const bad = st.kinds.filter((k) => !k.ok);
         throw new AttenduxError(

@@ -10,6 +10,7 @@ import { registerServe } from './serve.js';
 import { registerKeys } from './keys.js';
 import { registerBackup } from './backup.js';
 import { registerRestore } from './restore.js';
+import { registerSchedule } from './schedule.js';
 
 /** Each module only declares flags; the work it does is imported lazily when the command runs. */
 export function registerCommands(program: Command): void {
@@ -24,4 +25,5 @@ export function registerCommands(program: Command): void {
   registerKeys(program);
   registerBackup(program);
   registerRestore(program);
+  registerSchedule(program);
 }

@@ -3,6 +3,7 @@ import { writeFileAtomic } from '../fs.js';
 import { newestOf, readCatalog } from './catalog.js';
 import type { BackupKind } from './format.js';
 import { readLastRun, type LastRun } from './run.js';
+import { readJobRecords, type JobRun } from '../schedule/runs.js';
 
 export interface KindStatus {
   kind: BackupKind;
@@ -20,6 +21,8 @@ export interface BackupStatus {
   backupDir: string;
   checkedAt: string;
   kinds: KindStatus[];
+  /** The last run of each scheduled backup job (`schedule exec backup-*`), prune included. */
+  jobs: JobRun[];
 }
 
 /** Age of the newest good backup of each kind against its threshold, and whether its last run failed. */
@@ -57,7 +60,16 @@ export async function backupStatus(opts: ConfigLocation & { now?: Date } = {}): 
       ...(problem ? { problem } : {}),
     });
   }
-  return { ok: kinds.every((k) => k.ok), backupDir: loaded.backupDir, checkedAt: now.toISOString(), kinds };
+  const jobs = [...(await readJobRecords(loaded.config.dataDir)).values()]
+    .filter((r) => r.job.startsWith('backup-') && r.last)
+    .map((r) => r.last!);
+  return {
+    ok: kinds.every((k) => k.ok),
+    backupDir: loaded.backupDir,
+    checkedAt: now.toISOString(),
+    kinds,
+    jobs,
+  };
 }
 
 /** node_exporter textfile collector format (one gauge family per line group, labelled by kind). */

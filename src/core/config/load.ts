@@ -107,6 +107,10 @@ export function resolvePaths(path: string, config: Config): LoadedConfig {
       dir: abs(config.backup.dir ?? join(dataDir, 'backups')),
       identityFile: config.backup.identityFile ? abs(config.backup.identityFile) : undefined,
     },
+    schedule: {
+      ...config.schedule,
+      prometheusFile: config.schedule.prometheusFile ? abs(config.schedule.prometheusFile) : undefined,
+    },
     server: {
       ...config.server,
       tlsCert: config.server.tlsCert ? abs(config.server.tlsCert) : undefined,
@@ -123,7 +127,7 @@ export function resolvePaths(path: string, config: Config): LoadedConfig {
 // database.adminUrl is ATTENDUX_DATABASE_ADMIN_URL and backup.retention.fullDays is
 // ATTENDUX_BACKUP_RETENTION_FULL_DAYS. The names are derived from the schema so they cannot go stale.
 
-export type LeafKind = 'string' | 'number' | 'boolean' | 'string[]' | 'enum';
+export type LeafKind = 'string' | 'number' | 'boolean' | 'string[]' | 'enum' | 'json';
 export interface ConfigLeaf {
   path: string[];
   env: string;
@@ -157,6 +161,8 @@ export function configLeaves(): ConfigLeaf[] {
     else if (def.type === 'boolean') kind = 'boolean';
     else if (def.type === 'array') kind = 'string[]';
     else if (def.type === 'enum') kind = 'enum';
+    // schedule.jobs (a record) and notify.command (a string or an argv) take JSON; a plain string stays one.
+    else if (def.type === 'record' || def.type === 'union') kind = 'json';
     out.push({ path, env: `ATTENDUX_${path.map(snake).join('_')}`, kind });
   };
   walk((ConfigSchema as unknown as { _zod: { def: ZodDefLike } })._zod.def, []);
@@ -192,6 +198,15 @@ export function parseLeafValue(leaf: ConfigLeaf, text: string, source: string): 
         .split(',')
         .map((s) => s.trim())
         .filter(Boolean);
+    case 'json':
+      if (/^\s*[[{]/.test(text)) {
+        try {
+          return JSON.parse(text) as unknown;
+        } catch {
+          throw new AttenduxError('CONFIG_INVALID', `${source}: not valid JSON`);
+        }
+      }
+      return text;
     default:
       return text;
   }

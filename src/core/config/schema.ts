@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { cronProblem, isTimeZone } from '../schedule/cron.js';
+import { DEFAULT_JOB_IDS } from '../schedule/jobs.js';
 
 /**
  * The shape of attendux.json. Every object is strict: an unknown key is an error that names it, because a
@@ -6,6 +8,15 @@ import { z } from 'zod';
  * Relative paths are resolved against the directory of the config file.
  */
 const port = z.number().int().min(1).max(65535);
+
+/** A cron expression, checked by cron-parser at load: a bad one names itself and the key (exit 2). */
+const cronExpr = z.string().superRefine((v, ctx) => {
+  const problem = cronProblem(v);
+  if (problem) ctx.addIssue({ code: 'custom', message: `invalid cron expression "${v}": ${problem}` });
+});
+const timeZone = z.string().superRefine((v, ctx) => {
+  if (!isTimeZone(v)) ctx.addIssue({ code: 'custom', message: `unknown time zone "${v}"` });
+});
 
 export const DatabaseSchema = z
   .strictObject({
@@ -79,9 +90,9 @@ export const BackupSchema = z.strictObject({
     .default({ fullDays: 30, incrementalDays: 7, configDays: 90 }),
   schedule: z
     .strictObject({
-      full: z.string().default('0 2 * * *'),
-      incremental: z.string().default('0 */6 * * *'),
-      timeZone: z.string().default('UTC'),
+      full: cronExpr.default('0 2 * * *'),
+      incremental: cronExpr.default('0 */6 * * *'),
+      timeZone: timeZone.default('UTC'),
     })
     .default({ full: '0 2 * * *', incremental: '0 */6 * * *', timeZone: 'UTC' }),
   /** backup status calls a kind stale after this many hours without a successful run. */
@@ -97,6 +108,61 @@ export const AuditSchema = z.strictObject({
   retentionDays: z.number().int().min(1).default(365),
 });
 
+/** One job of `attendux schedule`: a built-in one (see src/core/schedule/jobs.ts) or an admin's own. */
+export const JobSchema = z.strictObject({
+  cron: cronExpr.optional(),
+  enabled: z.boolean().optional(),
+  /** Overdue this many minutes after a scheduled time that did not run. */
+  graceMinutes: z.number().min(0).optional(),
+  /** Killed (and failed) after this long; default 360. */
+  timeoutMinutes: z.number().positive().optional(),
+  /** An admin's own job: a program and its arguments (no shell), run with the same lock, record and hook. */
+  exec: z.array(z.string().min(1)).min(1).optional(),
+  description: z.string().optional(),
+});
+
+export const ScheduleSchema = z
+  .strictObject({
+    /** Time zone of every job's expression; default backup.schedule.timeZone. */
+    timeZone: timeZone.optional(),
+    /** node_exporter textfile (`schedule status --prometheus`) refreshed after every job run. */
+    prometheusFile: z.string().optional(),
+    jobs: z
+      .record(z.string().regex(/^[a-z][a-z0-9-]{0,40}$/, 'job names are a-z, 0-9 and -'), JobSchema)
+      .default({}),
+  })
+  .superRefine((s, ctx) => {
+    for (const [id, job] of Object.entries(s.jobs)) {
+      const builtIn = DEFAULT_JOB_IDS.includes(id);
+      if (builtIn && job.exec)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['jobs', id, 'exec'],
+          message: `job "${id}" is built in: its command cannot be replaced (add a job under another name)`,
+        });
+      if (!builtIn && (!job.exec || !job.cron))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['jobs', id],
+          message: `unknown job "${id}": a job of your own needs "cron" and "exec" (built-in jobs: ${DEFAULT_JOB_IDS.join(', ')})`,
+        });
+    }
+  });
+
+export const NotifySchema = z.strictObject({
+  /** Run when a job fails or becomes overdue, with the job's JSON result on stdin: a shell line or an argv. */
+  command: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]).optional(),
+  timeoutSeconds: z.number().int().min(1).max(3600).default(30),
+  /** healthchecks.io-style URL ({job} is replaced by the job's name): /start, then itself or /fail. */
+  pingUrl: z
+    .string()
+    .refine(
+      (v) => /^https?:\/\/[^\s]+$/.test(v) && URL.canParse(v.replaceAll('{job}', 'x')),
+      'must be an http(s) URL',
+    )
+    .optional(),
+});
+
 export const ConfigSchema = z.strictObject({
   /** Embedded PostgreSQL cluster, default backup dir, lock files. */
   dataDir: z.string().default('/var/lib/attendux'),
@@ -106,6 +172,8 @@ export const ConfigSchema = z.strictObject({
   server: ServerSchema.default(ServerSchema.parse({})),
   backup: BackupSchema.default(BackupSchema.parse({})),
   audit: AuditSchema.default(AuditSchema.parse({})),
+  schedule: ScheduleSchema.default({ jobs: {} }),
+  notify: NotifySchema.default({ timeoutSeconds: 30 }),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;
