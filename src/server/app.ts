@@ -11,6 +11,7 @@ import { BCRYPT_COST } from '../crypto/password.js';
 import type { DataKeyring } from '../crypto/aead.js';
 import { installErrorHandler, sendError } from './errors.js';
 import { Metrics } from './metrics.js';
+import { PasswordWork } from './password-work.js';
 import { HTML_PAGE, loginPage, registerSecurityHeaders, securityTxt } from './security.js';
 import type { AppHooks, ServerDeps } from './deps.js';
 import { authRoutes } from './routes/auth.js';
@@ -127,7 +128,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     metrics: new Metrics(),
     maintenance: maintenanceWatcher(install.loaded.config.dataDir, opts.maintenanceTtlMs ?? 1000),
     bcryptCost: opts.bcryptCost ?? BCRYPT_COST,
+    passwords: new PasswordWork(opts.bcryptCost ?? BCRYPT_COST),
+    dataDir: install.loaded.config.dataDir,
   };
+  deps.passwords.onDone = () => deps.metrics.passwordHashes++;
   app.addHook('onClose', async () => {
     await pool.end();
   });

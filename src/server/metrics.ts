@@ -11,6 +11,8 @@ export class Metrics {
   checkOuts = 0;
   failedLogins = 0;
   successfulLogins = 0;
+  /** bcrypt computations (every failed login costs exactly one, whatever the reason). */
+  passwordHashes = 0;
   readonly startedAt = Date.now();
 
   observe(method: string, route: string, status: number, seconds: number): void {
@@ -45,6 +47,7 @@ export class Metrics {
     counter('attendux_check_outs_total', 'Accepted check-outs.', this.checkOuts);
     counter('attendux_failed_logins_total', 'Failed login attempts.', this.failedLogins);
     counter('attendux_logins_total', 'Successful logins.', this.successfulLogins);
+    counter('attendux_password_hashes_total', 'bcrypt computations.', this.passwordHashes);
     out.push('# HELP attendux_process_start_time_seconds Start time of the process.');
     out.push('# TYPE attendux_process_start_time_seconds gauge');
     out.push(`attendux_process_start_time_seconds ${Math.floor(this.startedAt / 1000)}`);

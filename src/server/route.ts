@@ -15,6 +15,12 @@ import {
   type Principal,
 } from './auth.js';
 import { forbidden } from './errors.js';
+import {
+  appendLedgerFile,
+  ledgerPath,
+  readTransactionLedger,
+  type LedgerEntry,
+} from '../core/ledger/index.js';
 import type { ServerDeps } from './deps.js';
 
 /** An untyped result row, for queries whose rows go straight into a JSON response. */
@@ -37,6 +43,11 @@ export interface RequestContext {
   ) => Promise<void>;
   /** Run after the transaction committed (hooks, metrics); never on rollback. */
   afterCommit: (fn: () => void) => void;
+  /**
+   * Answer with this error but COMMIT what the handler wrote first (a failed attempt's counter and audit
+   * entry must survive the refusal they cause).
+   */
+  failAfterCommit: (err: Error) => null;
 }
 
 /** What an API-key fast path gets: the key's claim, not yet confirmed by the database. */
@@ -64,6 +75,11 @@ export interface RouteSpec {
   apiKeyFastPath?: (ctx: ApiKeyContext) => Promise<unknown>;
   /** The route ends the caller's session (logout, password change): never re-issue the cookie after it. */
   endsSession?: boolean;
+  /**
+   * The route may write security-ledger entries (revocations, epoch bumps, disablements, password and role
+   * changes): they are read back in its transaction and appended to the ledger's mirror file after commit.
+   */
+  ledger?: boolean;
   handler(ctx: RequestContext): Promise<unknown>;
 }
 
@@ -109,6 +125,8 @@ export function defineRoute(app: FastifyInstance, deps: ServerDeps, spec: RouteS
         if (allowed(spec, p)) return spec.apiKeyFastPath({ req, reply, claim, p, deps });
       }
       const after: (() => void)[] = [];
+      let ledger: LedgerEntry[] = [];
+      let failure: Error | undefined;
       const result = await withTenant(
         deps.pool,
         claim.tenantId,
@@ -138,11 +156,23 @@ export function defineRoute(app: FastifyInstance, deps: ServerDeps, spec: RouteS
               });
             },
             afterCommit: (fn) => after.push(fn),
+            failAfterCommit: (err) => {
+              failure = err;
+              return null;
+            },
           };
-          return spec.handler(ctx);
+          const r = await spec.handler(ctx);
+          if (spec.ledger) ledger = await readTransactionLedger(c, p.tenantId);
+          return r;
         },
         principalStatement(claim),
       );
+      if (ledger.length)
+        await appendLedgerFile(ledgerPath(deps.dataDir), ledger).catch((err: unknown) =>
+          // The database holds the entries; the next backup or sync brings the mirror up to date.
+          req.log.error({ err }, 'could not append to the security ledger mirror'),
+        );
+      if (failure) throw failure;
       for (const fn of after) {
         try {
           fn();

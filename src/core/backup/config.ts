@@ -13,6 +13,7 @@ import { acquireFileLock } from './lock.js';
 import { backupFailure, ensureBackupDir, requireRecipients, lastRunFile, type LastRun } from './run.js';
 import { cleanupLeftovers, writeArchive, type StagedEntry } from './writer.js';
 import { writeFileAtomic } from '../fs.js';
+import { ledgerBackupEntry } from '../ledger/index.js';
 
 export interface ConfigBackupOptions extends ConfigLocation {
   ifChanged?: boolean;
@@ -126,6 +127,8 @@ async function backupConfigWith(
         settingsSkipped = `cannot read tenant settings: ${(err as Error).message}`;
       }
     }
+    const ledger = await ledgerBackupEntry(loaded.config.dataDir, db.install?.admin);
+    if (ledger) entries.push(ledger);
     const h = createHash('sha256');
     for (const e of entries)
       h.update(`${e.name}\0${createHash('sha256').update(e.content!).digest('hex')}\n`);

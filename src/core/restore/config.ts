@@ -6,6 +6,7 @@ import { pathExists, writeFileAtomic } from '../fs.js';
 import { readCatalog, newestOf } from '../backup/catalog.js';
 import { openBackup, readIdentityFile } from '../backup/format.js';
 import { sweepTempDirs } from './chain.js';
+import { dataDirOf, restoreLedgerMirror } from '../ledger/index.js';
 
 export interface ConfigRestoreOptions extends ConfigLocation {
   /** A config backup id; default the newest intact one. */
@@ -135,6 +136,9 @@ export async function restoreConfig(opts: ConfigRestoreOptions): Promise<ConfigR
       );
     if (!opts.dryRun)
       for (const f of files) await writeFileAtomic(f.path, await readFile(join(opened.dir, f.entry)), f.mode);
+    const ledger = opened.manifest.entries.find((e) => e.name.startsWith('ledger/'));
+    if (ledger && !opts.dryRun)
+      await restoreLedgerMirror(join(opened.dir, ledger.name), dataDirOf(configText, configDir));
     return { backup: chosen.id, createdAt: chosen.createdAt, dryRun: opts.dryRun === true, files };
   } finally {
     await opened.cleanup();
