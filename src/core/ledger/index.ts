@@ -1,6 +1,6 @@
 import { constants } from 'node:fs';
-import { open, readFile } from 'node:fs/promises';
-import { isAbsolute, join, resolve } from 'node:path';
+import { mkdir, open, readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type pg from 'pg';
 import { connectClient, type Queryable } from '../../db/pool.js';
 
@@ -112,6 +112,7 @@ export async function readLedgerFile(path: string): Promise<LedgerEntry[]> {
  */
 export async function appendLedgerFile(path: string, entries: readonly LedgerEntry[]): Promise<void> {
   if (!entries.length) return;
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   const fh = await open(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600);
   try {
     await fh.writeFile(entries.map((e) => JSON.stringify(e) + '\n').join(''));
@@ -313,8 +314,6 @@ export async function restoreLedgerMirror(fromFile: string, dataDir: string): Pr
   const path = ledgerPath(dataDir);
   const known = new Set((await readLedgerFile(path)).map((e) => e.id));
   const add = (await readLedgerFile(fromFile)).filter((e) => !known.has(e.id));
-  const { mkdir } = await import('node:fs/promises');
-  await mkdir(dataDir, { recursive: true, mode: 0o700 });
   await appendLedgerFile(path, add);
   return add.length;
 }
