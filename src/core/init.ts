@@ -15,6 +15,8 @@ import { findTenant, type Tenant } from '../db/queries/tenants.js';
 import { findUserByEmail } from '../db/queries/users.js';
 import { createTenant } from './tenants.js';
 import { createUser } from './users.js';
+import { publicKeyOf } from '../crypto/signing.js';
+import { identityKeyLine } from './backup/signature.js';
 
 export interface InitOptions {
   /** Where the config file goes; the secrets file goes beside it. */
@@ -57,6 +59,8 @@ export interface InitResult {
   backupRecipient: string;
   /** Set when a new identity was generated: the user must move it off the server. */
   identityPath?: string;
+  /** Public half of the install signing key: backups are signed with it (keep it with the identity). */
+  signingPublicKey?: string;
   tenant: { id: string; slug: string };
   adminEmail: string;
   generatedPassword?: string;
@@ -146,7 +150,9 @@ export async function initInstall(opts: InitOptions): Promise<InitResult> {
         },
       );
     }
-    identityText = formatIdentityFile(pair.identity, pair.recipient);
+    // The signing key's public half travels with the identity, so a new server can check the backups.
+    identityText =
+      formatIdentityFile(pair.identity, pair.recipient) + identityKeyLine(publicKeyOf(secrets.signingKey!));
   }
 
   const database = opts.databaseName ?? EMBEDDED_DATABASE;
@@ -165,7 +171,7 @@ export async function initInstall(opts: InitOptions): Promise<InitResult> {
           }),
     },
     server: { host: opts.serverHost ?? '127.0.0.1', port: opts.serverPort ?? 8080 },
-    backup: { recipients: [recipient] },
+    backup: { recipients: [recipient], signingPublicKeys: [publicKeyOf(secrets.signingKey!)] },
   };
   validateConfig(config, configPath);
 
@@ -249,6 +255,7 @@ export async function initInstall(opts: InitOptions): Promise<InitResult> {
         database: { embedded, name: database },
         backupRecipient: recipient,
         identityPath,
+        signingPublicKey: publicKeyOf(secrets.signingKey!),
         tenant: { id: tenant.id, slug: tenant.slug },
         adminEmail: opts.adminEmail.toLowerCase(),
         generatedPassword,

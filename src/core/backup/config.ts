@@ -3,7 +3,14 @@ import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { AttenduxError } from '../../errors.js';
 import { cliActor } from '../actor.js';
-import { loadConfig, type ConfigLocation, type LoadedConfig } from '../config/load.js';
+import {
+  ensureInstallKeys,
+  loadConfig,
+  loadSecrets,
+  type ConfigLocation,
+  type LoadedConfig,
+} from '../config/load.js';
+import { signBackup } from './signature.js';
 import type { Install } from '../install.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
 import { VERSION } from '../../version.js';
@@ -168,6 +175,10 @@ async function backupConfigWith(
           contentHash,
         }),
       });
+      const signingKey =
+        db.install?.secrets.signingKey ??
+        (await ensureInstallKeys(loaded.secretsPath, await loadSecrets(loaded.secretsPath))).signingKey;
+      await signBackup(backupDir, sidecar.id, signingKey);
     } finally {
       await lock.release();
     }

@@ -68,6 +68,13 @@ export const BackupSchema = z.strictObject({
   dir: z.string().optional(),
   /** age X25519 public keys (age1...). Every backup is encrypted to all of them. */
   recipients: z.array(z.string().regex(/^age1[0-9a-z]+$/, 'must be an age public key (age1...)')).default([]),
+  /**
+   * Public halves (`ed25519:...`) of install signing keys whose backups restore and verify accept, besides
+   * this install's own (e.g. the old server's, after moving).
+   */
+  signingPublicKeys: z
+    .array(z.string().regex(/^ed25519:[A-Za-z0-9+/]{43}=$/, 'must be an attendux public key (ed25519:...)'))
+    .default([]),
   /** Optional path to an age identity on this server, for unattended restore drills (doctor warns). */
   identityFile: z.string().optional(),
   retention: z
@@ -127,7 +134,10 @@ export const SecretsSchema = z.strictObject({
    * Install signing key (Ed25519, base64 PKCS#8 DER): signs backup manifests and audit checkpoints.
    * Optional in the schema only so installs made before it existed still load; `openInstall` adds it.
    */
-  signingKey: z.string().regex(/^[A-Za-z0-9+/]+=*$/, 'must be base64 PKCS#8 DER').optional(),
+  signingKey: z
+    .string()
+    .regex(/^[A-Za-z0-9+/]+=*$/, 'must be base64 PKCS#8 DER')
+    .optional(),
   /** HMAC-SHA256 key of the audit chain; never stored in the database. Added like signingKey. */
   auditKey: base64Key.optional(),
   database: z

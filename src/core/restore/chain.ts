@@ -6,6 +6,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { readCatalog } from '../backup/catalog.js';
 import { openBackup, readIdentityFile, type Manifest, type OpenedBackup } from '../backup/format.js';
 import { migrationFiles } from '../../db/migrate.js';
+import { checkBackupSignature, trustedSigningKeys } from '../backup/signature.js';
 import { planRestore, type PlanBackup, type PlanOptions, type PlanStep, type RestorePlan } from './plan.js';
 
 /** The age identities for a restore: --identity, else $ATTENDUX_BACKUP_IDENTITY, else backup.identityFile. */
@@ -42,7 +43,10 @@ export async function planFromCatalog(
     status: b.status,
     problem: b.problem,
   }));
-  return planRestore(backups, { ...opts, knownMigrations: await migrationFiles() });
+  const plan = planRestore(backups, { ...opts, knownMigrations: await migrationFiles() });
+  const trusted = await trustedSigningKeys({ loaded });
+  for (const s of plan.steps) await checkBackupSignature(loaded.backupDir, s.id, trusted);
+  return plan;
 }
 
 export interface OpenedStep {
