@@ -7,6 +7,9 @@ import { z } from 'zod';
  */
 const port = z.number().int().min(1).max(65535);
 
+/** The placeholder security contact; `serve` warns while it is still configured. */
+export const DEFAULT_SECURITY_CONTACT = 'mailto:security@example.invalid';
+
 export const DatabaseSchema = z
   .strictObject({
     /** The server's connection: an unprivileged role subject to row-level security. */
@@ -55,7 +58,20 @@ export const ServerSchema = z.strictObject({
     .min(1)
     .max(24 * 60)
     .default(15),
-  securityContact: z.string().default('mailto:security@example.invalid'),
+  securityContact: z.string().default(DEFAULT_SECURITY_CONTACT),
+  /**
+   * The server's public URL (e.g. https://attendance.example.com): the origin CSRF checks accept besides
+   * allowedOrigins, and the Canonical of security.txt. Without it only the loopback names at the port the
+   * request arrived on count as the server's own origin, never the request's Host header.
+   */
+  publicUrl: z
+    .url({ protocol: /^https?$/ })
+    .refine((u) => new URL(u).pathname === '/' && !new URL(u).search, 'must be an origin (no path or query)')
+    .optional(),
+  /** Per-IP limit on every route (authenticated ones included) per minute; /healthz is exempt. */
+  rateLimitPerMinute: z.number().int().min(1).max(1_000_000_000).default(6000),
+  /** Bearer token that opens /metrics to non-loopback clients; without it /metrics answers loopback only. */
+  metricsToken: z.string().min(16).optional(),
   /** Per-IP limit on POST /api/v1/auth/login, checked before the body is read. */
   loginRateLimitPerMinute: z.number().int().min(1).max(100_000).default(10),
   /** Per-IP limit on the other unauthenticated endpoints (login page, readyz, metrics, security.txt). */

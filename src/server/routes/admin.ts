@@ -193,7 +193,8 @@ export function adminRoutes(app: FastifyInstance, deps: ServerDeps) {
   const KeyCreate = z.strictObject({
     name: z.string().trim().min(1).max(200),
     scopes: z.array(z.enum(API_KEY_SCOPES)).min(1).max(3),
-    expiresAt: isoTime.optional(),
+    // An already-expired key is a mistake (a typo in the year), never useful: refused.
+    expiresAt: isoTime.refine((t) => new Date(t).getTime() > Date.now(), 'must be in the future').optional(),
   });
   const KEY_COLUMNS = `id, name, prefix, scopes, created_by AS "createdBy", created_at AS "createdAt",
     expires_at AS "expiresAt", last_used_at AS "lastUsedAt", revoked_at AS "revokedAt"`;
