@@ -241,13 +241,16 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   await registerSecurityHeaders(app);
   await app.register(cookie, { secret: install.secrets.sessionKey, hook: 'onRequest' });
   // Bad text is a 400 wherever it appears, before any handler or query sees it.
-  app.addHook('preValidation', async (req) => {
+  app.addHook('preValidation', (req, _reply, done) => {
     const where =
       badTextIn(req.params, 'params') ?? badTextIn(req.query, 'query') ?? badTextIn(req.body, 'body');
     if (where)
-      throw httpError('VALIDATION_FAILED', 'text may not contain NUL bytes or lone surrogates', {
-        fields: [{ field: where, problem: 'NUL byte or lone surrogate' }],
-      });
+      return done(
+        httpError('VALIDATION_FAILED', 'text may not contain NUL bytes or lone surrogates', {
+          fields: [{ field: where, problem: 'NUL byte or lone surrogate' }],
+        }),
+      );
+    done();
   });
   await app.register(rateLimit, {
     // Every route, authenticated ones included; login and the public endpoints have their own, lower limits.
