@@ -1,3 +1,5 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { faceAad, seal, vectorToBuffer } from '../../src/crypto/aead.js';
@@ -156,6 +158,11 @@ describe('lock-out', () => {
       expect((await loginFrom('203.0.113.7', email, `wrong ${i}`)).statusCode).toBe(401);
     expect((await loginFrom('203.0.113.7', email, PASSWORD)).statusCode).toBe(401);
     expect((await loginFrom('198.51.100.2', email, PASSWORD)).statusCode).toBe(200);
+    const list = await app.inject({ url: '/api/v1/users', headers: await as('owner') });
+    const row = (list.json().users as { id: string; lockedUntil: string | null }[]).find(
+      (u) => u.id === a.users.admin.id,
+    );
+    expect(row?.lockedUntil).not.toBeNull();
     const r = await unlockUser(f.ti.install.admin, { tenant: a.slug, email, actor: 'test' });
     expect(r.cleared).toBe(1);
     expect(await auditCount('user.unlock', a.users.admin.id)).toBe(1);
@@ -268,6 +275,10 @@ describe('only owners act on owners; one user per employee', () => {
       headers: await as('owner'),
     });
     expect(ok.statusCode).toBe(204);
+    // The server mirrored the ledger entry of that revocation to the data dir after its commit.
+    const mirror = await readFile(join(f.ti.dataDir, 'security-ledger.jsonl'), 'utf8');
+    expect(mirror).toContain(`"entityId":"${a.users.admin.id}"`);
+    expect(mirror).toContain('"kind":"user.session_epoch"');
   });
 
   it('refuses linking a second user to an employee (an admin cannot check in as someone else)', async () => {

@@ -20,8 +20,15 @@ export async function restoreIdentities(loaded: LoadedConfig, identityFile?: str
         hint: 'pass --identity FILE or set $ATTENDUX_BACKUP_IDENTITY (or backup.identityFile for unattended drills)',
       },
     );
-  return readIdentityFile(file);
+  const identities = await readIdentityFile(file);
+  // The keys that may have signed the backups travel with the identity (see backup/signature.ts): openChain
+  // checks every backup against them before decrypting anything.
+  trustedKeysOf.set(identities, await trustedSigningKeys({ loaded, identityFile: file }));
+  return identities;
 }
+
+/** Trusted signing keys per identity list handed out by restoreIdentities. */
+const trustedKeysOf = new WeakMap<readonly string[], string[]>();
 
 /** Plan against the backup dir of an install, with the migrations this attendux ships. */
 export async function planFromCatalog(
@@ -43,10 +50,7 @@ export async function planFromCatalog(
     status: b.status,
     problem: b.problem,
   }));
-  const plan = planRestore(backups, { ...opts, knownMigrations: await migrationFiles() });
-  const trusted = await trustedSigningKeys({ loaded });
-  for (const s of plan.steps) await checkBackupSignature(loaded.backupDir, s.id, trusted);
-  return plan;
+  return planRestore(backups, { ...opts, knownMigrations: await migrationFiles() });
 }
 
 export interface OpenedStep {
@@ -100,6 +104,9 @@ export async function openChain(
   identities: readonly string[],
   opts: { tempRoot?: string; onStep?: (id: string, index: number) => void } = {},
 ): Promise<OpenedChain> {
+  // Refuse unsigned or wrongly signed backups before anything is decrypted or written.
+  const trusted = trustedKeysOf.get(identities) ?? (await trustedSigningKeys({}));
+  for (const s of plan.steps) await checkBackupSignature(backupDir, s.id, trusted);
   const root = opts.tempRoot ?? tmpdir();
   await sweepTempDirs(root);
   const dir = await mkdtemp(join(root, `${TEMP_PREFIX}${process.pid}-`));

@@ -13,7 +13,9 @@ import { loadSettings, SettingsPatchSchema } from '../settings.js';
 import type { ServerDeps } from '../deps.js';
 
 const PUBLIC_USER = `id, email, display_name AS "displayName", role, employee_id AS "employeeId",
-  disabled_at AS "disabledAt", locked_until AS "lockedUntil", last_login_at AS "lastLoginAt", created_at AS "createdAt"`;
+  disabled_at AS "disabledAt", last_login_at AS "lastLoginAt", created_at AS "createdAt",
+  (SELECT max(t.locked_until) FROM login_throttle t
+    WHERE t.tenant_id = users.tenant_id AND t.user_id = users.id AND t.locked_until > now()) AS "lockedUntil"`;
 
 const UserCreate = z.strictObject({
   email: z.email().max(254),
