@@ -73,9 +73,8 @@ try {
       database: { url: urlFor(APP), adminUrl: urlFor(OWNER), appRole: APP },
       server: {
         logLevel: 'silent',
-        rateLimitPerMinute: 1_000_000,
+        rateLimitPerMinute: Number(process.env.BENCH_RATE_LIMIT ?? 1_000_000),
         loginRateLimitPerMinute: 100_000,
-        maxFailedLogins: 100,
       },
     }),
   );

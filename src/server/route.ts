@@ -14,7 +14,7 @@ import {
   type Claim,
   type Principal,
 } from './auth.js';
-import { forbidden } from './errors.js';
+import { forbidden, httpError } from './errors.js';
 import {
   appendLedgerFile,
   ledgerPath,
@@ -80,6 +80,11 @@ export interface RouteSpec {
    * changes): they are read back in its transaction and appended to the ledger's mirror file after commit.
    */
   ledger?: boolean;
+  /**
+   * At most one request per key at a time (e.g. per user for password changes): a second one is refused with
+   * 429 before any database or bcrypt work, so concurrent guesses cannot tie up connections and CPU.
+   */
+  exclusive?: (claim: Claim) => string | undefined;
   handler(ctx: RequestContext): Promise<unknown>;
 }
 
@@ -124,64 +129,81 @@ export function defineRoute(app: FastifyInstance, deps: ServerDeps, spec: RouteS
         // A key without the scope takes the generic path, which refuses it (401 when revoked, else 403).
         if (allowed(spec, p)) return spec.apiKeyFastPath({ req, reply, claim, p, deps });
       }
-      const after: (() => void)[] = [];
-      let ledger: LedgerEntry[] = [];
-      let failure: Error | undefined;
-      const result = await withTenant(
-        deps.pool,
-        claim.tenantId,
-        async (c, entered) => {
-          const p = principalFrom(claim, entered);
-          if (!allowed(spec, p)) {
-            throw forbidden(
-              p.kind === 'apikey' ? 'the API key lacks the scope for this' : 'your role does not allow this',
-            );
-          }
-          const hashes = auditHashes(req, deps);
-          const ctx: RequestContext = {
-            req,
-            reply,
-            c,
-            p,
-            deps,
-            audit: async (action, entityType, entityId, details) => {
-              await appendAudit(c, {
-                tenantId: p.tenantId,
-                actor: p.actor,
-                action,
-                entityType,
-                entityId: entityId ?? undefined,
-                ...hashes,
-                details,
-              });
-            },
-            afterCommit: (fn) => after.push(fn),
-            failAfterCommit: (err) => {
-              failure = err;
-              return null;
-            },
-          };
-          const r = await spec.handler(ctx);
-          if (spec.ledger) ledger = await readTransactionLedger(c, p.tenantId);
-          return r;
-        },
-        principalStatement(claim),
-      );
-      if (ledger.length)
-        await appendLedgerFile(ledgerPath(deps.dataDir), ledger).catch((err: unknown) =>
-          // The database holds the entries; the next backup or sync brings the mirror up to date.
-          req.log.error({ err }, 'could not append to the security ledger mirror'),
-        );
-      if (failure) throw failure;
-      for (const fn of after) {
-        try {
-          fn();
-        } catch (err) {
-          req.log.error({ err }, 'after-commit hook failed');
-        }
+      const exclusiveKey = spec.exclusive?.(claim);
+      if (exclusiveKey !== undefined) {
+        if (inFlight.has(exclusiveKey))
+          throw httpError('RATE_LIMITED', 'the same request is already in progress; retry when it finished');
+        inFlight.add(exclusiveKey);
       }
-      if (!spec.endsSession) refreshSession(req, reply, deps, claim);
-      return result;
+      try {
+        return await runRoute(req, reply, claim);
+      } finally {
+        if (exclusiveKey !== undefined) inFlight.delete(exclusiveKey);
+      }
     },
   });
+
+  async function runRoute(req: FastifyRequest, reply: FastifyReply, claim: Claim): Promise<unknown> {
+    const after: (() => void)[] = [];
+    let ledger: LedgerEntry[] = [];
+    let failure: Error | undefined;
+    const result = await withTenant(
+      deps.pool,
+      claim.tenantId,
+      async (c, entered) => {
+        const p = principalFrom(claim, entered);
+        if (!allowed(spec, p)) {
+          throw forbidden(
+            p.kind === 'apikey' ? 'the API key lacks the scope for this' : 'your role does not allow this',
+          );
+        }
+        const hashes = auditHashes(req, deps);
+        const ctx: RequestContext = {
+          req,
+          reply,
+          c,
+          p,
+          deps,
+          audit: async (action, entityType, entityId, details) => {
+            await appendAudit(c, {
+              tenantId: p.tenantId,
+              actor: p.actor,
+              action,
+              entityType,
+              entityId: entityId ?? undefined,
+              ...hashes,
+              details,
+            });
+          },
+          afterCommit: (fn) => after.push(fn),
+          failAfterCommit: (err) => {
+            failure = err;
+            return null;
+          },
+        };
+        const r = await spec.handler(ctx);
+        if (spec.ledger) ledger = await readTransactionLedger(c, p.tenantId);
+        return r;
+      },
+      principalStatement(claim),
+    );
+    if (ledger.length)
+      await appendLedgerFile(ledgerPath(deps.dataDir), ledger).catch((err: unknown) =>
+        // The database holds the entries; the next backup or sync brings the mirror up to date.
+        req.log.error({ err }, 'could not append to the security ledger mirror'),
+      );
+    if (failure) throw failure;
+    for (const fn of after) {
+      try {
+        fn();
+      } catch (err) {
+        req.log.error({ err }, 'after-commit hook failed');
+      }
+    }
+    if (!spec.endsSession) refreshSession(req, reply, deps, claim);
+    return result;
+  }
 }
+
+/** Keys of `exclusive` routes with a request in progress (per process). */
+const inFlight = new Set<string>();

@@ -23,9 +23,6 @@ const LoginSchema = z.strictObject({
 let dummyHash: Promise<string> | undefined;
 const DUMMY = (cost: number) => (dummyHash ??= hashPassword('attendux-dummy-password', cost));
 
-/** Users with a password change in progress (per process). */
-const passwordChanges = new Set<string>();
-
 const LOGIN_FAILED = 'wrong company, email or password, or the account is locked for a while';
 
 export function authRoutes(
@@ -231,6 +228,10 @@ export function authRoutes(
     method: 'POST',
     url: '/api/v1/me/password',
     roles: ALL_ROLES,
+    // One change at a time per user: 48 concurrent guesses must not each hold a connection and a bcrypt
+    // slot while logins wait.
+    exclusive: (claim) =>
+      claim.kind === 'session' ? `password:${claim.tenantId}:${claim.userId}` : undefined,
     endsSession: true,
     ledger: true,
     async handler({ c, p, req, reply, audit, failAfterCommit }) {
@@ -240,40 +241,31 @@ export function authRoutes(
         throw httpError('VALIDATION_FAILED', `newPassword ${problem}`, {
           fields: [{ field: 'body.newPassword', problem }],
         });
-      // One change at a time per user: 48 concurrent guesses must not each hold a connection and a bcrypt
-      // slot while logins wait.
-      if (passwordChanges.has(p.userId!))
-        throw httpError('RATE_LIMITED', 'a password change for this user is already in progress');
-      passwordChanges.add(p.userId!);
-      try {
-        const who = { tenantId: p.tenantId, userId: p.userId!, ipHash: auditHashes(req, deps).ipHash ?? '-' };
-        if (await isLocked(c, who))
-          throw httpError('RATE_LIMITED', 'too many wrong passwords; wait for the lock-out to end');
-        const { rows } = await c.query<{ password_hash: string | null }>(
-          'SELECT password_hash FROM users WHERE tenant_id = $1 AND id = $2',
-          [p.tenantId, p.userId],
-        );
-        if (
-          !rows[0]?.password_hash ||
-          !(await deps.passwords.verify(body.currentPassword, rows[0].password_hash))
-        ) {
-          // Counted against the same (account, address) budget as logins, audited, and committed although
-          // the request fails.
-          const locked = await recordFailure(c, {
-            ...who,
-            max: deps.server.maxFailedLogins,
-            minutes: deps.server.lockoutMinutes,
-          });
-          await audit('user.password_change_failed', 'user', p.userId, {
-            reason: 'bad_current_password',
-            ...(locked ? { lockedNow: true } : {}),
-          });
-          return failAfterCommit(httpError('FORBIDDEN', 'the current password is wrong'));
-        }
-        await clearFailures(c, who);
-      } finally {
-        passwordChanges.delete(p.userId!);
+      const who = { tenantId: p.tenantId, userId: p.userId!, ipHash: auditHashes(req, deps).ipHash ?? '-' };
+      if (await isLocked(c, who))
+        throw httpError('RATE_LIMITED', 'too many wrong passwords; wait for the lock-out to end');
+      const { rows } = await c.query<{ password_hash: string | null }>(
+        'SELECT password_hash FROM users WHERE tenant_id = $1 AND id = $2',
+        [p.tenantId, p.userId],
+      );
+      if (
+        !rows[0]?.password_hash ||
+        !(await deps.passwords.verify(body.currentPassword, rows[0].password_hash))
+      ) {
+        // Counted against the same (account, address) budget as logins, audited, and committed although
+        // the request fails.
+        const locked = await recordFailure(c, {
+          ...who,
+          max: deps.server.maxFailedLogins,
+          minutes: deps.server.lockoutMinutes,
+        });
+        await audit('user.password_change_failed', 'user', p.userId, {
+          reason: 'bad_current_password',
+          ...(locked ? { lockedNow: true } : {}),
+        });
+        return failAfterCommit(httpError('FORBIDDEN', 'the current password is wrong'));
       }
+      await clearFailures(c, who);
       const hash = await deps.passwords.hash(body.newPassword);
       // A new password ends every session, this one included; the client logs in again.
       await c.query<Row>(
