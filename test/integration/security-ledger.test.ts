@@ -10,6 +10,7 @@ import { restoreConfig } from '../../src/core/restore/config.js';
 import { restoreInto } from '../../src/core/restore/execute.js';
 import { restoreInPlace } from '../../src/core/restore/in-place.js';
 import { restoreTenant } from '../../src/core/restore/tenant.js';
+import { restoreDrill } from '../../src/core/restore/drill.js';
 import { revokeApiKey } from '../../src/core/api-keys.js';
 import { disableUser, resetPassword } from '../../src/core/users.js';
 import {
@@ -210,6 +211,15 @@ describe('the security ledger', () => {
     const r = await restoreInto({ ...cfg(), into, at });
     expect(r.plan.pointInTime).toBe(at);
     expectClosed(await accessIn(urlOf(db, into), co), live);
+  });
+
+  it('restore --drill re-applies it too and still passes every check', async () => {
+    const co = await seedCompany(admin, hmacKey, 'ledger-drill');
+    await backupFull({ configPath: inst.configPath });
+    await closeAccess(co);
+    const r = await restoreDrill({ ...cfg() });
+    expect(r.checks.filter((c) => !c.ok)).toEqual([]);
+    expect(r.ok).toBe(true);
   });
 
   it('restore --tenant re-applies it in the same transaction', async () => {
