@@ -92,6 +92,14 @@ export const ERROR_CODES = {
     exitCode: 1,
     doc: 'The age identity is unreadable or matches no recipient of the backup.',
   },
+  BACKUP_UNSIGNED: {
+    exitCode: 1,
+    doc: 'A backup has no signature (made before signing, or forged); set ATTENDUX_ALLOW_UNSIGNED_BACKUPS=1 to accept.',
+  },
+  BACKUP_BAD_SIGNATURE: {
+    exitCode: 1,
+    doc: 'A backup is not signed by a trusted install signing key: it is forged or altered.',
+  },
   BACKUP_STALE: { exitCode: 1, doc: 'backup status: a kind is stale or its last run failed.' },
   RESTORE_CHAIN_BROKEN: {
     exitCode: 1,

@@ -29,6 +29,12 @@ export async function createApiKey(
   opts: { tenant: string; name: string; scopes: ApiKeyScope[]; actor: string; expiresAt?: Date },
 ): Promise<{ apiKey: ApiKey; key: string }> {
   if (!opts.name.trim()) throw usageError('an API key needs a name');
+  // A key that is dead on arrival is a typo in --expires, not an intent: refuse it.
+  if (opts.expiresAt && opts.expiresAt.getTime() <= Date.now())
+    throw usageError(
+      `the expiry ${opts.expiresAt.toISOString()} is in the past`,
+      'give a future --expires date',
+    );
   const generated = generateApiKey(hmacKey);
   return inTransaction(pool, async (c) => {
     const tenant = await requireTenant(c, opts.tenant);

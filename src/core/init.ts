@@ -13,7 +13,7 @@ import {
 import type { ConfigInput, Secrets } from './config/schema.js';
 import { randomKey, randomPassword } from '../crypto/random.js';
 import { formatIdentityFile, generateAgeKeyPair } from '../crypto/age.js';
-import { generateSigningKey } from '../crypto/signing.js';
+import { generateSigningKey, publicKeyOf } from '../crypto/signing.js';
 import {
   EMBEDDED_DATABASE,
   EMBEDDED_OWNER_ROLE,
@@ -27,6 +27,7 @@ import { findTenant, listTenants, type Tenant } from '../db/queries/tenants.js';
 import { findUserByEmail } from '../db/queries/users.js';
 import { createTenant } from './tenants.js';
 import { createUser } from './users.js';
+import { identityKeyLine } from './backup/signature.js';
 
 export interface InitOptions {
   /** Where the config file goes; the secrets file goes beside it. */
@@ -70,6 +71,8 @@ export interface InitResult {
   backupRecipient: string;
   /** Set when a new identity was generated: the user must move it off the server. */
   identityPath?: string;
+  /** Public half of the install signing key: backups are signed with it (keep it with the identity). */
+  signingPublicKey?: string;
   tenant: { id: string; slug: string };
   adminEmail: string;
   generatedPassword?: string;
@@ -361,6 +364,7 @@ export async function initInstall(opts: InitOptions): Promise<InitResult> {
         database: { embedded, name: database },
         backupRecipient: loaded.config.backup.recipients[0] ?? '',
         identityPath,
+        signingPublicKey: publicKeyOf(secrets.signingKey!),
         tenant: { id: tenant.id, slug: tenant.slug },
         adminEmail: req.adminEmail.toLowerCase(),
         generatedPassword,
@@ -430,6 +434,8 @@ async function writeConfigAndSecrets(
   const embedded = !opts.superuserUrl;
   // The first company and owner are required before anything is written.
   requestOf(opts, undefined);
+  const existingSecrets = (await pathExists(secretsPath)) ? await loadSecrets(secretsPath) : undefined;
+  const secrets = mergeSecrets(existingSecrets, embedded);
   let recipient = opts.backupRecipient;
   let identityPath: string | undefined;
   let identityText: string | undefined;
@@ -458,7 +464,9 @@ async function writeConfigAndSecrets(
         },
       );
     }
-    identityText = formatIdentityFile(pair.identity, pair.recipient);
+    // The signing key's public half travels with the identity, so a new server can check the backups.
+    identityText =
+      formatIdentityFile(pair.identity, pair.recipient) + identityKeyLine(publicKeyOf(secrets.signingKey!));
   }
 
   const database = opts.databaseName ?? EMBEDDED_DATABASE;
@@ -477,12 +485,10 @@ async function writeConfigAndSecrets(
           }),
     },
     server: { host: opts.serverHost ?? '127.0.0.1', port: opts.serverPort ?? 8080 },
-    backup: { recipients: [recipient] },
+    backup: { recipients: [recipient], signingPublicKeys: [publicKeyOf(secrets.signingKey!)] },
   };
   validateConfig(config, configPath);
 
-  const existingSecrets = (await pathExists(secretsPath)) ? await loadSecrets(secretsPath) : undefined;
-  const secrets = mergeSecrets(existingSecrets, embedded);
   await mkdir(configDir, { recursive: true });
   await mkdir(resolve(opts.dataDir), { recursive: true, mode: 0o700 });
   if (identityPath && identityText) {

@@ -150,3 +150,29 @@ export async function revokeSessions(
     return { user, sessionEpoch };
   });
 }
+
+/** `attendux user unlock`: forget every failed-attempt counter and lock of the user, from every address. */
+export async function unlockUser(
+  pool: Pool,
+  opts: { tenant: string; email: string; actor: string },
+): Promise<{ user: User; cleared: number }> {
+  return withUser(pool, opts.tenant, opts.email, async (c, user) => {
+    const del = await c.query('DELETE FROM login_throttle WHERE tenant_id = $1 AND user_id = $2', [
+      user.tenantId,
+      user.id,
+    ]);
+    await c.query(
+      'UPDATE users SET failed_logins = 0, locked_until = NULL WHERE tenant_id = $1 AND id = $2',
+      [user.tenantId, user.id],
+    );
+    await appendAudit(c, {
+      tenantId: user.tenantId,
+      actor: opts.actor,
+      action: 'user.unlock',
+      entityType: 'user',
+      entityId: user.id,
+      details: { cleared: del.rowCount ?? 0 },
+    });
+    return { user, cleared: del.rowCount ?? 0 };
+  });
+}

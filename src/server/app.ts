@@ -11,7 +11,17 @@ import { BCRYPT_COST } from '../crypto/password.js';
 import type { DataKeyring } from '../crypto/aead.js';
 import { installErrorHandler, sendError } from './errors.js';
 import { Metrics } from './metrics.js';
-import { HTML_PAGE, loginPage, registerSecurityHeaders, securityTxt } from './security.js';
+import { metricsAllowed } from './metrics-access.js';
+import { httpError } from './errors.js';
+import { pepperedHash } from '../crypto/random.js';
+import { PasswordWork } from './password-work.js';
+import {
+  HTML_PAGE,
+  loginPage,
+  registerSecurityHeaders,
+  securityTxt,
+  STATIC_SECURITY_HEADERS,
+} from './security.js';
 import type { AppHooks, ServerDeps } from './deps.js';
 import { authRoutes } from './routes/auth.js';
 import { peopleRoutes } from './routes/people.js';
@@ -38,6 +48,49 @@ export interface AppOptions {
   keyringCheckMs?: number;
   /** How long a maintenance-file check is reused (default 1000 ms). */
   maintenanceTtlMs?: number;
+  /** Per-IP limit on every route (default server.rateLimitPerMinute per minute). */
+  globalRateLimit?: { max: number; timeWindow: number };
+  /** Whole-request and idle-socket timeouts (default REQUEST_TIMEOUT_MS / CONNECTION_TIMEOUT_MS). */
+  timeouts?: { requestMs?: number; connectionMs?: number };
+}
+
+/** A request (headers and body) must arrive within this; a trickled body is cut off. */
+export const REQUEST_TIMEOUT_MS = 30_000;
+/** A socket with no traffic for this long is closed. */
+export const CONNECTION_TIMEOUT_MS = 60_000;
+
+/**
+ * Mozilla's "intermediate" TLS 1.2 suites restricted to ECDHE + AEAD (forward secrecy, no CBC, no CCM8);
+ * TLS 1.3's suites are all AEAD with forward secrecy and are configured separately by OpenSSL.
+ */
+export const TLS12_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+/** Query strings can hold personal data (an email, an employee id): request logs carry the path only. */
+export function logPath(url: string): string {
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
+}
+
+/** NUL bytes (PostgreSQL text cannot hold them) and lone UTF-16 surrogates (not text at all). */
+const BAD_TEXT = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** The first string (value or key) in a parsed body, query or path parameters that is not valid text. */
+export function badTextIn(v: unknown, path: string, depth = 0): string | undefined {
+  if (typeof v === 'string') return BAD_TEXT.test(v) ? path : undefined;
+  if (depth > 32 || v === null || typeof v !== 'object') return undefined;
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+    if (BAD_TEXT.test(k)) return `${path}.<key>`;
+    const hit = badTextIn(x, Array.isArray(v) ? `${path}[${k}]` : `${path}.${k}`, depth + 1);
+    if (hit) return hit;
+  }
+  return undefined;
 }
 
 export const BODY_LIMIT = 64 * 1024;
@@ -66,6 +119,20 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       : {
           level: opts.logger?.level ?? server.logLevel,
           redact: { paths: LOG_REDACT, censor: '[redacted]' },
+          // No raw client addresses and no query strings in the logs: the address as the audit log keeps
+          // it (SHA-256 with the audit pepper), the path without its query.
+          serializers: {
+            req: (req: {
+              method: string;
+              url: string;
+              ip?: string;
+              socket?: { remoteAddress?: string };
+            }) => ({
+              method: req.method,
+              url: logPath(req.url),
+              ipHash: pepperedHash(install.secrets.auditPepper, req.ip ?? req.socket?.remoteAddress),
+            }),
+          },
           ...(opts.logger?.stream ? { stream: opts.logger.stream } : {}),
         };
   const app = Fastify({
@@ -75,6 +142,8 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     return503OnClosing: true,
+    requestTimeout: opts.timeouts?.requestMs ?? REQUEST_TIMEOUT_MS,
+    connectionTimeout: opts.timeouts?.connectionMs ?? CONNECTION_TIMEOUT_MS,
     // Router-level errors (an overlong or undecodable path) answer in the same error shape as the rest.
     frameworkErrors: (_err: Error, _req: unknown, reply: FastifyReply) => {
       void sendError(reply, 400, {
@@ -82,7 +151,14 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       });
     },
     ...(opts.https
-      ? { https: { cert: opts.https.cert, key: opts.https.key, minVersion: 'TLSv1.2' as const } }
+      ? {
+          https: {
+            cert: opts.https.cert,
+            key: opts.https.key,
+            minVersion: 'TLSv1.2' as const,
+            ciphers: TLS12_CIPHERS,
+          },
+        }
       : {}),
   } as FastifyServerOptions) as unknown as FastifyInstance;
 
@@ -127,7 +203,10 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     metrics: new Metrics(),
     maintenance: maintenanceWatcher(install.loaded.config.dataDir, opts.maintenanceTtlMs ?? 1000),
     bcryptCost: opts.bcryptCost ?? BCRYPT_COST,
+    passwords: new PasswordWork(opts.bcryptCost ?? BCRYPT_COST),
+    dataDir: install.loaded.config.dataDir,
   };
+  deps.passwords.onDone = () => deps.metrics.passwordHashes++;
   app.addHook('onClose', async () => {
     await pool.end();
   });
@@ -141,9 +220,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     if (req.url === '/healthz') return;
     const m = await deps.maintenance();
     if (m) {
+      // Answered before the security-headers hook runs: the same headers by hand, and nothing of the
+      // reason (backup id, operator user@host) for whoever asks.
+      reply.headers(STATIC_SECURITY_HEADERS);
       reply.header('retry-after', String(m.retryAfterSeconds));
       return sendError(reply, 503, {
-        error: { code: 'MAINTENANCE', message: `in maintenance: ${m.reason}` },
+        error: { code: 'MAINTENANCE', message: 'the server is in maintenance; retry later' },
       });
     }
   });
@@ -158,8 +240,23 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
 
   await registerSecurityHeaders(app);
   await app.register(cookie, { secret: install.secrets.sessionKey, hook: 'onRequest' });
+  // Bad text is a 400 wherever it appears, before any handler or query sees it.
+  app.addHook('preValidation', (req, _reply, done) => {
+    const where =
+      badTextIn(req.params, 'params') ?? badTextIn(req.query, 'query') ?? badTextIn(req.body, 'body');
+    if (where)
+      return done(
+        httpError('VALIDATION_FAILED', 'text may not contain NUL bytes or lone surrogates', {
+          fields: [{ field: where, problem: 'NUL byte or lone surrogate' }],
+        }),
+      );
+    done();
+  });
   await app.register(rateLimit, {
-    global: false,
+    // Every route, authenticated ones included; login and the public endpoints have their own, lower limits.
+    global: true,
+    max: opts.globalRateLimit?.max ?? server.rateLimitPerMinute,
+    timeWindow: opts.globalRateLimit?.timeWindow ?? 60_000,
     errorResponseBuilder: (_req, ctx) => ({
       statusCode: 429,
       code: 'RATE_LIMITED',
@@ -172,7 +269,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     },
   };
 
-  app.get('/healthz', () => ({ status: 'ok' }));
+  app.get('/healthz', { config: { rateLimit: false } }, () => ({ status: 'ok' }));
   app.get('/readyz', publicLimit, async (_req, reply) => {
     try {
       const { rows } = await pool.query<{ name: string }>('SELECT attendux_applied_migrations() AS name');
@@ -184,9 +281,16 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       return reply.code(503).send({ status: 'database_unavailable' });
     }
   });
-  app.get('/metrics', publicLimit, async (_req, reply) =>
-    reply.type(deps.metrics.contentType).send(await deps.metrics.render()),
-  );
+  app.get('/metrics', publicLimit, async (req, reply) => {
+    if (!metricsAllowed(req, server.metricsToken))
+      return sendError(reply, 403, {
+        error: {
+          code: 'FORBIDDEN',
+          message: '/metrics answers loopback clients, or a bearer token (server.metricsToken)',
+        },
+      });
+    return reply.type(deps.metrics.contentType).send(await deps.metrics.render());
+  });
   app.get('/.well-known/security.txt', publicLimit, (_req, reply) =>
     reply.type('text/plain; charset=utf-8').header('cache-control', 'max-age=86400').send(securityTxt(deps)),
   );

@@ -86,9 +86,19 @@ const keyCache = new Map<string, CachedKey>();
 const TOUCH_MS = 60_000;
 const touchedAt = new Map<string, number>();
 
+/**
+ * Prefixes recently looked up and not found: a flood of made-up keys costs one database lookup per prefix per
+ * NEGATIVE_CACHE_MS, not one per request. Prefixes are random, so a key created meanwhile is not delayed in
+ * practice; the cache is only ever consulted for prefixes someone already sent.
+ */
+export const NEGATIVE_CACHE_MS = 10_000;
+const unknownPrefixes = new Map<string, number>();
+
 async function lookupKey(deps: ServerDeps, prefix: string): Promise<CachedKey | undefined> {
   const hit = keyCache.get(prefix);
   if (hit && Date.now() - hit.at < KEY_CACHE_MS) return hit;
+  const missed = unknownPrefixes.get(prefix);
+  if (missed !== undefined && Date.now() - missed < NEGATIVE_CACHE_MS) return undefined;
   const { rows } = await deps.pool.query<{
     tenant_id: string;
     id: string;
@@ -98,8 +108,11 @@ async function lookupKey(deps: ServerDeps, prefix: string): Promise<CachedKey | 
   const r = rows[0];
   if (!r) {
     keyCache.delete(prefix);
+    if (unknownPrefixes.size > 10_000) unknownPrefixes.clear();
+    unknownPrefixes.set(prefix, Date.now());
     return undefined;
   }
+  unknownPrefixes.delete(prefix);
   if (keyCache.size > 10_000) keyCache.clear();
   const entry = {
     tenantId: r.tenant_id,
@@ -239,7 +252,8 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 function requestOrigin(req: FastifyRequest): string | undefined {
   const origin = req.headers.origin;
-  if (typeof origin === 'string' && origin !== 'null') return origin;
+  // `Origin: null` (sandboxed frames, file: pages, some redirects) is returned as is: it is never allowed.
+  if (typeof origin === 'string') return origin;
   const referer = req.headers.referer;
   if (typeof referer === 'string') {
     try {
@@ -260,11 +274,34 @@ function normalOrigin(s: string): string | undefined {
   }
 }
 
+const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'];
+
+/**
+ * The server's own origins. Never from the Host header, which the client chooses (with DNS rebinding, a page
+ * on http://evil:18443 reaches a loopback server and sends Host: evil:18443): server.publicUrl, and the
+ * loopback names (and the configured host) at the port the connection actually arrived on.
+ */
+export function ownOrigins(req: FastifyRequest, deps: ServerDeps): string[] {
+  const out: string[] = [];
+  if (deps.server.publicUrl) out.push(new URL(deps.server.publicUrl).origin);
+  const port = req.socket?.localPort;
+  const names = new Set([...LOOPBACK_NAMES, deps.server.host]);
+  names.delete('0.0.0.0');
+  names.delete('::');
+  for (const n of names) {
+    const o = normalOrigin(
+      `${req.protocol}://${n.includes(':') && !n.startsWith('[') ? `[${n}]` : n}${port ? `:${port}` : ''}`,
+    );
+    if (o) out.push(o);
+  }
+  return out;
+}
+
 export function originAllowed(req: FastifyRequest, deps: ServerDeps, origin: string): boolean {
-  const o = normalOrigin(origin);
+  const o = origin === 'null' ? undefined : normalOrigin(origin);
   if (!o) return false;
   if (deps.server.allowedOrigins.some((a) => normalOrigin(a) === o)) return true;
-  return o === normalOrigin(`${req.protocol}://${req.host}`);
+  return ownOrigins(req, deps).includes(o);
 }
 
 /**

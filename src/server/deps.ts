@@ -2,6 +2,7 @@ import type { Pool } from '../db/pool.js';
 import type { Config, Secrets } from '../core/config/schema.js';
 import type { DataKeyring } from '../crypto/aead.js';
 import type { Metrics } from './metrics.js';
+import type { PasswordWork } from './password-work.js';
 import type { MaintenanceState } from '../core/maintenance.js';
 
 /** Called after a commit; the lead wires onTenantSettingsChanged to a config backup. */
@@ -21,4 +22,8 @@ export interface ServerDeps {
   metrics: Metrics;
   maintenance(): Promise<MaintenanceState | undefined>;
   bcryptCost: number;
+  /** Every bcrypt computation of the server goes through this bound (logins, password changes). */
+  passwords: PasswordWork;
+  /** The install's data dir (the security ledger's mirror file lives there). */
+  dataDir: string;
 }

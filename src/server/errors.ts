@@ -54,11 +54,6 @@ function fromPg(err: { code?: string; constraint?: string }): AttenduxError | un
         'the object is referenced by, or references, something that does not allow it',
       );
     case '23514':
-    case '22P02':
-    case '22007':
-    case '22008':
-    case '22003':
-    case '22023':
       return httpError('VALIDATION_FAILED', 'a value is out of range or malformed');
     // The database is down, restarting or full: the client may retry; this is not a bug.
     case 'ECONNREFUSED':
@@ -73,6 +68,10 @@ function fromPg(err: { code?: string; constraint?: string }): AttenduxError | un
     case '08006':
       return httpError('DB_UNAVAILABLE', 'the database is unavailable; retry shortly');
     default:
+      // Class 22 is "data exception": a value PostgreSQL cannot take (a NUL byte: 22021, a number out of
+      // range: 22003, a malformed date: 22007, ...). Input that reached the database unfiltered, not a bug.
+      if (typeof err.code === 'string' && err.code.startsWith('22'))
+        return httpError('VALIDATION_FAILED', 'a value is out of range or malformed');
       return undefined;
   }
 }

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { openInstall } from '../core/install.js';
 import { AttenduxError } from '../errors.js';
 import { buildApp, type AppHooks } from './app.js';
+import { DEFAULT_SECURITY_CONTACT, type Config } from '../core/config/schema.js';
 
 export interface ServeOptions {
   configPath?: string;
@@ -12,6 +13,8 @@ export interface ServeOptions {
   tlsKey?: string;
   hooks?: AppHooks;
   onListening?: (url: string) => void;
+  /** Configuration problems worth a look at start (default: logged as warnings). */
+  onWarning?: (message: string) => void;
   /** Resolves to stop the server (default: SIGTERM or SIGINT). */
   stopSignal?: Promise<void>;
 }
@@ -28,6 +31,16 @@ async function readPem(path: string, what: string): Promise<Buffer> {
       },
     );
   }
+}
+
+/** What `serve` warns about at start. */
+export function startupWarnings(server: Config['server']): string[] {
+  const out: string[] = [];
+  if (server.securityContact === DEFAULT_SECURITY_CONTACT)
+    out.push(
+      `server.securityContact is still the placeholder ${DEFAULT_SECURITY_CONTACT}: /.well-known/security.txt names nobody (attendux config set server.securityContact mailto:you@example.com)`,
+    );
+  return out;
 }
 
 /**
@@ -51,6 +64,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
         : undefined;
     const app = await buildApp({ install, https, hooks: opts.hooks });
     // The CLI passes lifecycle.ts's gracefulStop(); in-process callers without one stop on the first signal.
+    for (const w of startupWarnings(server)) (opts.onWarning ?? ((m) => app.log.warn(m)))(w);
     const stop =
       opts.stopSignal ??
       new Promise<void>((resolve) => {

@@ -27,8 +27,16 @@ export class Metrics {
     checkOuts: this.counter('attendux_check_outs_total', 'Accepted check-outs.'),
     failedLogins: this.counter('attendux_failed_logins_total', 'Failed login attempts.'),
     successfulLogins: this.counter('attendux_logins_total', 'Successful logins.'),
+    /** bcrypt computations (every failed login costs exactly one, whatever the reason). */
+    passwordHashes: this.counter('attendux_password_hashes_total', 'bcrypt computations.'),
   };
-  private readonly counts = { checkIns: 0, checkOuts: 0, failedLogins: 0, successfulLogins: 0 };
+  private readonly counts = {
+    checkIns: 0,
+    checkOuts: 0,
+    failedLogins: 0,
+    successfulLogins: 0,
+    passwordHashes: 0,
+  };
   readonly startedAt = Date.now();
 
   constructor() {
@@ -70,6 +78,13 @@ export class Metrics {
   }
   set successfulLogins(v: number) {
     this.bump('successfulLogins', v);
+  }
+
+  get passwordHashes(): number {
+    return this.counts.passwordHashes;
+  }
+  set passwordHashes(v: number) {
+    this.bump('passwordHashes', v);
   }
 
   private bump(key: keyof Metrics['counts'], v: number): void {

@@ -14,7 +14,13 @@ import {
   type Claim,
   type Principal,
 } from './auth.js';
-import { forbidden } from './errors.js';
+import { forbidden, httpError } from './errors.js';
+import {
+  appendLedgerFile,
+  ledgerPath,
+  readTransactionLedger,
+  type LedgerEntry,
+} from '../core/ledger/index.js';
 import type { ServerDeps } from './deps.js';
 
 /** An untyped result row, for queries whose rows go straight into a JSON response. */
@@ -37,6 +43,11 @@ export interface RequestContext {
   ) => Promise<void>;
   /** Run after the transaction committed (hooks, metrics); never on rollback. */
   afterCommit: (fn: () => void) => void;
+  /**
+   * Answer with this error but COMMIT what the handler wrote first (a failed attempt's counter and audit
+   * entry must survive the refusal they cause).
+   */
+  failAfterCommit: (err: Error) => null;
 }
 
 /** What an API-key fast path gets: the key's claim, not yet confirmed by the database. */
@@ -64,6 +75,16 @@ export interface RouteSpec {
   apiKeyFastPath?: (ctx: ApiKeyContext) => Promise<unknown>;
   /** The route ends the caller's session (logout, password change): never re-issue the cookie after it. */
   endsSession?: boolean;
+  /**
+   * The route may write security-ledger entries (revocations, epoch bumps, disablements, password and role
+   * changes): they are read back in its transaction and appended to the ledger's mirror file after commit.
+   */
+  ledger?: boolean;
+  /**
+   * At most one request per key at a time (e.g. per user for password changes): a second one is refused with
+   * 429 before any database or bcrypt work, so concurrent guesses cannot tie up connections and CPU.
+   */
+  exclusive?: (claim: Claim) => string | undefined;
   handler(ctx: RequestContext): Promise<unknown>;
 }
 
@@ -108,50 +129,81 @@ export function defineRoute(app: FastifyInstance, deps: ServerDeps, spec: RouteS
         // A key without the scope takes the generic path, which refuses it (401 when revoked, else 403).
         if (allowed(spec, p)) return spec.apiKeyFastPath({ req, reply, claim, p, deps });
       }
-      const after: (() => void)[] = [];
-      const result = await withTenant(
-        deps.pool,
-        claim.tenantId,
-        async (c, entered) => {
-          const p = principalFrom(claim, entered);
-          if (!allowed(spec, p)) {
-            throw forbidden(
-              p.kind === 'apikey' ? 'the API key lacks the scope for this' : 'your role does not allow this',
-            );
-          }
-          const hashes = auditHashes(req, deps);
-          const ctx: RequestContext = {
-            req,
-            reply,
-            c,
-            p,
-            deps,
-            audit: async (action, entityType, entityId, details) => {
-              await appendAudit(c, {
-                tenantId: p.tenantId,
-                actor: p.actor,
-                action,
-                entityType,
-                entityId: entityId ?? undefined,
-                ...hashes,
-                details,
-              });
-            },
-            afterCommit: (fn) => after.push(fn),
-          };
-          return spec.handler(ctx);
-        },
-        principalStatement(claim),
-      );
-      for (const fn of after) {
-        try {
-          fn();
-        } catch (err) {
-          req.log.error({ err }, 'after-commit hook failed');
-        }
+      const exclusiveKey = spec.exclusive?.(claim);
+      if (exclusiveKey !== undefined) {
+        if (inFlight.has(exclusiveKey))
+          throw httpError('RATE_LIMITED', 'the same request is already in progress; retry when it finished');
+        inFlight.add(exclusiveKey);
       }
-      if (!spec.endsSession) refreshSession(req, reply, deps, claim);
-      return result;
+      try {
+        return await runRoute(req, reply, claim);
+      } finally {
+        if (exclusiveKey !== undefined) inFlight.delete(exclusiveKey);
+      }
     },
   });
+
+  async function runRoute(req: FastifyRequest, reply: FastifyReply, claim: Claim): Promise<unknown> {
+    const after: (() => void)[] = [];
+    let ledger: LedgerEntry[] = [];
+    let failure: Error | undefined;
+    const result = await withTenant(
+      deps.pool,
+      claim.tenantId,
+      async (c, entered) => {
+        const p = principalFrom(claim, entered);
+        if (!allowed(spec, p)) {
+          throw forbidden(
+            p.kind === 'apikey' ? 'the API key lacks the scope for this' : 'your role does not allow this',
+          );
+        }
+        const hashes = auditHashes(req, deps);
+        const ctx: RequestContext = {
+          req,
+          reply,
+          c,
+          p,
+          deps,
+          audit: async (action, entityType, entityId, details) => {
+            await appendAudit(c, {
+              tenantId: p.tenantId,
+              actor: p.actor,
+              action,
+              entityType,
+              entityId: entityId ?? undefined,
+              ...hashes,
+              details,
+            });
+          },
+          afterCommit: (fn) => after.push(fn),
+          failAfterCommit: (err) => {
+            failure = err;
+            return null;
+          },
+        };
+        const r = await spec.handler(ctx);
+        if (spec.ledger) ledger = await readTransactionLedger(c, p.tenantId);
+        return r;
+      },
+      principalStatement(claim),
+    );
+    if (ledger.length)
+      await appendLedgerFile(ledgerPath(deps.dataDir), ledger).catch((err: unknown) =>
+        // The database holds the entries; the next backup or sync brings the mirror up to date.
+        req.log.error({ err }, 'could not append to the security ledger mirror'),
+      );
+    if (failure) throw failure;
+    for (const fn of after) {
+      try {
+        fn();
+      } catch (err) {
+        req.log.error({ err }, 'after-commit hook failed');
+      }
+    }
+    if (!spec.endsSession) refreshSession(req, reply, deps, claim);
+    return result;
+  }
 }
+
+/** Keys of `exclusive` routes with a request in progress (per process). */
+const inFlight = new Set<string>();

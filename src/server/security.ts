@@ -79,6 +79,10 @@ export function securityTxt(deps: ServerDeps): string {
     `Contact: ${deps.server.securityContact}`,
     `Expires: ${expires.toISOString()}`,
     'Preferred-Languages: en',
+    // RFC 9116: where this file is authoritative. Only from the configured public URL, never the Host header.
+    ...(deps.server.publicUrl
+      ? [`Canonical: ${new URL('/.well-known/security.txt', deps.server.publicUrl).toString()}`]
+      : []),
     '',
   ].join('\n');
 }

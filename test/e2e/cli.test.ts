@@ -146,6 +146,31 @@ describe('companies, users and keys from the binary', () => {
     const r = await cli('apikey', 'create', 'x', '-t', 'globex', '--scope', 'superuser');
     expect(r.exitCode).toBe(2);
   });
+
+  it('refuses an API key that has already expired', async () => {
+    const r = await cli(
+      'apikey',
+      'create',
+      'x',
+      '-t',
+      'globex',
+      '--scope',
+      'read',
+      '--expires',
+      '2020-01-01',
+    );
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toContain('is in the past');
+  });
+
+  it('unlocks a user (user unlock) and mirrors ledger entries to the data dir', async () => {
+    const r = await cli('--json', 'user', 'unlock', 'ann@globex.example', '-t', 'globex');
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual({ email: 'ann@globex.example', cleared: 0 });
+    // ann's sessions were revoked above: the CLI wrote that ledger entry to the mirror file.
+    const mirror = await readFile(join(config, '..', 'data', 'security-ledger.jsonl'), 'utf8');
+    expect(mirror).toContain('"kind":"user.session_epoch"');
+  });
 });
 
 describe('migrate and config from the binary', () => {

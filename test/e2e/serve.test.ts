@@ -48,6 +48,7 @@ interface Server {
   proc: ChildProcess;
   url: string;
   exit: Promise<number | null>;
+  stderr: () => string;
 }
 
 async function startServer(extra: string[] = []): Promise<Server> {
@@ -74,7 +75,7 @@ async function startServer(extra: string[] = []): Promise<Server> {
     });
     void exit.then((code) => reject(new Error(`server exited ${code}: ${stderr}`)));
   });
-  return { proc, url, exit };
+  return { proc, url, exit, stderr: () => stderr };
 }
 
 async function stop(s: Server): Promise<number | null> {
@@ -199,6 +200,42 @@ describe('attendux serve (real binary, real port)', () => {
         sock.on('error', (e: Error) => resolve(e.message));
       });
       expect(old).not.toBe('connected');
+      // TLS 1.2 with anything but ECDHE + AEAD (Mozilla "intermediate"): no RSA key exchange, no CBC.
+      const tls12 = (ciphers: string) =>
+        new Promise<string>((resolve) => {
+          const sock = connect({
+            host: '127.0.0.1',
+            port: Number(port),
+            rejectUnauthorized: false,
+            minVersion: 'TLSv1.2',
+            maxVersion: 'TLSv1.2',
+            ciphers,
+          });
+          sock.on('secureConnect', () => {
+            const name = sock.getCipher().standardName;
+            sock.destroy();
+            resolve(name);
+          });
+          sock.on('error', (e: Error) => resolve(`error: ${e.message}`));
+        });
+      for (const weak of [
+        'AES128-SHA',
+        'AES256-GCM-SHA384',
+        'ECDHE-RSA-AES128-SHA',
+        'ECDHE-RSA-AES256-SHA384',
+      ])
+        expect(await tls12(weak), weak).toMatch(/^error: /);
+      expect(await tls12('ECDHE-RSA-AES128-GCM-SHA256')).toBe('TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256');
+      expect(await stop(s)).toBe(0);
+    } finally {
+      s.proc.kill('SIGKILL');
+    }
+  });
+
+  it('warns at start while server.securityContact is the placeholder', async () => {
+    const s = await startServer();
+    try {
+      expect(s.stderr()).toMatch(/warning: server\.securityContact is still the placeholder/);
       expect(await stop(s)).toBe(0);
     } finally {
       s.proc.kill('SIGKILL');

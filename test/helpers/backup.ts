@@ -1,6 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { generateSigningKey, publicKeyOf } from '../../src/crypto/signing.js';
+import { identityKeyLine } from '../../src/core/backup/signature.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestDatabase } from './db.js';
@@ -36,6 +38,9 @@ export async function makeInstall(
   const dir = await mkdtemp(join(tmpdir(), 'attendux-backup-test-'));
   const identityFile = join(dir, 'identity.txt');
   const { identity, recipient } = ageKeygen(identityFile);
+  // As `init` does: the install signing key's public half is kept in the identity file.
+  const signingKey = generateSigningKey();
+  await appendFile(identityFile, identityKeyLine(publicKeyOf(signingKey)));
   const configPath = join(dir, 'attendux.json');
   const secretsPath = join(dir, 'attendux.secrets.json');
   const config = {
@@ -52,6 +57,7 @@ export async function makeInstall(
       auditPepper: key(),
       dataKeys: { k1: key() },
       activeDataKeyId: 'k1',
+      signingKey,
     }) + '\n',
     { mode: 0o600 },
   );

@@ -70,6 +70,7 @@ export async function testApp(ti: TestInstall, opts: Partial<AppOptions> = {}): 
     logger: false,
     bcryptCost: 4,
     loginRateLimit: { max: 1000, timeWindow: 60_000 },
+    globalRateLimit: { max: 1_000_000, timeWindow: 60_000 },
     ...opts,
   });
 }

@@ -43,6 +43,9 @@ describe('attendux init against an existing PostgreSQL', () => {
     expect((await stat(r.identityPath!)).mode & 0o777).toBe(0o600);
     const identity = await readFile(r.identityPath!, 'utf8');
     expect(identity).toContain(`# public key: ${r.backupRecipient}`);
+    // The install signing key's public half, kept with the identity and in the config (backup signatures).
+    expect(r.signingPublicKey).toMatch(/^ed25519:/);
+    expect(identity).toContain(`# attendux-signing-key: ${r.signingPublicKey}`);
     const config = JSON.parse(await readFile(opts.configPath, 'utf8'));
     expect(config.backup.recipients).toEqual([r.backupRecipient]);
     expect(JSON.stringify(config)).not.toMatch(/password|AGE-SECRET/i);

@@ -96,14 +96,13 @@ describe('login and sessions', () => {
     expect(right.statusCode).toBe(401);
     expect(right.json().error.code).toBe('LOGIN_FAILED');
     expect(await auditCount('user.locked', a.users.owner.id)).toBe(1);
+    // The lock belongs to the (account, client address) pair: see security-hardening.test.ts.
     const { rows } = await admin.query<{ mins: number }>(
-      `SELECT round(extract(epoch FROM locked_until - now()) / 60)::int AS mins FROM users WHERE id = $1`,
+      `SELECT round(extract(epoch FROM locked_until - now()) / 60)::int AS mins FROM login_throttle WHERE user_id = $1`,
       [a.users.owner.id],
     );
     expect(rows[0]!.mins).toBe(15);
-    await admin.query('UPDATE users SET locked_until = NULL, failed_logins = 0 WHERE id = $1', [
-      a.users.owner.id,
-    ]);
+    await admin.query('DELETE FROM login_throttle WHERE user_id = $1', [a.users.owner.id]);
   });
 
   it('ends every session of a user when the epoch is bumped (revoke-sessions)', async () => {

@@ -46,6 +46,18 @@ const NASTY: unknown[] = [
   "'); DROP TABLE employees; --",
   '%00',
   '\u0000',
+  'acme\u0000',
+  'a\u0000b@example.com',
+  '\ud800',
+  'x\udc00y',
+  '\ud83d',
+  'ok \ud83d\ude00 pair',
+  1.7976931348623157e308,
+  -1.797e308,
+  5e-324,
+  Number.MAX_SAFE_INTEGER + 2,
+  Array.from({ length: 128 }, (_, i) => (i % 2 ? -1.797e308 : 1.797e308)),
+  Array.from({ length: 128 }, () => 0),
   '../../etc/passwd',
   '<script>alert(1)</script>',
   'x'.repeat(5000),
@@ -94,9 +106,36 @@ function pick<T>(r: () => number, list: readonly T[]): T {
   return list[Math.floor(r() * list.length)]!;
 }
 
+/** Numbers JSON.stringify cannot write: beyond double (Infinity once parsed), underflow, 30 digits, -0. */
+const RAW_NUMBERS = [
+  '1e400',
+  '-1e400',
+  '1e-400',
+  '123456789012345678901234567890',
+  '-0',
+  '1.797e308',
+  '-2e308',
+];
+/** Escapes JSON.stringify would not produce for these: lone surrogates and NUL written as \u escapes. */
+const RAW_STRINGS = ['"\\ud800"', '"a\\udfffb"', '"\\u0000"', '"acme\\u0000x"', '"\\udbff\\udbff"'];
+
 function badBody(r: () => number): { payload: string; contentType: string } {
-  const kind = Math.floor(r() * 8);
+  const kind = Math.floor(r() * 10);
   switch (kind) {
+    case 6: {
+      const parts = Array.from(
+        { length: 1 + Math.floor(r() * 3) },
+        () => `"${pick(r, FIELDS)}": ${pick(r, RAW_NUMBERS)}`,
+      );
+      return { payload: `{${parts.join(', ')}}`, contentType: 'application/json' };
+    }
+    case 7: {
+      const parts = Array.from(
+        { length: 1 + Math.floor(r() * 3) },
+        () => `"${pick(r, FIELDS)}": ${pick(r, RAW_STRINGS)}`,
+      );
+      return { payload: `{${parts.join(', ')}}`, contentType: 'application/json' };
+    }
     case 0:
       return { payload: '{"name": ', contentType: 'application/json' };
     case 1:
@@ -123,13 +162,21 @@ function badBody(r: () => number): { payload: string; contentType: string } {
   }
 }
 
+/** encodeURIComponent, except that a lone surrogate becomes the invalid UTF-8 it would be (%ED%A0%80). */
+function encodeJunk(s: string): string {
+  return s
+    .split(/([\uD800-\uDFFF])/)
+    .map((part) => (/^[\uD800-\uDFFF]$/.test(part) ? '%ED%A0%80' : encodeURIComponent(part)))
+    .join('');
+}
+
 function badUrl(r: () => number, url: string): string {
   const [path, query] = url.split('?');
   const segs = path!.split('/');
   // Replace a path id with junk, or append junk query parameters.
   if (r() < 0.5) {
     const i = segs.findIndex((s) => /^[0-9a-f-]{36}$/.test(s));
-    if (i >= 0) segs[i] = encodeURIComponent(String(pick(r, NASTY)));
+    if (i >= 0) segs[i] = encodeJunk(String(pick(r, NASTY)));
   }
   const q = new URLSearchParams(query ?? '');
   if (r() < 0.7)
@@ -205,6 +252,46 @@ describe('bounded fuzz', () => {
     }
     expect(sent).toBeGreaterThan(400);
     expect(failures).toEqual([]);
+  });
+
+  it('answers 400, never 500, to NUL bytes and lone surrogates, the unauthenticated login included', async () => {
+    const cookie = await login(app, a, 'owner');
+    const bodies = [
+      '{"company": "acme\\u0000", "email": "owner@acme.example", "password": "x"}',
+      '{"company": "acme", "email": "owner\\u0000@acme.example", "password": "x"}',
+      '{"company": "\\ud800", "email": "owner@acme.example", "password": "x"}',
+      '{"company": "acme", "email": "owner@acme.example", "password": "a\\udc00b"}',
+    ];
+    for (const payload of bodies) {
+      const res = await app.inject({
+        method: 'POST',
+        url: '/api/v1/auth/login',
+        headers: { 'content-type': 'application/json' },
+        payload,
+      });
+      expect(res.statusCode, payload).toBe(400);
+      expect(res.json().error.code).toBe('VALIDATION_FAILED');
+    }
+    for (const [url, payload] of [
+      ['/api/v1/teams', '{"name": "a\\u0000b"}'],
+      ['/api/v1/teams', '{"name": "\\udfff"}'],
+      [
+        '/api/v1/corrections',
+        '{"action": "add", "proposedKind": "check_in", "proposedOccurredAt": "2026-01-01T00:00:00Z", "reason": "x\\u0000"}',
+      ],
+    ] as const) {
+      const res = await app.inject({
+        method: 'POST',
+        url,
+        headers: { cookie, origin: ORIGIN, 'content-type': 'application/json' },
+        payload,
+      });
+      expect(res.statusCode, payload).toBe(400);
+    }
+    const q = await app.inject({ url: '/api/v1/audit?action=a%00b', headers: { cookie } });
+    expect(q.statusCode).toBe(400);
+    const p = await app.inject({ url: '/api/v1/employees/%00', headers: { cookie } });
+    expect(p.statusCode).toBe(400);
   });
 
   it('names the offending fields in a 400', async () => {

@@ -67,9 +67,10 @@ export function registerApiKey(program: Command): void {
       const ctx = contextOf(cmd);
       const { withInstall } = await import('../../core/install.js');
       const { revokeApiKey } = await import('../../core/api-keys.js');
+      const { withLedgerSync } = await import('../../core/ledger/index.js');
       const { cliActor } = await import('../../core/actor.js');
       const k = await withInstall(ctx.location, (i) =>
-        revokeApiKey(i.admin, { tenant: flags.tenant, key: ref, actor: cliActor() }),
+        withLedgerSync(i, revokeApiKey(i.admin, { tenant: flags.tenant, key: ref, actor: cliActor() })),
       );
       ctx.result(k, () => `revoked API key ${k.prefix}`);
     });

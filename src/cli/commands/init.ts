@@ -94,6 +94,9 @@ export function printInit(ctx: CliContext, r: InitResult): void {
                 '  MOVE IT OFF THIS SERVER: without it no backup can be restored.',
               ]
             : []),
+          ...(r.signingPublicKey
+            ? [`  backup signing key (public): ${r.signingPublicKey} (keep it with the identity)`]
+            : []),
         ],
   );
   if (r.generatedPassword && !ctx.json) ctx.important(`Owner password (shown once): ${r.generatedPassword}`);

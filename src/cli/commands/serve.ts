@@ -22,6 +22,7 @@ export function registerServe(program: Command): void {
           tlsCert: flags.tlsCert,
           tlsKey: flags.tlsKey,
           onListening: (url) => ctx.important(`attendux is serving on ${url}`),
+          onWarning: (m) => ctx.important(`warning: ${m}`),
           hooks: { onTenantSettingsChanged: settingsBackup(ctx) },
         });
       },

@@ -85,9 +85,13 @@ export function registerUser(program: Command): void {
       const ctx = contextOf(cmd);
       const { withInstall } = await import('../../core/install.js');
       const { disableUser } = await import('../../core/users.js');
+      const { withLedgerSync } = await import('../../core/ledger/index.js');
       const { cliActor } = await import('../../core/actor.js');
       const u = await withInstall(ctx.location, (i) =>
-        disableUser(i.admin, { tenant: flags.tenant, email, enable: flags.enable, actor: cliActor() }),
+        withLedgerSync(
+          i,
+          disableUser(i.admin, { tenant: flags.tenant, email, enable: flags.enable, actor: cliActor() }),
+        ),
       );
       ctx.result(
         { email: u.email, disabled: !flags.enable },
@@ -104,10 +108,14 @@ export function registerUser(program: Command): void {
       const ctx = contextOf(cmd);
       const { withInstall } = await import('../../core/install.js');
       const { resetPassword } = await import('../../core/users.js');
+      const { withLedgerSync } = await import('../../core/ledger/index.js');
       const { cliActor } = await import('../../core/actor.js');
       const password = await passwordFrom(flags.passwordFile);
       const r = await withInstall(ctx.location, (i) =>
-        resetPassword(i.admin, { tenant: flags.tenant, email, password, actor: cliActor() }),
+        withLedgerSync(
+          i,
+          resetPassword(i.admin, { tenant: flags.tenant, email, password, actor: cliActor() }),
+        ),
       );
       ctx.result(
         { email: r.user.email, generatedPassword: r.generatedPassword },
@@ -124,13 +132,32 @@ export function registerUser(program: Command): void {
       const ctx = contextOf(cmd);
       const { withInstall } = await import('../../core/install.js');
       const { revokeSessions } = await import('../../core/users.js');
+      const { withLedgerSync } = await import('../../core/ledger/index.js');
       const { cliActor } = await import('../../core/actor.js');
       const r = await withInstall(ctx.location, (i) =>
-        revokeSessions(i.admin, { tenant: flags.tenant, email, actor: cliActor() }),
+        withLedgerSync(i, revokeSessions(i.admin, { tenant: flags.tenant, email, actor: cliActor() })),
       );
       ctx.result(
         { email: r.user.email, sessionEpoch: r.sessionEpoch },
         () => `sessions of ${r.user.email} revoked`,
+      );
+    });
+
+  user
+    .command('unlock <email>')
+    .description('clear a lock-out after failed logins or password changes (every client address)')
+    .addOption(tenantOption())
+    .action(async (email: string, flags: { tenant: string }, cmd: Command) => {
+      const ctx = contextOf(cmd);
+      const { withInstall } = await import('../../core/install.js');
+      const { unlockUser } = await import('../../core/users.js');
+      const { cliActor } = await import('../../core/actor.js');
+      const r = await withInstall(ctx.location, (i) =>
+        unlockUser(i.admin, { tenant: flags.tenant, email, actor: cliActor() }),
+      );
+      ctx.result(
+        { email: r.user.email, cleared: r.cleared },
+        () => `${r.user.email} unlocked (${r.cleared} lock-out record(s) cleared)`,
       );
     });
 }

@@ -3,7 +3,14 @@ import { readdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { AttenduxError } from '../../errors.js';
 import { cliActor } from '../actor.js';
-import { loadConfig, type ConfigLocation, type LoadedConfig } from '../config/load.js';
+import {
+  ensureInstallKeys,
+  loadConfig,
+  loadSecrets,
+  type ConfigLocation,
+  type LoadedConfig,
+} from '../config/load.js';
+import { signBackup } from './signature.js';
 import type { Install } from '../install.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
 import { VERSION } from '../../version.js';
@@ -13,6 +20,7 @@ import { acquireFileLock } from './lock.js';
 import { backupFailure, ensureBackupDir, requireRecipients, lastRunFile, type LastRun } from './run.js';
 import { cleanupLeftovers, writeArchive, type StagedEntry } from './writer.js';
 import { writeFileAtomic } from '../fs.js';
+import { ledgerBackupEntry } from '../ledger/index.js';
 
 export interface ConfigBackupOptions extends ConfigLocation {
   ifChanged?: boolean;
@@ -126,6 +134,8 @@ async function backupConfigWith(
         settingsSkipped = `cannot read tenant settings: ${(err as Error).message}`;
       }
     }
+    const ledger = await ledgerBackupEntry(loaded.config.dataDir, db.install?.admin);
+    if (ledger) entries.push(ledger);
     const h = createHash('sha256');
     for (const e of entries)
       h.update(`${e.name}\0${createHash('sha256').update(e.content!).digest('hex')}\n`);
@@ -165,6 +175,10 @@ async function backupConfigWith(
           contentHash,
         }),
       });
+      const signingKey =
+        db.install?.secrets.signingKey ??
+        (await ensureInstallKeys(loaded.secretsPath, await loadSecrets(loaded.secretsPath))).signingKey;
+      await signBackup(backupDir, sidecar.id, signingKey);
     } finally {
       await lock.release();
     }

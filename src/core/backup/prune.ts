@@ -8,6 +8,7 @@ import { readCatalog } from './catalog.js';
 import { dataFileName, sidecarFileName, type BackupKind } from './format.js';
 import { acquireFileLock } from './lock.js';
 import { cleanupLeftovers } from './writer.js';
+import { signatureFileName } from './signature.js';
 
 export interface Retention {
   fullDays: number;
@@ -132,6 +133,7 @@ export async function pruneBackups(opts: PruneOptions = {}): Promise<PruneResult
       // Sidecar first: from that moment the backup is no longer listed; the data file follows.
       await unlink(join(backupDir, sidecarFileName(d.id))).catch(() => undefined);
       await unlink(join(backupDir, dataFileName(d.id))).catch(() => undefined);
+      await unlink(join(backupDir, signatureFileName(d.id))).catch(() => undefined);
     }
     if (p.delete.length) await fsyncDir(backupDir);
     result = { ...p, dryRun: false, backupDir, cleanedUp };

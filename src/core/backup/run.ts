@@ -13,6 +13,7 @@ import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
 import type { BackupKind, Sidecar } from './format.js';
 import { acquireAdvisoryLock, acquireFileLock } from './lock.js';
 import { cleanupLeftovers } from './writer.js';
+import { signBackup } from './signature.js';
 
 /** Progress of a running backup, for a terminal progress line. */
 export interface BackupProgress {
@@ -168,6 +169,8 @@ export async function runDatabaseBackup(
     const cleanedUp = await cleanupLeftovers(backupDir);
     const env: RunEnv = { loaded, install, backupDir, recipients, lockClient };
     const out = await fn(env, (s) => (stage = s));
+    stage = 'signing the backup';
+    await signBackup(backupDir, out.sidecar.id, install.secrets.signingKey);
     stage = 'recording the result';
     await appendAudit(install.admin, {
       tenantId: SYSTEM_TENANT,

@@ -3,6 +3,7 @@ import { AttenduxError, isAttenduxError } from '../../errors.js';
 import { loadConfig, type ConfigLocation } from '../config/load.js';
 import { readCatalog, type CatalogEntry } from './catalog.js';
 import { dataFileName, hashFile, readBackup, readIdentityFile } from './format.js';
+import { checkBackupSignature, trustedSigningKeys } from './signature.js';
 
 export interface VerifyOptions extends ConfigLocation {
   /** A backup id; default the newest backup. */
@@ -55,6 +56,7 @@ export async function verifyBackups(opts: VerifyOptions): Promise<VerifyResult> 
     if (!newest) throw new AttenduxError('NOT_FOUND', `no backups in ${loaded.backupDir}`);
     targets = [newest];
   }
+  const trusted = await trustedSigningKeys({ loaded, identityFile });
   const out: VerifyItem[] = [];
   for (const b of targets) {
     const t0 = Date.now();
@@ -69,6 +71,7 @@ export async function verifyBackups(opts: VerifyOptions): Promise<VerifyResult> 
       chain: b.status,
     };
     try {
+      await checkBackupSignature(loaded.backupDir, b.id, trusted);
       if (identities) {
         const r = await readBackup({
           file,

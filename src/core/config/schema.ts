@@ -17,6 +17,8 @@ const cronExpr = z.string().superRefine((v, ctx) => {
 const timeZone = z.string().superRefine((v, ctx) => {
   if (!isTimeZone(v)) ctx.addIssue({ code: 'custom', message: `unknown time zone "${v}"` });
 });
+/** The placeholder security contact; `serve` warns while it is still configured. */
+export const DEFAULT_SECURITY_CONTACT = 'mailto:security@example.invalid';
 
 export const DatabaseSchema = z
   .strictObject({
@@ -66,7 +68,20 @@ export const ServerSchema = z.strictObject({
     .min(1)
     .max(24 * 60)
     .default(15),
-  securityContact: z.string().default('mailto:security@example.invalid'),
+  securityContact: z.string().default(DEFAULT_SECURITY_CONTACT),
+  /**
+   * The server's public URL (e.g. https://attendance.example.com): the origin CSRF checks accept besides
+   * allowedOrigins, and the Canonical of security.txt. Without it only the loopback names at the port the
+   * request arrived on count as the server's own origin, never the request's Host header.
+   */
+  publicUrl: z
+    .url({ protocol: /^https?$/ })
+    .refine((u) => new URL(u).pathname === '/' && !new URL(u).search, 'must be an origin (no path or query)')
+    .optional(),
+  /** Per-IP limit on every route (authenticated ones included) per minute; /healthz is exempt. */
+  rateLimitPerMinute: z.number().int().min(1).max(1_000_000_000).default(6000),
+  /** Bearer token that opens /metrics to non-loopback clients; without it /metrics answers loopback only. */
+  metricsToken: z.string().min(16).optional(),
   /** Per-IP limit on POST /api/v1/auth/login, checked before the body is read. */
   loginRateLimitPerMinute: z.number().int().min(1).max(100_000).default(10),
   /** Per-IP limit on the other unauthenticated endpoints (login page, readyz, metrics, security.txt). */
@@ -79,6 +94,13 @@ export const BackupSchema = z.strictObject({
   dir: z.string().optional(),
   /** age X25519 public keys (age1...). Every backup is encrypted to all of them. */
   recipients: z.array(z.string().regex(/^age1[0-9a-z]+$/, 'must be an age public key (age1...)')).default([]),
+  /**
+   * Public halves (`ed25519:...`) of install signing keys whose backups restore and verify accept, besides
+   * this install's own (e.g. the old server's, after moving).
+   */
+  signingPublicKeys: z
+    .array(z.string().regex(/^ed25519:[A-Za-z0-9+/]{43}=$/, 'must be an attendux public key (ed25519:...)'))
+    .default([]),
   /** Optional path to an age identity on this server, for unattended restore drills (doctor warns). */
   identityFile: z.string().optional(),
   retention: z

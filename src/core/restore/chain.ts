@@ -6,6 +6,7 @@ import type { LoadedConfig } from '../config/load.js';
 import { readCatalog } from '../backup/catalog.js';
 import { openBackup, readIdentityFile, type Manifest, type OpenedBackup } from '../backup/format.js';
 import { migrationFiles } from '../../db/migrate.js';
+import { checkBackupSignature, trustedSigningKeys } from '../backup/signature.js';
 import { planRestore, type PlanBackup, type PlanOptions, type PlanStep, type RestorePlan } from './plan.js';
 
 /** The age identities for a restore: --identity, else $ATTENDUX_BACKUP_IDENTITY, else backup.identityFile. */
@@ -19,8 +20,15 @@ export async function restoreIdentities(loaded: LoadedConfig, identityFile?: str
         hint: 'pass --identity FILE or set $ATTENDUX_BACKUP_IDENTITY (or backup.identityFile for unattended drills)',
       },
     );
-  return readIdentityFile(file);
+  const identities = await readIdentityFile(file);
+  // The keys that may have signed the backups travel with the identity (see backup/signature.ts): openChain
+  // checks every backup against them before decrypting anything.
+  trustedKeysOf.set(identities, await trustedSigningKeys({ loaded, identityFile: file }));
+  return identities;
 }
+
+/** Trusted signing keys per identity list handed out by restoreIdentities. */
+const trustedKeysOf = new WeakMap<readonly string[], string[]>();
 
 /** Plan against the backup dir of an install, with the migrations this attendux ships. */
 export async function planFromCatalog(
@@ -96,6 +104,9 @@ export async function openChain(
   identities: readonly string[],
   opts: { tempRoot?: string; onStep?: (id: string, index: number) => void } = {},
 ): Promise<OpenedChain> {
+  // Refuse unsigned or wrongly signed backups before anything is decrypted or written.
+  const trusted = trustedKeysOf.get(identities) ?? (await trustedSigningKeys({}));
+  for (const s of plan.steps) await checkBackupSignature(backupDir, s.id, trusted);
   const root = opts.tempRoot ?? tmpdir();
   await sweepTempDirs(root);
   const dir = await mkdtemp(join(root, `${TEMP_PREFIX}${process.pid}-`));

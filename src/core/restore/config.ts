@@ -6,6 +6,12 @@ import { pathExists, writeFileAtomic } from '../fs.js';
 import { readCatalog, newestOf } from '../backup/catalog.js';
 import { openBackup, readIdentityFile } from '../backup/format.js';
 import { sweepTempDirs } from './chain.js';
+import { checkBackupSignature, trustedSigningKeys } from '../backup/signature.js';
+import { dataDirOf, restoreLedgerMirror } from '../ledger/index.js';
+
+/** The service files `backup config` takes (defaultServiceFiles in backup/config.ts), by name. */
+const SERVICE_FILE = /^attendux[A-Za-z0-9@._-]*\.(service|timer)$/;
+const CRON_FILE = /^attendux[A-Za-z0-9._-]*$/;
 
 export interface ConfigRestoreOptions extends ConfigLocation {
   /** A config backup id; default the newest intact one. */
@@ -88,6 +94,7 @@ export async function restoreConfig(opts: ConfigRestoreOptions): Promise<ConfigR
     throw new AttenduxError('USAGE', `${chosen.id} is a ${chosen.kind} backup, not a config backup`, {
       hint: 'drop --config-only to restore a database backup',
     });
+  await checkBackupSignature(backupDir, chosen.id, await trustedSigningKeys({ loaded, identityFile }));
   await sweepTempDirs(opts.tempRoot);
   const opened = await openBackup({ backupDir, id: chosen.id, identities, tempRoot: opts.tempRoot });
   try {
@@ -110,6 +117,13 @@ export async function restoreConfig(opts: ConfigRestoreOptions): Promise<ConfigR
     const files: ConfigRestoreFile[] = [];
     for (const [i, e] of entries.entries()) {
       const name = basename(e.name);
+      // Only what `backup config` records: attendux's own unit and cron files, by their names, into the
+      // service directories; a backup naming anything else (a forged one: see signature.ts) is refused.
+      if (i >= 2 && !SERVICE_FILE.test(name) && !CRON_FILE.test(name))
+        throw new AttenduxError(
+          'BACKUP_CORRUPT',
+          `${chosen.id}: entry ${e.name} is not a file a config backup records; nothing was written`,
+        );
       const path =
         i === 0
           ? resolve(target)
@@ -135,6 +149,9 @@ export async function restoreConfig(opts: ConfigRestoreOptions): Promise<ConfigR
       );
     if (!opts.dryRun)
       for (const f of files) await writeFileAtomic(f.path, await readFile(join(opened.dir, f.entry)), f.mode);
+    const ledger = opened.manifest.entries.find((e) => e.name.startsWith('ledger/'));
+    if (ledger && !opts.dryRun)
+      await restoreLedgerMirror(join(opened.dir, ledger.name), dataDirOf(configText, configDir));
     return { backup: chosen.id, createdAt: chosen.createdAt, dryRun: opts.dryRun === true, files };
   } finally {
     await opened.cleanup();

@@ -5,6 +5,7 @@ import { openInstall, type Install } from '../install.js';
 import { connectClient, ddl, type Queryable } from '../../db/pool.js';
 import { migrationFiles, runMigrations } from '../../db/migrate.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
+import { reapplyLedger } from '../ledger/index.js';
 import { openChain, planFromCatalog, restoreIdentities, type OpenedChain } from './chain.js';
 import { databaseOf, databaseUrl, loadChain, type LoadProgress, type LoadResult } from './load.js';
 import type { RestoreMode, RestorePlan } from './plan.js';
@@ -247,6 +248,13 @@ export async function buildDatabase(
       progress({ phase: 'migrate' });
       await runMigrations({ adminUrl: url, appRole, direction: 'up' });
     }
+    stage = 're-applying the security ledger';
+    await reapplyLedger({
+      targetUrl: url,
+      liveAdminUrl: install.db.adminUrl,
+      dataDir: loaded.config.dataDir,
+      pointInTime: plan.pointInTime,
+    });
     stage = 'writing the audit entry';
     const c = await connectClient(url, 'attendux-restore');
     try {

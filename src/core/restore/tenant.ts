@@ -10,6 +10,7 @@ import { openChain, planFromCatalog, restoreIdentities } from './chain.js';
 import { auditFailure, prepare, writeRestoreAudit, type RestoreOptions } from './execute.js';
 import { applyChanges, sqlf, tableEntries } from './load.js';
 import type { RestorePlan } from './plan.js';
+import { reapplyTenantLedger } from '../ledger/index.js';
 
 export interface TenantRestoreOptions extends RestoreOptions {
   /** The company: its slug or id. */
@@ -27,7 +28,7 @@ export interface TenantRestoreResult {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** The company's audit trail is append-only and records this restore: it is kept as it is. */
-const KEPT = ['audit_log'];
+const KEPT = ['audit_log', 'security_ledger'];
 const stage = (t: string) => `restore_stage_${t}`.slice(0, 63);
 
 async function livePlan(opts: TenantRestoreOptions) {
@@ -162,6 +163,11 @@ export async function restoreTenant(opts: TenantRestoreOptions): Promise<TenantR
           const ins = await c.query(await sqlf(c, 'INSERT INTO %I SELECT * FROM %I', t.name, stage(t.name)));
           result[t.name]!.restored = ins.rowCount ?? 0;
         }
+        await reapplyTenantLedger(c, {
+          tenantId,
+          dataDir: prep.loaded.config.dataDir,
+          pointInTime: plan.pointInTime,
+        });
         await writeRestoreAudit(
           c,
           plan,

@@ -43,8 +43,13 @@ export async function insertUser(
 }
 
 export async function listUsers(q: Queryable, tenantId: string): Promise<User[]> {
+  // Lock-outs are per (account, client address) in login_throttle: the latest lock still running, if any.
   const { rows } = await q.query<User>(
-    `SELECT ${USER_COLUMNS} FROM users WHERE tenant_id = $1 ORDER BY email`,
+    `SELECT ${USER_COLUMNS.replace(
+      'locked_until AS "lockedUntil"',
+      `(SELECT max(t.locked_until) FROM login_throttle t WHERE t.tenant_id = users.tenant_id
+         AND t.user_id = users.id AND t.locked_until > now()) AS "lockedUntil"`,
+    )} FROM users WHERE tenant_id = $1 ORDER BY email`,
     [tenantId],
   );
   return rows;

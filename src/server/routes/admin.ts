@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Row } from '../route.js';
 import { z } from 'zod';
 import { generateApiKey } from '../../crypto/apikey.js';
-import { checkPasswordPolicy, hashPassword } from '../../crypto/password.js';
+import { checkPasswordPolicy } from '../../crypto/password.js';
 import { randomPassword } from '../../crypto/random.js';
 import { API_KEY_SCOPES } from '../../db/queries/api-keys.js';
 import { ROLES } from '../../db/queries/users.js';
@@ -13,7 +13,9 @@ import { loadSettings, SettingsPatchSchema } from '../settings.js';
 import type { ServerDeps } from '../deps.js';
 
 const PUBLIC_USER = `id, email, display_name AS "displayName", role, employee_id AS "employeeId",
-  disabled_at AS "disabledAt", locked_until AS "lockedUntil", last_login_at AS "lastLoginAt", created_at AS "createdAt"`;
+  disabled_at AS "disabledAt", last_login_at AS "lastLoginAt", created_at AS "createdAt",
+  (SELECT max(t.locked_until) FROM login_throttle t
+    WHERE t.tenant_id = users.tenant_id AND t.user_id = users.id AND t.locked_until > now()) AS "lockedUntil"`;
 
 const UserCreate = z.strictObject({
   email: z.email().max(254),
@@ -105,7 +107,7 @@ export function adminRoutes(app: FastifyInstance, deps: ServerDeps) {
         ]);
         if (!e.rowCount) throw notFound('employee');
       }
-      const hash = await hashPassword(plain, deps.bcryptCost);
+      const hash = await deps.passwords.hash(plain);
       const { rows } = await c.query<{ id: string }>(
         `INSERT INTO users (tenant_id, email, display_name, role, password_hash, employee_id)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${PUBLIC_USER}`,
@@ -121,6 +123,7 @@ export function adminRoutes(app: FastifyInstance, deps: ServerDeps) {
     method: 'PATCH',
     url: '/api/v1/users/:id',
     roles: ['owner', 'admin'],
+    ledger: true,
     async handler({ c, p, req, audit }) {
       const id = idParam(req.params);
       const b = parse(UserPatch, req.body, 'body');
@@ -168,13 +171,21 @@ export function adminRoutes(app: FastifyInstance, deps: ServerDeps) {
     method: 'POST',
     url: '/api/v1/users/:id/revoke-sessions',
     roles: ['owner', 'admin'],
+    ledger: true,
     async handler({ c, p, req, reply, audit }) {
       const id = idParam(req.params);
-      const { rows } = await c.query<{ role: string }>(
-        `UPDATE users SET session_epoch = session_epoch + 1 WHERE tenant_id = $1 AND id = $2 RETURNING role`,
+      const cur = await c.query<{ role: string }>(
+        'SELECT role FROM users WHERE tenant_id = $1 AND id = $2 FOR UPDATE',
         [p.tenantId, id],
       );
-      if (!rows[0]) throw notFound('user');
+      if (!cur.rows[0]) throw notFound('user');
+      // Only owners act on owners: an admin must not be able to keep the owners logged out.
+      if (cur.rows[0].role === 'owner' && p.role !== 'owner')
+        throw forbidden("only an owner can end an owner's sessions");
+      await c.query<Row>(
+        'UPDATE users SET session_epoch = session_epoch + 1 WHERE tenant_id = $1 AND id = $2',
+        [p.tenantId, id],
+      );
       await audit('user.revoke_sessions', 'user', id);
       reply.code(204);
       return null;
@@ -184,7 +195,8 @@ export function adminRoutes(app: FastifyInstance, deps: ServerDeps) {
   const KeyCreate = z.strictObject({
     name: z.string().trim().min(1).max(200),
     scopes: z.array(z.enum(API_KEY_SCOPES)).min(1).max(3),
-    expiresAt: isoTime.optional(),
+    // An already-expired key is a mistake (a typo in the year), never useful: refused.
+    expiresAt: isoTime.refine((t) => new Date(t).getTime() > Date.now(), 'must be in the future').optional(),
   });
   const KEY_COLUMNS = `id, name, prefix, scopes, created_by AS "createdBy", created_at AS "createdAt",
     expires_at AS "expiresAt", last_used_at AS "lastUsedAt", revoked_at AS "revokedAt"`;
@@ -223,6 +235,7 @@ export function adminRoutes(app: FastifyInstance, deps: ServerDeps) {
     method: 'DELETE',
     url: '/api/v1/api-keys/:id',
     roles: ['owner', 'admin'],
+    ledger: true,
     async handler({ c, p, req, reply, audit }) {
       const id = idParam(req.params);
       const { rows } = await c.query<{ prefix: string }>(

@@ -1,7 +1,16 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { bufferToVector, faceAad, open as openSealed } from '../../crypto/aead.js';
-import { cosineSimilarity, FACE_MAX_DIMENSIONS, FACE_MIN_DIMENSIONS } from '../../core/face.js';
+import {
+  FACE_MAX_ABS,
+  FACE_MAX_DIMENSIONS,
+  FACE_MIN_DIMENSIONS,
+  faceMatch,
+  faceVectorProblem,
+  FaceThrottle,
+} from '../../core/face.js';
+import { withTenant } from '../../db/pool.js';
+import { appendAudit } from '../../db/queries/audit.js';
 import { judgeGeofence, type GeofenceResult, type Site } from '../../core/geofence.js';
 import { AttenduxError } from '../../errors.js';
 import { forbidden, httpError, notFound } from '../errors.js';
@@ -22,7 +31,12 @@ import { keyNotLive, touchKey, type Principal } from '../auth.js';
 const CheckBody = z.strictObject({
   employeeId: uuid.optional(),
   position: z.strictObject({ latitude, longitude, accuracy: z.number().min(0).max(100_000) }).optional(),
-  face: z.array(z.number()).min(FACE_MIN_DIMENSIONS).max(FACE_MAX_DIMENSIONS).optional(),
+  face: z
+    .array(z.number().min(-FACE_MAX_ABS).max(FACE_MAX_ABS))
+    .min(FACE_MIN_DIMENSIONS)
+    .max(FACE_MAX_DIMENSIONS)
+    .refine((v) => faceVectorProblem(v) === undefined, 'must be a finite, non-zero vector within bounds')
+    .optional(),
   deviceId: z.string().min(1).max(100).optional(),
 });
 type CheckBody = z.infer<typeof CheckBody>;
@@ -60,6 +74,22 @@ function subjectOf(p: Principal, requested: string | undefined): string {
   return p.employeeId;
 }
 
+const faceThrottle = new FaceThrottle();
+const throttleKey = (tenantId: string, employeeId: string) => `${tenantId}:${employeeId.toLowerCase()}`;
+
+const isMismatch = (err: unknown) => err instanceof AttenduxError && err.code === 'FACE_MISMATCH';
+
+/** What a face mismatch leaves: a count towards the employee's throttle and an audit entry. */
+function mismatchRecord(p: Principal, employeeId: string, err: AttenduxError) {
+  const count = faceThrottle.miss(throttleKey(p.tenantId, employeeId));
+  const score = (err.details as { score?: number | null } | undefined)?.score ?? null;
+  // The score stays out of the answer (it would guide a search of the template), in the audit entry only.
+  return {
+    details: { employeeId, score, mismatchesInWindow: count },
+    error: httpError('FACE_MISMATCH', 'the face does not match'),
+  };
+}
+
 /** Face and geofence verdicts, computed here rather than in SQL; throws when the company's settings refuse. */
 async function judge(
   deps: ServerDeps,
@@ -88,8 +118,16 @@ async function judge(
       // A template that does not open is a server-side problem, never the client's: log it, answer 500.
       throw new AttenduxError('INTERNAL', 'face template cannot be opened', { cause: err });
     }
-    faceScore = Math.round(cosineSimilarity(template, b.face) * 10000) / 10000;
-    if (faceScore < settings['face.threshold']) throw httpError('FACE_MISMATCH', 'the face does not match');
+    if (faceThrottle.blocked(throttleKey(p.tenantId, employeeId)))
+      throw httpError('RATE_LIMITED', 'too many face mismatches for this employee; retry later');
+    const m = faceMatch(template, b.face, settings['face.threshold']);
+    if (m.invalidTemplate)
+      throw httpError(
+        'FACE_NOT_ENROLLED',
+        'the enrolled face template is not a valid vector; enrol it again',
+      );
+    if (!m.ok) throw httpError('FACE_MISMATCH', 'the face does not match', { score: m.score });
+    faceScore = m.score;
   }
 
   let geo: GeofenceResult;
@@ -177,7 +215,15 @@ async function check(ctx: RequestContext, kind: Kind) {
     text: 'SELECT * FROM attendux_checkin_subject($1, $2)',
     values: [p.tenantId, employeeId],
   });
-  const v = await judge(deps, p, employeeId, b, rows[0]);
+  let v: Verdict;
+  try {
+    v = await judge(deps, p, employeeId, b, rows[0]);
+  } catch (err) {
+    if (!isMismatch(err)) throw err;
+    const m = mismatchRecord(p, employeeId, err as AttenduxError);
+    await ctx.audit('attendance.face_mismatch', 'employee', employeeId, m.details);
+    return ctx.failAfterCommit(m.error);
+  }
   // The event and its audit entry in one statement; the audit_log trigger chains the entry exactly as
   // appendAudit's insert would.
   const ins = await c.query<{ id: number; occurredAt: Date }>({
@@ -252,7 +298,26 @@ async function kioskCheck(ctx: ApiKeyContext, kind: Kind) {
       context = await loadKioskContext(deps, claim, employeeId);
       if (kioskContexts.size >= KIOSK_CONTEXTS_MAX) kioskContexts.clear();
       kioskContexts.set(cacheKey, context);
-      v = await judge(deps, p, employeeId, b, context.subject);
+      try {
+        v = await judge(deps, p, employeeId, b, context.subject);
+      } catch (err) {
+        if (isMismatch(err)) {
+          const m = mismatchRecord(p, employeeId, err as AttenduxError);
+          await withTenant(deps.pool, claim.tenantId, (c) =>
+            appendAudit(c, {
+              tenantId: claim.tenantId,
+              actor: p.actor,
+              action: 'attendance.face_mismatch',
+              entityType: 'employee',
+              entityId: employeeId,
+              ...auditHashes(req, deps),
+              details: m.details,
+            }),
+          );
+          throw m.error;
+        }
+        throw err;
+      }
     }
     const rec = await deps.pool.query<{
       key_live: boolean;

@@ -4,7 +4,8 @@ import { z } from 'zod';
 import { withTenant } from '../../db/pool.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
 import type { Role } from '../../db/queries/users.js';
-import { checkPasswordPolicy, hashPassword, verifyPassword } from '../../crypto/password.js';
+import { checkPasswordPolicy, hashPassword } from '../../crypto/password.js';
+import { clearFailures, isLocked, recordFailure } from '../password-work.js';
 import { pepperedHash } from '../../crypto/random.js';
 import { checkCsrf, clearSessionCookie, nowSeconds, setSessionCookie } from '../auth.js';
 import { httpError } from '../errors.js';
@@ -50,7 +51,7 @@ export function authRoutes(
       );
       const tenantId = tenantRow.rows[0]?.id ?? null;
       if (!tenantId) {
-        await verifyPassword(body.password, await DUMMY(deps.bcryptCost));
+        await deps.passwords.verify(body.password, await DUMMY(deps.bcryptCost));
         await withTenant(deps.pool, SYSTEM_TENANT, (c) =>
           appendAudit(c, {
             tenantId: SYSTEM_TENANT,
@@ -64,6 +65,7 @@ export function authRoutes(
         throw fail();
       }
 
+      const ipHash = hashes.ipHash ?? '-';
       const user = await withTenant(deps.pool, tenantId, async (c) => {
         const { rows } = await c.query<{
           id: string;
@@ -75,34 +77,34 @@ export function authRoutes(
           employee_id: string | null;
           display_name: string;
         }>(
-          `SELECT id, password_hash, role, session_epoch, coalesce(locked_until > now(), false) AS locked,
-                  disabled_at IS NOT NULL AS disabled, employee_id, display_name
-             FROM users WHERE tenant_id = $1 AND email = $2`,
-          [tenantId, email],
+          `SELECT u.id, u.password_hash, u.role, u.session_epoch, coalesce(t.locked_until > now(), false) AS locked,
+                  u.disabled_at IS NOT NULL AS disabled, u.employee_id, u.display_name
+             FROM users u
+             LEFT JOIN login_throttle t ON t.tenant_id = u.tenant_id AND t.user_id = u.id AND t.ip_hash = $3
+            WHERE u.tenant_id = $1 AND u.email = $2`,
+          [tenantId, email, ipHash],
         );
         return rows[0];
       });
 
-      // A locked account does no bcrypt at all: the lock-out exists to stop that work.
-      const ok =
-        user && !user.locked && !user.disabled && user.password_hash
-          ? await verifyPassword(body.password, user.password_hash)
-          : user?.locked
-            ? false
-            : await verifyPassword(body.password, await DUMMY(deps.bcryptCost)).then(() => false);
+      // Every failure path costs exactly one bcrypt computation, the locked one included: an answer that
+      // comes faster for a locked account tells which emails exist. The per-IP rate limit and the
+      // server-wide bound on bcrypt work (PasswordWork) are what keep that work in check.
+      const real = user && !user.locked && !user.disabled && user.password_hash ? user.password_hash : null;
+      const matched = await deps.passwords.verify(body.password, real ?? (await DUMMY(deps.bcryptCost)));
+      const ok = real !== null && matched;
 
       if (!ok || !user) {
         await withTenant(deps.pool, tenantId, async (c) => {
           let locked = false;
           if (user && !user.locked) {
-            const { rows } = await c.query<{ locked: boolean }>(
-              `UPDATE users SET failed_logins = failed_logins + 1,
-                      locked_until = CASE WHEN failed_logins + 1 >= $3 THEN now() + make_interval(mins => $4) ELSE locked_until END
-                WHERE tenant_id = $1 AND id = $2
-                RETURNING locked_until IS NOT NULL AND locked_until > now() AS locked`,
-              [tenantId, user.id, deps.server.maxFailedLogins, deps.server.lockoutMinutes],
-            );
-            locked = rows[0]?.locked ?? false;
+            locked = await recordFailure(c, {
+              tenantId,
+              userId: user.id,
+              ipHash,
+              max: deps.server.maxFailedLogins,
+              minutes: deps.server.lockoutMinutes,
+            });
           }
           await appendAudit(c, {
             tenantId,
@@ -139,10 +141,11 @@ export function authRoutes(
       }
 
       await withTenant(deps.pool, tenantId, async (c) => {
-        await c.query<Row>(
-          `UPDATE users SET failed_logins = 0, locked_until = NULL, last_login_at = now() WHERE tenant_id = $1 AND id = $2`,
-          [tenantId, user.id],
-        );
+        await c.query<Row>(`UPDATE users SET last_login_at = now() WHERE tenant_id = $1 AND id = $2`, [
+          tenantId,
+          user.id,
+        ]);
+        await clearFailures(c, { tenantId, userId: user.id, ipHash });
         await appendAudit(c, {
           tenantId,
           actor: `user:${user.id}`,
@@ -179,6 +182,7 @@ export function authRoutes(
     url: '/api/v1/auth/logout',
     roles: ALL_ROLES,
     endsSession: true,
+    ledger: true,
     // Sessions are stateless cookies: logging out bumps the epoch so a copied cookie dies with it.
     async handler({ c, p, req, reply, audit }) {
       await c.query<Row>(
@@ -224,22 +228,45 @@ export function authRoutes(
     method: 'POST',
     url: '/api/v1/me/password',
     roles: ALL_ROLES,
+    // One change at a time per user: 48 concurrent guesses must not each hold a connection and a bcrypt
+    // slot while logins wait.
+    exclusive: (claim) =>
+      claim.kind === 'session' ? `password:${claim.tenantId}:${claim.userId}` : undefined,
     endsSession: true,
-    async handler({ c, p, req, reply, audit }) {
+    ledger: true,
+    async handler({ c, p, req, reply, audit, failAfterCommit }) {
       const body = parse(PasswordSchema, req.body, 'body');
       const problem = checkPasswordPolicy(body.newPassword);
       if (problem)
         throw httpError('VALIDATION_FAILED', `newPassword ${problem}`, {
           fields: [{ field: 'body.newPassword', problem }],
         });
+      const who = { tenantId: p.tenantId, userId: p.userId!, ipHash: auditHashes(req, deps).ipHash ?? '-' };
+      if (await isLocked(c, who))
+        throw httpError('RATE_LIMITED', 'too many wrong passwords; wait for the lock-out to end');
       const { rows } = await c.query<{ password_hash: string | null }>(
         'SELECT password_hash FROM users WHERE tenant_id = $1 AND id = $2',
         [p.tenantId, p.userId],
       );
-      if (!rows[0]?.password_hash || !(await verifyPassword(body.currentPassword, rows[0].password_hash))) {
-        throw httpError('FORBIDDEN', 'the current password is wrong');
+      if (
+        !rows[0]?.password_hash ||
+        !(await deps.passwords.verify(body.currentPassword, rows[0].password_hash))
+      ) {
+        // Counted against the same (account, address) budget as logins, audited, and committed although
+        // the request fails.
+        const locked = await recordFailure(c, {
+          ...who,
+          max: deps.server.maxFailedLogins,
+          minutes: deps.server.lockoutMinutes,
+        });
+        await audit('user.password_change_failed', 'user', p.userId, {
+          reason: 'bad_current_password',
+          ...(locked ? { lockedNow: true } : {}),
+        });
+        return failAfterCommit(httpError('FORBIDDEN', 'the current password is wrong'));
       }
-      const hash = await hashPassword(body.newPassword, deps.bcryptCost);
+      await clearFailures(c, who);
+      const hash = await deps.passwords.hash(body.newPassword);
       // A new password ends every session, this one included; the client logs in again.
       await c.query<Row>(
         `UPDATE users SET password_hash = $3, session_epoch = session_epoch + 1 WHERE tenant_id = $1 AND id = $2`,

@@ -3,7 +3,12 @@ import type { Row } from '../route.js';
 import type { Queryable } from '../../db/pool.js';
 import { z } from 'zod';
 import { faceAad, seal, vectorToBuffer } from '../../crypto/aead.js';
-import { FACE_MAX_DIMENSIONS, FACE_MIN_DIMENSIONS } from '../../core/face.js';
+import {
+  FACE_MAX_ABS,
+  FACE_MAX_DIMENSIONS,
+  FACE_MIN_DIMENSIONS,
+  faceVectorProblem,
+} from '../../core/face.js';
 import { httpError, notFound } from '../errors.js';
 import { idParam, latitude, longitude, name200, parse, uuid } from '../validate.js';
 import { ALL_ROLES, defineRoute } from '../route.js';
@@ -46,7 +51,11 @@ const ListQuery = z.strictObject({
   offset: z.coerce.number().int().min(0).max(10_000_000).default(0),
 });
 const FaceBody = z.strictObject({
-  vector: z.array(z.number()).min(FACE_MIN_DIMENSIONS).max(FACE_MAX_DIMENSIONS),
+  vector: z
+    .array(z.number().min(-FACE_MAX_ABS).max(FACE_MAX_ABS))
+    .min(FACE_MIN_DIMENSIONS)
+    .max(FACE_MAX_DIMENSIONS)
+    .refine((v) => faceVectorProblem(v) === undefined, 'must be a finite, non-zero vector within bounds'),
 });
 
 export function peopleRoutes(app: FastifyInstance, deps: ServerDeps) {
