@@ -118,6 +118,14 @@ export const ERROR_CODES = {
     exitCode: 1,
     doc: 'restore --drill: a check of the restored copy failed (see the report).',
   },
+  OFFSITE_FAILED: {
+    exitCode: 1,
+    doc: 'An off-site target could not be reached, refused a transfer, or holds a bad copy.',
+  },
+  OFFSITE_HOST_KEY: {
+    exitCode: 1,
+    doc: 'The SFTP server presented a host key other than hostKeyFingerprint; refused.',
+  },
   INTERNAL: { exitCode: 1, doc: 'A bug: an unexpected error. Run again with --debug and report it.' },
 } as const satisfies Record<string, { exitCode: number; doc: string }>;
 

@@ -17,6 +17,7 @@ interface RestoreFlags {
   dryRun?: boolean;
   yes?: boolean;
   force?: boolean;
+  from?: string;
 }
 
 const mb = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MB`;
@@ -69,16 +70,51 @@ async function printPlan(
   ctx.result({ dryRun: true, plan, ...extra }, () => [...describePlan(plan), 'dry run: nothing was changed']);
 }
 
+/**
+ * `--from NAME`: the backups come from an off-site target. They are downloaded into a private (0700) temp
+ * dir and checked against their sidecars first; the restore then reads that dir as its backup dir (through
+ * the ATTENDUX_BACKUP_DIR override), so every restore mode works unchanged. Removed afterwards.
+ */
+async function withSource<T>(
+  ctx: CliContext,
+  f: RestoreFlags,
+  kind: 'config' | 'database',
+  fn: (src: { env?: NodeJS.ProcessEnv; backupDir?: string }) => Promise<T>,
+): Promise<T> {
+  if (f.from === undefined) return fn({});
+  const { fetchForRestore } = await import('../../core/offsite/remote.js');
+  const fetched = await fetchForRestore({
+    ...ctx.location,
+    from: f.from,
+    kind,
+    backupId: f.backup,
+    at: f.at,
+    onProgress: (p) => ctx.progress(`downloading ${p.id} from ${p.target}: ${mb(p.bytes)} of ${mb(p.total)}`),
+  });
+  ctx.progressDone();
+  ctx.note(
+    `downloaded and checked ${fetched.backups.join(', ')} from target ${fetched.target} (${mb(fetched.bytes)})`,
+  );
+  try {
+    return await fn({ env: { ...process.env, ATTENDUX_BACKUP_DIR: fetched.dir }, backupDir: fetched.dir });
+  } finally {
+    await fetched.cleanup();
+  }
+}
+
 async function configOnly(ctx: CliContext, f: RestoreFlags): Promise<void> {
   const { restoreConfig } = await import('../../core/restore/config.js');
   if (f.force && !f.dryRun) await ctx.confirm('overwrite existing config, secrets and service files?', f.yes);
-  const r = await restoreConfig({
-    ...ctx.location,
-    backupId: f.backup,
-    identityFile: f.identity,
-    force: f.force,
-    dryRun: f.dryRun,
-  });
+  const r = await withSource(ctx, f, 'config', (src) =>
+    restoreConfig({
+      ...ctx.location,
+      backupId: f.backup,
+      identityFile: f.identity,
+      force: f.force,
+      dryRun: f.dryRun,
+      backupDir: src.backupDir,
+    }),
+  );
   ctx.result(r, () => [
     `${r.dryRun ? 'would restore' : 'restored'} from ${r.backup} (${r.createdAt}):`,
     ...r.files.map(
@@ -108,91 +144,12 @@ export function registerRestore(program: Command): void {
     .option('--dry-run', 'print the plan (files, order, times, sizes, what is replaced) and change nothing')
     .option('-y, --yes', 'do not ask for confirmation')
     .option('--force', 'replace a target database (or config files) that already hold data')
+    .option('--from <target>', 'restore from this backup target (downloaded and checked first)')
     .action(async (f: RestoreFlags, cmd: Command) => {
       const ctx = contextOf(cmd);
       checkFlags(f);
-      const base = {
-        ...ctx.location,
-        backupId: f.backup,
-        at: f.at,
-        identityFile: f.identity,
-        onProgress: progress(ctx),
-      };
-
       if (f.configOnly) return configOnly(ctx, f);
-
-      if (f.drill) {
-        const { restoreDrill } = await import('../../core/restore/drill.js');
-        const r = await restoreDrill(base);
-        ctx.progressDone();
-        ctx.result(r, () => [
-          `restore drill ${r.ok ? 'PASSED' : 'FAILED'} (${r.plan?.steps.map((s) => s.id).join(' + ') ?? 'no plan'}, ${r.seconds.toFixed(1)} s)`,
-          ...r.checks.map((c) => `  ${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.detail}`),
-        ]);
-        if (!r.ok)
-          throw new AttenduxError(
-            'RESTORE_DRILL_FAILED',
-            `restore drill failed: ${r.checks
-              .filter((c) => !c.ok)
-              .map((c) => `${c.name}: ${c.detail}`)
-              .join('; ')}`,
-            {
-              hint: 'the backups may not be restorable: investigate now and take a new full backup',
-              resultPrinted: true,
-            },
-          );
-        return;
-      }
-
-      if (f.tenant !== undefined) {
-        const { previewTenantRestore, restoreTenant } = await import('../../core/restore/tenant.js');
-        const { plan } = await previewTenantRestore({ ...base, tenant: f.tenant });
-        if (f.dryRun) return printPlan(ctx, plan);
-        await ctx.confirm(`${plan.effect}. Continue?`, f.yes);
-        const r = await restoreTenant({ ...base, tenant: f.tenant });
-        ctx.progressDone();
-        ctx.result(r, () => [
-          `restored company ${r.slug} (${r.tenantId}) to ${r.plan.pointInTime} in ${r.seconds.toFixed(1)} s:`,
-          ...Object.entries(r.tables).map(([t, n]) => `  ${t}: ${n.removed} removed, ${n.restored} restored`),
-        ]);
-        return;
-      }
-
-      if (f.inPlace) {
-        const { previewInPlace, restoreInPlace } = await import('../../core/restore/in-place.js');
-        const { plan } = await previewInPlace({ ...base, dropOld: f.dropOld });
-        if (f.dryRun) return printPlan(ctx, plan);
-        await ctx.confirm(`${plan.effect}. Continue?`, f.yes);
-        const r = await restoreInPlace({ ...base, dropOld: f.dropOld });
-        ctx.progressDone();
-        ctx.result(r, () => [
-          `restored ${r.database} to ${r.plan.pointInTime} in place in ${r.seconds.toFixed(1)} s`,
-          r.oldDatabase
-            ? `  the replaced database is kept as ${r.oldDatabase}`
-            : '  the replaced database was dropped',
-        ]);
-        return;
-      }
-
-      const { previewRestore, restoreInto } = await import('../../core/restore/execute.js');
-      const preview = await previewRestore({ ...base, into: f.into });
-      if (f.dryRun)
-        return printPlan(ctx, preview.plan, { database: preview.database, target: preview.target });
-      if (preview.target.notEmpty) {
-        if (!f.force)
-          throw new AttenduxError(
-            'RESTORE_TARGET_EXISTS',
-            `database ${preview.database} already exists and holds tables`,
-            { hint: 'pick another --into name, or pass --force to replace it' },
-          );
-        await ctx.confirm(`${preview.plan.effect}. Continue?`, f.yes);
-      }
-      const r = await restoreInto({ ...base, into: preview.database, force: f.force });
-      ctx.progressDone();
-      ctx.result(r, () => [
-        `restored ${r.plan.steps.length} backup(s) to ${r.plan.pointInTime} into database ${r.database} in ${r.seconds.toFixed(1)} s`,
-        ...r.next.map((l) => `  ${l}`),
-      ]);
+      await withSource(ctx, f, 'database', (src) => restoreDatabase(ctx, f, src.env));
     });
 
   restore
@@ -206,8 +163,96 @@ export function registerRestore(program: Command): void {
     .option('--dry-run', 'list the files that would be written and write nothing')
     .option('-y, --yes', 'do not ask for confirmation')
     .option('--force', 'overwrite files that exist')
+    .option('--from <target>', 'from this backup target (downloaded and checked first)')
     // The parent command parses the flags it shares with this one wherever they stand: read them merged.
     .action((_f: RestoreFlags, cmd: Command) =>
       configOnly(contextOf(cmd), cmd.optsWithGlobals<RestoreFlags>()),
     );
+}
+
+async function restoreDatabase(
+  ctx: CliContext,
+  f: RestoreFlags,
+  env: NodeJS.ProcessEnv | undefined,
+): Promise<void> {
+  const base = {
+    ...ctx.location,
+    ...(env ? { env } : {}),
+    backupId: f.backup,
+    at: f.at,
+    identityFile: f.identity,
+    onProgress: progress(ctx),
+  };
+
+  if (f.drill) {
+    const { restoreDrill } = await import('../../core/restore/drill.js');
+    const r = await restoreDrill(base);
+    ctx.progressDone();
+    ctx.result(r, () => [
+      `restore drill ${r.ok ? 'PASSED' : 'FAILED'} (${r.plan?.steps.map((s) => s.id).join(' + ') ?? 'no plan'}, ${r.seconds.toFixed(1)} s)`,
+      ...r.checks.map((c) => `  ${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.detail}`),
+    ]);
+    if (!r.ok)
+      throw new AttenduxError(
+        'RESTORE_DRILL_FAILED',
+        `restore drill failed: ${r.checks
+          .filter((c) => !c.ok)
+          .map((c) => `${c.name}: ${c.detail}`)
+          .join('; ')}`,
+        {
+          hint: 'the backups may not be restorable: investigate now and take a new full backup',
+          resultPrinted: true,
+        },
+      );
+    return;
+  }
+
+  if (f.tenant !== undefined) {
+    const { previewTenantRestore, restoreTenant } = await import('../../core/restore/tenant.js');
+    const { plan } = await previewTenantRestore({ ...base, tenant: f.tenant });
+    if (f.dryRun) return printPlan(ctx, plan);
+    await ctx.confirm(`${plan.effect}. Continue?`, f.yes);
+    const r = await restoreTenant({ ...base, tenant: f.tenant });
+    ctx.progressDone();
+    ctx.result(r, () => [
+      `restored company ${r.slug} (${r.tenantId}) to ${r.plan.pointInTime} in ${r.seconds.toFixed(1)} s:`,
+      ...Object.entries(r.tables).map(([t, n]) => `  ${t}: ${n.removed} removed, ${n.restored} restored`),
+    ]);
+    return;
+  }
+
+  if (f.inPlace) {
+    const { previewInPlace, restoreInPlace } = await import('../../core/restore/in-place.js');
+    const { plan } = await previewInPlace({ ...base, dropOld: f.dropOld });
+    if (f.dryRun) return printPlan(ctx, plan);
+    await ctx.confirm(`${plan.effect}. Continue?`, f.yes);
+    const r = await restoreInPlace({ ...base, dropOld: f.dropOld });
+    ctx.progressDone();
+    ctx.result(r, () => [
+      `restored ${r.database} to ${r.plan.pointInTime} in place in ${r.seconds.toFixed(1)} s`,
+      r.oldDatabase
+        ? `  the replaced database is kept as ${r.oldDatabase}`
+        : '  the replaced database was dropped',
+    ]);
+    return;
+  }
+
+  const { previewRestore, restoreInto } = await import('../../core/restore/execute.js');
+  const preview = await previewRestore({ ...base, into: f.into });
+  if (f.dryRun) return printPlan(ctx, preview.plan, { database: preview.database, target: preview.target });
+  if (preview.target.notEmpty) {
+    if (!f.force)
+      throw new AttenduxError(
+        'RESTORE_TARGET_EXISTS',
+        `database ${preview.database} already exists and holds tables`,
+        { hint: 'pick another --into name, or pass --force to replace it' },
+      );
+    await ctx.confirm(`${preview.plan.effect}. Continue?`, f.yes);
+  }
+  const r = await restoreInto({ ...base, into: preview.database, force: f.force });
+  ctx.progressDone();
+  ctx.result(r, () => [
+    `restored ${r.plan.steps.length} backup(s) to ${r.plan.pointInTime} into database ${r.database} in ${r.seconds.toFixed(1)} s`,
+    ...r.next.map((l) => `  ${l}`),
+  ]);
 }

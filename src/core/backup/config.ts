@@ -13,6 +13,7 @@ import { acquireFileLock } from './lock.js';
 import { backupFailure, ensureBackupDir, requireRecipients, lastRunFile, type LastRun } from './run.js';
 import { cleanupLeftovers, writeArchive, type StagedEntry } from './writer.js';
 import { writeFileAtomic } from '../fs.js';
+import { copyAfterBackup, type CopyOutcome } from '../offsite/copy.js';
 
 export interface ConfigBackupOptions extends ConfigLocation {
   ifChanged?: boolean;
@@ -40,6 +41,8 @@ export interface ConfigBackupResult {
   contentHash: string;
   auditSkipped?: string;
   settingsSkipped?: string;
+  /** Copies to backup.targets (src/core/offsite); a failed copy never fails the backup. */
+  offsite?: CopyOutcome[];
 }
 
 async function defaultServiceFiles(): Promise<string[]> {
@@ -176,6 +179,7 @@ async function backupConfigWith(
       outcome: 'success',
     });
     const auditSkipped = opts.audit === false ? 'disabled' : await auditConfigBackup(db, sidecar);
+    const offsite = await copyAfterBackup(loaded, sidecar, { db: db.install?.admin });
     return {
       written: true,
       sidecar,
@@ -183,6 +187,7 @@ async function backupConfigWith(
       contentHash,
       ...(auditSkipped ? { auditSkipped } : {}),
       ...(settingsSkipped ? { settingsSkipped } : {}),
+      ...(offsite.length ? { offsite } : {}),
     };
   } catch (err) {
     const e = backupFailure(err, 'config', 'writing the config backup');

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { TargetSecretsSchema, TargetsSchema } from '../offsite/schema.js';
 
 /**
  * The shape of attendux.json. Every object is strict: an unknown key is an error that names it, because a
@@ -91,6 +92,8 @@ export const BackupSchema = z.strictObject({
       incremental: z.number().positive().default(7),
     })
     .default({ full: 26, incremental: 7 }),
+  /** Off-site copies: s3, sftp or dir targets every backup is also copied to (src/core/offsite). */
+  targets: TargetsSchema,
 });
 
 export const AuditSchema = z.strictObject({
@@ -130,6 +133,8 @@ export const SecretsSchema = z.strictObject({
   signingKey: z.string().regex(/^[A-Za-z0-9+/]+=*$/, 'must be base64 PKCS#8 DER').optional(),
   /** HMAC-SHA256 key of the audit chain; never stored in the database. Added like signingKey. */
   auditKey: base64Key.optional(),
+  /** Credentials of backup.targets by target name (S3 keys, SFTP password or key passphrase). */
+  backupTargets: TargetSecretsSchema.optional(),
   database: z
     .strictObject({
       /** Password of the embedded cluster's superuser. */
