@@ -12,6 +12,8 @@ import type { OffsiteTarget, PutOptions, RemoteFile, TargetCredentials } from '.
  * memory stays at a few parts whatever the size.
  */
 export async function openS3Target(t: S3Target, creds: TargetCredentials): Promise<OffsiteTarget> {
+  // The SDK warns on stderr about future Node versions at first use: not something cron should mail.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const s3 = await import('@aws-sdk/client-s3');
   const { Upload } = await import('@aws-sdk/lib-storage');
   let lock: { enabled: boolean; mode?: 'GOVERNANCE' | 'COMPLIANCE' } | undefined;
