@@ -51,8 +51,7 @@ export async function openS3Target(t: S3Target, creds: TargetCredentials): Promi
         c?.ObjectLockEnabled === 'Enabled'
           ? {
               enabled: true,
-              mode:
-                (c.Rule?.DefaultRetention?.Mode as 'GOVERNANCE' | 'COMPLIANCE' | undefined) ?? 'COMPLIANCE',
+              mode: c.Rule?.DefaultRetention?.Mode ?? 'COMPLIANCE',
             }
           : { enabled: false };
     } catch {
@@ -140,8 +139,9 @@ export async function openS3Target(t: S3Target, creds: TargetCredentials): Promi
       await client.send(new s3.DeleteObjectCommand({ Bucket: t.bucket, Key: key(name) }));
     },
     objectLock,
-    async close(): Promise<void> {
+    close(): Promise<void> {
       client.destroy();
+      return Promise.resolve();
     },
   };
 }
