@@ -93,8 +93,7 @@ export async function startSshd(): Promise<TestSshd> {
   keygen(join(dir, 'host_ed25519'));
   keygen(join(dir, 'other_host_ed25519'));
   keygen(join(dir, 'client_ed25519'));
-  const fp = (file: string) =>
-    execFileSync('ssh-keygen', ['-lf', file], { encoding: 'utf8' }).split(' ')[1]!;
+  const fp = (file: string) => execFileSync('ssh-keygen', ['-lf', file], { encoding: 'utf8' }).split(' ')[1]!;
   await writeFile(join(dir, 'authorized_keys'), readFileSync(join(dir, 'client_ed25519.pub')), {
     mode: 0o600,
   });
