@@ -181,6 +181,9 @@ describeIf('off-site copies (real sshd and s3rver)', () => {
       expect(await hashFile(join(dirTarget, `${id}.tar.age`))).toEqual(local);
       expect(await hashFile(await s3ObjectFile(`prod/attendux/${id}.tar.age`))).toEqual(local);
     }
+    // Cron: a successful sync (nothing to do) says nothing at all.
+    const quiet = run(['backup', 'sync']);
+    expect([quiet.code, quiet.stdout, quiet.stderr]).toEqual([0, '', '']);
     const st = run(['backup', 'status', '--json']);
     expect(st.code, st.stdout + st.stderr).toBe(0);
     expect(json<{ offsite: { ok: boolean; targets: { name: string; ok: boolean }[] } }>(st).offsite.ok).toBe(

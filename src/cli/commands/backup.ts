@@ -319,23 +319,26 @@ export function registerBackup(program: Command): void {
         onProgress: offsiteProgress(ctx),
       });
       ctx.progressDone();
-      ctx.result(r, () =>
-        r.targets.flatMap((t) => [
-          t.error
-            ? `FAIL ${t.target}: ${t.error.message}`
-            : r.dryRun
-              ? `${t.target}: ${t.missing.length ? `would copy ${t.missing.join(', ')}` : 'up to date'}`
-              : `${t.target}: ${t.copied.length ? `copied ${t.copied.filter((c) => c.ok).length} of ${t.missing.length}` : 'up to date'}`,
-          ...t.copied.map((c) =>
-            c.ok
-              ? `  copied ${c.id} (${mb(c.bytes)}, ${c.seconds.toFixed(1)} s)`
-              : `  FAILED ${c.id}: ${c.error?.message ?? ''}`,
-          ),
-          ...(t.removedLeftovers.length
-            ? [`  removed interrupted uploads: ${t.removedLeftovers.join(', ')}`]
-            : []),
-        ]),
-      );
+      // Like the backups themselves: silent on success in cron; failures below always speak.
+      const silent = !ctx.json && (ctx.opts.quiet || !process.stdout.isTTY) && r.ok;
+      if (!silent)
+        ctx.result(r, () =>
+          r.targets.flatMap((t) => [
+            t.error
+              ? `FAIL ${t.target}: ${t.error.message}`
+              : r.dryRun
+                ? `${t.target}: ${t.missing.length ? `would copy ${t.missing.join(', ')}` : 'up to date'}`
+                : `${t.target}: ${t.copied.length ? `copied ${t.copied.filter((c) => c.ok).length} of ${t.missing.length}` : 'up to date'}`,
+            ...t.copied.map((c) =>
+              c.ok
+                ? `  copied ${c.id} (${mb(c.bytes)}, ${c.seconds.toFixed(1)} s)`
+                : `  FAILED ${c.id}: ${c.error?.message ?? ''}`,
+            ),
+            ...(t.removedLeftovers.length
+              ? [`  removed interrupted uploads: ${t.removedLeftovers.join(', ')}`]
+              : []),
+          ]),
+        );
       if (!r.ok)
         throw new AttenduxError('OFFSITE_FAILED', 'backup sync did not complete on every target', {
           hint: 'see the lines above; run it again once the target answers',

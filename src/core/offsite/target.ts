@@ -113,3 +113,58 @@ export function offsiteError(t: { name: string }, what: string, err: unknown): A
     hint: 'check that the target is reachable and its credentials; `attendux backup sync` copies what is missing',
   });
 }
+
+export interface CredentialCheck {
+  target: string;
+  /** Something that will make every copy fail: no credential at all, an unreadable or open key file. */
+  errors: string[];
+  /** Something to look at, e.g. S3 credentials left to the SDK's default chain (an instance role?). */
+  warnings: string[];
+}
+
+/**
+ * What `config validate` and `doctor` say about the targets' credentials, without contacting any target:
+ * where each one's credentials would come from, and what is missing.
+ */
+export async function checkTargetCredentials(
+  loaded: LoadedConfig,
+  secrets: TargetSecrets | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<CredentialCheck[]> {
+  const { stat } = await import('node:fs/promises');
+  const out: CredentialCheck[] = [];
+  for (const raw of loaded.config.backup.targets) {
+    const t = resolveTargetPaths(raw, loaded.path);
+    const c = targetCredentials(t, secrets, env);
+    const r: CredentialCheck = { target: t.name, errors: [], warnings: [] };
+    if (t.type === 'sftp') {
+      if (t.privateKeyFile) {
+        const st = await stat(t.privateKeyFile).catch(() => null);
+        if (!st) r.errors.push(`backup.targets ${t.name}: privateKeyFile ${t.privateKeyFile} does not exist`);
+        else if ((st.mode & 0o077) !== 0)
+          r.errors.push(
+            `backup.targets ${t.name}: privateKeyFile ${t.privateKeyFile} is readable by others (chmod 600 it)`,
+          );
+      } else if (!c.password)
+        r.errors.push(
+          `backup.targets ${t.name}: no SFTP credentials: set privateKeyFile, or backupTargets.${t.name}.password in the secrets file, or $${targetEnv(t.name, 'password')}`,
+        );
+    } else if (t.type === 's3') {
+      if ((c.accessKeyId === undefined) !== (c.secretAccessKey === undefined))
+        r.errors.push(
+          `backup.targets ${t.name}: accessKeyId and secretAccessKey must be given together (backupTargets.${t.name} in the secrets file)`,
+        );
+      else if (
+        !c.accessKeyId &&
+        !env.AWS_ACCESS_KEY_ID &&
+        !env.AWS_PROFILE &&
+        !env.AWS_WEB_IDENTITY_TOKEN_FILE
+      )
+        r.warnings.push(
+          `backup.targets ${t.name}: no S3 credentials in the secrets file (backupTargets.${t.name}.accessKeyId/secretAccessKey) or AWS_ACCESS_KEY_ID/AWS_PROFILE; the AWS SDK will try ~/.aws and an instance role`,
+        );
+    }
+    out.push(r);
+  }
+  return out;
+}
