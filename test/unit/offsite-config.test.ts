@@ -57,7 +57,8 @@ describe('backup.targets in the config', () => {
   });
 
   it('requires the host key fingerprint (no trust on first use) and unique names', () => {
-    const { hostKeyFingerprint: _, ...noKey } = sftp;
+    const noKey: Record<string, unknown> = { ...sftp };
+    delete noKey.hostKeyFingerprint;
     expect(issue(() => validateConfig(cfg([noKey]), 'x.json')).paths).toContain(
       'backup.targets.0.hostKeyFingerprint',
     );
@@ -142,7 +143,8 @@ describe('attendux config validate (binary)', () => {
   });
 
   it('names missing SFTP credentials, and a key file that others can read', async () => {
-    const { privateKeyFile: _, ...noKey } = sftp;
+    const noKey: Record<string, unknown> = { ...sftp };
+    delete noKey.privateKeyFile;
     await write([noKey]);
     let r = await validate();
     expect(r.exitCode).toBe(2);
