@@ -120,11 +120,11 @@ export const ERROR_CODES = {
   },
   OFFSITE_FAILED: {
     exitCode: 1,
-    doc: 'An off-site target could not be reached, refused a transfer, or holds a bad copy.',
+    doc: 'An off-site target is unreachable, refused a transfer or holds a bad copy.',
   },
   OFFSITE_HOST_KEY: {
     exitCode: 1,
-    doc: 'The SFTP server presented a host key other than hostKeyFingerprint; refused.',
+    doc: "The SFTP server's host key is not the configured hostKeyFingerprint.",
   },
   INTERNAL: { exitCode: 1, doc: 'A bug: an unexpected error. Run again with --debug and report it.' },
 } as const satisfies Record<string, { exitCode: number; doc: string }>;
