@@ -1,6 +1,7 @@
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
+import { createServer, request, type Server } from 'node:http';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile, open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -77,6 +78,22 @@ function run(args: string[], opts: { config?: string | null; env?: Record<string
     timeout: 180_000,
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** The same, without blocking this process (the Object Lock proxy below runs in it). */
+function runAsync(
+  args: string[],
+  config: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [BIN, '--config', config, ...args],
+      { env: env(), encoding: 'utf8', timeout: 180_000 },
+      (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
 }
 
 const json = <T>(r: { stdout: string }) => JSON.parse(r.stdout) as T;
@@ -184,6 +201,7 @@ describeIf('off-site copies (real sshd and s3rver)', () => {
     // Cron: a successful sync (nothing to do) says nothing at all.
     const quiet = run(['backup', 'sync']);
     expect([quiet.code, quiet.stdout, quiet.stderr]).toEqual([0, '', '']);
+    expect(await auditActions()).toContain('backup.offsite.sync');
     const st = run(['backup', 'status', '--json']);
     expect(st.code, st.stdout + st.stderr).toBe(0);
     expect(json<{ offsite: { ok: boolean; targets: { name: string; ok: boolean }[] } }>(st).offsite.ok).toBe(
@@ -443,4 +461,91 @@ describeIf('a target killed mid-upload', () => {
       expect(st2.targets.find((t) => t.name === which)).toMatchObject({ ok: true });
     });
   }
+});
+
+describeIf('S3 Object Lock', () => {
+  let proxy: Server;
+  let endpoint: string;
+  const seen: { method: string; url: string; mode?: string; until?: string; checksum: boolean }[] = [];
+  let lockInst: TestInstall;
+
+  beforeAll(async () => {
+    // s3rver has no Object Lock. In front of it, this proxy answers the one call it lacks
+    // (GetObjectLockConfiguration: enabled, GOVERNANCE) and records the lock headers of every write; all
+    // else, signatures included, goes to s3rver unchanged.
+    const upstream = new URL(s3.endpoint);
+    proxy = createServer((req, res) => {
+      if (req.method === 'GET' && /[?&]object-lock(=|&|$)/.test(req.url ?? '')) {
+        res.writeHead(200, { 'content-type': 'application/xml' });
+        res.end(
+          '<?xml version="1.0" encoding="UTF-8"?><ObjectLockConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' +
+            '<ObjectLockEnabled>Enabled</ObjectLockEnabled><Rule><DefaultRetention><Mode>GOVERNANCE</Mode><Days>1</Days>' +
+            '</DefaultRetention></Rule></ObjectLockConfiguration>',
+        );
+        return;
+      }
+      if (req.method === 'PUT' || req.method === 'POST')
+        seen.push({
+          method: req.method,
+          url: req.url ?? '',
+          mode: req.headers['x-amz-object-lock-mode'] as string | undefined,
+          until: req.headers['x-amz-object-lock-retain-until-date'] as string | undefined,
+          checksum: Object.keys(req.headers).some(
+            (h) => h.startsWith('x-amz-checksum-') || h === 'content-md5',
+          ),
+        });
+      const up = request(
+        {
+          host: upstream.hostname,
+          port: upstream.port,
+          method: req.method,
+          path: req.url,
+          headers: req.headers,
+        },
+        (r) => {
+          res.writeHead(r.statusCode ?? 502, r.headers);
+          r.pipe(res);
+        },
+      );
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const addr = proxy.address();
+    endpoint = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+    lockInst = await makeInstall(db, {
+      backup: {
+        retention: { fullDays: 30, incrementalDays: 7, configDays: 90 },
+        targets: [s3Target({ name: 'locked', endpoint, prefix: 'locked', retries: 0 })],
+      },
+    });
+    const secrets = JSON.parse(await readFile(lockInst.secretsPath, 'utf8')) as Record<string, unknown>;
+    secrets.backupTargets = { locked: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } };
+    await writeFile(lockInst.secretsPath, JSON.stringify(secrets), { mode: 0o600 });
+  });
+  afterAll(async () => {
+    await new Promise((resolve) => proxy?.close(resolve));
+    await lockInst?.cleanup();
+  });
+
+  it('uploads every file with a retain-until date of its creation plus its retention, in the bucket mode', async () => {
+    const r = await runAsync(['backup', 'full', '--json'], lockInst.configPath);
+    expect(r.code, r.stderr).toBe(0);
+    const out = json<{ sidecar: Sidecar; offsite: { ok: boolean }[] }>(r);
+    expect(out.offsite).toMatchObject([{ ok: true }]);
+    const until = new Date(Date.parse(out.sidecar.createdAt) + 30 * 86_400_000).toISOString();
+    const writes = seen.filter((w) => w.url.includes(out.sidecar.id));
+    // The data file (one PUT, or CreateMultipartUpload + parts) and the sidecar.
+    const withLock = writes.filter((w) => w.mode);
+    expect(withLock.length).toBeGreaterThanOrEqual(2);
+    for (const w of withLock) {
+      expect(w.mode).toBe('GOVERNANCE');
+      expect(new Date(w.until!).toISOString()).toBe(until);
+    }
+    expect(withLock.some((w) => w.url.includes(`${out.sidecar.id}.json`))).toBe(true);
+    // Object Lock writes must carry a checksum (AWS refuses them otherwise); this backup is one PUT.
+    for (const w of withLock) expect([w.method, w.checksum]).toEqual(['PUT', true]);
+    const v = await runAsync(['backup', 'verify', '--target', 'locked', '--json'], lockInst.configPath);
+    expect(v.code, v.stderr).toBe(0);
+  });
 });
