@@ -241,8 +241,13 @@ describeIf('off-site copies (real sshd and s3rver)', () => {
       const b = run(['backup', 'incremental']);
       expect(b.code, b.stderr).toBe(0);
       expect(b.stderr).toMatch(/not copied to target impostor/);
-      const st = run(['backup', 'status', '--json']);
+      const prom = join(tmp, 'attendux.prom');
+      const st = run(['backup', 'status', '--json', '--prometheus', prom]);
       expect(st.code).toBe(1);
+      const text = await readFile(prom, 'utf8');
+      expect(text).toContain('attendux_backup_offsite_ok{target="impostor"} 0');
+      expect(text).toContain('attendux_backup_offsite_ok{target="sftp"} 1');
+      expect(text).toContain('attendux_backup_ok{kind="full"} 1');
       const targets = json<{ offsite: { targets: { name: string; ok: boolean; problem?: string }[] } }>(st)
         .offsite.targets;
       expect(targets.find((t) => t.name === 'impostor')).toMatchObject({ ok: false });

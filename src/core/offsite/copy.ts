@@ -394,3 +394,23 @@ export async function offsiteStatus(
   }
   return { ok: out.every((s) => s.ok), targets: out };
 }
+
+/** node_exporter textfile lines for the targets (appended to `backup status --prometheus`). */
+export function offsitePrometheusText(st: OffsiteStatus): string {
+  if (!st.targets.length) return '';
+  const esc = (s: string) => s.replace(/["\\\n]/g, '_');
+  const lines = [
+    '# HELP attendux_backup_offsite_ok 1 if the last copy to this target succeeded and nothing waits for backup sync, else 0.',
+    '# TYPE attendux_backup_offsite_ok gauge',
+    ...st.targets.map((t) => `attendux_backup_offsite_ok{target="${esc(t.name)}"} ${t.ok ? 1 : 0}`),
+    '# HELP attendux_backup_offsite_last_success_timestamp_seconds Unix time of the last successful copy to this target.',
+    '# TYPE attendux_backup_offsite_last_success_timestamp_seconds gauge',
+    ...st.targets
+      .filter((t) => t.state?.lastSuccessAt)
+      .map(
+        (t) =>
+          `attendux_backup_offsite_last_success_timestamp_seconds{target="${esc(t.name)}"} ${Date.parse(t.state!.lastSuccessAt!) / 1000}`,
+      ),
+  ];
+  return lines.join('\n') + '\n';
+}
