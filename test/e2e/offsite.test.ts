@@ -210,6 +210,28 @@ describeIf('off-site copies (real sshd and s3rver)', () => {
     expect((await auditActions()).filter((a) => a === 'backup.offsite.copy')).toHaveLength(12);
   });
 
+  it('shows progress on a terminal (script(1) gives it one), and nothing of it in cron', async () => {
+    await patchConfig(inst, (c) => {
+      c.backup.targets.push({ name: 'usb2', type: 'dir', path: join(tmp, 'usb2') });
+    });
+    try {
+      const cmd = `${process.execPath} ${BIN} --config ${inst.configPath} backup sync --target usb2`;
+      const r = spawnSync('script', ['-qec', cmd, '/dev/null'], {
+        env: env(),
+        encoding: 'utf8',
+        timeout: 120_000,
+      });
+      expect(r.status, r.stdout).toBe(0);
+      expect(r.stdout).toMatch(/\r\x1b\[2K(copying|checking) \S+ on usb2: [\d.]+ MB of [\d.]+ MB/);
+      expect(r.stdout).toMatch(/usb2: copied 4 of 4/);
+    } finally {
+      await patchConfig(inst, (c) => {
+        c.backup.targets = c.backup.targets.filter((t: { name: string }) => t.name !== 'usb2');
+      });
+      await rm(join(inst.backupDir, 'offsite-usb2.json'), { force: true });
+    }
+  });
+
   it('verify --target --identity decrypts the remote copy and checks every entry', () => {
     const v = run([
       'backup',
