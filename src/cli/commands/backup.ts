@@ -72,6 +72,8 @@ function printRun(ctx: CliContext, r: BackupRunResult): void {
   ctx.result(r, () => lines);
 }
 
+type VerifyFlags = { all?: boolean; identity?: string; target?: string };
+
 export function registerBackup(program: Command): void {
   const backup = program
     .command('backup')
@@ -168,48 +170,42 @@ export function registerBackup(program: Command): void {
     )
     .option(
       '--target <name>',
-      'verify the copies on this backup target (streamed; no local copy without --identity)',
+      'verify the copies on this target (streamed; no local copy without --identity)',
     )
-    .action(
-      async (
-        id: string | undefined,
-        flags: { all?: boolean; identity?: string; target?: string },
-        cmd: Command,
-      ) => {
-        const ctx = contextOf(cmd);
-        if (id && flags.all) throw new AttenduxError('USAGE', 'give a backup id or --all, not both');
-        if (flags.target !== undefined) return verifyTargetAction(ctx, flags.target, id, flags);
-        const { verifyBackups } = await import('../../core/backup/verify.js');
-        const r = await verifyBackups({
-          ...ctx.location,
-          id,
-          all: flags.all,
-          identityFile: flags.identity,
-          onProgress: throttled((p: { id: string; bytes: number; total: number }) =>
-            ctx.progress(`verifying ${p.id}: ${mb(p.bytes)} of ${mb(p.total)}`),
-          ),
-        });
-        ctx.progressDone();
-        ctx.result(r, () =>
-          r.backups.map((b) =>
-            b.ok
-              ? `ok   ${b.id} (${b.depth === 'full' ? `${b.entries} entries decrypted and checked` : 'file checksum only: pass --identity to check the contents'}, ${mb(b.bytes)} in ${b.seconds.toFixed(1)} s)`
-              : `BAD  ${b.id}: ${b.error?.message ?? 'failed'}`,
-          ),
+    .action(async (id: string | undefined, flags: VerifyFlags, cmd: Command) => {
+      const ctx = contextOf(cmd);
+      if (id && flags.all) throw new AttenduxError('USAGE', 'give a backup id or --all, not both');
+      if (flags.target !== undefined) return verifyTargetAction(ctx, flags.target, id, flags);
+      const { verifyBackups } = await import('../../core/backup/verify.js');
+      const r = await verifyBackups({
+        ...ctx.location,
+        id,
+        all: flags.all,
+        identityFile: flags.identity,
+        onProgress: throttled((p: { id: string; bytes: number; total: number }) =>
+          ctx.progress(`verifying ${p.id}: ${mb(p.bytes)} of ${mb(p.total)}`),
+        ),
+      });
+      ctx.progressDone();
+      ctx.result(r, () =>
+        r.backups.map((b) =>
+          b.ok
+            ? `ok   ${b.id} (${b.depth === 'full' ? `${b.entries} entries decrypted and checked` : 'file checksum only: pass --identity to check the contents'}, ${mb(b.bytes)} in ${b.seconds.toFixed(1)} s)`
+            : `BAD  ${b.id}: ${b.error?.message ?? 'failed'}`,
+        ),
+      );
+      const bad = r.backups.find((b) => !b.ok);
+      if (bad) {
+        throw new AttenduxError(
+          'BACKUP_CORRUPT',
+          `backup ${bad.id} failed verification: ${bad.error?.message ?? ''}`,
+          {
+            hint: 'take a new full backup now; keep the damaged file for inspection',
+            resultPrinted: true,
+          },
         );
-        const bad = r.backups.find((b) => !b.ok);
-        if (bad) {
-          throw new AttenduxError(
-            'BACKUP_CORRUPT',
-            `backup ${bad.id} failed verification: ${bad.error?.message ?? ''}`,
-            {
-              hint: 'take a new full backup now; keep the damaged file for inspection',
-              resultPrinted: true,
-            },
-          );
-        }
-      },
-    );
+      }
+    });
 
   backup
     .command('prune')

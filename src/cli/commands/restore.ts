@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import type { Command } from 'commander';
 import { contextOf, type CliContext } from '../context.js';
 import { AttenduxError, usageError } from '../../errors.js';
@@ -73,15 +74,15 @@ async function printPlan(
 /**
  * `--from NAME`: the backups come from an off-site target. They are downloaded into a private (0700) temp
  * dir and checked against their sidecars first; the restore then reads that dir as its backup dir (through
- * the ATTENDUX_BACKUP_DIR override), so every restore mode works unchanged. Removed afterwards.
+ * the ATTENDUX_BACKUP_DIR override), so every restore mode works unchanged. The dir is removed when the
+ * command ends (and swept by the next restore if this one is killed).
  */
-async function withSource<T>(
+async function backupSource(
   ctx: CliContext,
   f: RestoreFlags,
   kind: 'config' | 'database',
-  fn: (src: { env?: NodeJS.ProcessEnv; backupDir?: string }) => Promise<T>,
-): Promise<T> {
-  if (f.from === undefined) return fn({});
+): Promise<{ env?: NodeJS.ProcessEnv; backupDir?: string }> {
+  if (f.from === undefined) return {};
   const { fetchForRestore } = await import('../../core/offsite/remote.js');
   const fetched = await fetchForRestore({
     ...ctx.location,
@@ -91,30 +92,26 @@ async function withSource<T>(
     at: f.at,
     onProgress: (p) => ctx.progress(`downloading ${p.id} from ${p.target}: ${mb(p.bytes)} of ${mb(p.total)}`),
   });
+  process.once('exit', () => rmSync(fetched.dir, { recursive: true, force: true }));
   ctx.progressDone();
   ctx.note(
     `downloaded and checked ${fetched.backups.join(', ')} from target ${fetched.target} (${mb(fetched.bytes)})`,
   );
-  try {
-    return await fn({ env: { ...process.env, ATTENDUX_BACKUP_DIR: fetched.dir }, backupDir: fetched.dir });
-  } finally {
-    await fetched.cleanup();
-  }
+  return { env: { ...process.env, ATTENDUX_BACKUP_DIR: fetched.dir }, backupDir: fetched.dir };
 }
 
 async function configOnly(ctx: CliContext, f: RestoreFlags): Promise<void> {
   const { restoreConfig } = await import('../../core/restore/config.js');
   if (f.force && !f.dryRun) await ctx.confirm('overwrite existing config, secrets and service files?', f.yes);
-  const r = await withSource(ctx, f, 'config', (src) =>
-    restoreConfig({
-      ...ctx.location,
-      backupId: f.backup,
-      identityFile: f.identity,
-      force: f.force,
-      dryRun: f.dryRun,
-      backupDir: src.backupDir,
-    }),
-  );
+  const source = await backupSource(ctx, f, 'config');
+  const r = await restoreConfig({
+    ...ctx.location,
+    backupDir: source.backupDir,
+    backupId: f.backup,
+    identityFile: f.identity,
+    force: f.force,
+    dryRun: f.dryRun,
+  });
   ctx.result(r, () => [
     `${r.dryRun ? 'would restore' : 'restored'} from ${r.backup} (${r.createdAt}):`,
     ...r.files.map(
@@ -149,7 +146,88 @@ export function registerRestore(program: Command): void {
       const ctx = contextOf(cmd);
       checkFlags(f);
       if (f.configOnly) return configOnly(ctx, f);
-      await withSource(ctx, f, 'database', (src) => restoreDatabase(ctx, f, src.env));
+      const source = await backupSource(ctx, f, 'database');
+      const base = {
+        ...ctx.location,
+        ...(source.env ? { env: source.env } : {}),
+        backupId: f.backup,
+        at: f.at,
+        identityFile: f.identity,
+        onProgress: progress(ctx),
+      };
+
+      if (f.drill) {
+        const { restoreDrill } = await import('../../core/restore/drill.js');
+        const r = await restoreDrill(base);
+        ctx.progressDone();
+        ctx.result(r, () => [
+          `restore drill ${r.ok ? 'PASSED' : 'FAILED'} (${r.plan?.steps.map((s) => s.id).join(' + ') ?? 'no plan'}, ${r.seconds.toFixed(1)} s)`,
+          ...r.checks.map((c) => `  ${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.detail}`),
+        ]);
+        if (!r.ok)
+          throw new AttenduxError(
+            'RESTORE_DRILL_FAILED',
+            `restore drill failed: ${r.checks
+              .filter((c) => !c.ok)
+              .map((c) => `${c.name}: ${c.detail}`)
+              .join('; ')}`,
+            {
+              hint: 'the backups may not be restorable: investigate now and take a new full backup',
+              resultPrinted: true,
+            },
+          );
+        return;
+      }
+
+      if (f.tenant !== undefined) {
+        const { previewTenantRestore, restoreTenant } = await import('../../core/restore/tenant.js');
+        const { plan } = await previewTenantRestore({ ...base, tenant: f.tenant });
+        if (f.dryRun) return printPlan(ctx, plan);
+        await ctx.confirm(`${plan.effect}. Continue?`, f.yes);
+        const r = await restoreTenant({ ...base, tenant: f.tenant });
+        ctx.progressDone();
+        ctx.result(r, () => [
+          `restored company ${r.slug} (${r.tenantId}) to ${r.plan.pointInTime} in ${r.seconds.toFixed(1)} s:`,
+          ...Object.entries(r.tables).map(([t, n]) => `  ${t}: ${n.removed} removed, ${n.restored} restored`),
+        ]);
+        return;
+      }
+
+      if (f.inPlace) {
+        const { previewInPlace, restoreInPlace } = await import('../../core/restore/in-place.js');
+        const { plan } = await previewInPlace({ ...base, dropOld: f.dropOld });
+        if (f.dryRun) return printPlan(ctx, plan);
+        await ctx.confirm(`${plan.effect}. Continue?`, f.yes);
+        const r = await restoreInPlace({ ...base, dropOld: f.dropOld });
+        ctx.progressDone();
+        ctx.result(r, () => [
+          `restored ${r.database} to ${r.plan.pointInTime} in place in ${r.seconds.toFixed(1)} s`,
+          r.oldDatabase
+            ? `  the replaced database is kept as ${r.oldDatabase}`
+            : '  the replaced database was dropped',
+        ]);
+        return;
+      }
+
+      const { previewRestore, restoreInto } = await import('../../core/restore/execute.js');
+      const preview = await previewRestore({ ...base, into: f.into });
+      if (f.dryRun)
+        return printPlan(ctx, preview.plan, { database: preview.database, target: preview.target });
+      if (preview.target.notEmpty) {
+        if (!f.force)
+          throw new AttenduxError(
+            'RESTORE_TARGET_EXISTS',
+            `database ${preview.database} already exists and holds tables`,
+            { hint: 'pick another --into name, or pass --force to replace it' },
+          );
+        await ctx.confirm(`${preview.plan.effect}. Continue?`, f.yes);
+      }
+      const r = await restoreInto({ ...base, into: preview.database, force: f.force });
+      ctx.progressDone();
+      ctx.result(r, () => [
+        `restored ${r.plan.steps.length} backup(s) to ${r.plan.pointInTime} into database ${r.database} in ${r.seconds.toFixed(1)} s`,
+        ...r.next.map((l) => `  ${l}`),
+      ]);
     });
 
   restore
@@ -168,91 +246,4 @@ export function registerRestore(program: Command): void {
     .action((_f: RestoreFlags, cmd: Command) =>
       configOnly(contextOf(cmd), cmd.optsWithGlobals<RestoreFlags>()),
     );
-}
-
-async function restoreDatabase(
-  ctx: CliContext,
-  f: RestoreFlags,
-  env: NodeJS.ProcessEnv | undefined,
-): Promise<void> {
-  const base = {
-    ...ctx.location,
-    ...(env ? { env } : {}),
-    backupId: f.backup,
-    at: f.at,
-    identityFile: f.identity,
-    onProgress: progress(ctx),
-  };
-
-  if (f.drill) {
-    const { restoreDrill } = await import('../../core/restore/drill.js');
-    const r = await restoreDrill(base);
-    ctx.progressDone();
-    ctx.result(r, () => [
-      `restore drill ${r.ok ? 'PASSED' : 'FAILED'} (${r.plan?.steps.map((s) => s.id).join(' + ') ?? 'no plan'}, ${r.seconds.toFixed(1)} s)`,
-      ...r.checks.map((c) => `  ${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.detail}`),
-    ]);
-    if (!r.ok)
-      throw new AttenduxError(
-        'RESTORE_DRILL_FAILED',
-        `restore drill failed: ${r.checks
-          .filter((c) => !c.ok)
-          .map((c) => `${c.name}: ${c.detail}`)
-          .join('; ')}`,
-        {
-          hint: 'the backups may not be restorable: investigate now and take a new full backup',
-          resultPrinted: true,
-        },
-      );
-    return;
-  }
-
-  if (f.tenant !== undefined) {
-    const { previewTenantRestore, restoreTenant } = await import('../../core/restore/tenant.js');
-    const { plan } = await previewTenantRestore({ ...base, tenant: f.tenant });
-    if (f.dryRun) return printPlan(ctx, plan);
-    await ctx.confirm(`${plan.effect}. Continue?`, f.yes);
-    const r = await restoreTenant({ ...base, tenant: f.tenant });
-    ctx.progressDone();
-    ctx.result(r, () => [
-      `restored company ${r.slug} (${r.tenantId}) to ${r.plan.pointInTime} in ${r.seconds.toFixed(1)} s:`,
-      ...Object.entries(r.tables).map(([t, n]) => `  ${t}: ${n.removed} removed, ${n.restored} restored`),
-    ]);
-    return;
-  }
-
-  if (f.inPlace) {
-    const { previewInPlace, restoreInPlace } = await import('../../core/restore/in-place.js');
-    const { plan } = await previewInPlace({ ...base, dropOld: f.dropOld });
-    if (f.dryRun) return printPlan(ctx, plan);
-    await ctx.confirm(`${plan.effect}. Continue?`, f.yes);
-    const r = await restoreInPlace({ ...base, dropOld: f.dropOld });
-    ctx.progressDone();
-    ctx.result(r, () => [
-      `restored ${r.database} to ${r.plan.pointInTime} in place in ${r.seconds.toFixed(1)} s`,
-      r.oldDatabase
-        ? `  the replaced database is kept as ${r.oldDatabase}`
-        : '  the replaced database was dropped',
-    ]);
-    return;
-  }
-
-  const { previewRestore, restoreInto } = await import('../../core/restore/execute.js');
-  const preview = await previewRestore({ ...base, into: f.into });
-  if (f.dryRun) return printPlan(ctx, preview.plan, { database: preview.database, target: preview.target });
-  if (preview.target.notEmpty) {
-    if (!f.force)
-      throw new AttenduxError(
-        'RESTORE_TARGET_EXISTS',
-        `database ${preview.database} already exists and holds tables`,
-        { hint: 'pick another --into name, or pass --force to replace it' },
-      );
-    await ctx.confirm(`${preview.plan.effect}. Continue?`, f.yes);
-  }
-  const r = await restoreInto({ ...base, into: preview.database, force: f.force });
-  ctx.progressDone();
-  ctx.result(r, () => [
-    `restored ${r.plan.steps.length} backup(s) to ${r.plan.pointInTime} into database ${r.database} in ${r.seconds.toFixed(1)} s`,
-    ...r.next.map((l) => `  ${l}`),
-  ]);
 }
