@@ -576,3 +576,24 @@ describeIf('S3 Object Lock', () => {
     expect(v.code, v.stderr).toBe(0);
   });
 });
+
+describeIf('a target that cannot be written', () => {
+  it('never fails the change or the backup, and says so on stderr', async () => {
+    const broken = await makeInstall(db, {
+      backup: { targets: [{ name: 'broken', type: 'dir', path: '/dev/null/attendux', retries: 0 }] },
+    });
+    try {
+      const r = run(['config', 'set', 'server.port', '8081'], { config: broken.configPath });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toMatch(/config backup config-\S+ was not copied to broken/);
+      const b = run(['backup', 'full'], { config: broken.configPath });
+      expect(b.code, b.stderr).toBe(0);
+      expect(b.stderr).toMatch(/warning: backup full-\S+ was not copied to target broken/);
+      const st = run(['backup', 'status'], { config: broken.configPath });
+      expect(st.code).toBe(1);
+      expect(st.stdout).toMatch(/FAIL {2}target broken \(dir\): last copy failed/);
+    } finally {
+      await broken.cleanup();
+    }
+  });
+});

@@ -232,6 +232,12 @@ export async function backupConfigAfterChange(
 ): Promise<{ id?: string; warning?: string }> {
   try {
     const r = await backupConfig({ ...loc, ifChanged: true });
+    const notCopied = (r.offsite ?? []).filter((o) => !o.ok);
+    if (notCopied.length)
+      return {
+        id: r.sidecar?.id,
+        warning: `config backup ${r.sidecar?.id ?? ''} was not copied to ${notCopied.map((o) => `${o.target} (${o.error?.message ?? 'failed'})`).join(', ')}; \`attendux backup sync\` retries`,
+      };
     return { id: r.sidecar?.id };
   } catch (err) {
     const e = err as AttenduxError;
