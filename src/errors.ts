@@ -136,6 +136,14 @@ export const ERROR_CODES = {
     doc: 'The job is disabled, unknown, or its command is not in this version.',
   },
   SCHEDULE_UNHEALTHY: { exitCode: 1, doc: 'schedule status: a job is overdue or its last run failed.' },
+  OFFSITE_FAILED: {
+    exitCode: 1,
+    doc: 'An off-site target is unreachable, refused a transfer or holds a bad copy.',
+  },
+  OFFSITE_HOST_KEY: {
+    exitCode: 1,
+    doc: "The SFTP server's host key is not the configured hostKeyFingerprint.",
+  },
   INTERNAL: { exitCode: 1, doc: 'A bug: an unexpected error. Run again with --debug and report it.' },
 } as const satisfies Record<string, { exitCode: number; doc: string }>;
 

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { contextOf, table, type CliContext } from '../context.js';
 import { AttenduxError } from '../../errors.js';
 import type { BackupProgress, BackupRunResult } from '../../core/backup/run.js';
+import type { CopyOutcome, OffsiteProgress } from '../../core/offsite/copy.js';
 
 const mb = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MB`;
 
@@ -33,9 +34,27 @@ function throttled<T>(fn: (v: T) => void): (v: T) => void {
   };
 }
 
+function offsiteProgress(ctx: CliContext) {
+  return throttled((p: OffsiteProgress) =>
+    ctx.progress(
+      `${p.phase === 'upload' ? 'copying' : p.phase === 'verify' ? 'checking' : 'downloading'} ${p.id} ${p.phase === 'download' ? 'from' : 'on'} ${p.target}: ${mb(p.bytes)} of ${mb(p.total)}`,
+    ),
+  );
+}
+
+/** A failed off-site copy does not fail the backup, but it is never silent: stderr even in cron. */
+function warnOffsite(ctx: CliContext, copies: CopyOutcome[] | undefined): void {
+  for (const c of copies ?? [])
+    if (!c.ok)
+      ctx.important(
+        `warning: backup ${c.id} was not copied to target ${c.target}: ${c.error?.message ?? 'failed'} (recorded; \`attendux backup sync\` retries)`,
+      );
+}
+
 /** Backups are run by cron: silent on success unless someone watches a terminal (or asked for --json). */
 function printRun(ctx: CliContext, r: BackupRunResult): void {
   ctx.progressDone();
+  warnOffsite(ctx, r.offsite);
   const s = r.sidecar;
   if (ctx.json) {
     ctx.result({ ...r }, () => undefined);
@@ -48,8 +67,12 @@ function printRun(ctx: CliContext, r: BackupRunResult): void {
   if (s.parent) lines.push(`  parent ${s.parent}`);
   if (r.note) lines.push(`  ${r.note}`);
   if (r.cleanedUp.length) lines.push(`  removed leftovers of an earlier run: ${r.cleanedUp.join(', ')}`);
+  for (const c of r.offsite ?? [])
+    if (c.ok) lines.push(`  copied to ${c.target} and checked (${c.seconds.toFixed(1)} s)`);
   ctx.result(r, () => lines);
 }
+
+type VerifyFlags = { all?: boolean; identity?: string; target?: string };
 
 export function registerBackup(program: Command): void {
   const backup = program
@@ -62,7 +85,14 @@ export function registerBackup(program: Command): void {
     .action(async (_f: unknown, cmd: Command) => {
       const ctx = contextOf(cmd);
       const { backupFull } = await import('../../core/backup/full.js');
-      printRun(ctx, await backupFull({ ...ctx.location, onProgress: progressLine(ctx) }));
+      printRun(
+        ctx,
+        await backupFull({
+          ...ctx.location,
+          onProgress: progressLine(ctx),
+          onOffsiteProgress: offsiteProgress(ctx),
+        }),
+      );
     });
 
   backup
@@ -78,6 +108,7 @@ export function registerBackup(program: Command): void {
           ...ctx.location,
           fullIfNeeded: flags.fullIfNeeded,
           onProgress: progressLine(ctx),
+          onOffsiteProgress: offsiteProgress(ctx),
         }),
       );
     });
@@ -90,6 +121,7 @@ export function registerBackup(program: Command): void {
       const ctx = contextOf(cmd);
       const { backupConfig } = await import('../../core/backup/config.js');
       const r = await backupConfig({ ...ctx.location, ifChanged: flags.ifChanged });
+      warnOffsite(ctx, r.offsite);
       if (r.auditSkipped) ctx.note(`note: no audit entry written (${r.auditSkipped})`);
       if (ctx.json) return ctx.result(r, () => undefined);
       if (ctx.opts.quiet || !process.stdout.isTTY) return;
@@ -102,9 +134,11 @@ export function registerBackup(program: Command): void {
 
   backup
     .command('list')
-    .description('the backups in the backup dir with their chain status (no key needed)')
-    .action(async (_f: unknown, cmd: Command) => {
+    .description('the backups in the backup dir (or on a target) with their chain status (no key needed)')
+    .option('--target <name>', 'list the copies on this backup target instead')
+    .action(async (f: { target?: string }, cmd: Command) => {
       const ctx = contextOf(cmd);
+      if (f.target !== undefined) return listTargetAction(ctx, f.target);
       const { loadConfig } = await import('../../core/config/load.js');
       const { readCatalog } = await import('../../core/backup/catalog.js');
       const loaded = await loadConfig(ctx.location);
@@ -134,9 +168,14 @@ export function registerBackup(program: Command): void {
       '-i, --identity <file>',
       'age identity file (else $ATTENDUX_BACKUP_IDENTITY, backup.identityFile)',
     )
-    .action(async (id: string | undefined, flags: { all?: boolean; identity?: string }, cmd: Command) => {
+    .option(
+      '--target <name>',
+      'verify the copies on this target (streamed; no local copy without --identity)',
+    )
+    .action(async (id: string | undefined, flags: VerifyFlags, cmd: Command) => {
       const ctx = contextOf(cmd);
       if (id && flags.all) throw new AttenduxError('USAGE', 'give a backup id or --all, not both');
+      if (flags.target !== undefined) return verifyTargetAction(ctx, flags.target, id, flags);
       const { verifyBackups } = await import('../../core/backup/verify.js');
       const r = await verifyBackups({
         ...ctx.location,
@@ -179,22 +218,43 @@ export function registerBackup(program: Command): void {
       const ctx = contextOf(cmd);
       const { pruneBackups } = await import('../../core/backup/prune.js');
       const plan = await pruneBackups({ ...ctx.location, dryRun: true });
-      if (!flags.dryRun && plan.delete.length) {
+      const remote = (plan.offsite ?? []).reduce((n, t) => n + t.delete.length, 0);
+      const total = plan.delete.length + remote;
+      if (!flags.dryRun && total) {
         // cron runs prune with --yes; on a terminal we ask.
         await ctx.confirm(
-          `delete ${plan.delete.length} backup(s)?`,
+          `delete ${plan.delete.length} backup(s)${remote ? ` here and ${remote} on targets` : ''}?`,
           flags.yes || !ctx.interactive ? flags.yes : undefined,
         );
       }
-      const r =
-        flags.dryRun || !plan.delete.length ? plan : await pruneBackups({ ...ctx.location, dryRun: false });
+      const r = flags.dryRun || !total ? plan : await pruneBackups({ ...ctx.location, dryRun: false });
       ctx.result(r, () => [
         ...r.delete.map((d) => `${r.dryRun ? 'would delete' : 'deleted'} ${d.id}: ${d.reason}`),
         ...r.keep.filter((k) => k.protected).map((k) => `kept ${k.id}: ${k.reason}`),
         r.delete.length
           ? `${r.delete.length} backup(s) ${r.dryRun ? 'to delete' : 'deleted'}`
           : 'nothing to prune',
+        ...(r.offsite ?? []).flatMap((t) =>
+          t.error
+            ? [`target ${t.target}: FAILED: ${t.error.message}`]
+            : [
+                ...t.delete.map(
+                  (d) => `target ${t.target}: ${r.dryRun ? 'would delete' : 'deleted'} ${d.id}: ${d.reason}`,
+                ),
+                `target ${t.target}: ${t.delete.length ? `${t.delete.length} backup(s) ${r.dryRun ? 'to delete' : 'deleted'}` : 'nothing to prune'}`,
+              ],
+        ),
       ]);
+      const failed = (r.offsite ?? []).filter((t) => t.error);
+      if (failed.length)
+        throw new AttenduxError(
+          'OFFSITE_FAILED',
+          `pruning failed on ${failed.map((t) => `${t.target} (${t.error!.message})`).join(', ')}`,
+          {
+            hint: 'the local prune is done; run `attendux backup prune` again once the target answers',
+            resultPrinted: true,
+          },
+        );
     });
 
   backup
@@ -203,9 +263,16 @@ export function registerBackup(program: Command): void {
     .option('--prometheus <file>', 'also write node_exporter textfile metrics to this file')
     .action(async (flags: { prometheus?: string }, cmd: Command) => {
       const ctx = contextOf(cmd);
-      const { backupStatus, writePrometheus } = await import('../../core/backup/status.js');
-      const st = await backupStatus(ctx.location);
-      if (flags.prometheus) await writePrometheus(flags.prometheus, st);
+      const { backupStatus, prometheusText } = await import('../../core/backup/status.js');
+      const { writeFileAtomic } = await import('../../core/fs.js');
+      const { loadConfig } = await import('../../core/config/load.js');
+      const { offsiteStatus, offsitePrometheusText } = await import('../../core/offsite/copy.js');
+      const base = await backupStatus(ctx.location);
+      const offsite = await offsiteStatus({ loaded: await loadConfig(ctx.location) });
+      const st = { ...base, ok: base.ok && offsite.ok, offsite };
+      // One file, written atomically so node_exporter never reads half of it: the kinds, then the targets.
+      if (flags.prometheus)
+        await writeFileAtomic(flags.prometheus, prometheusText(base) + offsitePrometheusText(offsite), 0o644);
       ctx.result(st, () => [
         ...st.kinds.map(
           (k) =>
@@ -214,9 +281,20 @@ export function registerBackup(program: Command): void {
         ...st.jobs.map(
           (j) => `job ${j.job}: ${j.outcome} at ${j.startedAt}${j.error ? ` (${j.error.message})` : ''}`,
         ),
+        ...offsite.targets.map(
+          (t) =>
+            `${t.ok ? 'ok   ' : 'FAIL '} target ${t.name} (${t.type})${t.state?.lastSuccessAt ? `: last copy ${t.state.lastSuccessAt}` : ''}${t.problem ? `: ${t.problem}` : ''}`,
+        ),
       ]);
       if (!st.ok) {
         const bad = st.kinds.filter((k) => !k.ok);
+        const badTargets = offsite.targets.filter((t) => !t.ok);
+        if (!bad.length)
+          throw new AttenduxError(
+            'OFFSITE_FAILED',
+            `off-site copies need attention: ${badTargets.map((t) => `${t.name}: ${t.problem ?? ''}`).join('; ')}`,
+            { hint: 'fix the target, then run `attendux backup sync`', resultPrinted: true },
+          );
         throw new AttenduxError(
           'BACKUP_STALE',
           `backups need attention: ${bad.map((k) => `${k.kind} ${k.problem ?? ''}`).join('; ')}`,
@@ -226,6 +304,48 @@ export function registerBackup(program: Command): void {
           },
         );
       }
+    });
+
+  backup
+    .command('sync')
+    .description('copy to each backup target what it lacks (after an outage, a new target, a killed upload)')
+    .option('--target <name>', 'only this target')
+    .option('--dry-run', 'list what would be copied, copy nothing')
+    .action(async (f: { target?: string; dryRun?: boolean }, cmd: Command) => {
+      const ctx = contextOf(cmd);
+      const { syncTargets } = await import('../../core/offsite/remote.js');
+      const r = await syncTargets({
+        ...ctx.location,
+        target: f.target,
+        dryRun: f.dryRun,
+        onProgress: offsiteProgress(ctx),
+      });
+      ctx.progressDone();
+      // Like the backups themselves: silent on success in cron; failures below always speak.
+      const silent = !ctx.json && (ctx.opts.quiet || !process.stdout.isTTY) && r.ok;
+      if (!silent)
+        ctx.result(r, () =>
+          r.targets.flatMap((t) => [
+            t.error
+              ? `FAIL ${t.target}: ${t.error.message}`
+              : r.dryRun
+                ? `${t.target}: ${t.missing.length ? `would copy ${t.missing.join(', ')}` : 'up to date'}`
+                : `${t.target}: ${t.copied.length ? `copied ${t.copied.filter((c) => c.ok).length} of ${t.missing.length}` : 'up to date'}`,
+            ...t.copied.map((c) =>
+              c.ok
+                ? `  copied ${c.id} (${mb(c.bytes)}, ${c.seconds.toFixed(1)} s)`
+                : `  FAILED ${c.id}: ${c.error?.message ?? ''}`,
+            ),
+            ...(t.removedLeftovers.length
+              ? [`  removed interrupted uploads: ${t.removedLeftovers.join(', ')}`]
+              : []),
+          ]),
+        );
+      if (!r.ok)
+        throw new AttenduxError('OFFSITE_FAILED', 'backup sync did not complete on every target', {
+          hint: 'see the lines above; run it again once the target answers',
+          resultPrinted: true,
+        });
     });
 
   backup
@@ -245,4 +365,60 @@ export async function addRecipientAction(recipient: string, _f: unknown, cmd: Co
       ? `added ${recipient} (${r.recipients.length} recipient(s))`
       : `${recipient} is already a recipient`,
   );
+}
+
+async function listTargetAction(ctx: CliContext, name: string): Promise<void> {
+  const { listTarget } = await import('../../core/offsite/remote.js');
+  const cat = await listTarget(ctx.location, name);
+  ctx.result(cat, () => [
+    `target ${cat.target} (${cat.url})`,
+    ...table(
+      cat.backups.map((b) => ({
+        id: b.id,
+        kind: b.kind,
+        created: b.createdAt,
+        size: mb(b.bytes),
+        parent: b.parent,
+        chain: b.status === 'ok' ? 'ok' : `${b.status}: ${b.problem ?? ''}`,
+      })),
+      ['id', 'kind', 'created', 'size', 'parent', 'chain'],
+    ),
+    ...cat.invalid.map((i) => `unreadable sidecar ${i.file}: ${i.problem}`),
+    ...cat.incomplete.map((n) => `incomplete upload ${n} (not a backup; \`attendux backup sync\` redoes it)`),
+  ]);
+}
+
+async function verifyTargetAction(
+  ctx: CliContext,
+  target: string,
+  id: string | undefined,
+  flags: { all?: boolean; identity?: string },
+): Promise<void> {
+  const { verifyTarget } = await import('../../core/offsite/remote.js');
+  const r = await verifyTarget({
+    ...ctx.location,
+    target,
+    id,
+    all: flags.all,
+    identityFile: flags.identity,
+    onProgress: offsiteProgress(ctx),
+  });
+  ctx.progressDone();
+  ctx.result(r, () =>
+    r.backups.map((b) =>
+      b.ok
+        ? `ok   ${target}:${b.id} (${b.depth === 'full' ? `${b.entries} entries decrypted and checked` : 'file checksum only: pass --identity to check the contents'}, ${mb(b.bytes)} in ${b.seconds.toFixed(1)} s)`
+        : `BAD  ${target}:${b.id}: ${b.error?.message ?? 'failed'}`,
+    ),
+  );
+  const bad = r.backups.find((b) => !b.ok);
+  if (bad)
+    throw new AttenduxError(
+      'BACKUP_CORRUPT',
+      `the copy of ${bad.id} on target ${target} failed verification: ${bad.error?.message ?? ''}`,
+      {
+        hint: 'run `attendux backup sync` after removing it, or take a new full backup',
+        resultPrinted: true,
+      },
+    );
 }

@@ -70,6 +70,7 @@ export function registerConfig(program: Command): void {
       const ctx = contextOf(cmd);
       const { validateConfigFile } = await import('../../core/config/edit.js');
       const result = await validateConfigFile(ctx.location);
+      for (const w of result.warnings ?? []) ctx.note(`warning: ${w}`);
       ctx.result(result, () => `${result.path}: valid`);
     });
 }

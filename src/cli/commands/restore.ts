@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import type { Command } from 'commander';
 import { contextOf, type CliContext } from '../context.js';
 import { AttenduxError, usageError } from '../../errors.js';
@@ -17,6 +18,7 @@ interface RestoreFlags {
   dryRun?: boolean;
   yes?: boolean;
   force?: boolean;
+  from?: string;
 }
 
 const mb = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MB`;
@@ -69,11 +71,42 @@ async function printPlan(
   ctx.result({ dryRun: true, plan, ...extra }, () => [...describePlan(plan), 'dry run: nothing was changed']);
 }
 
+/**
+ * `--from NAME`: the backups come from an off-site target. They are downloaded into a private (0700) temp
+ * dir and checked against their sidecars first; the restore then reads that dir as its backup dir (through
+ * the ATTENDUX_BACKUP_DIR override), so every restore mode works unchanged. The dir is removed when the
+ * command ends (and swept by the next restore if this one is killed).
+ */
+async function backupSource(
+  ctx: CliContext,
+  f: RestoreFlags,
+  kind: 'config' | 'database',
+): Promise<{ env?: NodeJS.ProcessEnv; backupDir?: string }> {
+  if (f.from === undefined) return {};
+  const { fetchForRestore } = await import('../../core/offsite/remote.js');
+  const fetched = await fetchForRestore({
+    ...ctx.location,
+    from: f.from,
+    kind,
+    backupId: f.backup,
+    at: f.at,
+    onProgress: (p) => ctx.progress(`downloading ${p.id} from ${p.target}: ${mb(p.bytes)} of ${mb(p.total)}`),
+  });
+  process.once('exit', () => rmSync(fetched.dir, { recursive: true, force: true }));
+  ctx.progressDone();
+  ctx.note(
+    `downloaded and checked ${fetched.backups.join(', ')} from target ${fetched.target} (${mb(fetched.bytes)})`,
+  );
+  return { env: { ...process.env, ATTENDUX_BACKUP_DIR: fetched.dir }, backupDir: fetched.dir };
+}
+
 async function configOnly(ctx: CliContext, f: RestoreFlags): Promise<void> {
   const { restoreConfig } = await import('../../core/restore/config.js');
   if (f.force && !f.dryRun) await ctx.confirm('overwrite existing config, secrets and service files?', f.yes);
+  const source = await backupSource(ctx, f, 'config');
   const r = await restoreConfig({
     ...ctx.location,
+    backupDir: source.backupDir,
     backupId: f.backup,
     identityFile: f.identity,
     force: f.force,
@@ -108,18 +141,20 @@ export function registerRestore(program: Command): void {
     .option('--dry-run', 'print the plan (files, order, times, sizes, what is replaced) and change nothing')
     .option('-y, --yes', 'do not ask for confirmation')
     .option('--force', 'replace a target database (or config files) that already hold data')
+    .option('--from <target>', 'restore from this backup target (downloaded and checked first)')
     .action(async (f: RestoreFlags, cmd: Command) => {
       const ctx = contextOf(cmd);
       checkFlags(f);
+      if (f.configOnly) return configOnly(ctx, f);
+      const source = await backupSource(ctx, f, 'database');
       const base = {
         ...ctx.location,
+        ...(source.env ? { env: source.env } : {}),
         backupId: f.backup,
         at: f.at,
         identityFile: f.identity,
         onProgress: progress(ctx),
       };
-
-      if (f.configOnly) return configOnly(ctx, f);
 
       if (f.drill) {
         const { restoreDrill } = await import('../../core/restore/drill.js');
@@ -206,6 +241,7 @@ export function registerRestore(program: Command): void {
     .option('--dry-run', 'list the files that would be written and write nothing')
     .option('-y, --yes', 'do not ask for confirmation')
     .option('--force', 'overwrite files that exist')
+    .option('--from <target>', 'from this backup target (downloaded and checked first)')
     // The parent command parses the flags it shares with this one wherever they stand: read them merged.
     .action((_f: RestoreFlags, cmd: Command) =>
       configOnly(contextOf(cmd), cmd.optsWithGlobals<RestoreFlags>()),

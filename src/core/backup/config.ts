@@ -21,6 +21,7 @@ import { backupFailure, ensureBackupDir, requireRecipients, lastRunFile, type La
 import { cleanupLeftovers, writeArchive, type StagedEntry } from './writer.js';
 import { writeFileAtomic } from '../fs.js';
 import { ledgerBackupEntry } from '../ledger/index.js';
+import { copyAfterBackup, type CopyOutcome } from '../offsite/copy.js';
 
 export interface ConfigBackupOptions extends ConfigLocation {
   ifChanged?: boolean;
@@ -48,6 +49,8 @@ export interface ConfigBackupResult {
   contentHash: string;
   auditSkipped?: string;
   settingsSkipped?: string;
+  /** Copies to backup.targets (src/core/offsite); a failed copy never fails the backup. */
+  offsite?: CopyOutcome[];
 }
 
 async function defaultServiceFiles(): Promise<string[]> {
@@ -190,6 +193,7 @@ async function backupConfigWith(
       outcome: 'success',
     });
     const auditSkipped = opts.audit === false ? 'disabled' : await auditConfigBackup(db, sidecar);
+    const offsite = await copyAfterBackup(loaded, sidecar, { db: db.install?.admin });
     return {
       written: true,
       sidecar,
@@ -197,6 +201,7 @@ async function backupConfigWith(
       contentHash,
       ...(auditSkipped ? { auditSkipped } : {}),
       ...(settingsSkipped ? { settingsSkipped } : {}),
+      ...(offsite.length ? { offsite } : {}),
     };
   } catch (err) {
     const e = backupFailure(err, 'config', 'writing the config backup');
@@ -241,6 +246,12 @@ export async function backupConfigAfterChange(
 ): Promise<{ id?: string; warning?: string }> {
   try {
     const r = await backupConfig({ ...loc, ifChanged: true });
+    const notCopied = (r.offsite ?? []).filter((o) => !o.ok);
+    if (notCopied.length)
+      return {
+        id: r.sidecar?.id,
+        warning: `config backup ${r.sidecar?.id ?? ''} was not copied to ${notCopied.map((o) => `${o.target} (${o.error?.message ?? 'failed'})`).join(', ')}; \`attendux backup sync\` retries`,
+      };
     return { id: r.sidecar?.id };
   } catch (err) {
     const e = err as AttenduxError;

@@ -9,6 +9,7 @@ import { dataFileName, sidecarFileName, type BackupKind } from './format.js';
 import { acquireFileLock } from './lock.js';
 import { cleanupLeftovers } from './writer.js';
 import { signatureFileName } from './signature.js';
+import type { TargetPruneResult } from '../offsite/remote.js';
 
 export interface Retention {
   fullDays: number;
@@ -114,6 +115,8 @@ export interface PruneResult extends PrunePlan {
   dryRun: boolean;
   backupDir: string;
   cleanedUp: string[];
+  /** The same retention applied to each of backup.targets (src/core/offsite). */
+  offsite?: TargetPruneResult[];
 }
 
 /** Apply retention to the backup dir (under the backup lock). With dryRun only the plan is returned. */
@@ -123,7 +126,11 @@ export async function pruneBackups(opts: PruneOptions = {}): Promise<PruneResult
   const now = opts.now ?? new Date();
   const plan = async () =>
     planPrune((await readCatalog(backupDir)).backups, loaded.config.backup.retention, now);
-  if (opts.dryRun) return { ...(await plan()), dryRun: true, backupDir, cleanedUp: [] };
+  // Imported when needed: offsite/remote.ts imports planPrune from this module.
+  const offsite = async (dryRun: boolean) =>
+    (await import('../offsite/remote.js')).pruneTargets(loaded, { dryRun, now, loc: opts });
+  if (opts.dryRun)
+    return { ...(await plan()), dryRun: true, backupDir, cleanedUp: [], offsite: await offsite(true) };
   const lock = await acquireFileLock(loaded.config.dataDir, 'backup prune');
   let result: PruneResult;
   try {
@@ -136,7 +143,7 @@ export async function pruneBackups(opts: PruneOptions = {}): Promise<PruneResult
       await unlink(join(backupDir, signatureFileName(d.id))).catch(() => undefined);
     }
     if (p.delete.length) await fsyncDir(backupDir);
-    result = { ...p, dryRun: false, backupDir, cleanedUp };
+    result = { ...p, dryRun: false, backupDir, cleanedUp, offsite: await offsite(false) };
   } finally {
     await lock.release();
   }

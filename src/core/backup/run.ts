@@ -14,6 +14,7 @@ import type { BackupKind, Sidecar } from './format.js';
 import { acquireAdvisoryLock, acquireFileLock } from './lock.js';
 import { cleanupLeftovers } from './writer.js';
 import { signBackup } from './signature.js';
+import { copyAfterBackup, type CopyOutcome, type OffsiteProgress } from '../offsite/copy.js';
 
 /** Progress of a running backup, for a terminal progress line. */
 export interface BackupProgress {
@@ -26,6 +27,7 @@ export interface BackupProgress {
 
 export interface BackupRunOptions extends ConfigLocation {
   onProgress?: (p: BackupProgress) => void;
+  onOffsiteProgress?: (p: OffsiteProgress) => void;
   /** Test hook: called with each table's COPY stream once it is running. */
   onCopyStarted?: (table: string, backendPid: number) => void | Promise<void>;
 }
@@ -36,6 +38,8 @@ export interface BackupRunResult {
   cleanedUp: string[];
   /** Set when the incremental turned into a full (--full-if-needed). */
   note?: string;
+  /** Copies to backup.targets (src/core/offsite); a failed copy never fails the backup. */
+  offsite?: CopyOutcome[];
 }
 
 export interface RunEnv {
@@ -192,7 +196,12 @@ export async function runDatabaseBackup(
       finishedAt: new Date().toISOString(),
       outcome: 'success',
     });
-    return { sidecar: out.sidecar, cleanedUp, note: out.note };
+    // After the local backup is on the record: a run killed while uploading still counts locally.
+    const offsite = await copyAfterBackup(loaded, out.sidecar, {
+      db: install.admin,
+      onProgress: opts.onOffsiteProgress,
+    });
+    return { sidecar: out.sidecar, cleanedUp, note: out.note, ...(offsite.length ? { offsite } : {}) };
   } catch (err) {
     const e = backupFailure(err, kind, stage);
     if (e.code !== 'BACKUP_LOCKED') {

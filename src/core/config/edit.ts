@@ -85,6 +85,8 @@ export interface ValidateResult {
   path: string;
   secretsPath: string;
   ok: true;
+  /** Things to look at that do not make the config invalid (e.g. where S3 credentials come from). */
+  warnings?: string[];
 }
 
 /** Validate the config and its secrets file (existence, JSON, mode 0600); throws the first problem. */
@@ -92,6 +94,16 @@ export async function validateConfigFile(loc: ConfigLocation): Promise<ValidateR
   const path = await findConfigPath(loc);
   const raw = applyEnvOverrides(await readRawConfig(path), loc.env ?? process.env);
   const loaded = resolvePaths(path, validateConfig(raw, path));
-  await loadSecrets(loaded.secretsPath);
-  return { path, secretsPath: loaded.secretsPath, ok: true };
+  const secrets = await loadSecrets(loaded.secretsPath);
+  // backup.targets: credentials live in the secrets file or the environment; say what is missing.
+  const { checkTargetCredentials } = await import('../offsite/target.js');
+  const checks = await checkTargetCredentials(loaded, secrets.backupTargets, loc.env ?? process.env);
+  const errors = checks.flatMap((c) => c.errors);
+  if (errors.length)
+    throw new AttenduxError('CONFIG_INVALID', `${path}: ${errors.join('; ')}`, {
+      hint: 'see "Off-site copies" in the README for where target credentials go',
+      details: { problems: errors },
+    });
+  const warnings = checks.flatMap((c) => c.warnings);
+  return { path, secretsPath: loaded.secretsPath, ok: true, ...(warnings.length ? { warnings } : {}) };
 }

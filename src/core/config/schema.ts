@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { cronProblem, isTimeZone } from '../schedule/cron.js';
 import { DEFAULT_JOB_IDS } from '../schedule/jobs.js';
+import { TargetSecretsSchema, TargetsSchema } from '../offsite/schema.js';
 
 /**
  * The shape of attendux.json. Every object is strict: an unknown key is an error that names it, because a
@@ -124,6 +125,8 @@ export const BackupSchema = z.strictObject({
       incremental: z.number().positive().default(7),
     })
     .default({ full: 26, incremental: 7 }),
+  /** Off-site copies: s3, sftp or dir targets every backup is also copied to (src/core/offsite). */
+  targets: TargetsSchema,
 });
 
 export const AuditSchema = z.strictObject({
@@ -223,6 +226,8 @@ export const SecretsSchema = z.strictObject({
     .optional(),
   /** HMAC-SHA256 key of the audit chain; never stored in the database. Added like signingKey. */
   auditKey: base64Key.optional(),
+  /** Credentials of backup.targets by target name (S3 keys, SFTP password or key passphrase). */
+  backupTargets: TargetSecretsSchema.optional(),
   database: z
     .strictObject({
       /** Password of the embedded cluster's superuser. */

@@ -1,0 +1,556 @@
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { AttenduxError, isAttenduxError } from '../../errors.js';
+import { cliActor } from '../actor.js';
+import { loadConfig, type ConfigLocation, type LoadedConfig } from '../config/load.js';
+import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
+import { computeChains, readCatalog, type CatalogEntry } from '../backup/catalog.js';
+import {
+  dataFileName,
+  HashTap,
+  ID_PATTERN,
+  parseSidecar,
+  readBackup,
+  readIdentityFile,
+  sidecarFileName,
+  type Sidecar,
+} from '../backup/format.js';
+import { acquireFileLock } from '../backup/lock.js';
+import { planPrune, type PrunePlan } from '../backup/prune.js';
+import { TargetsSchema, type TargetConfig, type TargetSecrets } from './schema.js';
+import {
+  configuredTargets,
+  connect,
+  copyWithRetries,
+  hashRemote,
+  recordOutcomes,
+  type CopyOptions,
+  type CopyOutcome,
+  type OffsiteProgress,
+} from './copy.js';
+import { isTempName, offsiteError, resolveTargetPaths, type OffsiteTarget } from './target.js';
+
+async function readStreamText(target: OffsiteTarget, name: string): Promise<string> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const c of await target.read(name)) {
+    n += (c as Buffer).length;
+    // A sidecar is a few hundred bytes; refuse to buffer something that is clearly not one.
+    if (n > 1 << 20)
+      throw new AttenduxError('BACKUP_CORRUPT', `target ${target.name}: ${name} is too large for a sidecar`);
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+export interface RemoteCatalog {
+  target: string;
+  url: string;
+  backups: CatalogEntry[];
+  invalid: { file: string; problem: string }[];
+  /** Temporary files of interrupted uploads, and data files without a sidecar (not backups yet). */
+  incomplete: string[];
+}
+
+/** Read a target's sidecars and work out chains exactly as for the local dir (file sizes from the listing). */
+export async function remoteCatalog(target: OffsiteTarget): Promise<RemoteCatalog> {
+  const files = await target.list();
+  const sizes = new Map(files.map((f) => [f.name, f.bytes]));
+  const sidecars: Sidecar[] = [];
+  const invalid: RemoteCatalog['invalid'] = [];
+  for (const f of files.map((x) => x.name).sort()) {
+    if (!f.endsWith('.json') || !ID_PATTERN.test(f.slice(0, -5))) continue;
+    try {
+      sidecars.push(parseSidecar(await readStreamText(target, f), `${target.name}:${f}`));
+    } catch (err) {
+      invalid.push({ file: f, problem: (err as Error).message });
+    }
+  }
+  sidecars.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  const dataSizes = new Map(sidecars.map((s) => [s.id, sizes.get(dataFileName(s.id)) ?? null]));
+  const ids = new Set(sidecars.map((s) => s.id));
+  const incomplete = files
+    .map((f) => f.name)
+    .filter(
+      (n) =>
+        isTempName(n) ||
+        (n.endsWith('.tar.age') && ID_PATTERN.test(n.slice(0, -8)) && !ids.has(n.slice(0, -8))),
+    );
+  return {
+    target: target.name,
+    url: target.url,
+    backups: computeChains(sidecars, dataSizes, `${target.name}:`),
+    invalid,
+    incomplete,
+  };
+}
+
+async function withTarget<T>(
+  loaded: LoadedConfig,
+  name: string,
+  fn: (t: OffsiteTarget, cfg: TargetConfig, secrets: TargetSecrets | undefined) => Promise<T>,
+): Promise<T> {
+  const { targets, secrets } = await configuredTargets(loaded, name);
+  const cfg = targets[0]!;
+  const target = await connect(cfg, secrets);
+  try {
+    return await fn(target, cfg, secrets);
+  } catch (err) {
+    if (isAttenduxError(err)) throw err;
+    throw offsiteError(cfg, 'failed', err);
+  } finally {
+    await target.close();
+  }
+}
+
+/** `backup list --target NAME`. */
+export async function listTarget(loc: ConfigLocation, name: string): Promise<RemoteCatalog> {
+  const loaded = await loadConfig(loc);
+  return withTarget(loaded, name, (t) => remoteCatalog(t));
+}
+
+async function audit(
+  loc: ConfigLocation,
+  action: string,
+  details: Record<string, unknown>,
+  entityId?: string,
+): Promise<void> {
+  try {
+    const { withInstall } = await import('../install.js');
+    await withInstall({ ...loc, requireMigrated: false }, (i) =>
+      appendAudit(i.admin, {
+        tenantId: SYSTEM_TENANT,
+        actor: cliActor(),
+        action,
+        entityType: 'backup',
+        entityId,
+        details,
+      }),
+    );
+  } catch {
+    // The database may be down (or not there yet, in a disaster recovery): the operation itself stands.
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// sync
+
+export interface SyncTargetResult {
+  target: string;
+  url?: string;
+  /** Local backups the target lacked (or held incomplete or damaged in size), oldest first. */
+  missing: string[];
+  copied: CopyOutcome[];
+  removedLeftovers: string[];
+  error?: { code: string; message: string };
+}
+
+export interface SyncResult {
+  ok: boolean;
+  dryRun: boolean;
+  targets: SyncTargetResult[];
+}
+
+/**
+ * `backup sync`: copy to each target what it lacks (after an outage, a new target, a killed upload), oldest
+ * first so a full lands before its incrementals, and remove temporary files of interrupted uploads. Holds
+ * the backup lock so that no backup or prune runs meanwhile.
+ */
+export async function syncTargets(
+  loc: ConfigLocation & CopyOptions & { target?: string; dryRun?: boolean },
+): Promise<SyncResult> {
+  const loaded = await loadConfig(loc);
+  const { targets, secrets } = await configuredTargets(loaded, loc.target);
+  const lock = loc.dryRun ? undefined : await acquireFileLock(loaded.config.dataDir, 'backup sync');
+  const results: SyncTargetResult[] = [];
+  try {
+    const local = (await readCatalog(loaded.backupDir)).backups.filter((b) => b.status === 'ok');
+    for (const t of targets) {
+      const r: SyncTargetResult = { target: t.name, missing: [], copied: [], removedLeftovers: [] };
+      results.push(r);
+      try {
+        const target = await connect(t, secrets);
+        try {
+          r.url = target.url;
+          const files = new Map((await target.list()).map((f) => [f.name, f.bytes]));
+          r.missing = local
+            .filter((b) => !files.has(sidecarFileName(b.id)) || files.get(dataFileName(b.id)) !== b.bytes)
+            .map((b) => b.id);
+          if (!loc.dryRun)
+            for (const n of (await target.leftovers?.()) ?? []) {
+              await target.remove(n);
+              r.removedLeftovers.push(n);
+            }
+        } finally {
+          await target.close();
+        }
+        if (!loc.dryRun && r.missing.length) {
+          const todo = local.filter((b) => r.missing.includes(b.id));
+          r.copied = await copyWithRetries(loaded, t, secrets, todo, loc);
+        }
+        if (!loc.dryRun)
+          await recordOutcomes(
+            loaded.backupDir,
+            t.name,
+            r.copied,
+            r.copied.every((c) => c.ok),
+          );
+      } catch (err) {
+        const e = isAttenduxError(err) ? err : offsiteError(t, 'sync failed', err);
+        r.error = { code: e.code, message: e.message };
+        if (!loc.dryRun)
+          await recordOutcomes(loaded.backupDir, t.name, [
+            {
+              target: t.name,
+              id: r.missing[0] ?? '-',
+              ok: false,
+              bytes: 0,
+              seconds: 0,
+              attempts: 1,
+              error: r.error,
+            },
+          ]);
+      }
+    }
+  } finally {
+    await lock?.release();
+  }
+  const ok = results.every((r) => !r.error && r.copied.every((c) => c.ok));
+  if (!loc.dryRun)
+    await audit(loc, 'backup.offsite.sync', {
+      outcome: ok ? 'success' : 'failure',
+      targets: results.map((r) => ({
+        target: r.target,
+        copied: r.copied.filter((c) => c.ok).map((c) => c.id),
+        failed: r.copied.filter((c) => !c.ok).map((c) => c.id),
+        error: r.error?.code,
+      })),
+    });
+  return { ok, dryRun: loc.dryRun === true, targets: results };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// verify
+
+export interface RemoteVerifyItem {
+  id: string;
+  kind: string;
+  ok: boolean;
+  depth: 'full' | 'checksum';
+  bytes: number;
+  seconds: number;
+  entries?: number;
+  error?: { code: string; message: string };
+}
+
+/**
+ * `backup verify --target NAME`: without an identity, stream each remote file through SHA-256 and compare
+ * it with its remote sidecar (and the local one, when this server still has it), writing nothing locally;
+ * with one, download it into a private temp dir, decrypt and check every entry, and remove it.
+ */
+export async function verifyTarget(
+  loc: ConfigLocation & {
+    target: string;
+    id?: string;
+    all?: boolean;
+    identityFile?: string;
+    onProgress?: (p: OffsiteProgress) => void;
+  },
+): Promise<{ ok: boolean; target: string; backups: RemoteVerifyItem[] }> {
+  const loaded = await loadConfig(loc);
+  const identityFile = loc.identityFile ?? process.env.ATTENDUX_BACKUP_IDENTITY;
+  const identities = identityFile ? await readIdentityFile(identityFile) : null;
+  const localById = new Map((await readCatalog(loaded.backupDir)).backups.map((b) => [b.id, b]));
+  return withTarget(loaded, loc.target, async (target) => {
+    const cat = await remoteCatalog(target);
+    let chosen = cat.backups;
+    if (loc.id) {
+      chosen = cat.backups.filter((b) => b.id === loc.id);
+      if (!chosen.length)
+        throw new AttenduxError('NOT_FOUND', `no backup "${loc.id}" on target ${target.name}`, {
+          hint: `see \`attendux backup list --target ${target.name}\``,
+        });
+    } else if (!loc.all) chosen = cat.backups.slice(-1);
+    if (!chosen.length) throw new AttenduxError('NOT_FOUND', `no backups on target ${target.name}`);
+    const items: RemoteVerifyItem[] = [];
+    for (const b of chosen) {
+      const t0 = Date.now();
+      const item: RemoteVerifyItem = {
+        id: b.id,
+        kind: b.kind,
+        ok: true,
+        depth: identities ? 'full' : 'checksum',
+        bytes: 0,
+        seconds: 0,
+      };
+      const onBytes = (n: number) =>
+        loc.onProgress?.({ target: target.name, id: b.id, phase: 'verify', bytes: n, total: b.bytes });
+      try {
+        const mine = localById.get(b.id);
+        if (mine && (mine.sha256 !== b.sha256 || mine.bytes !== b.bytes))
+          throw new AttenduxError(
+            'BACKUP_CORRUPT',
+            `the sidecar of ${b.id} on ${target.name} differs from the local one`,
+          );
+        if (identities) {
+          const dir = await privateDir(`verify-${target.name}`);
+          try {
+            const file = join(dir, dataFileName(b.id));
+            await download(target, dataFileName(b.id), file, b, onBytes);
+            const r = await readBackup({ file, identities, sidecar: b });
+            item.bytes = r.bytes;
+            item.entries = r.entries.length;
+          } finally {
+            await rm(dir, { recursive: true, force: true });
+          }
+        } else {
+          const h = await hashRemote(target, dataFileName(b.id), onBytes);
+          item.bytes = h.bytes;
+          if (h.bytes !== b.bytes || h.sha256 !== b.sha256)
+            throw new AttenduxError(
+              'BACKUP_CORRUPT',
+              `${target.name}:${dataFileName(b.id)}: SHA-256 of the file does not match its sidecar${h.bytes !== b.bytes ? ` (${h.bytes} bytes, expected ${b.bytes})` : ''}`,
+            );
+        }
+      } catch (err) {
+        if (isAttenduxError(err) && err.code === 'BACKUP_BAD_IDENTITY') throw err;
+        const e = isAttenduxError(err) ? err : new AttenduxError('BACKUP_CORRUPT', (err as Error).message);
+        item.ok = false;
+        item.error = { code: e.code, message: e.message };
+      }
+      item.seconds = (Date.now() - t0) / 1000;
+      items.push(item);
+    }
+    return { ok: items.every((i) => i.ok), target: target.name, backups: items };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// prune
+
+export interface TargetPruneResult extends PrunePlan {
+  target: string;
+  dryRun: boolean;
+  error?: { code: string; message: string };
+}
+
+/**
+ * Apply the same retention (`planPrune`) to each target's own backups: chains protected, the newest full
+ * never deleted. Sidecar first, then the data file, newest first, as locally. Never throws: a target that
+ * fails is reported in its result.
+ */
+export async function pruneTargets(
+  loaded: LoadedConfig,
+  opts: { dryRun: boolean; now: Date; loc?: ConfigLocation },
+): Promise<TargetPruneResult[]> {
+  const { targets, secrets } = await configuredTargets(loaded);
+  const out: TargetPruneResult[] = [];
+  for (const t of targets) {
+    const r: TargetPruneResult = { target: t.name, dryRun: opts.dryRun, delete: [], keep: [] };
+    out.push(r);
+    try {
+      const target = await connect(t, secrets);
+      try {
+        const cat = await remoteCatalog(target);
+        const plan = planPrune(cat.backups, loaded.config.backup.retention, opts.now);
+        r.delete = plan.delete;
+        r.keep = plan.keep;
+        if (!opts.dryRun) {
+          const names = new Set((await target.list()).map((f) => f.name));
+          for (const d of plan.delete) {
+            await target.remove(sidecarFileName(d.id));
+            for (const n of names)
+              if (n.startsWith(`${d.id}.`) && n !== sidecarFileName(d.id)) await target.remove(n);
+          }
+        }
+      } finally {
+        await target.close();
+      }
+    } catch (err) {
+      const e = isAttenduxError(err) ? err : offsiteError(t, 'prune failed', err);
+      r.error = { code: e.code, message: e.message };
+    }
+    if (!opts.dryRun && (r.delete.length || r.error))
+      await audit(opts.loc ?? { configPath: loaded.path }, 'backup.offsite.prune', {
+        target: t.name,
+        outcome: r.error ? 'failure' : 'success',
+        deleted: r.delete.map((d) => ({ id: d.id, reason: d.reason })),
+        ...(r.error ? { error: r.error.code, message: r.error.message } : {}),
+      });
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// restore --from
+
+/** Named like restore's own temp dirs, so that a killed run's downloads are swept the same way. */
+async function privateDir(what: string): Promise<string> {
+  return mkdtemp(join(tmpdir(), `attendux-restore-${process.pid}-${what}-`));
+}
+
+/** Download one data file, checking its size and SHA-256 against the sidecar as it streams. */
+async function download(
+  target: OffsiteTarget,
+  name: string,
+  file: string,
+  s: Sidecar,
+  onBytes?: (n: number) => void,
+): Promise<void> {
+  const tap = new HashTap();
+  let n = 0;
+  await pipeline(
+    await target.read(name),
+    tap,
+    new Transform({
+      transform(c: Buffer, _e, cb) {
+        n += c.length;
+        onBytes?.(n);
+        cb(null, c);
+      },
+    }),
+    createWriteStream(file, { mode: 0o600, flags: 'wx' }),
+  );
+  const sha = tap.hash.digest('hex');
+  if (tap.bytes !== s.bytes || sha !== s.sha256)
+    throw new AttenduxError(
+      'BACKUP_CORRUPT',
+      `the copy of ${s.id} on target ${target.name} does not match its sidecar (${tap.bytes} bytes, expected ${s.bytes}${tap.bytes === s.bytes ? '; SHA-256 differs' : ''}); nothing was restored`,
+      {
+        hint: `run \`attendux backup verify --target ${target.name} --all\`; restore an earlier point with --backup ID`,
+      },
+    );
+}
+
+export interface FetchedBackups {
+  /** Private (0700) directory holding the downloaded sidecars and data files: a backup dir for restore. */
+  dir: string;
+  target: string;
+  backups: string[];
+  bytes: number;
+  cleanup(): Promise<void>;
+}
+
+/** The targets when no config exists yet (disaster recovery): $ATTENDUX_BACKUP_TARGETS, a JSON array. */
+async function targetsForRestore(
+  loc: ConfigLocation,
+): Promise<{ loaded?: LoadedConfig; targets: TargetConfig[] }> {
+  try {
+    const loaded = await loadConfig(loc);
+    return { loaded, targets: loaded.config.backup.targets.map((t) => resolveTargetPaths(t, loaded.path)) };
+  } catch (err) {
+    if (!isAttenduxError(err) || err.code !== 'CONFIG_NOT_FOUND') throw err;
+    const env = loc.env ?? process.env;
+    const text = env.ATTENDUX_BACKUP_TARGETS;
+    if (!text) throw err;
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      throw new AttenduxError('CONFIG_INVALID', 'ATTENDUX_BACKUP_TARGETS: not a JSON array');
+    }
+    const r = TargetsSchema.safeParse(raw);
+    if (!r.success)
+      throw new AttenduxError(
+        'CONFIG_INVALID',
+        `ATTENDUX_BACKUP_TARGETS: ${r.error.issues[0]?.path.join('.')}: ${r.error.issues[0]?.message}`,
+      );
+    return { targets: r.data.map((t) => resolveTargetPaths(t, join(process.cwd(), 'attendux.json'))) };
+  }
+}
+
+/**
+ * `restore ... --from NAME`: download what the restore needs from a target into a private temp dir and
+ * check every data file against its sidecar (size and SHA-256) while it streams, before the restore
+ * (which then decrypts and checks every entry) touches any database. Config restores take one config
+ * backup; database restores the chain of the chosen backup (newest, `backupId`, or the newest at or before
+ * `at`) and the incremental after it (whose changes `--at` may apply).
+ */
+export async function fetchForRestore(
+  loc: ConfigLocation & {
+    from: string;
+    kind: 'config' | 'database';
+    backupId?: string;
+    at?: string;
+    onProgress?: (p: OffsiteProgress) => void;
+  },
+): Promise<FetchedBackups> {
+  const { loaded, targets } = await targetsForRestore(loc);
+  const cfg = targets.find((t) => t.name === loc.from);
+  if (!cfg)
+    throw new AttenduxError('NOT_FOUND', `no backup target "${loc.from}" in backup.targets`, {
+      hint: loaded
+        ? `configured: ${targets.map((t) => t.name).join(', ') || 'none'}`
+        : 'on a new server, set ATTENDUX_BACKUP_TARGETS to the JSON list of targets',
+    });
+  const secrets = loaded
+    ? await (await import('../config/load.js')).loadSecrets(loaded.secretsPath).then(
+        (s) => s.backupTargets,
+        () => undefined,
+      )
+    : undefined;
+  const target = await connect(cfg, secrets);
+  const dir = await privateDir(`from-${cfg.name}`);
+  const cleanup = () => rm(dir, { recursive: true, force: true });
+  try {
+    const cat = await remoteCatalog(target);
+    const ok = cat.backups.filter((b) => b.status === 'ok');
+    let chosen: CatalogEntry | undefined;
+    const pool = ok.filter((b) => (loc.kind === 'config' ? b.kind === 'config' : b.kind !== 'config'));
+    if (loc.backupId) chosen = cat.backups.find((b) => b.id === loc.backupId);
+    else if (loc.at) chosen = pool.filter((b) => Date.parse(b.createdAt) <= Date.parse(loc.at!)).at(-1);
+    else chosen = pool.at(-1);
+    if (!chosen)
+      throw new AttenduxError(
+        'RESTORE_NO_BACKUP',
+        loc.backupId
+          ? `no backup "${loc.backupId}" on target ${cfg.name}`
+          : `no intact ${loc.kind === 'config' ? 'config' : 'database'} backup on target ${cfg.name}${loc.at ? ` at or before ${loc.at}` : ''}`,
+        { hint: `see \`attendux backup list --target ${cfg.name}\`` },
+      );
+    const ids = new Set(chosen.chain);
+    const next = cat.backups.find(
+      (b) => b.kind === 'incremental' && b.parent === chosen.id && b.status === 'ok',
+    );
+    if (next && loc.at) ids.add(next.id);
+    const byId = new Map(cat.backups.map((b) => [b.id, b]));
+    let bytes = 0;
+    for (const id of ids) {
+      const s = byId.get(id)!;
+      await download(target, dataFileName(id), join(dir, dataFileName(id)), s, (n) =>
+        loc.onProgress?.({ target: cfg.name, id, phase: 'download', bytes: n, total: s.bytes }),
+      );
+      // The sidecar last, as in a backup dir: it is what makes the backup visible to the restore.
+      await writeFile(join(dir, sidecarFileName(id)), await readStreamText(target, sidecarFileName(id)), {
+        mode: 0o600,
+        flag: 'wx',
+      });
+      bytes += s.bytes;
+    }
+    const fetched: FetchedBackups = { dir, target: cfg.name, backups: [...ids], bytes, cleanup };
+    if (loaded)
+      await audit(
+        loc,
+        'restore.fetch',
+        { target: cfg.name, backups: fetched.backups, bytes, outcome: 'success' },
+        chosen.id,
+      );
+    return fetched;
+  } catch (err) {
+    await cleanup();
+    if (loaded && isAttenduxError(err))
+      await audit(loc, 'restore.fetch', {
+        target: cfg.name,
+        outcome: 'failure',
+        error: err.code,
+        message: err.message,
+      });
+    throw isAttenduxError(err) ? err : offsiteError(cfg, 'download failed', err);
+  } finally {
+    await target.close();
+  }
+}
