@@ -13,6 +13,7 @@ interface RestoreFlags {
   tenant?: string;
   drill?: boolean;
   configOnly?: boolean;
+  recover?: boolean;
   identity?: string;
   dryRun?: boolean;
   yes?: boolean;
@@ -50,6 +51,7 @@ function checkFlags(f: RestoreFlags): void {
     f.tenant !== undefined && '--tenant',
     f.drill && '--drill',
     f.configOnly && '--config-only',
+    f.recover && '--recover',
   ].filter(Boolean);
   if (modes.length > 1) throw usageError(`${modes.join(' and ')} cannot be combined`);
   if (f.backup && f.at) throw usageError('give --backup ID or --at TIME, not both');
@@ -102,6 +104,10 @@ export function registerRestore(program: Command): void {
     .option('--drill', 'restore into a throwaway database, check it, drop it; exit 1 on any failed check')
     .option('--config-only', 'bring back config, secrets and service files from a config backup')
     .option(
+      '--recover',
+      'finish or undo a killed --in-place restore, drop half-built restore databases and decrypted temp dirs',
+    )
+    .option(
       '-i, --identity <file>',
       'age identity file (else $ATTENDUX_BACKUP_IDENTITY, backup.identityFile)',
     )
@@ -120,6 +126,24 @@ export function registerRestore(program: Command): void {
       };
 
       if (f.configOnly) return configOnly(ctx, f);
+
+      if (f.recover) {
+        const { recoverRestore } = await import('../../core/restore/execute.js');
+        const r = await recoverRestore(ctx.location);
+        ctx.result(r, () => {
+          const lines: string[] = [];
+          if (r.recovered)
+            lines.push(
+              `${r.recovered.action === 'rolled-forward' ? 'finished' : 'undid'} the in-place restore of pid ${r.recovered.journal.pid} (${r.recovered.action}):`,
+              ...r.recovered.steps.map((x) => `  ${x}`),
+            );
+          for (const d of r.droppedDatabases) lines.push(`dropped the half-built database ${d}`);
+          for (const d of r.removedTempDirs) lines.push(`removed the decrypted temp dir ${d}`);
+          if (!lines.length) lines.push('nothing to recover: no killed restore left anything behind');
+          return lines;
+        });
+        return;
+      }
 
       if (f.drill) {
         const { restoreDrill } = await import('../../core/restore/drill.js');

@@ -112,7 +112,63 @@ async function copyItem(c: pg.ClientBase, item: WorkItem, onBytes: (delta: numbe
   item.rows = source.rowCount ?? 0;
 }
 
+async function lockTables(c: pg.ClientBase, names: string[]): Promise<void> {
+  if (!names.length) return;
+  const { rows } = await c.query<{ sql: string }>(
+    `SELECT 'LOCK TABLE ' || string_agg(format('%I', t), ', ') || ' IN ACCESS SHARE MODE' AS sql
+       FROM unnest($1::text[]) t`,
+    [names],
+  );
+  await c.query(rows[0]!.sql);
+}
+
+/**
+ * Open the backup's repeatable-read transaction with an ACCESS SHARE lock on every application table taken
+ * BEFORE its snapshot (LOCK TABLE takes none, so the snapshot is that of the next statement), as pg_dump
+ * does: a TRUNCATE or an ALTER TABLE that rewrites a table (neither is MVCC-safe: a running snapshot would see
+ * the table empty or in its new shape) then waits for the backup instead of emptying or reshaping the table
+ * in it. A table dropped between listing and locking is retried.
+ */
+async function openLockedSnapshot(main: pg.ClientBase): Promise<{
+  snapshot: string;
+  exported: string;
+  version: string;
+  dbid: string | null;
+  at: string;
+  locked: string[];
+}> {
+  for (let attempt = 0; ; attempt++) {
+    const { rows: names } = await main.query<{ t: string }>('SELECT t FROM attendux_backup_tables() t');
+    await main.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    try {
+      const locked = names.map((r) => r.t);
+      await lockTables(main, locked);
+      // The first statement with a snapshot: clock_timestamp() is read after the snapshot was taken, so
+      // every transaction in the backup committed before `at` (its createdAt, rounded up to the millisecond).
+      const { rows } = await main.query<{
+        snapshot: string;
+        exported: string;
+        version: string;
+        dbid: string | null;
+        at: Date;
+      }>(
+        `SELECT pg_current_snapshot()::text AS snapshot, pg_export_snapshot() AS exported,
+                current_setting('server_version') AS version,
+                (SELECT database_id::text FROM backup_meta LIMIT 1) AS dbid,
+                date_trunc('milliseconds', clock_timestamp()) + interval '1 millisecond' AS at`,
+      );
+      const r = rows[0]!;
+      return { ...r, at: r.at.toISOString(), locked };
+    } catch (err) {
+      await main.query('ROLLBACK').catch(() => undefined);
+      if ((err as { code?: string }).code !== '42P01' || attempt >= 2) throw err;
+    }
+  }
+}
+
 interface Staged {
+  /** When the snapshot was taken (the backup's createdAt: the state it holds is the state of this time). */
+  createdAt: string;
   snapshot: string;
   postgresVersion: string;
   databaseId: string | null;
@@ -142,20 +198,12 @@ async function stageTables(
   const helpers: pg.Client[] = [];
   try {
     stage('opening the snapshot');
-    await main.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    const { rows: snap } = await main.query<{
-      snapshot: string;
-      exported: string;
-      version: string;
-      dbid: string | null;
-    }>(
-      `SELECT pg_current_snapshot()::text AS snapshot, pg_export_snapshot() AS exported,
-              current_setting('server_version') AS version,
-              (SELECT database_id::text FROM backup_meta LIMIT 1) AS dbid`,
-    );
-    const s = snap[0]!;
+    const s = await openLockedSnapshot(main);
     const version = await schemaVersion(main);
     const tables = await listTables(main);
+    // A table created between the lock and the snapshot: lock it too before its rows are read.
+    const unlocked = tables.filter((t) => !s.locked.includes(t.name)).map((t) => t.name);
+    if (unlocked.length) await lockTables(main, unlocked);
     const items: WorkItem[] = [];
     const entriesOf = new Map<string, string[]>();
     for (const t of tables) {
@@ -219,6 +267,7 @@ async function stageTables(
       out.push({ name: t.name, rows, entries: entriesOf.get(t.name)!, primaryKey: t.pk });
     }
     return {
+      createdAt: s.at,
       snapshot: s.snapshot,
       postgresVersion: s.version,
       databaseId: s.dbid,
@@ -270,7 +319,7 @@ export async function fullBackupBody(
         kind: 'full',
         parent: null,
         chainRoot: id,
-        createdAt: startedAt.toISOString(),
+        createdAt: st!.createdAt,
         attenduxVersion: VERSION,
         schemaVersion: st!.schemaVersion,
         postgresVersion: st!.postgresVersion,
@@ -311,6 +360,7 @@ export async function trimChangeLog(c: pg.ClientBase, snapshot: string): Promise
       [snapshot],
     );
     await c.query('DELETE FROM change_log WHERE txid < pg_snapshot_xmin($1::pg_snapshot)', [snapshot]);
+    await c.query('DELETE FROM change_commits WHERE txid < pg_snapshot_xmin($1::pg_snapshot)', [snapshot]);
     await c.query('COMMIT');
   } catch (err) {
     await c.query('ROLLBACK').catch(() => undefined);
