@@ -112,12 +112,12 @@ async function copyItem(c: pg.ClientBase, item: WorkItem, onBytes: (delta: numbe
   item.rows = source.rowCount ?? 0;
 }
 
-async function lockTables(c: pg.ClientBase, names: string[]): Promise<void> {
+async function lockTables(c: pg.ClientBase, names: string[], nowait = false): Promise<void> {
   if (!names.length) return;
   const { rows } = await c.query<{ sql: string }>(
-    `SELECT 'LOCK TABLE ' || string_agg(format('%I', t), ', ') || ' IN ACCESS SHARE MODE' AS sql
+    `SELECT 'LOCK TABLE ' || string_agg(format('%I', t), ', ') || ' IN ACCESS SHARE MODE' || $2 AS sql
        FROM unnest($1::text[]) t`,
-    [names],
+    [names, nowait ? ' NOWAIT' : ''],
   );
   await c.query(rows[0]!.sql);
 }
@@ -231,9 +231,22 @@ async function stageTables(
     const connections = COPY_CONNECTIONS;
     for (let n = 1; n < connections; n++) {
       const helper = await connectClient(adminUrl, 'attendux-backup');
-      helpers.push(helper);
       await helper.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       await helper.query(`SET TRANSACTION SNAPSHOT '${s.exported.replace(/[^0-9A-F-]/gi, '')}'`);
+      // A helper takes its own locks, without waiting: once a TRUNCATE or ALTER TABLE queues for a table,
+      // a new lock request behind it would wait for it, while it waits for our main connection, which waits
+      // for the helper: a deadlock PostgreSQL cannot see. If they are not free, the main copies alone.
+      try {
+        await lockTables(
+          helper,
+          tables.map((t) => t.name),
+          true,
+        );
+        helpers.push(helper);
+      } catch (err) {
+        await helper.end().catch(() => undefined);
+        if ((err as { code?: string }).code !== '55P03') throw err;
+      }
     }
 
     // Largest first onto whichever connection is free: two workers on two cores.
