@@ -6,14 +6,15 @@ import { resolveDatabase } from '../../db/connect.js';
 import { connectClient, ddl, type Queryable } from '../../db/pool.js';
 import { migrationFiles, runMigrations } from '../../db/migrate.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
+import { openChain, planFromCatalog, restoreIdentities, sweepTempDirs, type OpenedChain } from './chain.js';
 import {
-  openChain,
-  planFromCatalog,
-  restoreIdentities,
-  sweepTempDirs,
-  type OpenedChain,
-} from './chain.js';
-import { buildingComment, readJournal, recoverJournal, sweepHalfBuilt, type RecoveryReport } from './journal.js';
+  buildingComment,
+  faultPoint,
+  readJournal,
+  recoverJournal,
+  sweepHalfBuilt,
+  type RecoveryReport,
+} from './journal.js';
 import { databaseOf, databaseUrl, loadChain, type LoadProgress, type LoadResult } from './load.js';
 import type { RestoreMode, RestorePlan } from './plan.js';
 
@@ -311,6 +312,7 @@ export async function buildDatabase(
         progress(p);
       },
     });
+    faultPoint('restore:loaded');
     if (plan.newerMigrations.length) {
       stage = `running the newer migrations ${plan.newerMigrations.join(', ')}`;
       progress({ phase: 'migrate' });

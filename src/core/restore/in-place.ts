@@ -14,13 +14,7 @@ import {
   stamp,
   type RestoreOptions,
 } from './execute.js';
-import {
-  faultPoint,
-  recoverJournal,
-  removeJournal,
-  writeJournal,
-  type RestoreJournal,
-} from './journal.js';
+import { faultPoint, recoverJournal, removeJournal, writeJournal, type RestoreJournal } from './journal.js';
 import { databaseUrl } from './load.js';
 import type { RestorePlan } from './plan.js';
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { AttenduxError } from '../../errors.js';
 import { connectClient, ddl } from '../../db/pool.js';
 import { fsyncDir, writeFileAtomic } from '../fs.js';
-import { leaveMaintenance, readMaintenance } from '../maintenance.js';
+import { leaveMaintenance, maintenancePath } from '../maintenance.js';
 import { databaseUrl } from './load.js';
 
 const maintenanceClient = (adminUrl: string) =>
@@ -119,11 +119,15 @@ export async function recoverJournal(
   const m = await maintenanceClient(adminUrl);
   let action: RecoveryReport['action'];
   try {
-    if (await exists(m, j.old)) {
+    // `old` exists from the rename's commit until --drop-old drops it, which happens only after the journal
+    // says 'swapped'; so either one proves the swap committed.
+    if (j.step === 'swapped' || (await exists(m, j.old))) {
       // The rename transaction committed: the restored database is live. Finish what came after it.
       action = 'rolled-forward';
-      await ddl(m, 'ALTER DATABASE %I CONNECTION LIMIT -1', j.old);
-      steps.push(`lifted the connection limit of ${j.old}`);
+      if (await exists(m, j.old)) {
+        await ddl(m, 'ALTER DATABASE %I CONNECTION LIMIT -1', j.old);
+        steps.push(`lifted the connection limit of ${j.old}`);
+      }
       if (await exists(m, j.live)) {
         await ddl(m, 'ALTER DATABASE %I CONNECTION LIMIT -1', j.live);
         await ddl(m, 'COMMENT ON DATABASE %I IS NULL', j.live);
@@ -151,8 +155,12 @@ export async function recoverJournal(
     await rm(j.tempDir, { recursive: true, force: true });
     steps.push(`removed the decrypted temp dir ${j.tempDir}`);
   }
-  const maint = await readMaintenance(dataDir).catch(() => undefined);
-  if (maint && (maint.pid === j.pid || !processAlive(maint.pid))) {
+  // Read the file itself: readMaintenance() already hides a file whose writer is gone.
+  const maintPid = await readFile(maintenancePath(dataDir), 'utf8').then(
+    (t) => Number((JSON.parse(t) as { pid?: unknown }).pid) || 0,
+    (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? null : 0),
+  );
+  if (maintPid !== null && (maintPid === j.pid || !processAlive(maintPid))) {
     await leaveMaintenance(dataDir);
     steps.push('left maintenance mode');
   }
