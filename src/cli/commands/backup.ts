@@ -117,13 +117,58 @@ export function registerBackup(program: Command): void {
         parent: b.parent,
         chain: b.status === 'ok' ? 'ok' : `${b.status}: ${b.problem ?? ''}`,
       }));
-      ctx.result({ backupDir: cat.backupDir, backups: cat.backups, invalid: cat.invalid }, () => [
-        ...table(
-          rows.map((r) => ({ ...r, size: mb(r.size) })),
-          ['id', 'kind', 'created', 'size', 'parent', 'chain'],
-        ),
-        ...cat.invalid.map((i) => `unreadable sidecar ${i.file}: ${i.problem}`),
-      ]);
+      ctx.result(
+        { backupDir: cat.backupDir, backups: cat.backups, invalid: cat.invalid, problems: cat.problems },
+        () => [
+          ...table(
+            rows.map((r) => ({ ...r, size: mb(r.size) })),
+            ['id', 'kind', 'created', 'size', 'parent', 'chain'],
+          ),
+          ...cat.problems.map((p) => `BAD  ${p.id} (${p.file}): ${p.problem}`),
+        ],
+      );
+      if (cat.problems.length) {
+        const { describeProblems } = await import('../../core/backup/catalog.js');
+        throw new AttenduxError(
+          'BACKUP_CORRUPT',
+          `${cat.problems.length} backup(s) cannot be read: ${describeProblems(cat.problems)}`,
+          {
+            hint: 'run `attendux backup repair -i IDENTITY` to rebuild their sidecars from the encrypted files',
+            resultPrinted: true,
+          },
+        );
+      }
+    });
+
+  backup
+    .command('repair')
+    .description(
+      'rebuild missing or unreadable sidecars from the encrypted files (needs the identity); never deletes',
+    )
+    .option(
+      '-i, --identity <file>',
+      'age identity file (else $ATTENDUX_BACKUP_IDENTITY, backup.identityFile)',
+    )
+    .option('--dry-run', 'say what would be repaired, change nothing')
+    .action(async (flags: { identity?: string; dryRun?: boolean }, cmd: Command) => {
+      const ctx = contextOf(cmd);
+      const { repairBackups } = await import('../../core/backup/repair.js');
+      const r = await repairBackups({ ...ctx.location, identityFile: flags.identity, dryRun: flags.dryRun });
+      ctx.result(r, () =>
+        r.items.length
+          ? r.items.map((i) => `${i.outcome.padEnd(12)} ${i.id} (${i.was}): ${i.detail}`)
+          : 'nothing to repair: every backup has a readable sidecar',
+      );
+      const bad = r.items.filter((i) => i.outcome !== 'repaired');
+      if (bad.length)
+        throw new AttenduxError(
+          'BACKUP_CORRUPT',
+          `${bad.length} backup(s) could not be repaired: ${bad.map((i) => `${i.id}: ${i.detail}`).join('; ')}`,
+          {
+            hint: `they are kept in ${r.backupDir}/quarantine for inspection; take a new full backup now`,
+            resultPrinted: true,
+          },
+        );
     });
 
   backup
@@ -207,16 +252,21 @@ export function registerBackup(program: Command): void {
       const st = await backupStatus(ctx.location);
       if (flags.prometheus) await writePrometheus(flags.prometheus, st);
       ctx.result(st, () =>
-        st.kinds.map(
-          (k) =>
-            `${k.ok ? 'ok   ' : 'STALE'} ${k.kind.padEnd(11)} ${k.newest ? `${k.newest.id} (${k.ageHours!.toFixed(1)} h ago)` : 'never'}${k.problem ? `: ${k.problem}` : ''}`,
-        ),
+        st.kinds
+          .map(
+            (k) =>
+              `${k.ok ? 'ok   ' : 'STALE'} ${k.kind.padEnd(11)} ${k.newest ? `${k.newest.id} (${k.ageHours!.toFixed(1)} h ago)` : 'never'}${k.problem ? `: ${k.problem}` : ''}`,
+          )
+          .concat(st.problems.map((p) => `BAD   ${p.id} (${p.file}): ${p.problem}`)),
       );
       if (!st.ok) {
         const bad = st.kinds.filter((k) => !k.ok);
         throw new AttenduxError(
           'BACKUP_STALE',
-          `backups need attention: ${bad.map((k) => `${k.kind} ${k.problem ?? ''}`).join('; ')}`,
+          `backups need attention: ${[
+            ...bad.map((k) => `${k.kind} ${k.problem ?? ''}`),
+            ...st.problems.map((p) => `${p.file}: ${p.problem}`),
+          ].join('; ')}`,
           {
             hint: 'see `attendux backup list`; run the missing backup or fix the failing run',
             resultPrinted: true,

@@ -229,6 +229,8 @@ export interface ReadBackupResult {
   /** SHA-256 and size of the encrypted file as read. */
   sha256: string;
   bytes: number;
+  /** Size of the decrypted tar. */
+  tarBytes: number;
 }
 
 export interface ReadBackupOptions {
@@ -321,6 +323,7 @@ export async function readBackup(opts: ReadBackupOptions): Promise<ReadBackupRes
     },
   });
   const entries: OpenedEntry[] = [];
+  let plainBytes = 0;
   let manifestText: string | undefined;
   let current: string | undefined;
   let afterManifest = false;
@@ -386,7 +389,10 @@ export async function readBackup(opts: ReadBackupOptions): Promise<ReadBackupRes
       createReadStream(opts.file, { highWaterMark: 1 << 20 }),
       counter,
       outer,
-      new AgeDecryptStream(opts.identities, (b) => walker.feed(b)),
+      new AgeDecryptStream(opts.identities, (b) => {
+        plainBytes += b.length;
+        walker.feed(b);
+      }),
       ex,
     );
   } catch (err) {
@@ -460,6 +466,7 @@ export async function readBackup(opts: ReadBackupOptions): Promise<ReadBackupRes
     entries: data,
     sha256: outer.hash.digest('hex'),
     bytes: outer.bytes,
+    tarBytes: plainBytes,
   };
   if (opts.sidecar) checkAgainstSidecar(opts.file, manifest, opts.sidecar, result);
   return result;

@@ -1,6 +1,6 @@
 import { loadConfig, type ConfigLocation } from '../config/load.js';
 import { writeFileAtomic } from '../fs.js';
-import { newestOf, readCatalog } from './catalog.js';
+import { newestOf, readCatalog, type CatalogProblem } from './catalog.js';
 import type { BackupKind } from './format.js';
 import { readLastRun, type LastRun } from './run.js';
 
@@ -20,6 +20,8 @@ export interface BackupStatus {
   backupDir: string;
   checkedAt: string;
   kinds: KindStatus[];
+  /** Backups whose sidecar is unreadable or missing (status is then not ok). */
+  problems: CatalogProblem[];
 }
 
 /** Age of the newest good backup of each kind against its threshold, and whether its last run failed. */
@@ -57,7 +59,13 @@ export async function backupStatus(opts: ConfigLocation & { now?: Date } = {}): 
       ...(problem ? { problem } : {}),
     });
   }
-  return { ok: kinds.every((k) => k.ok), backupDir: loaded.backupDir, checkedAt: now.toISOString(), kinds };
+  return {
+    ok: kinds.every((k) => k.ok) && catalog.problems.length === 0,
+    backupDir: loaded.backupDir,
+    checkedAt: now.toISOString(),
+    kinds,
+    problems: catalog.problems,
+  };
 }
 
 /** node_exporter textfile collector format (one gauge family per line group, labelled by kind). */
@@ -85,8 +93,8 @@ export function prometheusText(st: BackupStatus): string {
     ],
     [
       'attendux_backup_ok',
-      '1 if this kind is fresh and its last run succeeded, else 0.',
-      (k) => (k.ok ? 1 : 0),
+      '1 if this kind is fresh and its last run succeeded (and no backup is unreadable), else 0.',
+      (k) => (k.ok && !st.problems.length ? 1 : 0),
     ],
   ];
   const lines: string[] = [];
