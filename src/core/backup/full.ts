@@ -16,6 +16,8 @@ import {
   type BackupRunResult,
   type RunEnv,
 } from './run.js';
+import { faultPoint } from '../fault.js';
+import { StagingCipher } from './staging.js';
 import { EntryQueue, writeArchive } from './writer.js';
 
 /** Tables bigger than this many 8 KiB blocks are copied as several ctid ranges, spread over the connections. */
@@ -80,7 +82,12 @@ export async function listTables(c: pg.ClientBase): Promise<TableInfo[]> {
   return foreignKeyOrder(rows);
 }
 
-async function copyItem(c: pg.ClientBase, item: WorkItem, onBytes: (delta: number) => void): Promise<void> {
+async function copyItem(
+  c: pg.ClientBase,
+  item: WorkItem,
+  cipher: StagingCipher,
+  onBytes: (delta: number) => void,
+): Promise<void> {
   const { to: copyTo } = await import('pg-copy-streams');
   const { rows } = await c.query<{ sql: string }>(
     item.from === null && item.to === null
@@ -107,6 +114,7 @@ async function copyItem(c: pg.ClientBase, item: WorkItem, onBytes: (delta: numbe
     source,
     createGzip({ level: 1, memLevel: 9, chunkSize: 256 * 1024 }),
     count,
+    cipher.encryptTo(item.file),
     createWriteStream(item.file, { mode: 0o600 }),
   );
   item.rows = source.rowCount ?? 0;
@@ -188,6 +196,7 @@ async function stageTables(
   stage: (s: string) => void,
   ready: EntryQueue,
   aborted: () => boolean,
+  cipher: StagingCipher,
 ): Promise<Staged> {
   const adminUrl = env.install.db.adminUrl;
   // New tables (from a migration that forgot to attach capture) get the trigger before the snapshot, so
@@ -258,14 +267,15 @@ async function stageTables(
         stage(`copying table ${it.table}`);
         const pid = (c as unknown as { processID?: number }).processID ?? 0;
         await opts.onCopyStarted?.(it.table, pid);
-        await copyItem(c, it, (d) => {
+        await copyItem(c, it, cipher, (d) => {
           staged += d;
           opts.onProgress?.({ phase: 'copy', table: it.table, bytes: staged });
         }).catch((err: unknown) => {
           // Two workers share one stage line; name the table of the copy that actually failed.
           throw backupFailure(err, 'full', `copying table ${it.table}`);
         });
-        ready.push({ name: it.entry, files: [it.file], removeAfter: true });
+        ready.push({ name: it.entry, files: [it.file], removeAfter: true, open: (f) => cipher.read(f) });
+        faultPoint('backup:table-staged');
       }
     };
     await Promise.all([worker(main), ...helpers.map((h) => worker(h))]);
@@ -308,7 +318,7 @@ export async function fullBackupBody(
   let abort = false;
   let st: Staged | undefined;
   try {
-    const copying = stageTables(env, staging, opts, stage, ready, () => abort).then(
+    const copying = stageTables(env, staging, opts, stage, ready, () => abort, new StagingCipher()).then(
       (r) => {
         st = r;
         stage('writing the archive');

@@ -12,6 +12,7 @@ import { chainHead, readCatalog, type CatalogEntry } from './catalog.js';
 import { CHANGES_ENTRY, newBackupId, type Sidecar } from './format.js';
 import { fullBackupBody, trimChangeLog } from './full.js';
 import { runDatabaseBackup, type BackupRunOptions, type BackupRunResult, type RunEnv } from './run.js';
+import { StagingCipher } from './staging.js';
 import { writeArchive } from './writer.js';
 
 export interface IncrementalOptions extends BackupRunOptions {
@@ -113,6 +114,7 @@ async function incrementalBody(
     stage('copying the changes');
     const { to: copyTo } = await import('pg-copy-streams');
     const file = join(staging, 'changes.gz');
+    const cipher = new StagingCipher();
     // `at` is the transaction's commit time (migration 0005's marker) where one was recorded, else the time
     // of the change (rows captured before that migration): --at keeps whole transactions by it.
     const source = c.query(
@@ -133,6 +135,7 @@ async function incrementalBody(
           cb(null, chunk);
         },
       }),
+      cipher.encryptTo(file),
       createWriteStream(file, { mode: 0o600 }),
     );
     await c.query('COMMIT');
@@ -142,7 +145,7 @@ async function incrementalBody(
       backupDir: env.backupDir,
       id,
       recipients: env.recipients,
-      entries: [{ name: CHANGES_ENTRY, files: [file] }],
+      entries: [{ name: CHANGES_ENTRY, files: [file], open: (f) => cipher.read(f) }],
       startedAt,
       rows: () => count,
       onBytes: (n) => opts.onProgress?.({ phase: 'archive', bytes: n }),

@@ -28,6 +28,8 @@ export interface StagedEntry {
   content?: Buffer;
   /** Delete the staged files once they are in the archive (keeps the staging disk use down). */
   removeAfter?: boolean;
+  /** Reads a staged file's plaintext (staged files are encrypted, see StagingCipher). */
+  open?: (file: string) => import('node:stream').Readable;
 }
 
 export interface WriteArchiveOptions {
@@ -88,14 +90,16 @@ export async function writeArchive(opts: WriteArchiveOptions): Promise<Sidecar> 
         sink.on('finish', () => resolve());
         sink.on('close', () => resolve());
       });
+      // When the output fails (disk full), the entry errors while the loop below is still waiting to
+      // write: the loop's own error is what is reported, and this one must not become an unhandled rejection.
+      done.catch(() => undefined);
       if (e.content) {
         h.update(e.content);
         sink.write(e.content);
       }
       for (const f of e.files ?? []) {
-        for await (const chunk of createReadStream(f, {
-          highWaterMark: 256 * 1024,
-        }) as AsyncIterable<Buffer>) {
+        const source = e.open ? e.open(f) : createReadStream(f, { highWaterMark: 256 * 1024 });
+        for await (const chunk of source as AsyncIterable<Buffer>) {
           h.update(chunk);
           if (!sink.write(chunk)) await once(sink, 'drain');
         }
