@@ -17,6 +17,7 @@ import {
   type RunEnv,
 } from './run.js';
 import { faultPoint } from '../fault.js';
+import { RESTORE_SCRIPT, SCHEMA_SCRIPT, restoreScript, schemaScript } from './scripts.js';
 import { StagingCipher } from './staging.js';
 import { EntryQueue, writeArchive } from './writer.js';
 
@@ -197,6 +198,7 @@ async function stageTables(
   ready: EntryQueue,
   aborted: () => boolean,
   cipher: StagingCipher,
+  id: string,
 ): Promise<Staged> {
   const adminUrl = env.install.db.adminUrl;
   // New tables (from a migration that forgot to attach capture) get the trigger before the snapshot, so
@@ -237,6 +239,17 @@ async function stageTables(
       }
       entriesOf.set(t.name, names);
     }
+    // What a person needs to restore this backup without attendux (README "Restoring by hand").
+    if (version) ready.push({ name: SCHEMA_SCRIPT, content: Buffer.from(await schemaScript(version)) });
+    ready.push({
+      name: RESTORE_SCRIPT,
+      content: Buffer.from(
+        restoreScript(
+          id,
+          tables.map((t) => ({ name: t.name, entries: entriesOf.get(t.name)! })),
+        ),
+      ),
+    });
     const connections = COPY_CONNECTIONS;
     for (let n = 1; n < connections; n++) {
       const helper = await connectClient(adminUrl, 'attendux-backup');
@@ -318,7 +331,7 @@ export async function fullBackupBody(
   let abort = false;
   let st: Staged | undefined;
   try {
-    const copying = stageTables(env, staging, opts, stage, ready, () => abort, new StagingCipher()).then(
+    const copying = stageTables(env, staging, opts, stage, ready, () => abort, new StagingCipher(), id).then(
       (r) => {
         st = r;
         stage('writing the archive');

@@ -12,6 +12,7 @@ import { chainHead, readCatalog, type CatalogEntry } from './catalog.js';
 import { CHANGES_ENTRY, newBackupId, type Sidecar } from './format.js';
 import { fullBackupBody, trimChangeLog } from './full.js';
 import { runDatabaseBackup, type BackupRunOptions, type BackupRunResult, type RunEnv } from './run.js';
+import { APPLY_SCRIPT, applyChangesScript } from './scripts.js';
 import { StagingCipher } from './staging.js';
 import { writeArchive } from './writer.js';
 
@@ -145,7 +146,10 @@ async function incrementalBody(
       backupDir: env.backupDir,
       id,
       recipients: env.recipients,
-      entries: [{ name: CHANGES_ENTRY, files: [file], open: (f) => cipher.read(f) }],
+      entries: [
+        { name: APPLY_SCRIPT, content: Buffer.from(applyChangesScript(id, parent.id)) },
+        { name: CHANGES_ENTRY, files: [file], open: (f) => cipher.read(f) },
+      ],
       startedAt,
       rows: () => count,
       onBytes: (n) => opts.onProgress?.({ phase: 'archive', bytes: n }),
