@@ -116,7 +116,7 @@ export const ERROR_CODES = {
   RESTORE_FAILED: { exitCode: 1, doc: 'A restore failed part way; the live database is unchanged.' },
   RESTORE_IN_PROGRESS: {
     exitCode: 75,
-    doc: 'An in-place restore is still running (its journal names a live process); retry later.',
+    doc: 'An in-place restore is still running (see its journal); retry later.',
   },
   RESTORE_DRILL_FAILED: {
     exitCode: 1,

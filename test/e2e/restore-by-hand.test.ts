@@ -26,7 +26,7 @@ const target = () => `${db.name}_byhand`;
 
 function recipe(): string {
   const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
-  const block = /<!-- by-hand-restore -->\n```sh\n([\s\S]*?)```\n<!-- \/by-hand-restore -->/.exec(readme);
+  const block = /<!-- by-hand-restore -->\n+```sh\n([\s\S]*?)```\n+<!-- \/by-hand-restore -->/.exec(readme);
   if (!block) throw new Error('README has no by-hand-restore block');
   return block[1]!;
 }
