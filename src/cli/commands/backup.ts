@@ -1,5 +1,12 @@
 import type { Command } from 'commander';
 import { contextOf, table, type CliContext } from '../context.js';
+import { PASSPHRASE_FLAG, PASSPHRASE_HELP, usePassphrase } from '../passphrase.js';
+
+interface VerifyFlags {
+  all?: boolean;
+  identity?: string;
+  identityPassphraseFile?: string;
+}
 import { AttenduxError } from '../../errors.js';
 import type { BackupProgress, BackupRunResult } from '../../core/backup/run.js';
 
@@ -149,27 +156,38 @@ export function registerBackup(program: Command): void {
       '-i, --identity <file>',
       'age identity file (else $ATTENDUX_BACKUP_IDENTITY, backup.identityFile)',
     )
+    .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
     .option('--dry-run', 'say what would be repaired, change nothing')
-    .action(async (flags: { identity?: string; dryRun?: boolean }, cmd: Command) => {
-      const ctx = contextOf(cmd);
-      const { repairBackups } = await import('../../core/backup/repair.js');
-      const r = await repairBackups({ ...ctx.location, identityFile: flags.identity, dryRun: flags.dryRun });
-      ctx.result(r, () =>
-        r.items.length
-          ? r.items.map((i) => `${i.outcome.padEnd(12)} ${i.id} (${i.was}): ${i.detail}`)
-          : 'nothing to repair: every backup has a readable sidecar',
-      );
-      const bad = r.items.filter((i) => i.outcome !== 'repaired');
-      if (bad.length)
-        throw new AttenduxError(
-          'BACKUP_CORRUPT',
-          `${bad.length} backup(s) could not be repaired: ${bad.map((i) => `${i.id}: ${i.detail}`).join('; ')}`,
-          {
-            hint: `they are kept in ${r.backupDir}/quarantine for inspection; take a new full backup now`,
-            resultPrinted: true,
-          },
+    .action(
+      async (
+        flags: { identity?: string; dryRun?: boolean; identityPassphraseFile?: string },
+        cmd: Command,
+      ) => {
+        const ctx = contextOf(cmd);
+        usePassphrase(ctx, flags.identityPassphraseFile);
+        const { repairBackups } = await import('../../core/backup/repair.js');
+        const r = await repairBackups({
+          ...ctx.location,
+          identityFile: flags.identity,
+          dryRun: flags.dryRun,
+        });
+        ctx.result(r, () =>
+          r.items.length
+            ? r.items.map((i) => `${i.outcome.padEnd(12)} ${i.id} (${i.was}): ${i.detail}`)
+            : 'nothing to repair: every backup has a readable sidecar',
         );
-    });
+        const bad = r.items.filter((i) => i.outcome !== 'repaired');
+        if (bad.length)
+          throw new AttenduxError(
+            'BACKUP_CORRUPT',
+            `${bad.length} backup(s) could not be repaired: ${bad.map((i) => `${i.id}: ${i.detail}`).join('; ')}`,
+            {
+              hint: `they are kept in ${r.backupDir}/quarantine for inspection; take a new full backup now`,
+              resultPrinted: true,
+            },
+          );
+      },
+    );
 
   backup
     .command('verify [id]')
@@ -179,8 +197,10 @@ export function registerBackup(program: Command): void {
       '-i, --identity <file>',
       'age identity file (else $ATTENDUX_BACKUP_IDENTITY, backup.identityFile)',
     )
-    .action(async (id: string | undefined, flags: { all?: boolean; identity?: string }, cmd: Command) => {
+    .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
+    .action(async (id: string | undefined, flags: VerifyFlags, cmd: Command) => {
       const ctx = contextOf(cmd);
+      usePassphrase(ctx, flags.identityPassphraseFile);
       if (id && flags.all) throw new AttenduxError('USAGE', 'give a backup id or --all, not both');
       const { verifyBackups } = await import('../../core/backup/verify.js');
       const r = await verifyBackups({

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { contextOf, type CliContext } from '../context.js';
+import { PASSPHRASE_FLAG, PASSPHRASE_HELP, usePassphrase } from '../passphrase.js';
 import { AttenduxError, usageError } from '../../errors.js';
 import type { RestoreProgress } from '../../core/restore/execute.js';
 import type { RestorePlan } from '../../core/restore/plan.js';
@@ -15,6 +16,7 @@ interface RestoreFlags {
   configOnly?: boolean;
   recover?: boolean;
   identity?: string;
+  identityPassphraseFile?: string;
   dryRun?: boolean;
   yes?: boolean;
   force?: boolean;
@@ -111,12 +113,14 @@ export function registerRestore(program: Command): void {
       '-i, --identity <file>',
       'age identity file (else $ATTENDUX_BACKUP_IDENTITY, backup.identityFile)',
     )
+    .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
     .option('--dry-run', 'print the plan (files, order, times, sizes, what is replaced) and change nothing')
     .option('-y, --yes', 'do not ask for confirmation')
     .option('--force', 'replace a target database (or config files) that already hold data')
     .action(async (f: RestoreFlags, cmd: Command) => {
       const ctx = contextOf(cmd);
       checkFlags(f);
+      usePassphrase(ctx, f.identityPassphraseFile);
       const base = {
         ...ctx.location,
         backupId: f.backup,
@@ -231,7 +235,10 @@ export function registerRestore(program: Command): void {
     .option('-y, --yes', 'do not ask for confirmation')
     .option('--force', 'overwrite files that exist')
     // The parent command parses the flags it shares with this one wherever they stand: read them merged.
-    .action((_f: RestoreFlags, cmd: Command) =>
-      configOnly(contextOf(cmd), cmd.optsWithGlobals<RestoreFlags>()),
-    );
+    .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
+    .action((_f: RestoreFlags, cmd: Command) => {
+      const f = cmd.optsWithGlobals<RestoreFlags>();
+      usePassphrase(contextOf(cmd), f.identityPassphraseFile);
+      return configOnly(contextOf(cmd), f);
+    });
 }

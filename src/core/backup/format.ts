@@ -179,11 +179,59 @@ export function parseManifest(text: string): Manifest {
 // ---------------------------------------------------------------------------------------------------------
 // Identities
 
-/** Read an age identity file (age-keygen format, comments allowed); one or more AGE-SECRET-KEY-1 lines. */
-export async function readIdentityFile(path: string): Promise<string[]> {
-  let text: string;
+/**
+ * Where the passphrase of a passphrase-protected identity file (`age -p`) comes from. The CLI sets it (from
+ * --identity-passphrase-file, $ATTENDUX_BACKUP_IDENTITY_PASSPHRASE_FILE, or a prompt on a terminal); core code
+ * never prompts. Without one, such a file is refused with the reason.
+ */
+export type PassphraseSource = (identityFile: string) => Promise<string | null>;
+let passphraseSource: PassphraseSource | null = null;
+
+export function setIdentityPassphraseSource(source: PassphraseSource | null): void {
+  passphraseSource = source;
+}
+
+/** The file is an age-encrypted file (binary or armored): an identity file protected with `age -p`. */
+export function isEncryptedIdentity(bytes: Buffer): boolean {
+  const head = bytes.subarray(0, 64).toString('latin1');
+  return head.startsWith('age-encryption.org/v1\n') || head.startsWith('-----BEGIN AGE ENCRYPTED FILE-----');
+}
+
+async function decryptIdentityFile(path: string, bytes: Buffer): Promise<string> {
+  const passphrase = passphraseSource ? await passphraseSource(path) : null;
+  if (passphrase === null)
+    throw new AttenduxError(
+      'BACKUP_BAD_IDENTITY',
+      `${path} is a passphrase-protected identity (age -p) and no passphrase was given`,
+      {
+        hint: 'run on a terminal to be asked for it, or pass --identity-passphrase-file FILE (or set $ATTENDUX_BACKUP_IDENTITY_PASSPHRASE_FILE)',
+      },
+    );
+  const age = await import('age-encryption');
+  const d = new age.Decrypter();
+  d.addPassphrase(passphrase);
+  const text = bytes.subarray(0, 64).toString('latin1').startsWith('-----BEGIN')
+    ? age.armor.decode(bytes.toString('latin1'))
+    : new Uint8Array(bytes);
   try {
-    text = await readFile(path, 'utf8');
+    return await d.decrypt(text, 'text');
+  } catch (err) {
+    throw new AttenduxError(
+      'BACKUP_BAD_IDENTITY',
+      `cannot open the passphrase-protected identity ${path}: ${/passphrase|scrypt|no identity matched|header/i.test((err as Error).message) ? 'wrong passphrase' : (err as Error).message}`,
+      { hint: 'check the passphrase (the one given to `age -p` when the identity was protected)' },
+    );
+  }
+}
+
+/**
+ * Read an age identity file (age-keygen format, comments allowed; one or more AGE-SECRET-KEY-1 lines), or
+ * one protected with a passphrase (`age-keygen | age -p > key.age`, binary or armored).
+ */
+export async function readIdentityFile(path: string): Promise<string[]> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
   } catch (err) {
     throw new AttenduxError(
       'BACKUP_BAD_IDENTITY',
@@ -193,10 +241,11 @@ export async function readIdentityFile(path: string): Promise<string[]> {
       },
     );
   }
+  const text = isEncryptedIdentity(bytes) ? await decryptIdentityFile(path, bytes) : bytes.toString('utf8');
   const ids = parseIdentityFile(text);
   if (!ids.length)
     throw new AttenduxError('BACKUP_BAD_IDENTITY', `${path} holds no AGE-SECRET-KEY-1... line`, {
-      hint: 'an age identity file as written by age-keygen or `attendux init`',
+      hint: 'an age identity file as written by age-keygen or `attendux init` (or one protected with age -p)',
     });
   return ids;
 }
