@@ -123,6 +123,8 @@ export interface Sidecar {
   rows: number;
   recipients: number;
   outcome: 'success';
+  /** Set when `backup repair` rebuilt this sidecar from the encrypted file (finishedAt is then its mtime). */
+  repairedAt?: string;
 }
 
 function isObj(v: unknown): v is Record<string, unknown> {

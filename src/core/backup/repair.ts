@@ -109,9 +109,8 @@ export async function repairBackups(opts: RepairOptions): Promise<RepairResult> 
           rows: rowsOf(m),
           recipients: await countRecipients(file),
           outcome: 'success',
-          // Additive: says this sidecar was rebuilt from the file (finishedAt is then the file's mtime).
           repairedAt: new Date().toISOString(),
-        } as Sidecar;
+        };
       } catch (err) {
         if (isAttenduxError(err) && err.code === 'BACKUP_BAD_IDENTITY') throw err;
         const detail = (err as Error).message;
