@@ -22,6 +22,8 @@ let admin: Pool;
 let inst: TestInstall;
 const chain: string[] = [];
 let atEnd: Record<string, string>;
+let atInc1: Record<string, string>;
+let t1: string;
 const target = () => `${db.name}_byhand`;
 
 function recipe(): string {
@@ -45,6 +47,8 @@ beforeAll(async () => {
      SELECT tenant_id, id, 'check_in', now(), 'unknown', 'gps' FROM employees`,
   );
   chain.push((await backupIncremental({ configPath: inst.configPath })).sidecar.id);
+  atInc1 = await tableChecksums(db.adminUrl);
+  t1 = (await admin.query<{ t: Date }>('SELECT clock_timestamp() AS t')).rows[0]!.t.toISOString();
   await admin.query('TRUNCATE tenant_settings');
   await admin.query(
     `INSERT INTO tenant_settings (tenant_id, key, value) SELECT id, 'after', '2' FROM tenants`,
@@ -56,29 +60,47 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await admin.end();
-  await dropDatabases(db.superuserUrl, [target()]);
+  await dropDatabases(db.superuserUrl, [target(), `${target()}_at`]);
   await db.drop();
   await inst.cleanup();
 });
 
+function script(into: string): string {
+  return recipe()
+    .replace(
+      /^BACKUPS=.*$/m,
+      `BACKUPS=${inst.backupDir} IDENTITY=${inst.identityFile} APP_ROLE=${db.appRole}`,
+    )
+    .replace(/^TARGET=.*$/m, `TARGET=${urlOf(db, into, 'super')}`)
+    .replace(/^CHAIN=.*$/m, `CHAIN="${chain.join(' ')}"`);
+}
+
+async function runScript(text: string, dir: string) {
+  const cwd = join(inst.dir, dir);
+  await mkdir(cwd);
+  // Only Debian's tools on PATH: no node, no attendux.
+  return execa('bash', ['-c', text], {
+    cwd,
+    env: { PATH: '/usr/bin:/bin', HOME: cwd },
+    extendEnv: false,
+    reject: false,
+  });
+}
+
 describe('the README by-hand restore', () => {
+  it('with -v until keeps only the transactions committed by then', async () => {
+    const text = script(`${target()}_at`).replace(
+      '-f apply-changes.sql',
+      `-v until=${t1} -f apply-changes.sql`,
+    );
+    const r = await runScript(text, 'by-hand-at');
+    expect(r.stderr).not.toMatch(/ERROR/);
+    expect(r.exitCode).toBe(0);
+    expect(await tableChecksums(urlOf(db, `${target()}_at`, 'super'))).toEqual(atInc1);
+  });
+
   it('restores a full and two incrementals with age, tar, gunzip and psql alone', async () => {
-    const script = recipe()
-      .replace(
-        /^BACKUPS=.*$/m,
-        `BACKUPS=${inst.backupDir} IDENTITY=${inst.identityFile} APP_ROLE=${db.appRole}`,
-      )
-      .replace(/^TARGET=.*$/m, `TARGET=${urlOf(db, target(), 'super')}`)
-      .replace(/^CHAIN=.*$/m, `CHAIN="${chain.join(' ')}"`);
-    const cwd = join(inst.dir, 'by-hand');
-    await mkdir(cwd);
-    // Only Debian's tools on PATH: no node, no attendux.
-    const r = await execa('bash', ['-c', script], {
-      cwd,
-      env: { PATH: '/usr/bin:/bin', HOME: cwd },
-      extendEnv: false,
-      reject: false,
-    });
+    const r = await runScript(script(target()), 'by-hand');
     expect(r.stderr).not.toMatch(/ERROR/);
     expect(r.exitCode).toBe(0);
     // The superuser who ran the scripts owns the tables (row-level security does not apply to it).

@@ -381,6 +381,10 @@ export async function readBackup(opts: ReadBackupOptions): Promise<ReadBackupRes
   const walker = new TarWalker();
   const ex = extract();
   ex.on('entry', (header, stream, next) => {
+    // When the decryption fails later, the pipeline destroys the extractor with that error, which destroys
+    // the entry streams again, long after their own pipeline stopped listening: without a listener of its
+    // own, that 'error' would be thrown as an uncaught exception.
+    stream.on('error', () => undefined);
     const name = header.name;
     current = name;
     const fail = (msg: string) => {
