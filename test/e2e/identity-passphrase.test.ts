@@ -96,13 +96,16 @@ describe('passphrase-protected identities', () => {
   });
 
   it('ask for the passphrase on a terminal', async () => {
+    // script(1) gives the binary a terminal and waits for its input to end: the typist stops once the
+    // command has exited (it touches a file), not after a guessed time.
+    const done = join(inst.dir, 'tty-done');
     const r = await execa(
       'bash',
       [
         '-c',
-        `(sleep 1.5; printf '%s\\r' "$P"; sleep 3) | script -qec "node '${BIN}' --config '${inst.configPath}' backup verify -i '${binaryKey}'" /dev/null`,
+        `(sleep 1.5; printf '%s\\r' "$P"; while [ ! -e "$D" ]; do sleep 0.2; done) | script -qec "node '${BIN}' --config '${inst.configPath}' backup verify -i '${binaryKey}'; rc=\\$?; touch '$D'; exit \\$rc" /dev/null`,
       ],
-      { env: { P: PASS, ATTENDUX_CONFIG: '' }, reject: false },
+      { env: { P: PASS, D: done, ATTENDUX_CONFIG: '' }, reject: false },
     );
     expect(r.stdout).toMatch(/passphrase of/);
     expect(r.stdout).toMatch(/ok {3}full-/);
