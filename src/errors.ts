@@ -122,6 +122,10 @@ export const ERROR_CODES = {
     doc: 'The target database or file exists and holds data; pass --force to replace.',
   },
   RESTORE_FAILED: { exitCode: 1, doc: 'A restore failed part way; the live database is unchanged.' },
+  RESTORE_IN_PROGRESS: {
+    exitCode: 75,
+    doc: 'An in-place restore is still running (see its journal); retry later.',
+  },
   RESTORE_DRILL_FAILED: {
     exitCode: 1,
     doc: 'restore --drill: a check of the restored copy failed (see the report).',

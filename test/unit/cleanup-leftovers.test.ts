@@ -27,14 +27,16 @@ beforeEach(async () => {
 afterEach(() => rm(dir, { recursive: true, force: true }));
 
 describe('cleanupLeftovers', () => {
-  it('removes part files, staging dirs and data files without a sidecar, and keeps complete backups', async () => {
+  it('removes part files and staging dirs, quarantines data files without a sidecar, keeps complete backups', async () => {
     const removed = await cleanupLeftovers(dir, 'database');
     expect(removed.sort()).toEqual([
       '.full-20261102T020000000Z.json.1a2b3c4d.part',
       '.staging-full-20261102T020000000Z',
       'full-20261102T020000000Z.tar.age.part',
-      'incremental-20261102T080000000Z.tar.age',
+      'quarantine/incremental-20261102T080000000Z.tar.age',
     ]);
+    // Never deleted: it may be an intact backup whose sidecar was lost (`backup repair` rebuilds it).
+    expect(await readdir(join(dir, 'quarantine'))).toEqual(['incremental-20261102T080000000Z.tar.age']);
     expect((await readdir(dir)).sort()).toEqual([
       'config-20261101T090000000Z.json',
       'config-20261101T090000000Z.tar.age',
@@ -43,6 +45,7 @@ describe('cleanupLeftovers', () => {
       'full-20261101T020000000Z.tar.age',
       'last-run-full.json',
       'notes.txt',
+      'quarantine',
     ]);
   });
 

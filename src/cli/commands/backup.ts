@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { contextOf, table, type CliContext } from '../context.js';
+import { PASSPHRASE_FLAG, PASSPHRASE_HELP, usePassphrase } from '../passphrase.js';
 import { AttenduxError } from '../../errors.js';
 import type { BackupProgress, BackupRunResult } from '../../core/backup/run.js';
 import type { CopyOutcome, OffsiteProgress } from '../../core/offsite/copy.js';
@@ -72,7 +73,12 @@ function printRun(ctx: CliContext, r: BackupRunResult): void {
   ctx.result(r, () => lines);
 }
 
-type VerifyFlags = { all?: boolean; identity?: string; target?: string };
+interface VerifyFlags {
+  all?: boolean;
+  identity?: string;
+  identityPassphraseFile?: string;
+  target?: string;
+}
 
 export function registerBackup(program: Command): void {
   const backup = program
@@ -151,14 +157,70 @@ export function registerBackup(program: Command): void {
         parent: b.parent,
         chain: b.status === 'ok' ? 'ok' : `${b.status}: ${b.problem ?? ''}`,
       }));
-      ctx.result({ backupDir: cat.backupDir, backups: cat.backups, invalid: cat.invalid }, () => [
-        ...table(
-          rows.map((r) => ({ ...r, size: mb(r.size) })),
-          ['id', 'kind', 'created', 'size', 'parent', 'chain'],
-        ),
-        ...cat.invalid.map((i) => `unreadable sidecar ${i.file}: ${i.problem}`),
-      ]);
+      ctx.result(
+        { backupDir: cat.backupDir, backups: cat.backups, invalid: cat.invalid, problems: cat.problems },
+        () => [
+          ...table(
+            rows.map((r) => ({ ...r, size: mb(r.size) })),
+            ['id', 'kind', 'created', 'size', 'parent', 'chain'],
+          ),
+          ...cat.problems.map((p) => `BAD  ${p.id} (${p.file}): ${p.problem}`),
+        ],
+      );
+      if (cat.problems.length) {
+        const { describeProblems } = await import('../../core/backup/catalog.js');
+        throw new AttenduxError(
+          'BACKUP_CORRUPT',
+          `${cat.problems.length} backup(s) cannot be read: ${describeProblems(cat.problems)}`,
+          {
+            hint: 'run `attendux backup repair -i IDENTITY` to rebuild their sidecars from the encrypted files',
+            resultPrinted: true,
+          },
+        );
+      }
     });
+
+  backup
+    .command('repair')
+    .description(
+      'rebuild missing or unreadable sidecars from the encrypted files (needs the identity); never deletes',
+    )
+    .option(
+      '-i, --identity <file>',
+      'age identity file (else $ATTENDUX_BACKUP_IDENTITY, backup.identityFile)',
+    )
+    .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
+    .option('--dry-run', 'say what would be repaired, change nothing')
+    .action(
+      async (
+        flags: { identity?: string; dryRun?: boolean; identityPassphraseFile?: string },
+        cmd: Command,
+      ) => {
+        const ctx = contextOf(cmd);
+        usePassphrase(ctx, flags.identityPassphraseFile);
+        const { repairBackups } = await import('../../core/backup/repair.js');
+        const r = await repairBackups({
+          ...ctx.location,
+          identityFile: flags.identity,
+          dryRun: flags.dryRun,
+        });
+        ctx.result(r, () =>
+          r.items.length
+            ? r.items.map((i) => `${i.outcome.padEnd(12)} ${i.id} (${i.was}): ${i.detail}`)
+            : 'nothing to repair: every backup has a readable sidecar',
+        );
+        const bad = r.items.filter((i) => i.outcome !== 'repaired');
+        if (bad.length)
+          throw new AttenduxError(
+            'BACKUP_CORRUPT',
+            `${bad.length} backup(s) could not be repaired: ${bad.map((i) => `${i.id}: ${i.detail}`).join('; ')}`,
+            {
+              hint: `they are kept in ${r.backupDir}/quarantine for inspection; take a new full backup now`,
+              resultPrinted: true,
+            },
+          );
+      },
+    );
 
   backup
     .command('verify [id]')
@@ -172,8 +234,10 @@ export function registerBackup(program: Command): void {
       '--target <name>',
       'verify the copies on this target (streamed; no local copy without --identity)',
     )
+    .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
     .action(async (id: string | undefined, flags: VerifyFlags, cmd: Command) => {
       const ctx = contextOf(cmd);
+      usePassphrase(ctx, flags.identityPassphraseFile);
       if (id && flags.all) throw new AttenduxError('USAGE', 'give a backup id or --all, not both');
       if (flags.target !== undefined) return verifyTargetAction(ctx, flags.target, id, flags);
       const { verifyBackups } = await import('../../core/backup/verify.js');
@@ -285,11 +349,12 @@ export function registerBackup(program: Command): void {
           (t) =>
             `${t.ok ? 'ok   ' : 'FAIL '} target ${t.name} (${t.type})${t.state?.lastSuccessAt ? `: last copy ${t.state.lastSuccessAt}` : ''}${t.problem ? `: ${t.problem}` : ''}`,
         ),
+        ...st.problems.map((p) => `BAD   ${p.id} (${p.file}): ${p.problem}`),
       ]);
       if (!st.ok) {
         const bad = st.kinds.filter((k) => !k.ok);
         const badTargets = offsite.targets.filter((t) => !t.ok);
-        if (!bad.length)
+        if (!bad.length && !st.problems.length)
           throw new AttenduxError(
             'OFFSITE_FAILED',
             `off-site copies need attention: ${badTargets.map((t) => `${t.name}: ${t.problem ?? ''}`).join('; ')}`,
@@ -297,7 +362,10 @@ export function registerBackup(program: Command): void {
           );
         throw new AttenduxError(
           'BACKUP_STALE',
-          `backups need attention: ${bad.map((k) => `${k.kind} ${k.problem ?? ''}`).join('; ')}`,
+          `backups need attention: ${[
+            ...bad.map((k) => `${k.kind} ${k.problem ?? ''}`),
+            ...st.problems.map((p) => `${p.file}: ${p.problem}`),
+          ].join('; ')}`,
           {
             hint: 'see `attendux backup list`; run the missing backup or fix the failing run',
             resultPrinted: true,

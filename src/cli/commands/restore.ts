@@ -1,6 +1,7 @@
 import { rmSync } from 'node:fs';
 import type { Command } from 'commander';
 import { contextOf, type CliContext } from '../context.js';
+import { PASSPHRASE_FLAG, PASSPHRASE_HELP, usePassphrase } from '../passphrase.js';
 import { AttenduxError, usageError } from '../../errors.js';
 import type { RestoreProgress } from '../../core/restore/execute.js';
 import type { RestorePlan } from '../../core/restore/plan.js';
@@ -14,7 +15,9 @@ interface RestoreFlags {
   tenant?: string;
   drill?: boolean;
   configOnly?: boolean;
+  recover?: boolean;
   identity?: string;
+  identityPassphraseFile?: string;
   dryRun?: boolean;
   yes?: boolean;
   force?: boolean;
@@ -52,6 +55,7 @@ function checkFlags(f: RestoreFlags): void {
     f.tenant !== undefined && '--tenant',
     f.drill && '--drill',
     f.configOnly && '--config-only',
+    f.recover && '--recover',
   ].filter(Boolean);
   if (modes.length > 1) throw usageError(`${modes.join(' and ')} cannot be combined`);
   if (f.backup && f.at) throw usageError('give --backup ID or --at TIME, not both');
@@ -135,9 +139,14 @@ export function registerRestore(program: Command): void {
     .option('--drill', 'restore into a throwaway database, check it, drop it; exit 1 on any failed check')
     .option('--config-only', 'bring back config, secrets and service files from a config backup')
     .option(
+      '--recover',
+      'finish or undo a killed --in-place restore, drop half-built restore databases and decrypted temp dirs',
+    )
+    .option(
       '-i, --identity <file>',
       'age identity file (else $ATTENDUX_BACKUP_IDENTITY, backup.identityFile)',
     )
+    .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
     .option('--dry-run', 'print the plan (files, order, times, sizes, what is replaced) and change nothing')
     .option('-y, --yes', 'do not ask for confirmation')
     .option('--force', 'replace a target database (or config files) that already hold data')
@@ -145,7 +154,27 @@ export function registerRestore(program: Command): void {
     .action(async (f: RestoreFlags, cmd: Command) => {
       const ctx = contextOf(cmd);
       checkFlags(f);
+      usePassphrase(ctx, f.identityPassphraseFile);
       if (f.configOnly) return configOnly(ctx, f);
+
+      if (f.recover) {
+        const { recoverRestore } = await import('../../core/restore/execute.js');
+        const r = await recoverRestore(ctx.location);
+        ctx.result(r, () => {
+          const lines: string[] = [];
+          if (r.recovered)
+            lines.push(
+              `${r.recovered.action === 'rolled-forward' ? 'finished' : 'undid'} the in-place restore of pid ${r.recovered.journal.pid} (${r.recovered.action}):`,
+              ...r.recovered.steps.map((x) => `  ${x}`),
+            );
+          for (const d of r.droppedDatabases) lines.push(`dropped the half-built database ${d}`);
+          for (const d of r.removedTempDirs) lines.push(`removed the decrypted temp dir ${d}`);
+          if (!lines.length) lines.push('nothing to recover: no killed restore left anything behind');
+          return lines;
+        });
+        return;
+      }
+
       const source = await backupSource(ctx, f, 'database');
       const base = {
         ...ctx.location,
@@ -243,7 +272,10 @@ export function registerRestore(program: Command): void {
     .option('--force', 'overwrite files that exist')
     .option('--from <target>', 'from this backup target (downloaded and checked first)')
     // The parent command parses the flags it shares with this one wherever they stand: read them merged.
-    .action((_f: RestoreFlags, cmd: Command) =>
-      configOnly(contextOf(cmd), cmd.optsWithGlobals<RestoreFlags>()),
-    );
+    .option(PASSPHRASE_FLAG, PASSPHRASE_HELP)
+    .action((_f: RestoreFlags, cmd: Command) => {
+      const f = cmd.optsWithGlobals<RestoreFlags>();
+      usePassphrase(contextOf(cmd), f.identityPassphraseFile);
+      return configOnly(contextOf(cmd), f);
+    });
 }

@@ -1,7 +1,15 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readFile } from 'node:fs/promises';
-import { ID_PATTERN, dataFileName, parseSidecar, type BackupKind, type Sidecar } from './format.js';
+import { AttenduxError } from '../../errors.js';
+import {
+  ID_PATTERN,
+  dataFileName,
+  parseSidecar,
+  sidecarFileName,
+  type BackupKind,
+  type Sidecar,
+} from './format.js';
 
 /** How usable a backup is for a restore, judged from sidecars and file sizes alone (no key needed). */
 export type ChainStatus =
@@ -16,12 +24,46 @@ export interface CatalogEntry extends Sidecar {
   chain: string[];
 }
 
+export interface CatalogProblem {
+  /** The backup id the file names. */
+  id: string;
+  /** Path relative to the backup dir. */
+  file: string;
+  kind: 'sidecar-invalid' | 'sidecar-missing' | 'quarantined';
+  problem: string;
+}
+
 export interface Catalog {
   backupDir: string;
   /** Oldest first. */
   backups: CatalogEntry[];
   /** Sidecar files that could not be read (listed, never silently ignored). */
   invalid: { file: string; problem: string }[];
+  /**
+   * Backups that cannot be listed as usable: an unreadable sidecar, a data file without its sidecar, a data
+   * file set aside in quarantine/. Every command reports them as errors; `attendux backup repair` rebuilds
+   * the sidecar from the encrypted file.
+   */
+  problems: CatalogProblem[];
+}
+
+export const QUARANTINE_DIR = 'quarantine';
+
+const REPAIR_HINT = 'run `attendux backup repair -i IDENTITY` to rebuild it from the encrypted file';
+
+/** Problems named in one line each, for error messages. */
+export function describeProblems(problems: readonly CatalogProblem[]): string {
+  return problems.map((p) => `${p.file}: ${p.problem}`).join('; ');
+}
+
+/** Refuse to go on when any backup is in doubt: a silently shorter catalog gives a silently older restore. */
+export function assertNoProblems(catalog: Catalog, what: string): void {
+  if (!catalog.problems.length) return;
+  throw new AttenduxError(
+    'BACKUP_CORRUPT',
+    `${what}: ${catalog.problems.length} backup(s) in ${catalog.backupDir} cannot be read: ${describeProblems(catalog.problems)}`,
+    { hint: REPAIR_HINT },
+  );
 }
 
 /** Read every sidecar in the backup dir and work out each backup's chain and whether it is intact. */
@@ -30,17 +72,47 @@ export async function readCatalog(backupDir: string): Promise<Catalog> {
   try {
     names = await readdir(backupDir);
   } catch {
-    return { backupDir, backups: [], invalid: [] };
+    return { backupDir, backups: [], invalid: [], problems: [] };
   }
   const sidecars: Sidecar[] = [];
   const invalid: Catalog['invalid'] = [];
+  const problems: CatalogProblem[] = [];
+  const set = new Set(names);
   for (const n of names.sort()) {
+    if (
+      n.endsWith('.tar.age') &&
+      ID_PATTERN.test(n.slice(0, -8)) &&
+      !set.has(sidecarFileName(n.slice(0, -8)))
+    )
+      problems.push({
+        id: n.slice(0, -8),
+        file: n,
+        kind: 'sidecar-missing',
+        problem: `the sidecar ${sidecarFileName(n.slice(0, -8))} is missing`,
+      });
     if (!n.endsWith('.json') || !ID_PATTERN.test(n.slice(0, -5))) continue;
     try {
-      sidecars.push(parseSidecar(await readFile(join(backupDir, n), 'utf8'), n));
+      const s = parseSidecar(await readFile(join(backupDir, n), 'utf8'), n);
+      if (s.id !== n.slice(0, -5)) throw new Error(`${n}: the sidecar names backup ${s.id}`);
+      sidecars.push(s);
     } catch (err) {
       invalid.push({ file: n, problem: (err as Error).message });
+      problems.push({
+        id: n.slice(0, -5),
+        file: n,
+        kind: 'sidecar-invalid',
+        problem: `unreadable sidecar (${(err as Error).message})`,
+      });
     }
+  }
+  for (const n of (await readdir(join(backupDir, QUARANTINE_DIR)).catch(() => [] as string[])).sort()) {
+    if (!n.endsWith('.tar.age') || !ID_PATTERN.test(n.slice(0, -8))) continue;
+    problems.push({
+      id: n.slice(0, -8),
+      file: `${QUARANTINE_DIR}/${n}`,
+      kind: 'quarantined',
+      problem: 'a data file without a usable sidecar, set aside (never deleted)',
+    });
   }
   sidecars.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
   const sizes = new Map<string, number | null>();
@@ -53,7 +125,7 @@ export async function readCatalog(backupDir: string): Promise<Catalog> {
       ),
     );
   }
-  return { backupDir, backups: computeChains(sidecars, sizes, backupDir), invalid };
+  return { backupDir, backups: computeChains(sidecars, sizes, backupDir), invalid, problems };
 }
 
 /** Pure: chain status of every backup, given the sidecars and the sizes of their data files (null: missing). */

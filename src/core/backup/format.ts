@@ -123,6 +123,8 @@ export interface Sidecar {
   rows: number;
   recipients: number;
   outcome: 'success';
+  /** Set when `backup repair` rebuilt this sidecar from the encrypted file (finishedAt is then its mtime). */
+  repairedAt?: string;
 }
 
 function isObj(v: unknown): v is Record<string, unknown> {
@@ -179,11 +181,59 @@ export function parseManifest(text: string): Manifest {
 // ---------------------------------------------------------------------------------------------------------
 // Identities
 
-/** Read an age identity file (age-keygen format, comments allowed); one or more AGE-SECRET-KEY-1 lines. */
-export async function readIdentityFile(path: string): Promise<string[]> {
-  let text: string;
+/**
+ * Where the passphrase of a passphrase-protected identity file (`age -p`) comes from. The CLI sets it (from
+ * --identity-passphrase-file, $ATTENDUX_BACKUP_IDENTITY_PASSPHRASE_FILE, or a prompt on a terminal); core code
+ * never prompts. Without one, such a file is refused with the reason.
+ */
+export type PassphraseSource = (identityFile: string) => Promise<string | null>;
+let passphraseSource: PassphraseSource | null = null;
+
+export function setIdentityPassphraseSource(source: PassphraseSource | null): void {
+  passphraseSource = source;
+}
+
+/** The file is an age-encrypted file (binary or armored): an identity file protected with `age -p`. */
+export function isEncryptedIdentity(bytes: Buffer): boolean {
+  const head = bytes.subarray(0, 64).toString('latin1');
+  return head.startsWith('age-encryption.org/v1\n') || head.startsWith('-----BEGIN AGE ENCRYPTED FILE-----');
+}
+
+async function decryptIdentityFile(path: string, bytes: Buffer): Promise<string> {
+  const passphrase = passphraseSource ? await passphraseSource(path) : null;
+  if (passphrase === null)
+    throw new AttenduxError(
+      'BACKUP_BAD_IDENTITY',
+      `${path} is a passphrase-protected identity (age -p) and no passphrase was given`,
+      {
+        hint: 'run on a terminal to be asked for it, or pass --identity-passphrase-file FILE (or set $ATTENDUX_BACKUP_IDENTITY_PASSPHRASE_FILE)',
+      },
+    );
+  const age = await import('age-encryption');
+  const d = new age.Decrypter();
+  d.addPassphrase(passphrase);
+  const text = bytes.subarray(0, 64).toString('latin1').startsWith('-----BEGIN')
+    ? age.armor.decode(bytes.toString('latin1'))
+    : new Uint8Array(bytes);
   try {
-    text = await readFile(path, 'utf8');
+    return await d.decrypt(text, 'text');
+  } catch (err) {
+    throw new AttenduxError(
+      'BACKUP_BAD_IDENTITY',
+      `cannot open the passphrase-protected identity ${path}: ${/passphrase|scrypt|no identity matched|header/i.test((err as Error).message) ? 'wrong passphrase' : (err as Error).message}`,
+      { hint: 'check the passphrase (the one given to `age -p` when the identity was protected)' },
+    );
+  }
+}
+
+/**
+ * Read an age identity file (age-keygen format, comments allowed; one or more AGE-SECRET-KEY-1 lines), or
+ * one protected with a passphrase (`age-keygen | age -p > key.age`, binary or armored).
+ */
+export async function readIdentityFile(path: string): Promise<string[]> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
   } catch (err) {
     throw new AttenduxError(
       'BACKUP_BAD_IDENTITY',
@@ -193,10 +243,11 @@ export async function readIdentityFile(path: string): Promise<string[]> {
       },
     );
   }
+  const text = isEncryptedIdentity(bytes) ? await decryptIdentityFile(path, bytes) : bytes.toString('utf8');
   const ids = parseIdentityFile(text);
   if (!ids.length)
     throw new AttenduxError('BACKUP_BAD_IDENTITY', `${path} holds no AGE-SECRET-KEY-1... line`, {
-      hint: 'an age identity file as written by age-keygen or `attendux init`',
+      hint: 'an age identity file as written by age-keygen or `attendux init` (or one protected with age -p)',
     });
   return ids;
 }
@@ -229,6 +280,8 @@ export interface ReadBackupResult {
   /** SHA-256 and size of the encrypted file as read. */
   sha256: string;
   bytes: number;
+  /** Size of the decrypted tar. */
+  tarBytes: number;
 }
 
 export interface ReadBackupOptions {
@@ -321,12 +374,17 @@ export async function readBackup(opts: ReadBackupOptions): Promise<ReadBackupRes
     },
   });
   const entries: OpenedEntry[] = [];
+  let plainBytes = 0;
   let manifestText: string | undefined;
   let current: string | undefined;
   let afterManifest = false;
   const walker = new TarWalker();
   const ex = extract();
   ex.on('entry', (header, stream, next) => {
+    // When the decryption fails later, the pipeline destroys the extractor with that error, which destroys
+    // the entry streams again, long after their own pipeline stopped listening: without a listener of its
+    // own, that 'error' would be thrown as an uncaught exception.
+    stream.on('error', () => undefined);
     const name = header.name;
     current = name;
     const fail = (msg: string) => {
@@ -386,7 +444,10 @@ export async function readBackup(opts: ReadBackupOptions): Promise<ReadBackupRes
       createReadStream(opts.file, { highWaterMark: 1 << 20 }),
       counter,
       outer,
-      new AgeDecryptStream(opts.identities, (b) => walker.feed(b)),
+      new AgeDecryptStream(opts.identities, (b) => {
+        plainBytes += b.length;
+        walker.feed(b);
+      }),
       ex,
     );
   } catch (err) {
@@ -460,6 +521,7 @@ export async function readBackup(opts: ReadBackupOptions): Promise<ReadBackupRes
     entries: data,
     sha256: outer.hash.digest('hex'),
     bytes: outer.bytes,
+    tarBytes: plainBytes,
   };
   if (opts.sidecar) checkAgainstSidecar(opts.file, manifest, opts.sidecar, result);
   return result;

@@ -16,6 +16,9 @@ import {
   type BackupRunResult,
   type RunEnv,
 } from './run.js';
+import { faultPoint } from '../fault.js';
+import { RESTORE_SCRIPT, SCHEMA_SCRIPT, restoreScript, schemaScript } from './scripts.js';
+import { StagingCipher } from './staging.js';
 import { EntryQueue, writeArchive } from './writer.js';
 
 /** Tables bigger than this many 8 KiB blocks are copied as several ctid ranges, spread over the connections. */
@@ -80,7 +83,12 @@ export async function listTables(c: pg.ClientBase): Promise<TableInfo[]> {
   return foreignKeyOrder(rows);
 }
 
-async function copyItem(c: pg.ClientBase, item: WorkItem, onBytes: (delta: number) => void): Promise<void> {
+async function copyItem(
+  c: pg.ClientBase,
+  item: WorkItem,
+  cipher: StagingCipher,
+  onBytes: (delta: number) => void,
+): Promise<void> {
   const { to: copyTo } = await import('pg-copy-streams');
   const { rows } = await c.query<{ sql: string }>(
     item.from === null && item.to === null
@@ -107,12 +115,69 @@ async function copyItem(c: pg.ClientBase, item: WorkItem, onBytes: (delta: numbe
     source,
     createGzip({ level: 1, memLevel: 9, chunkSize: 256 * 1024 }),
     count,
+    cipher.encryptTo(item.file),
     createWriteStream(item.file, { mode: 0o600 }),
   );
   item.rows = source.rowCount ?? 0;
 }
 
+async function lockTables(c: pg.ClientBase, names: string[], nowait = false): Promise<void> {
+  if (!names.length) return;
+  const { rows } = await c.query<{ sql: string }>(
+    `SELECT 'LOCK TABLE ' || string_agg(format('%I', t), ', ') || ' IN ACCESS SHARE MODE' || $2 AS sql
+       FROM unnest($1::text[]) t`,
+    [names, nowait ? ' NOWAIT' : ''],
+  );
+  await c.query(rows[0]!.sql);
+}
+
+/**
+ * Open the backup's repeatable-read transaction with an ACCESS SHARE lock on every application table taken
+ * BEFORE its snapshot (LOCK TABLE takes none, so the snapshot is that of the next statement), as pg_dump
+ * does: a TRUNCATE or an ALTER TABLE that rewrites a table (neither is MVCC-safe: a running snapshot would see
+ * the table empty or in its new shape) then waits for the backup instead of emptying or reshaping the table
+ * in it. A table dropped between listing and locking is retried.
+ */
+async function openLockedSnapshot(main: pg.ClientBase): Promise<{
+  snapshot: string;
+  exported: string;
+  version: string;
+  dbid: string | null;
+  at: string;
+  locked: string[];
+}> {
+  for (let attempt = 0; ; attempt++) {
+    const { rows: names } = await main.query<{ t: string }>('SELECT t FROM attendux_backup_tables() t');
+    await main.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    try {
+      const locked = names.map((r) => r.t);
+      await lockTables(main, locked);
+      // The first statement with a snapshot: clock_timestamp() is read after the snapshot was taken, so
+      // every transaction in the backup committed before `at` (its createdAt, rounded up to the millisecond).
+      const { rows } = await main.query<{
+        snapshot: string;
+        exported: string;
+        version: string;
+        dbid: string | null;
+        at: Date;
+      }>(
+        `SELECT pg_current_snapshot()::text AS snapshot, pg_export_snapshot() AS exported,
+                current_setting('server_version') AS version,
+                (SELECT database_id::text FROM backup_meta LIMIT 1) AS dbid,
+                date_trunc('milliseconds', clock_timestamp()) + interval '1 millisecond' AS at`,
+      );
+      const r = rows[0]!;
+      return { ...r, at: r.at.toISOString(), locked };
+    } catch (err) {
+      await main.query('ROLLBACK').catch(() => undefined);
+      if ((err as { code?: string }).code !== '42P01' || attempt >= 2) throw err;
+    }
+  }
+}
+
 interface Staged {
+  /** When the snapshot was taken (the backup's createdAt: the state it holds is the state of this time). */
+  createdAt: string;
   snapshot: string;
   postgresVersion: string;
   databaseId: string | null;
@@ -132,6 +197,8 @@ async function stageTables(
   stage: (s: string) => void,
   ready: EntryQueue,
   aborted: () => boolean,
+  cipher: StagingCipher,
+  id: string,
 ): Promise<Staged> {
   const adminUrl = env.install.db.adminUrl;
   // New tables (from a migration that forgot to attach capture) get the trigger before the snapshot, so
@@ -142,20 +209,12 @@ async function stageTables(
   const helpers: pg.Client[] = [];
   try {
     stage('opening the snapshot');
-    await main.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    const { rows: snap } = await main.query<{
-      snapshot: string;
-      exported: string;
-      version: string;
-      dbid: string | null;
-    }>(
-      `SELECT pg_current_snapshot()::text AS snapshot, pg_export_snapshot() AS exported,
-              current_setting('server_version') AS version,
-              (SELECT database_id::text FROM backup_meta LIMIT 1) AS dbid`,
-    );
-    const s = snap[0]!;
+    const s = await openLockedSnapshot(main);
     const version = await schemaVersion(main);
     const tables = await listTables(main);
+    // A table created between the lock and the snapshot: lock it too before its rows are read.
+    const unlocked = tables.filter((t) => !s.locked.includes(t.name)).map((t) => t.name);
+    if (unlocked.length) await lockTables(main, unlocked);
     const items: WorkItem[] = [];
     const entriesOf = new Map<string, string[]>();
     for (const t of tables) {
@@ -180,12 +239,36 @@ async function stageTables(
       }
       entriesOf.set(t.name, names);
     }
+    // What a person needs to restore this backup without attendux (README "Restoring by hand").
+    if (version) ready.push({ name: SCHEMA_SCRIPT, content: Buffer.from(await schemaScript(version)) });
+    ready.push({
+      name: RESTORE_SCRIPT,
+      content: Buffer.from(
+        restoreScript(
+          id,
+          tables.map((t) => ({ name: t.name, entries: entriesOf.get(t.name)! })),
+        ),
+      ),
+    });
     const connections = COPY_CONNECTIONS;
     for (let n = 1; n < connections; n++) {
       const helper = await connectClient(adminUrl, 'attendux-backup');
-      helpers.push(helper);
       await helper.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       await helper.query(`SET TRANSACTION SNAPSHOT '${s.exported.replace(/[^0-9A-F-]/gi, '')}'`);
+      // A helper takes its own locks, without waiting: once a TRUNCATE or ALTER TABLE queues for a table,
+      // a new lock request behind it would wait for it, while it waits for our main connection, which waits
+      // for the helper: a deadlock PostgreSQL cannot see. If they are not free, the main copies alone.
+      try {
+        await lockTables(
+          helper,
+          tables.map((t) => t.name),
+          true,
+        );
+        helpers.push(helper);
+      } catch (err) {
+        await helper.end().catch(() => undefined);
+        if ((err as { code?: string }).code !== '55P03') throw err;
+      }
     }
 
     // Largest first onto whichever connection is free: two workers on two cores.
@@ -197,14 +280,15 @@ async function stageTables(
         stage(`copying table ${it.table}`);
         const pid = (c as unknown as { processID?: number }).processID ?? 0;
         await opts.onCopyStarted?.(it.table, pid);
-        await copyItem(c, it, (d) => {
+        await copyItem(c, it, cipher, (d) => {
           staged += d;
           opts.onProgress?.({ phase: 'copy', table: it.table, bytes: staged });
         }).catch((err: unknown) => {
           // Two workers share one stage line; name the table of the copy that actually failed.
           throw backupFailure(err, 'full', `copying table ${it.table}`);
         });
-        ready.push({ name: it.entry, files: [it.file], removeAfter: true });
+        ready.push({ name: it.entry, files: [it.file], removeAfter: true, open: (f) => cipher.read(f) });
+        faultPoint('backup:table-staged');
       }
     };
     await Promise.all([worker(main), ...helpers.map((h) => worker(h))]);
@@ -219,6 +303,7 @@ async function stageTables(
       out.push({ name: t.name, rows, entries: entriesOf.get(t.name)!, primaryKey: t.pk });
     }
     return {
+      createdAt: s.at,
       snapshot: s.snapshot,
       postgresVersion: s.version,
       databaseId: s.dbid,
@@ -246,7 +331,7 @@ export async function fullBackupBody(
   let abort = false;
   let st: Staged | undefined;
   try {
-    const copying = stageTables(env, staging, opts, stage, ready, () => abort).then(
+    const copying = stageTables(env, staging, opts, stage, ready, () => abort, new StagingCipher(), id).then(
       (r) => {
         st = r;
         stage('writing the archive');
@@ -270,7 +355,7 @@ export async function fullBackupBody(
         kind: 'full',
         parent: null,
         chainRoot: id,
-        createdAt: startedAt.toISOString(),
+        createdAt: st!.createdAt,
         attenduxVersion: VERSION,
         schemaVersion: st!.schemaVersion,
         postgresVersion: st!.postgresVersion,
@@ -311,6 +396,7 @@ export async function trimChangeLog(c: pg.ClientBase, snapshot: string): Promise
       [snapshot],
     );
     await c.query('DELETE FROM change_log WHERE txid < pg_snapshot_xmin($1::pg_snapshot)', [snapshot]);
+    await c.query('DELETE FROM change_commits WHERE txid < pg_snapshot_xmin($1::pg_snapshot)', [snapshot]);
     await c.query('COMMIT');
   } catch (err) {
     await c.query('ROLLBACK').catch(() => undefined);

@@ -12,6 +12,8 @@ import { chainHead, readCatalog, type CatalogEntry } from './catalog.js';
 import { CHANGES_ENTRY, newBackupId, type Sidecar } from './format.js';
 import { fullBackupBody, trimChangeLog } from './full.js';
 import { runDatabaseBackup, type BackupRunOptions, type BackupRunResult, type RunEnv } from './run.js';
+import { APPLY_SCRIPT, applyChangesScript } from './scripts.js';
+import { StagingCipher } from './staging.js';
 import { writeArchive } from './writer.js';
 
 export interface IncrementalOptions extends BackupRunOptions {
@@ -87,8 +89,11 @@ async function incrementalBody(
     await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     // The parent snapshot travels as a transaction-local setting: COPY cannot take bind parameters.
     await c.query("SELECT set_config('attendux.parent_snapshot', $1, true)", [parent.snapshot]);
-    const { rows: snap } = await c.query<{ snapshot: string; version: string }>(
-      `SELECT pg_current_snapshot()::text AS snapshot, current_setting('server_version') AS version`,
+    // createdAt is the snapshot's time (read just after it, rounded up to the millisecond): every change in
+    // this backup committed before it, every later one is in the next incremental.
+    const { rows: snap } = await c.query<{ snapshot: string; version: string; at: Date }>(
+      `SELECT pg_current_snapshot()::text AS snapshot, current_setting('server_version') AS version,
+              date_trunc('milliseconds', clock_timestamp()) + interval '1 millisecond' AS at`,
     );
     // Changes of transactions not visible in the parent's snapshot; this transaction's own snapshot (MVCC)
     // hides those that commit later: they go to the next incremental. txid >= xmin(parent) uses the index.
@@ -110,9 +115,14 @@ async function incrementalBody(
     stage('copying the changes');
     const { to: copyTo } = await import('pg-copy-streams');
     const file = join(staging, 'changes.gz');
+    const cipher = new StagingCipher();
+    // `at` is the transaction's commit time (migration 0005's marker) where one was recorded, else the time
+    // of the change (rows captured before that migration): --at keeps whole transactions by it.
     const source = c.query(
       copyTo(
-        `COPY (SELECT id, txid, at, table_name, op, tenant_id, pk, "row" FROM change_log WHERE ${where} ORDER BY id) TO STDOUT`,
+        `COPY (SELECT l.id, l.txid, coalesce(cc.committed_at, l.at) AS at, l.table_name, l.op, l.tenant_id, l.pk, l."row"
+                 FROM change_log l LEFT JOIN change_commits cc ON cc.txid = l.txid
+                WHERE ${where.replace(/\btxid\b/g, 'l.txid')} ORDER BY l.id) TO STDOUT`,
       ),
     );
     let bytes = 0;
@@ -126,6 +136,7 @@ async function incrementalBody(
           cb(null, chunk);
         },
       }),
+      cipher.encryptTo(file),
       createWriteStream(file, { mode: 0o600 }),
     );
     await c.query('COMMIT');
@@ -135,7 +146,10 @@ async function incrementalBody(
       backupDir: env.backupDir,
       id,
       recipients: env.recipients,
-      entries: [{ name: CHANGES_ENTRY, files: [file] }],
+      entries: [
+        { name: APPLY_SCRIPT, content: Buffer.from(applyChangesScript(id, parent.id)) },
+        { name: CHANGES_ENTRY, files: [file], open: (f) => cipher.read(f) },
+      ],
       startedAt,
       rows: () => count,
       onBytes: (n) => opts.onProgress?.({ phase: 'archive', bytes: n }),
@@ -144,7 +158,7 @@ async function incrementalBody(
         kind: 'incremental',
         parent: parent.id,
         chainRoot: parent.chainRoot ?? parent.chain[0] ?? null,
-        createdAt: startedAt.toISOString(),
+        createdAt: snap[0]!.at.toISOString(),
         attenduxVersion: VERSION,
         schemaVersion: version,
         postgresVersion: snap[0]!.version,

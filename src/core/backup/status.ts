@@ -1,6 +1,6 @@
 import { loadConfig, type ConfigLocation } from '../config/load.js';
 import { writeFileAtomic } from '../fs.js';
-import { newestOf, readCatalog } from './catalog.js';
+import { newestOf, readCatalog, type CatalogProblem } from './catalog.js';
 import type { BackupKind } from './format.js';
 import { readLastRun, type LastRun } from './run.js';
 import { readJobRecords, type JobRun } from '../schedule/runs.js';
@@ -23,6 +23,8 @@ export interface BackupStatus {
   kinds: KindStatus[];
   /** The last run of each scheduled backup job (`schedule exec backup-*`), prune included. */
   jobs: JobRun[];
+  /** Backups whose sidecar is unreadable or missing (status is then not ok). */
+  problems: CatalogProblem[];
 }
 
 /** Age of the newest good backup of each kind against its threshold, and whether its last run failed. */
@@ -64,11 +66,12 @@ export async function backupStatus(opts: ConfigLocation & { now?: Date } = {}): 
     .filter((r) => r.job.startsWith('backup-') && r.last)
     .map((r) => r.last!);
   return {
-    ok: kinds.every((k) => k.ok),
+    ok: kinds.every((k) => k.ok) && catalog.problems.length === 0,
     backupDir: loaded.backupDir,
     checkedAt: now.toISOString(),
     kinds,
     jobs,
+    problems: catalog.problems,
   };
 }
 
@@ -97,8 +100,8 @@ export function prometheusText(st: BackupStatus): string {
     ],
     [
       'attendux_backup_ok',
-      '1 if this kind is fresh and its last run succeeded, else 0.',
-      (k) => (k.ok ? 1 : 0),
+      '1 if this kind is fresh and its last run succeeded (and no backup is unreadable), else 0.',
+      (k) => (k.ok && !st.problems.length ? 1 : 0),
     ],
   ];
   const lines: string[] = [];

@@ -58,6 +58,19 @@ export async function verifyBackups(opts: VerifyOptions): Promise<VerifyResult> 
   }
   const trusted = await trustedSigningKeys({ loaded, identityFile });
   const out: VerifyItem[] = [];
+  // Unreadable or missing sidecars are failures of their own, whatever was asked for (except one named id).
+  if (!opts.id)
+    for (const p of catalog.problems)
+      out.push({
+        id: p.id,
+        kind: p.id.split('-')[0]!,
+        ok: false,
+        depth: 'checksum',
+        bytes: 0,
+        seconds: 0,
+        chain: p.kind,
+        error: { code: 'BACKUP_CORRUPT', message: `${p.file}: ${p.problem}`, entry: null },
+      });
   for (const b of targets) {
     const t0 = Date.now();
     const file = join(loaded.backupDir, dataFileName(b.id));
@@ -94,6 +107,12 @@ export async function verifyBackups(opts: VerifyOptions): Promise<VerifyResult> 
             `${file}: SHA-256 of the file does not match its sidecar${h.bytes !== b.bytes ? ` (${h.bytes} bytes, expected ${b.bytes})` : ''}`,
           );
       }
+      // The file is fine, but a restore needs its whole chain: a gap or a damaged link is a failure too.
+      if (b.status !== 'ok')
+        throw new AttenduxError(
+          'BACKUP_CHAIN_BROKEN',
+          `${b.id} cannot be restored: its chain is broken (${b.problem ?? b.status})`,
+        );
     } catch (err) {
       if (isAttenduxError(err) && err.code === 'BACKUP_BAD_IDENTITY') throw err;
       const e = isAttenduxError(err) ? err : new AttenduxError('BACKUP_CORRUPT', (err as Error).message);

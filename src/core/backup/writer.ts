@@ -1,6 +1,6 @@
 import { constants, createReadStream, createWriteStream } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { fsyncDir, writeFileAtomic } from '../fs.js';
 import { VERSION } from '../../version.js';
 import { AgeEncryptStream } from './age-stream.js';
+import { QUARANTINE_DIR } from './catalog.js';
 import {
   FORMAT,
   ID_PATTERN,
@@ -27,6 +28,8 @@ export interface StagedEntry {
   content?: Buffer;
   /** Delete the staged files once they are in the archive (keeps the staging disk use down). */
   removeAfter?: boolean;
+  /** Reads a staged file's plaintext (staged files are encrypted, see StagingCipher). */
+  open?: (file: string) => import('node:stream').Readable;
 }
 
 export interface WriteArchiveOptions {
@@ -87,14 +90,16 @@ export async function writeArchive(opts: WriteArchiveOptions): Promise<Sidecar> 
         sink.on('finish', () => resolve());
         sink.on('close', () => resolve());
       });
+      // When the output fails (disk full), the entry errors while the loop below is still waiting to
+      // write: the loop's own error is what is reported, and this one must not become an unhandled rejection.
+      done.catch(() => undefined);
       if (e.content) {
         h.update(e.content);
         sink.write(e.content);
       }
       for (const f of e.files ?? []) {
-        for await (const chunk of createReadStream(f, {
-          highWaterMark: 256 * 1024,
-        }) as AsyncIterable<Buffer>) {
+        const source = e.open ? e.open(f) : createReadStream(f, { highWaterMark: 256 * 1024 });
+        for await (const chunk of source as AsyncIterable<Buffer>) {
           h.update(chunk);
           if (!sink.write(chunk)) await once(sink, 'drain');
         }
@@ -220,8 +225,9 @@ export class EntryQueue implements AsyncIterable<StagedEntry> {
 }
 
 /**
- * Remove what killed or failed runs left behind: `*.part` files, `.staging-*` directories, and data files
- * whose sidecar was never written (a crash between the rename and the sidecar, or an interrupted prune).
+ * Remove what killed or failed runs left behind: `*.part` files and `.staging-*` directories; data files
+ * whose sidecar is missing (a crash between the rename and the sidecar, an interrupted prune, a lost
+ * sidecar) are moved to quarantine/ instead (listed as `quarantine/<file>`), never deleted.
  * Only called while holding the matching lock, so nothing removed belongs to a running backup.
  */
 export async function cleanupLeftovers(
@@ -243,7 +249,14 @@ export async function cleanupLeftovers(
     if (isConfig !== (which === 'config')) continue;
     const orphan =
       n.endsWith('.tar.age') && ID_PATTERN.test(n.slice(0, -8)) && !set.has(sidecarFileName(n.slice(0, -8)));
-    if (n.endsWith('.part') || n.startsWith('.staging-') || orphan) {
+    if (orphan) {
+      // An intact backup may be all that is left of a crash between its rename and its sidecar (or of a
+      // lost sidecar): never delete it. It waits in quarantine/ for `backup repair`, and is reported.
+      const q = join(backupDir, QUARANTINE_DIR);
+      await mkdir(q, { recursive: true, mode: 0o700 });
+      await rename(join(backupDir, n), join(q, n));
+      removed.push(`${QUARANTINE_DIR}/${n}`);
+    } else if (n.endsWith('.part') || n.startsWith('.staging-')) {
       await rm(join(backupDir, n), { recursive: true, force: true });
       removed.push(n);
     }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AttenduxError, isAttenduxError } from '../../errors.js';
 import type { LoadedConfig } from '../config/load.js';
-import { readCatalog } from '../backup/catalog.js';
+import { assertNoProblems, readCatalog } from '../backup/catalog.js';
 import { openBackup, readIdentityFile, type Manifest, type OpenedBackup } from '../backup/format.js';
 import { migrationFiles } from '../../db/migrate.js';
 import { checkBackupSignature, trustedSigningKeys } from '../backup/signature.js';
@@ -36,6 +36,9 @@ export async function planFromCatalog(
   opts: Omit<PlanOptions, 'knownMigrations'>,
 ): Promise<RestorePlan> {
   const catalog = await readCatalog(loaded.backupDir);
+  // A backup whose sidecar is damaged or missing may be the newest point: planning without it would
+  // restore an older state without a word.
+  assertNoProblems(catalog, 'cannot plan the restore');
   const backups: PlanBackup[] = catalog.backups.map((b) => ({
     id: b.id,
     kind: b.kind,

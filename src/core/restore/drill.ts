@@ -211,6 +211,7 @@ export async function restoreDrill(opts: DrillOptions): Promise<DrillResult> {
         const load = await buildDatabase(prep, plan, chain, database, {
           onProgress: opts.onProgress,
           audit: { drill: true },
+          keepMarker: true,
         });
         checks.push({
           name: 'restore',

@@ -1,12 +1,21 @@
 import { AttenduxError, isAttenduxError } from '../../errors.js';
 import { cliActor } from '../actor.js';
-import type { ConfigLocation, LoadedConfig } from '../config/load.js';
+import { loadConfig, loadSecrets, type ConfigLocation, type LoadedConfig } from '../config/load.js';
 import { openInstall, type Install } from '../install.js';
+import { resolveDatabase } from '../../db/connect.js';
 import { connectClient, ddl, type Queryable } from '../../db/pool.js';
 import { migrationFiles, runMigrations } from '../../db/migrate.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
 import { reapplyLedger } from '../ledger/index.js';
-import { openChain, planFromCatalog, restoreIdentities, type OpenedChain } from './chain.js';
+import { openChain, planFromCatalog, restoreIdentities, sweepTempDirs, type OpenedChain } from './chain.js';
+import {
+  buildingComment,
+  faultPoint,
+  readJournal,
+  recoverJournal,
+  sweepHalfBuilt,
+  type RecoveryReport,
+} from './journal.js';
 import { databaseOf, databaseUrl, loadChain, type LoadProgress, type LoadResult } from './load.js';
 import type { RestoreMode, RestorePlan } from './plan.js';
 
@@ -104,6 +113,8 @@ async function createDatabase(adminUrl: string, name: string, appRole: string): 
   const m = await maintenanceClient(adminUrl);
   try {
     await ddl(m, "CREATE DATABASE %I ENCODING 'UTF8' TEMPLATE template0", name);
+    // Marks it as half-built until the restore finished: a killed run's leftover is dropped by the next.
+    await ddl(m, 'COMMENT ON DATABASE %I IS %L', name, buildingComment());
     await ddl(m, 'REVOKE ALL ON DATABASE %I FROM PUBLIC', name);
     await ddl(m, 'GRANT CONNECT ON DATABASE %I TO %I', name, appRole);
   } finally {
@@ -173,12 +184,66 @@ export interface Prepared {
   loaded: LoadedConfig;
   install: Install;
   live: string;
+  /** What was found and finished of an earlier in-place restore that was killed. */
+  recovered: RecoveryReport | null;
+  /** Half-built databases of killed restores that were dropped. */
+  sweptDatabases: string[];
 }
 
-/** Open the install without requiring it to be migrated (a fresh server restores into a new database). */
+/** Clear the building marker: the database is a finished restore from now on. */
+export async function clearBuildingMarker(adminUrl: string, name: string): Promise<void> {
+  const m = await maintenanceClient(adminUrl);
+  try {
+    await ddl(m, 'COMMENT ON DATABASE %I IS NULL', name);
+  } finally {
+    await m.end().catch(() => undefined);
+  }
+}
+
+/**
+ * Open the install without requiring it to be migrated (a fresh server restores into a new database). An
+ * in-place restore that was killed is finished first, before anything connects to the live database (which
+ * may still be at CONNECTION LIMIT 0), and half-built databases of killed restores are dropped.
+ */
 export async function prepare(opts: ConfigLocation): Promise<Prepared> {
+  const loaded = await loadConfig(opts);
+  let recovered: RecoveryReport | null = null;
+  if (await readJournal(loaded.config.dataDir)) {
+    const target = await resolveDatabase(loaded, await loadSecrets(loaded.secretsPath));
+    try {
+      recovered = await recoverJournal(loaded.config.dataDir, target.adminUrl);
+    } finally {
+      await target.release();
+    }
+  }
   const install = await openInstall({ ...opts, requireMigrated: false });
-  return { loaded: install.loaded, install, live: databaseOf(install.db.adminUrl) };
+  const live = databaseOf(install.db.adminUrl);
+  let sweptDatabases: string[] = [];
+  try {
+    sweptDatabases = await sweepHalfBuilt(install.db.adminUrl, live);
+  } catch (err) {
+    await install.close();
+    throw err;
+  }
+  if (recovered) await auditRecovery(install, recovered);
+  return { loaded: install.loaded, install, live, recovered, sweptDatabases };
+}
+
+async function auditRecovery(install: Install, r: RecoveryReport): Promise<void> {
+  await appendAudit(install.admin, {
+    tenantId: SYSTEM_TENANT,
+    actor: cliActor(),
+    action: 'restore',
+    entityType: 'database',
+    entityId: r.journal.live,
+    details: {
+      mode: 'in-place',
+      outcome: 'recovered',
+      recovery: r.action,
+      killedPid: r.journal.pid,
+      steps: r.steps,
+    },
+  }).catch(() => undefined);
 }
 
 function restoreFailure(err: unknown, stage: string, name: string, dropped: boolean): AttenduxError {
@@ -210,7 +275,12 @@ export async function buildDatabase(
   plan: RestorePlan,
   chain: OpenedChain,
   name: string,
-  opts: { onProgress?: (p: RestoreProgress) => void; audit?: Record<string, unknown> } = {},
+  opts: {
+    onProgress?: (p: RestoreProgress) => void;
+    audit?: Record<string, unknown>;
+    /** Leave the building marker on (in-place clears it just before the swap, a drill drops the database). */
+    keepMarker?: boolean;
+  } = {},
 ): Promise<LoadResult> {
   const { install, loaded } = prep;
   const appRole = loaded.config.database.appRole;
@@ -243,6 +313,7 @@ export async function buildDatabase(
         progress(p);
       },
     });
+    faultPoint('restore:loaded');
     if (plan.newerMigrations.length) {
       stage = `running the newer migrations ${plan.newerMigrations.join(', ')}`;
       progress({ phase: 'migrate' });
@@ -262,6 +333,7 @@ export async function buildDatabase(
     } finally {
       await c.end().catch(() => undefined);
     }
+    if (!opts.keepMarker) await clearBuildingMarker(install.db.adminUrl, name);
     return r;
   } catch (err) {
     await dropDatabase(install.db.adminUrl, name).catch(() => undefined);
@@ -353,5 +425,29 @@ async function restoreIntoPrepared(prep: Prepared, opts: RestoreOptions, t0: num
     };
   } finally {
     await chain.cleanup();
+  }
+}
+
+export interface RecoverResult {
+  /** The in-place restore that was finished or undone, if one had been killed. */
+  recovered: RecoveryReport | null;
+  /** Half-built databases of killed restores that were dropped. */
+  droppedDatabases: string[];
+  /** Decrypted temp dirs of killed restores that were removed. */
+  removedTempDirs: string[];
+}
+
+/**
+ * `attendux restore --recover`: what every restore command does first, on its own. Finishes or undoes a
+ * killed in-place restore (its journal), drops half-built databases and removes decrypted temp dirs that
+ * killed restores left behind.
+ */
+export async function recoverRestore(opts: ConfigLocation & { tempRoot?: string }): Promise<RecoverResult> {
+  const prep = await prepare(opts);
+  try {
+    const removedTempDirs = await sweepTempDirs(opts.tempRoot);
+    return { recovered: prep.recovered, droppedDatabases: prep.sweptDatabases, removedTempDirs };
+  } finally {
+    await prep.install.close();
   }
 }

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { AttenduxError } from '../../errors.js';
 import { ddl } from '../../db/pool.js';
 import { enterMaintenance, leaveMaintenance } from '../maintenance.js';
@@ -6,12 +7,14 @@ import { checkRestored, type DrillCheck } from './drill.js';
 import {
   auditFailure,
   buildDatabase,
+  clearBuildingMarker,
   dropDatabase,
   maintenanceClient,
   prepare,
   stamp,
   type RestoreOptions,
 } from './execute.js';
+import { faultPoint, recoverJournal, removeJournal, writeJournal, type RestoreJournal } from './journal.js';
 import { databaseUrl } from './load.js';
 import type { RestorePlan } from './plan.js';
 
@@ -60,12 +63,20 @@ export async function previewInPlace(opts: InPlaceOptions): Promise<{ plan: Rest
 /**
  * Swap two databases by name in one transaction: the live one becomes `old`, the restored one takes the live
  * name. Sessions on the live database are terminated first (the server reconnects to the new one); a
- * session that comes back in between makes the rename fail, so it is retried.
+ * session that comes back in between makes the rename fail, so it is retried. Every step is a kill point of
+ * the crash tests; the journal (written before) lets the next run finish or undo whatever was left.
  */
-async function swap(adminUrl: string, live: string, restored: string, old: string): Promise<void> {
+async function swap(
+  adminUrl: string,
+  live: string,
+  restored: string,
+  old: string,
+  journaled: () => Promise<void>,
+): Promise<void> {
   const m = await maintenanceClient(adminUrl);
   try {
     await ddl(m, 'ALTER DATABASE %I CONNECTION LIMIT 0', live);
+    faultPoint('in-place:limit-set');
     let lastError: unknown;
     // PostgreSQL itself waits up to 5 s for other sessions to leave before it refuses the rename.
     for (let attempt = 0; attempt < 3; attempt++) {
@@ -99,7 +110,11 @@ async function swap(adminUrl: string, live: string, restored: string, old: strin
         },
       );
     }
-    await ddl(m, 'ALTER DATABASE %I CONNECTION LIMIT -1', old).catch(() => undefined);
+    faultPoint('in-place:renamed');
+    await journaled();
+    faultPoint('in-place:journal-swapped');
+    await ddl(m, 'ALTER DATABASE %I CONNECTION LIMIT -1', old);
+    faultPoint('in-place:old-unlimited');
   } finally {
     await m.end().catch(() => undefined);
   }
@@ -108,7 +123,10 @@ async function swap(adminUrl: string, live: string, restored: string, old: strin
 /**
  * `attendux restore --in-place`: decrypt and verify the chain, put the server into maintenance (503), build
  * the restored database beside the live one, check it, swap the names atomically, keep (or drop) the old
- * one, leave maintenance. Anything failing before the swap leaves the live database as it was.
+ * one, leave maintenance. Anything failing before the swap leaves the live database as it was; a kill at any
+ * point is finished by the next restore command or `restore --recover` (see journal.ts).
+ *
+ * The database is handed back to the service in `handBack` (the last step of this restore kind).
  */
 export async function restoreInPlace(opts: InPlaceOptions): Promise<InPlaceResult> {
   const t0 = Date.now();
@@ -130,19 +148,37 @@ export async function restoreInPlace(opts: InPlaceOptions): Promise<InPlaceResul
     });
     const dataDir = prep.loaded.config.dataDir;
     const adminUrl = prep.install.db.adminUrl;
+    const journal: RestoreJournal = {
+      version: 1,
+      pid: process.pid,
+      host: hostname(),
+      startedAt: new Date(t0).toISOString(),
+      live: prep.live,
+      restored: names.restored,
+      old: names.old,
+      dropOld: !!opts.dropOld,
+      tempDir: chain.dir,
+      step: 'building',
+    };
     // The CLI's own pool must not keep the live database open during the swap.
     await prep.install.admin.end().catch(() => undefined);
     let swapped = false;
+    let consistent = false;
     try {
+      await writeJournal(dataDir, journal);
+      faultPoint('in-place:journal-written');
       await enterMaintenance(dataDir, {
         reason: `restore of ${plan.steps[plan.steps.length - 1]!.id} in progress`,
         retryAfterSeconds: opts.retryAfterSeconds ?? 120,
       });
+      faultPoint('in-place:maintenance-on');
       await opts.onMaintenance?.();
       const load = await buildDatabase(prep, plan, chain, names.restored, {
         onProgress: opts.onProgress,
         audit: { replaced: prep.live, keptAs: opts.dropOld ? null : names.old },
+        keepMarker: true,
       });
+      faultPoint('in-place:built');
       opts.onProgress?.({ phase: 'check' });
       const checks = await checkRestored(
         databaseUrl(adminUrl, names.restored),
@@ -154,21 +190,23 @@ export async function restoreInPlace(opts: InPlaceOptions): Promise<InPlaceResul
       );
       const failed = checks.filter((c) => !c.ok);
       if (failed.length) {
-        await dropDatabase(adminUrl, names.restored).catch(() => undefined);
         throw new AttenduxError(
           'RESTORE_FAILED',
           `the restored database failed its checks (${failed.map((c) => `${c.name}: ${c.detail}`).join('; ')})`,
           { hint: 'the live database was not touched' },
         );
       }
-      try {
-        await swap(adminUrl, prep.live, names.restored, names.old);
-      } catch (err) {
-        await dropDatabase(adminUrl, names.restored).catch(() => undefined);
-        throw err;
-      }
+      faultPoint('in-place:checked');
+      await writeJournal(dataDir, { ...journal, step: 'swapping' });
+      // From here the journal, not the marker, says what becomes of the restored database.
+      await clearBuildingMarker(adminUrl, names.restored);
+      faultPoint('in-place:journal-swapping');
+      await swap(adminUrl, prep.live, names.restored, names.old, () =>
+        writeJournal(dataDir, { ...journal, step: 'swapped' }),
+      );
       swapped = true;
-      if (opts.dropOld) await dropDatabase(adminUrl, names.old);
+      await handBack(dataDir, adminUrl, names.old, !!opts.dropOld, chain);
+      consistent = true;
       return {
         plan,
         database: prep.live,
@@ -177,15 +215,39 @@ export async function restoreInPlace(opts: InPlaceOptions): Promise<InPlaceResul
         seconds: (Date.now() - t0) / 1000,
       };
     } catch (err) {
+      // Undo (or finish) from the cluster's state, exactly as a later run would after a kill.
+      await recoverJournal(dataDir, adminUrl, { own: true }).then(
+        () => (consistent = true),
+        () => undefined,
+      );
       await auditFailure(prep, 'in-place', err, { swapped });
       throw err;
     } finally {
       await chain.cleanup();
-      await leaveMaintenance(dataDir).catch((err: unknown) => {
-        if (swapped) throw err;
-      });
+      if (consistent) await leaveMaintenance(dataDir).catch(() => undefined);
     }
   } finally {
     await prep.install.close();
   }
+}
+
+/**
+ * The last step of an in-place restore: the restored database is live under its name; drop (or keep) the
+ * replaced one, leave maintenance mode so the server answers again, and close the journal.
+ */
+async function handBack(
+  dataDir: string,
+  adminUrl: string,
+  old: string,
+  dropOld: boolean,
+  chain: { cleanup(): Promise<void> },
+): Promise<void> {
+  if (dropOld) {
+    await dropDatabase(adminUrl, old);
+    faultPoint('in-place:old-dropped');
+  }
+  await chain.cleanup();
+  await leaveMaintenance(dataDir);
+  faultPoint('in-place:maintenance-off');
+  await removeJournal(dataDir);
 }

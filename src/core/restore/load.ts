@@ -214,8 +214,12 @@ export async function loadChain(
         const queue = [...entries];
         let n = 0;
         const worker = async (c: pg.Client) => {
-          for (let e = queue.shift(); e; e = queue.shift())
-            n += await copyFileInto([c], sql, join(dir, e), onBytes(e));
+          for (let e = queue.shift(); e; e = queue.shift()) {
+            // Not `n += await ...`: that reads n before the await, so two workers would overwrite each
+            // other's running total (the row-count check then failed on every table loaded in parts).
+            const loaded = await copyFileInto([c], sql, join(dir, e), onBytes(e));
+            n += loaded;
+          }
         };
         await Promise.all([worker(main), worker(helper)]);
         rows[t.name] = n;
