@@ -118,6 +118,11 @@ export const ERROR_CODES = {
     exitCode: 1,
     doc: 'restore --drill: a check of the restored copy failed (see the report).',
   },
+  AUDIT_BROKEN: {
+    exitCode: 1,
+    doc: 'audit verify: an audit chain has a broken link, or disagrees with a signed checkpoint.',
+  },
+  DOCTOR_FAILED: { exitCode: 1, doc: 'doctor: at least one check failed (see its fix line).' },
   INTERNAL: { exitCode: 1, doc: 'A bug: an unexpected error. Run again with --debug and report it.' },
 } as const satisfies Record<string, { exitCode: number; doc: string }>;
 

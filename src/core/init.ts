@@ -11,6 +11,7 @@ import { EMBEDDED_DATABASE, EMBEDDED_OWNER_ROLE, resolveDatabase } from '../db/c
 import { provisionDatabase } from '../db/provision.js';
 import { runMigrations } from '../db/migrate.js';
 import { createPool } from '../db/pool.js';
+import { registerAuditKey } from './audit/mac.js';
 import { findTenant, type Tenant } from '../db/queries/tenants.js';
 import { findUserByEmail } from '../db/queries/users.js';
 import { createTenant } from './tenants.js';
@@ -216,6 +217,7 @@ export async function initInstall(opts: InitOptions): Promise<InitResult> {
     step(ran.length ? `applied ${ran.length} migration(s)` : 'schema already current');
 
     const pool = createPool(db.adminUrl, 2, 'attendux-init');
+    registerAuditKey(pool, secrets.auditKey!); // the first company's audit entries (issue 13)
     try {
       let tenant: Tenant | undefined = await findTenant(pool, opts.tenantSlug);
       if (!tenant) {

@@ -8,6 +8,9 @@ import { maintenanceWatcher } from '../core/maintenance.js';
 import { createPool, type Pool } from '../db/pool.js';
 import { migrationFiles } from '../db/migrate.js';
 import { BCRYPT_COST } from '../crypto/password.js';
+import { publicKeyOf } from '../crypto/signing.js';
+import { registerAuditKey } from '../core/audit/mac.js';
+import { startCheckpointer } from '../core/audit/checkpoints.js';
 import type { DataKeyring } from '../crypto/aead.js';
 import { installErrorHandler, sendError } from './errors.js';
 import { Metrics } from './metrics.js';
@@ -38,6 +41,8 @@ export interface AppOptions {
   keyringCheckMs?: number;
   /** How long a maintenance-file check is reused (default 1000 ms). */
   maintenanceTtlMs?: number;
+  /** Sign audit checkpoints into the data dir (default true). */
+  auditCheckpoints?: boolean;
 }
 
 export const BODY_LIMIT = 64 * 1024;
@@ -91,6 +96,19 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     install.loaded.config.database.poolSize,
     'attendux-server',
   );
+  // The server MACs its audit entries itself (the app role never sees the key) and signs checkpoints.
+  registerAuditKey(pool, install.secrets.auditKey);
+  const checkpointer =
+    opts.auditCheckpoints === false
+      ? undefined
+      : startCheckpointer({
+          q: pool,
+          dataDir: install.loaded.config.dataDir,
+          signingKey: install.secrets.signingKey,
+          everyMinutes: install.loaded.config.audit.checkpointEveryMinutes,
+          everyEntries: install.loaded.config.audit.checkpointEveryEntries,
+          onError: (err) => app.log.error({ err }, 'audit checkpoint failed'),
+        });
   let ring: DataKeyring = { keys: install.secrets.dataKeys, activeId: install.secrets.activeDataKeyId };
   const reloadKeyring = async () => {
     const s = await loadSecrets(install.loaded.secretsPath);
@@ -127,8 +145,12 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     metrics: new Metrics(),
     maintenance: maintenanceWatcher(install.loaded.config.dataDir, opts.maintenanceTtlMs ?? 1000),
     bcryptCost: opts.bcryptCost ?? BCRYPT_COST,
+    audit: { checkpointer, publicKey: publicKeyOf(install.secrets.signingKey) },
   };
   app.addHook('onClose', async () => {
+    // A last checkpoint on shutdown: the heads the server leaves behind are anchored outside the database.
+    await checkpointer?.run();
+    await checkpointer?.stop();
     await pool.end();
   });
 

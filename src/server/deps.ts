@@ -2,6 +2,7 @@ import type { Pool } from '../db/pool.js';
 import type { Config, Secrets } from '../core/config/schema.js';
 import type { DataKeyring } from '../crypto/aead.js';
 import type { Metrics } from './metrics.js';
+import type { Checkpointer } from '../core/audit/checkpoints.js';
 import type { MaintenanceState } from '../core/maintenance.js';
 
 /** Called after a commit; the lead wires onTenantSettingsChanged to a config backup. */
@@ -21,4 +22,6 @@ export interface ServerDeps {
   metrics: Metrics;
   maintenance(): Promise<MaintenanceState | undefined>;
   bcryptCost: number;
+  /** Audit anchors (issue 13): the checkpointer to tell about appended entries, the install's public key. */
+  audit: { checkpointer?: Checkpointer; publicKey: string };
 }

@@ -136,6 +136,7 @@ export function defineRoute(app: FastifyInstance, deps: ServerDeps, spec: RouteS
                 ...hashes,
                 details,
               });
+              deps.audit.checkpointer?.noteAppend();
             },
             afterCommit: (fn) => after.push(fn),
           };

@@ -10,6 +10,8 @@ import { registerServe } from './serve.js';
 import { registerKeys } from './keys.js';
 import { registerBackup } from './backup.js';
 import { registerRestore } from './restore.js';
+import { registerAudit } from './audit.js';
+import { registerDoctor } from './doctor.js';
 
 /** Each module only declares flags; the work it does is imported lazily when the command runs. */
 export function registerCommands(program: Command): void {
@@ -24,4 +26,6 @@ export function registerCommands(program: Command): void {
   registerKeys(program);
   registerBackup(program);
   registerRestore(program);
+  registerAudit(program);
+  registerDoctor(program);
 }

@@ -56,6 +56,8 @@ export const ServerSchema = z.strictObject({
     .max(24 * 60)
     .default(15),
   securityContact: z.string().default('mailto:security@example.invalid'),
+  /** The URL users reach the server at (https://attendance.example.com); doctor wants it off loopback. */
+  publicUrl: z.string().url().optional(),
   /** Per-IP limit on POST /api/v1/auth/login, checked before the body is read. */
   loginRateLimitPerMinute: z.number().int().min(1).max(100_000).default(10),
   /** Per-IP limit on the other unauthenticated endpoints (login page, readyz, metrics, security.txt). */
@@ -95,6 +97,10 @@ export const BackupSchema = z.strictObject({
 
 export const AuditSchema = z.strictObject({
   retentionDays: z.number().int().min(1).default(365),
+  /** The server signs a checkpoint of every chain that moved after this many appended entries... */
+  checkpointEveryEntries: z.number().int().min(1).max(10_000_000).default(1000),
+  /** ...or after this many minutes, whichever comes first (backups and purges always sign one). */
+  checkpointEveryMinutes: z.number().int().min(1).max(1440).default(15),
 });
 
 export const ConfigSchema = z.strictObject({
