@@ -46,12 +46,15 @@ export async function loadCheckpoints(loaded: LoadedConfig, extra: string[] = []
       throw new AttenduxError('IO_ERROR', `cannot read checkpoints ${f}: ${err.message}`);
     });
     // A checkpoint file (JSON lines) or a backup sidecar / export manifest (JSON with audit.checkpoints).
+    let doc: { audit?: { checkpoints?: Checkpoint[] }; checkpoints?: Checkpoint[] } | undefined;
     try {
-      const j = JSON.parse(text) as { audit?: { checkpoints?: Checkpoint[] }; checkpoints?: Checkpoint[] };
-      for (const c of j.audit?.checkpoints ?? j.checkpoints ?? []) out.push({ ...c, source: f });
-      continue;
+      doc = JSON.parse(text) as typeof doc;
     } catch {
-      // JSON lines
+      doc = undefined; // JSON lines
+    }
+    if (doc && (doc.audit || doc.checkpoints)) {
+      for (const c of doc.audit?.checkpoints ?? doc.checkpoints ?? []) out.push({ ...c, source: f });
+      continue;
     }
     out.push(...(await readCheckpointFile(f)));
   }
