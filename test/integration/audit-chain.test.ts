@@ -74,7 +74,7 @@ async function recomputeChain(tenantId: string, key: Buffer) {
             ip_hash, ua_hash, details::text AS details FROM audit_log WHERE tenant_id = $1 ORDER BY audit_log.seq`,
     [tenantId],
   );
-  let prev = Buffer.alloc(0);
+  let prev: Buffer = Buffer.alloc(0);
   const updates: [string, unknown[]][] = [];
   for (const r of rows) {
     const m = mac.of({

@@ -2,7 +2,7 @@ import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import type pg from 'pg';
 import copyStreams from 'pg-copy-streams';
-import { AuditMac, macEquals } from './mac.js';
+import { AuditMac, macEquals, PG_EPOCH_US } from './mac.js';
 import { checkpointValid, type Checkpoint, type SourcedCheckpoint } from './checkpoints.js';
 
 export type BreakKind = 'edited' | 'missing' | 'inserted' | 'reordered' | 'checkpoint' | 'legacy';
@@ -276,15 +276,14 @@ const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 const PURGE = Buffer.from('audit.purge');
 const NFIELDS = 13;
 
-function asciiInt(b: Buffer, from: number, to: number): number {
-  let n = 0;
-  let neg = false;
-  for (let i = from; i < to; i++) {
-    const c = b[i]!;
-    if (c === 45) neg = true;
-    else n = n * 10 + (c - 48);
-  }
-  return neg ? -n : n;
+/** A binary int8 as a number (every seq and time stamp fits in 2^53). */
+function int8At(b: Buffer, at: number): number {
+  return b.readInt32BE(at) * 4294967296 + b.readUInt32BE(at + 4);
+}
+
+function uuidText(b: Buffer): string {
+  const h = b.toString('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
 /**
@@ -343,18 +342,20 @@ class CopyParser extends Writable {
       const tenant = b.subarray(starts[0]!, ends[0]!);
       if (!tenant.equals(this.tenant)) {
         this.tenant = Buffer.from(tenant);
-        this.w.startTenant(this.tenant.toString('latin1'));
+        this.w.startTenant(uuidText(this.tenant));
       }
       const action = b.subarray(starts[4]!, ends[4]!);
-      const purge = action.length === PURGE.length && action.equals(PURGE) ? b.toString('utf8', starts[9]!, ends[9]!) : undefined;
+      // details is jsonb in binary: a version byte, then the text
+      const purge =
+        action.length === PURGE.length && action.equals(PURGE) ? b.toString('utf8', starts[9]! + 1, ends[9]!) : undefined;
       this.w.entry(
-        asciiInt(b, starts[1]!, ends[1]!),
-        asciiInt(b, starts[2]!, ends[2]!),
+        int8At(b, starts[1]!),
+        int8At(b, starts[2]!) + PG_EPOCH_US,
         // fields 0..10 with their length words: from the first length word to the end of prev_hash
         b.subarray(off + 2, ends[10]!),
         b.subarray(starts[10]!, ends[10]!),
         b.subarray(starts[11]!, ends[11]!),
-        b[starts[12]!]! - 48,
+        b.readInt16BE(starts[12]!),
         purge,
       );
       off = p;
@@ -364,9 +365,9 @@ class CopyParser extends Writable {
   }
 }
 
-/** Field order = the MAC's field order (mac.ts), then hash and mac_version. */
-export const VERIFY_SELECT = `SELECT tenant_id::text, seq::text, (extract(epoch FROM at) * 1000000)::bigint::text, actor, action,
-       entity_type, entity_id, ip_hash, ua_hash, details::text, prev_hash, hash, mac_version::text
+/** Field order = the MAC's field order (mac.ts), then hash and mac_version; raw columns, no casts. */
+export const VERIFY_SELECT = `SELECT tenant_id, seq, at, actor, action, entity_type, entity_id, ip_hash, ua_hash, details,
+       prev_hash, hash, mac_version
   FROM audit_log`;
 
 /** Verify the chains in the database (one client; read in one repeatable-read snapshot). */
@@ -385,6 +386,9 @@ export async function verifyDatabase(
   if (o.since) where.push(`at >= ${lit(o.since.toISOString())}::timestamptz`);
   const sql = `COPY (${VERIFY_SELECT} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
                 ORDER BY audit_log.tenant_id, audit_log.seq) TO STDOUT (FORMAT binary)`;
+  // Walk the primary key's index instead of sorting: the heap is in append order, so this reads it nearly
+  // sequentially and streams from the first row (measured: a sort costs 1.6x the whole walk).
+  await c.query('SET LOCAL enable_sort = off');
   await pipeline(c.query(copyStreams.to(sql)), new CopyParser(walker));
   return walker.finish();
 }
