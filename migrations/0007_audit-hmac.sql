@@ -236,4 +236,45 @@ BEGIN
   END IF;
   RAISE EXCEPTION 'audit_log is append-only' USING ERRCODE = 'insufficient_privilege';
 END $$;
+-- The kiosk function of 0004 again: it wrote its audit entry itself (the trigger computed the hash).
+CREATE OR REPLACE FUNCTION attendux_record_checkin(
+  p_tenant uuid, p_key uuid, p_touch boolean, p_employee uuid, p_version text, p_kind text,
+  p_latitude double precision, p_longitude double precision, p_accuracy real, p_site uuid, p_geofence text,
+  p_distance real, p_method text, p_face_score real, p_device text, p_flagged boolean, p_actor text, p_action text,
+  p_ip_hash text, p_ua_hash text, p_details jsonb)
+  RETURNS TABLE (key_live boolean, fresh boolean, id bigint, occurred_at timestamptz)
+  LANGUAGE plpgsql VOLATILE SET search_path = public, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+  ev_id bigint;
+  ev_at timestamptz;
+  cur text;
+BEGIN
+  PERFORM set_config('attendux.tenant_id', p_tenant::text, true);
+  key_live := attendux_api_key_live(p_tenant, p_key, p_touch);
+  IF NOT key_live THEN
+    RETURN NEXT;
+    RETURN;
+  END IF;
+  SELECT attendux_checkin_version(s.status, s.face_template, s.face_key_id, s.sites, s.settings) INTO cur
+    FROM attendux_checkin_subject(p_tenant, p_employee) s;
+  fresh := cur IS NOT DISTINCT FROM p_version;
+  IF NOT fresh THEN
+    RETURN NEXT;
+    RETURN;
+  END IF;
+  INSERT INTO attendance_events AS a (tenant_id, employee_id, kind, occurred_at, latitude, longitude, accuracy_m,
+                                      site_id, geofence, distance_m, method, face_score, device_id, flagged)
+    VALUES (p_tenant, p_employee, p_kind, now(), p_latitude, p_longitude, p_accuracy, p_site, p_geofence,
+            p_distance, p_method, p_face_score, p_device, p_flagged)
+    RETURNING a.id, a.occurred_at INTO ev_id, ev_at;
+  -- The audit_log trigger assigns seq, at, prev_hash and hash.
+  INSERT INTO audit_log (tenant_id, actor, action, entity_type, entity_id, ip_hash, ua_hash, details, prev_hash,
+                         hash)
+    VALUES (p_tenant, p_actor, p_action, 'attendance_event', ev_id::text, p_ip_hash, p_ua_hash, p_details, '\x',
+            '\x');
+  id := ev_id;
+  occurred_at := ev_at;
+  RETURN NEXT;
+END $$;
 ALTER TABLE audit_log DROP COLUMN mac_version;

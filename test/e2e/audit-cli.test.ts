@@ -147,4 +147,19 @@ describe('attendux audit (binary)', () => {
     expect(JSON.parse(purge.stdout)).toMatchObject({ deleted: 0, olderThanDays: 365 });
     expect((await run('audit', 'purge', '--older-than', 'soon', '--yes')).exitCode).toBe(2);
   });
+
+  it('doctor --json: the stable shape, exit 1 on a failed check', async () => {
+    const r = await run('doctor', '--json');
+    const j = JSON.parse(r.stdout) as { ok: boolean; checks: { id: string; status: string; message: string; fix: string | null }[] };
+    expect(Object.keys(j).sort()).toEqual(['checks', 'ok']);
+    expect(j.checks.map((c) => c.id)).toEqual(expect.arrayContaining(['config.valid', 'db.app-role', 'db.rls', 'backup.recipients', 'host.encrypted']));
+    for (const c of j.checks) expect(['pass', 'warn', 'fail', 'skip']).toContain(c.status);
+    // the test config carries database passwords in its URLs: config.no-secret-in-config fails
+    expect(j.checks.find((c) => c.id === 'config.no-secret-in-config')!.status).toBe('fail');
+    expect(j.ok).toBe(false);
+    expect(r.exitCode).toBe(1);
+    const text = await run('doctor');
+    expect(text.stdout).toMatch(/^FAIL  config\.no-secret-in-config/m);
+    expect(text.stdout).toMatch(/^ {6}fix: /m);
+  });
 });

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chmod, chown, mkdir, mkdtemp, readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../../src/core/config/load.js';
@@ -259,6 +260,14 @@ describe('doctor: server checks', () => {
   });
   it('server.tls', async () => {
     expect((await status(srv.serverTls)).status).toBe('skip');
+    const cert = join(ti.dir, 'cert.pem');
+    const key = join(ti.dir, 'key.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '30', '-subj', '/CN=localhost'], { stdio: 'ignore' });
+    await patch((c) => {
+      c.server.tlsCert = cert;
+      c.server.tlsKey = key;
+    });
+    expect((await status(srv.serverTls)).status).toBe('pass');
     await patch((c) => (c.server.tlsCert = join(ti.dir, 'missing.pem')));
     await patch((c) => (c.server.tlsKey = join(ti.dir, 'missing.key')));
     expect((await status(srv.serverTls)).status).toBe('fail');
@@ -276,8 +285,11 @@ describe('doctor: server checks', () => {
     await patch((c) => (c.server.host = '127.0.0.1'));
     expect((await status(srv.serverTrustProxy)).status).toBe('pass');
   });
-  it('server.embedded-loopback: skip for a system PostgreSQL', async () => {
+  it('server.embedded-loopback: skip for a system PostgreSQL; loopback passes, a public address fails', async () => {
     expect((await status(srv.serverEmbeddedLoopback)).status).toBe('skip');
+    expect(srv.listenVerdict('127.0.0.1').status).toBe('pass');
+    expect(srv.listenVerdict('localhost, ::1').status).toBe('pass');
+    expect(srv.listenVerdict('*').status).toBe('fail');
   });
 });
 

@@ -59,6 +59,12 @@ export const serverTrustProxy: Check = {
   },
 };
 
+export function listenVerdict(listenAddresses: string) {
+  const addrs = listenAddresses.split(',').map((x) => x.trim());
+  if (addrs.every((a) => isLoopback(a))) return pass(`embedded PostgreSQL listens on ${addrs.join(', ')}`);
+  return fail(`embedded PostgreSQL listens on ${addrs.join(', ')}`, "set listen_addresses = '127.0.0.1' in <dataDir>/pg/postgresql.conf");
+}
+
 export const serverEmbeddedLoopback: Check = {
   id: 'server.embedded-loopback',
   async run(env) {
@@ -67,9 +73,7 @@ export const serverEmbeddedLoopback: Check = {
     const c = await connectClient(env.install.db.adminUrl, 'attendux-doctor');
     try {
       const { rows } = await c.query<{ v: string }>("SELECT current_setting('listen_addresses') AS v");
-      const addrs = rows[0]!.v.split(',').map((x) => x.trim());
-      if (addrs.every((a) => isLoopback(a))) return pass(`embedded PostgreSQL listens on ${addrs.join(', ')}`);
-      return fail(`embedded PostgreSQL listens on ${addrs.join(', ')}`, "set listen_addresses = '127.0.0.1' in <dataDir>/pg/postgresql.conf");
+      return listenVerdict(rows[0]!.v);
     } finally {
       await c.end();
     }
