@@ -26,13 +26,15 @@ const N = Number(values.entries);
 const T = Number(values.tenants);
 const name = `attendux_bench_audit_${process.pid}`;
 const dbUrl = (() => {
-  const u = new URL(values.url!);
+  const u = new URL(values.url);
   u.pathname = `/${name}`;
   return u.toString();
 })();
 
-const su = await connectClient(values.url!);
-await su.query(`DO $$ BEGIN CREATE ROLE attendux_bench_app NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`);
+const su = await connectClient(values.url);
+await su.query(
+  `DO $$ BEGIN CREATE ROLE attendux_bench_app NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`,
+);
 await ddl(su, 'CREATE DATABASE %I', name);
 try {
   await runMigrations({ adminUrl: dbUrl, appRole: 'attendux_bench_app', direction: 'up' });
@@ -91,23 +93,30 @@ try {
     const { rows: cnt } = await c.query<{ n: number; mb: string }>(
       "SELECT count(*)::int AS n, pg_size_pretty(pg_total_relation_size('audit_log')) AS mb FROM audit_log",
     );
-    console.log(`seeded ${cnt[0]!.n} entries in ${T} chains (${cnt[0]!.mb}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    console.log(
+      `seeded ${cnt[0]!.n} entries in ${T} chains (${cnt[0]!.mb}) in ${((Date.now() - t0) / 1000).toFixed(1)} s`,
+    );
     const rates: number[] = [];
     for (let round = 0; round < 3; round++) {
       const s = process.hrtime.bigint();
       // the real path of `audit verify`: one read-only repeatable-read transaction
       const r = await verifyWith(c, { mac, publicKey: '', checkpoints: [] });
       const secs = Number(process.hrtime.bigint() - s) / 1e9;
-      if (!r.ok || r.checked !== cnt[0]!.n) throw new Error(`verify failed: ${JSON.stringify(r.breaks.slice(0, 3))}`);
+      if (!r.ok || r.checked !== cnt[0]!.n)
+        throw new Error(`verify failed: ${JSON.stringify(r.breaks.slice(0, 3))}`);
       rates.push(r.checked / secs);
-      console.log(`verify round ${round + 1}: ${r.checked} entries in ${secs.toFixed(2)} s = ${Math.round(r.checked / secs).toLocaleString('en')} entries/s`);
+      console.log(
+        `verify round ${round + 1}: ${r.checked} entries in ${secs.toFixed(2)} s = ${Math.round(r.checked / secs).toLocaleString('en')} entries/s`,
+      );
     }
     const median = rates.sort((a, b) => a - b)[1]!;
-    console.log(`median ${Math.round(median).toLocaleString('en')} entries/s   ratio to goal ${(median / 500_000).toFixed(2)}   (goal >= 500,000 entries/s)`);
+    console.log(
+      `median ${Math.round(median).toLocaleString('en')} entries/s   ratio to goal ${(median / 500_000).toFixed(2)}   (goal >= 500,000 entries/s)`,
+    );
   } finally {
     await c.end();
   }
 } finally {
-  if (!process.env.KEEP) await ddl(su, "DROP DATABASE IF EXISTS %I WITH (FORCE)", name);
+  if (!process.env.KEEP) await ddl(su, 'DROP DATABASE IF EXISTS %I WITH (FORCE)', name);
   await su.end();
 }

@@ -59,7 +59,10 @@ describe('attendux audit (binary)', () => {
     expect(lines[0]).toMatch(/user\.create/);
     expect(lines.at(-1)).toMatch(/tenant\.create/);
     const json = await run('audit', 'log', '-t', 'acme', '--action', 'user.create', '--json');
-    const rows = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as { action: string; seq: number });
+    const rows = json.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { action: string; seq: number });
     expect(rows.map((r) => r.action)).toEqual(['user.create', 'user.create', 'user.create']);
     expect(rows.map((r) => r.seq)).toEqual([4, 3, 2]);
     const limited = await run('audit', 'log', '--limit', '2', '--json');
@@ -79,7 +82,9 @@ describe('attendux audit (binary)', () => {
 
     const first = await run('backup', 'full', '--json');
     expect(first.exitCode, first.stderr).toBe(0);
-    const sc = JSON.parse(first.stdout) as { sidecar: { id: string; audit: { verified: { ok: boolean }; checkpoints: unknown[] } } };
+    const sc = JSON.parse(first.stdout) as {
+      sidecar: { id: string; audit: { verified: { ok: boolean }; checkpoints: unknown[] } };
+    };
     expect(sc.sidecar.audit.verified.ok).toBe(true);
     expect(sc.sidecar.audit.checkpoints.length).toBe(3);
 
@@ -99,7 +104,9 @@ describe('attendux audit (binary)', () => {
     expect(b.exitCode).toBe(0);
     expect(b.stderr).toMatch(/WARNING: the audit log in this backup does NOT verify: 2 break/);
     const status = await run('backup', 'status', '--json');
-    const st = JSON.parse(status.stdout) as { kinds: { kind: string; audit?: { ok: boolean }; problem?: string }[] };
+    const st = JSON.parse(status.stdout) as {
+      kinds: { kind: string; audit?: { ok: boolean }; problem?: string }[];
+    };
     const full = st.kinds.find((k) => k.kind === 'full')!;
     expect(full.audit?.ok).toBe(false);
     expect(full.problem).toMatch(/AUDIT LOG BROKEN/);
@@ -107,7 +114,10 @@ describe('attendux audit (binary)', () => {
 
     // a drill of that backup records the verification among its checks
     const drill = await run('restore', '--drill', '--json', '-i', i.identityFile);
-    const d = JSON.parse(drill.stdout) as { ok: boolean; checks: { name: string; ok: boolean; detail: string }[] };
+    const d = JSON.parse(drill.stdout) as {
+      ok: boolean;
+      checks: { name: string; ok: boolean; detail: string }[];
+    };
     const check = d.checks.find((c) => c.name === 'audit-chains')!;
     expect(check.ok).toBe(false);
     expect(check.detail).toMatch(/edited/);
@@ -150,9 +160,20 @@ describe('attendux audit (binary)', () => {
 
   it('doctor --json: the stable shape, exit 1 on a failed check', async () => {
     const r = await run('doctor', '--json');
-    const j = JSON.parse(r.stdout) as { ok: boolean; checks: { id: string; status: string; message: string; fix: string | null }[] };
+    const j = JSON.parse(r.stdout) as {
+      ok: boolean;
+      checks: { id: string; status: string; message: string; fix: string | null }[];
+    };
     expect(Object.keys(j).sort()).toEqual(['checks', 'ok']);
-    expect(j.checks.map((c) => c.id)).toEqual(expect.arrayContaining(['config.valid', 'db.app-role', 'db.rls', 'backup.recipients', 'host.encrypted']));
+    expect(j.checks.map((c) => c.id)).toEqual(
+      expect.arrayContaining([
+        'config.valid',
+        'db.app-role',
+        'db.rls',
+        'backup.recipients',
+        'host.encrypted',
+      ]),
+    );
     for (const c of j.checks) expect(['pass', 'warn', 'fail', 'skip']).toContain(c.status);
     // the test config carries database passwords in its URLs: config.no-secret-in-config fails
     expect(j.checks.find((c) => c.id === 'config.no-secret-in-config')!.status).toBe('fail');

@@ -90,7 +90,10 @@ async function recomputeChain(tenantId: string, key: Buffer) {
       details: r.details,
       prevMac: prev,
     });
-    updates.push(['UPDATE audit_log SET prev_hash = $3, hash = $4 WHERE tenant_id = $1 AND seq = $2', [tenantId, r.seq, prev, m]]);
+    updates.push([
+      'UPDATE audit_log SET prev_hash = $3, hash = $4 WHERE tenant_id = $1 AND seq = $2',
+      [tenantId, r.seq, prev, m],
+    ]);
     prev = m;
   }
   await tamper(...updates);
@@ -143,7 +146,7 @@ describe('the keyed chain', () => {
 
     await tamper(
       // an edit with the triggers disabled (MAC left as it was)
-      ["UPDATE audit_log SET details = '{\"i\": 99}' WHERE tenant_id = $1 AND seq = 4", [edit]],
+      ['UPDATE audit_log SET details = \'{"i": 99}\' WHERE tenant_id = $1 AND seq = 4', [edit]],
       // a deleted middle row
       ['DELETE FROM audit_log WHERE tenant_id = $1 AND seq = 5', [mid]],
       // a deleted newest row (only a checkpoint can tell)
@@ -224,7 +227,10 @@ describe('purge', () => {
     const after = await verifyAudit(ti.install, { tenant: 'purge' });
     expect(after.breaks).toEqual([]);
     // The purge itself is audited install-wide too.
-    const sys = await su.query("SELECT 1 FROM audit_log WHERE tenant_id = $1 AND action = 'audit.purge_run'", [SYSTEM_TENANT]);
+    const sys = await su.query(
+      "SELECT 1 FROM audit_log WHERE tenant_id = $1 AND action = 'audit.purge_run'",
+      [SYSTEM_TENANT],
+    );
     expect(sys.rowCount).toBeGreaterThan(0);
   });
 
@@ -254,7 +260,10 @@ describe('re-chain of entries under the old unkeyed hash', () => {
   async function legacyChain(slug: string) {
     const t = await newTenant(slug, 4);
     // What 0001-0004 left: the unkeyed SHA-256 digest, mac_version 1.
-    const { rows } = await su.query<{ seq: string }>('SELECT seq::text FROM audit_log WHERE tenant_id = $1 ORDER BY seq', [t]);
+    const { rows } = await su.query<{ seq: string }>(
+      'SELECT seq::text FROM audit_log WHERE tenant_id = $1 ORDER BY seq',
+      [t],
+    );
     for (const r of rows) {
       await tamper([
         `UPDATE audit_log a SET mac_version = 1,
@@ -332,13 +341,10 @@ describe('the app role', () => {
         [t],
       );
       const n = rows[0]!;
-      await c.query("SELECT attendux_audit_append($1, $2, $3, 'user:evil', 'forged', NULL, NULL, NULL, NULL, '{}', $4, $5)", [
-        t,
-        n.seq,
-        n.at_us,
-        n.prev_hash,
-        Buffer.alloc(32, 1),
-      ]);
+      await c.query(
+        "SELECT attendux_audit_append($1, $2, $3, 'user:evil', 'forged', NULL, NULL, NULL, NULL, '{}', $4, $5)",
+        [t, n.seq, n.at_us, n.prev_hash, Buffer.alloc(32, 1)],
+      );
     });
     const r = await verifyAudit(ti.install, { tenant: 'clean' });
     expect(r.breaks.map((b) => b.kind)).toEqual(['edited']);

@@ -35,7 +35,10 @@ describe('audit entries written by the server', () => {
     expect(k.statusCode).toBe(201);
     const res = await f.app.inject({ url: '/api/v1/audit?action=auth.*', headers });
     expect(res.statusCode).toBe(200);
-    const body = res.json<{ entries: { action: string; details: Record<string, unknown> }[]; verified: boolean }>();
+    const body = res.json<{
+      entries: { action: string; details: Record<string, unknown> }[];
+      verified: boolean;
+    }>();
     expect(body.verified).toBe(true);
     const actions = body.entries.map((e) => e.action);
     expect(actions).toContain('auth.login');
@@ -52,27 +55,40 @@ describe('audit entries written by the server', () => {
 
   it('filters by actor, entity and time, and flags a page with a tampered entry as not verified', async () => {
     const headers = await owner();
-    const all = (await f.app.inject({ url: '/api/v1/audit?limit=1000', headers })).json<{ entries: { seq: number; actor: string; entityType: string; at: string }[] }>();
+    const all = (await f.app.inject({ url: '/api/v1/audit?limit=1000', headers })).json<{
+      entries: { seq: number; actor: string; entityType: string; at: string }[];
+    }>();
     const actor = all.entries.find((e) => e.actor.startsWith('apikey:'))!.actor;
-    const byActor = (await f.app.inject({ url: `/api/v1/audit?actor=${encodeURIComponent(actor)}`, headers })).json<{ entries: { actor: string }[] }>();
+    const byActor = (
+      await f.app.inject({ url: `/api/v1/audit?actor=${encodeURIComponent(actor)}`, headers })
+    ).json<{ entries: { actor: string }[] }>();
     expect(byActor.entries.length).toBeGreaterThan(0);
     expect(byActor.entries.every((e) => e.actor === actor)).toBe(true);
-    const byEntity = (await f.app.inject({ url: '/api/v1/audit?entity=attendance_event', headers })).json<{ entries: { entityType: string }[] }>();
+    const byEntity = (await f.app.inject({ url: '/api/v1/audit?entity=attendance_event', headers })).json<{
+      entries: { entityType: string }[];
+    }>();
     expect(byEntity.entries.length).toBeGreaterThan(0);
     expect(byEntity.entries.every((e) => e.entityType === 'attendance_event')).toBe(true);
-    const future = (await f.app.inject({ url: '/api/v1/audit?since=2999-01-01T00:00:00Z', headers })).json<{ entries: unknown[] }>();
+    const future = (await f.app.inject({ url: '/api/v1/audit?since=2999-01-01T00:00:00Z', headers })).json<{
+      entries: unknown[];
+    }>();
     expect(future.entries).toEqual([]);
     expect((await f.app.inject({ url: '/api/v1/audit?since=yesterday', headers })).statusCode).toBe(400);
 
     const su = await connectClient(f.db.superuserUrl.replace(/\/[^/]*$/, `/${f.db.name}`));
     try {
       await su.query('ALTER TABLE audit_log DISABLE TRIGGER USER');
-      await su.query("UPDATE audit_log SET actor = 'user:nobody' WHERE tenant_id = $1 AND action = 'auth.login'", [f.a.id]);
+      await su.query(
+        "UPDATE audit_log SET actor = 'user:nobody' WHERE tenant_id = $1 AND action = 'auth.login'",
+        [f.a.id],
+      );
       await su.query('ALTER TABLE audit_log ENABLE TRIGGER USER');
     } finally {
       await su.end();
     }
-    const page = (await f.app.inject({ url: '/api/v1/audit?action=auth.login', headers })).json<{ verified: boolean }>();
+    const page = (await f.app.inject({ url: '/api/v1/audit?action=auth.login', headers })).json<{
+      verified: boolean;
+    }>();
     expect(page.verified).toBe(false);
   });
 

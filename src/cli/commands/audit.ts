@@ -5,8 +5,11 @@ import { AttenduxError } from '../../errors.js';
 function timeOption(name: string) {
   return (v: string): Date => {
     const rel = /^(\d+)(d|h)$/.exec(v);
-    const d = rel ? new Date(Date.now() - Number(rel[1]) * (rel[2] === 'd' ? 86_400_000 : 3_600_000)) : new Date(v);
-    if (Number.isNaN(d.getTime())) throw new AttenduxError('USAGE', `${name}: not a time: "${v}" (ISO 8601, or 7d / 12h ago)`);
+    const d = rel
+      ? new Date(Date.now() - Number(rel[1]) * (rel[2] === 'd' ? 86_400_000 : 3_600_000))
+      : new Date(v);
+    if (Number.isNaN(d.getTime()))
+      throw new AttenduxError('USAGE', `${name}: not a time: "${v}" (ISO 8601, or 7d / 12h ago)`);
     return d;
   };
 }
@@ -22,20 +25,28 @@ interface VerifyFlags {
 function printVerify(ctx: CliContext, r: import('../../core/audit/verify.js').VerifyResult) {
   ctx.result(r, () => [
     ...r.warnings.map((w) => `warning: ${w}`),
-    ...r.breaks.map((b) => `BROKEN ${b.kind.padEnd(9)} ${b.tenantId}#${b.seq}${b.at ? ` ${b.at}` : ''}: ${b.detail}`),
+    ...r.breaks.map(
+      (b) => `BROKEN ${b.kind.padEnd(9)} ${b.tenantId}#${b.seq}${b.at ? ` ${b.at}` : ''}: ${b.detail}`,
+    ),
     ...(r.moreBreaks ? [`... and ${r.moreBreaks} more`] : []),
     `${r.ok ? 'ok' : 'FAILED'}: ${r.checked} entries in ${r.chains} chain(s), ${r.checkpoints} signed checkpoint(s) compared, ${r.breaks.length + r.moreBreaks} break(s)`,
   ]);
   if (!r.ok) {
-    throw new AttenduxError('AUDIT_BROKEN', `the audit log does not verify: ${r.breaks.length + r.moreBreaks} break(s)`, {
-      hint: 'each break names the entry and what does not match; see README "Audit log"',
-      resultPrinted: true,
-    });
+    throw new AttenduxError(
+      'AUDIT_BROKEN',
+      `the audit log does not verify: ${r.breaks.length + r.moreBreaks} break(s)`,
+      {
+        hint: 'each break names the entry and what does not match; see README "Audit log"',
+        resultPrinted: true,
+      },
+    );
   }
 }
 
 export function registerAudit(program: Command): void {
-  const audit = program.command('audit').description('the tamper-evident audit log: log, verify, purge, export');
+  const audit = program
+    .command('audit')
+    .description('the tamper-evident audit log: log, verify, purge, export');
 
   audit
     .command('log')
@@ -50,12 +61,22 @@ export function registerAudit(program: Command): void {
     .option('--csv', 'CSV instead of text')
     .action(
       async (
-        flags: { tenant?: string; actor?: string; action?: string; entity?: string; since?: Date; until?: Date; limit?: number; csv?: boolean },
+        flags: {
+          tenant?: string;
+          actor?: string;
+          action?: string;
+          entity?: string;
+          since?: Date;
+          until?: Date;
+          limit?: number;
+          csv?: boolean;
+        },
         cmd: Command,
       ) => {
         const ctx = contextOf(cmd);
         const { withInstall } = await import('../../core/install.js');
-        const { resolveTenant, streamAuditLog, csvLine, CSV_COLUMNS } = await import('../../core/audit/service.js');
+        const { resolveTenant, streamAuditLog, csvLine, CSV_COLUMNS } =
+          await import('../../core/audit/service.js');
         await withInstall(ctx.location, async (i) => {
           const tenantId = await resolveTenant(i.admin, flags.tenant);
           const filter = { ...flags, tenantId };
@@ -94,7 +115,10 @@ export function registerAudit(program: Command): void {
     .option('-t, --tenant <company>', 'only this chain (slug, id or `system`)')
     .option('--since <time>', 'only entries from this time on', timeOption('--since'))
     .option('--file <export>', 'verify an `audit export` file offline instead of the database')
-    .option('--public-key <ed25519:...>', 'with --file: the install public key to trust (else the manifest’s)')
+    .option(
+      '--public-key <ed25519:...>',
+      'with --file: the install public key to trust (else the manifest’s)',
+    )
     .option('--checkpoints <file...>', 'also compare with these checkpoint files (off-server copies)')
     .action(async (flags: VerifyFlags, cmd: Command) => {
       const ctx = contextOf(cmd);
@@ -114,9 +138,13 @@ export function registerAudit(program: Command): void {
           `${r.ok ? 'ok' : 'FAILED'}: ${r.entries} entries in ${r.file}, signed by ${r.publicKey}${r.macsChecked ? ', MACs checked' : ' (MACs not checked: no audit key here; links, checksums and signatures were)'}`,
         ]);
         if (!r.ok)
-          throw new AttenduxError('AUDIT_BROKEN', `the export does not verify: ${r.problems.length} problem(s)`, {
-            resultPrinted: true,
-          });
+          throw new AttenduxError(
+            'AUDIT_BROKEN',
+            `the export does not verify: ${r.problems.length} problem(s)`,
+            {
+              resultPrinted: true,
+            },
+          );
         return;
       }
       const { withInstall } = await import('../../core/install.js');
@@ -152,27 +180,44 @@ export function registerAudit(program: Command): void {
 
   audit
     .command('export')
-    .description('one company’s entries as JSON lines or CSV, with a signed manifest, checksums and checkpoints')
+    .description(
+      'one company’s entries as JSON lines or CSV, with a signed manifest, checksums and checkpoints',
+    )
     .requiredOption('-t, --tenant <company>', 'company slug or id (`system` for install-wide events)')
     .option('--since <time>', 'from (ISO time, or 7d ago)', timeOption('--since'))
     .option('--until <time>', 'until, exclusive', timeOption('--until'))
-    .requiredOption('--out <file>', 'the export file (.jsonl or .csv); the manifest goes to <file>.manifest.json')
+    .requiredOption(
+      '--out <file>',
+      'the export file (.jsonl or .csv); the manifest goes to <file>.manifest.json',
+    )
     .option('--csv', 'CSV (default: JSON lines, or CSV when --out ends in .csv)')
-    .action(async (flags: { tenant: string; since?: Date; until?: Date; out: string; csv?: boolean }, cmd: Command) => {
-      const ctx = contextOf(cmd);
-      const { withInstall } = await import('../../core/install.js');
-      const { exportAudit } = await import('../../core/audit/service.js');
-      const { cliActor } = await import('../../core/actor.js');
-      const { resolve } = await import('node:path');
-      const m = await withInstall(ctx.location, (i) =>
-        exportAudit(i, { ...flags, out: resolve(flags.out), format: flags.csv ? 'csv' : undefined, actor: cliActor() }),
-      );
-      ctx.result(m, () => [
-        `exported ${m.entries} entries (seq ${m.firstSeq ?? '-'}..${m.lastSeq ?? '-'}) to ${flags.out}`,
-        `manifest ${flags.out}.manifest.json, signed by ${m.publicKey}; ${m.checkpoints.length} checkpoint(s)`,
-        ...(m.verified.ok ? [] : [`WARNING: the range did not verify at export: ${m.verified.breaks.length} break(s)`]),
-      ]);
-    });
+    .action(
+      async (
+        flags: { tenant: string; since?: Date; until?: Date; out: string; csv?: boolean },
+        cmd: Command,
+      ) => {
+        const ctx = contextOf(cmd);
+        const { withInstall } = await import('../../core/install.js');
+        const { exportAudit } = await import('../../core/audit/service.js');
+        const { cliActor } = await import('../../core/actor.js');
+        const path = await import('node:path');
+        const m = await withInstall(ctx.location, (i) =>
+          exportAudit(i, {
+            ...flags,
+            out: path.resolve(flags.out),
+            format: flags.csv ? 'csv' : undefined,
+            actor: cliActor(),
+          }),
+        );
+        ctx.result(m, () => [
+          `exported ${m.entries} entries (seq ${m.firstSeq ?? '-'}..${m.lastSeq ?? '-'}) to ${flags.out}`,
+          `manifest ${flags.out}.manifest.json, signed by ${m.publicKey}; ${m.checkpoints.length} checkpoint(s)`,
+          ...(m.verified.ok
+            ? []
+            : [`WARNING: the range did not verify at export: ${m.verified.breaks.length} break(s)`]),
+        ]);
+      },
+    );
 
   audit
     .command('checkpoint')

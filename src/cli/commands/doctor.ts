@@ -20,12 +20,21 @@ export function registerDoctor(program: Command): void {
           `${tag[c.status]}  ${c.id.padEnd(28)} ${c.message}`,
           ...(c.fix && c.status !== 'pass' ? [`      fix: ${c.fix}`] : []),
         ]),
-        r.ok ? 'ok: no check failed' : `${r.checks.filter((c) => c.status === 'fail').length} check(s) FAILED`,
+        r.ok
+          ? 'ok: no check failed'
+          : `${r.checks.filter((c) => c.status === 'fail').length} check(s) FAILED`,
       ]);
       if (!r.ok)
-        throw new AttenduxError('DOCTOR_FAILED', `${r.checks.filter((c) => c.status === 'fail').map((c) => c.id).join(', ')} failed`, {
-          hint: 'each failed check has a fix line; `attendux doctor --fix` applies the safe ones',
-          resultPrinted: true,
-        });
+        throw new AttenduxError(
+          'DOCTOR_FAILED',
+          `${r.checks
+            .filter((c) => c.status === 'fail')
+            .map((c) => c.id)
+            .join(', ')} failed`,
+          {
+            hint: 'each failed check has a fix line; `attendux doctor --fix` applies the safe ones',
+            resultPrinted: true,
+          },
+        );
     });
 }

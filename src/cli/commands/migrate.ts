@@ -10,7 +10,8 @@ export function registerMigrate(program: Command): void {
       const { migrate: doMigrate } = await import('../../core/migrate.js');
       const result = await doMigrate(ctx.location, { direction, count: flags.count, dryRun: flags.dryRun });
       const rc = result.rechain;
-      if (rc && 'error' in rc && result.ran.length) ctx.important(`warning: audit log not re-keyed: ${rc.error}`);
+      if (rc && 'error' in rc && result.ran.length)
+        ctx.important(`warning: audit log not re-keyed: ${rc.error}`);
       ctx.result(result, () => [
         ...(result.ran.length
           ? [`${flags.dryRun ? 'would run' : 'ran'} ${direction}: ${result.ran.join(', ')}`]

@@ -29,7 +29,8 @@ export async function drillAuditAnchors(
 
 /** One line for `backup status` / `backup list` about a sidecar's audit verification. */
 export function sidecarAuditStatus(sidecar: unknown): { ok: boolean; line: string } | null {
-  const a = (sidecar as { audit?: { verified?: { ok: boolean; breakCount: number; checked: number } } }).audit;
+  const a = (sidecar as { audit?: { verified?: { ok: boolean; breakCount: number; checked: number } } })
+    .audit;
   if (!a?.verified) return null;
   return a.verified.ok
     ? { ok: true, line: `audit log verified (${a.verified.checked} entries)` }
@@ -37,7 +38,17 @@ export function sidecarAuditStatus(sidecar: unknown): { ok: boolean; line: strin
 }
 
 /** The loud line a backup prints when the chain it copied is broken. */
-export function backupAuditWarning(a: { verified: { ok: boolean; breakCount: number; breaks: { kind: string; tenantId: string; seq: number; detail: string }[] } } | undefined): string | undefined {
+export function backupAuditWarning(
+  a:
+    | {
+        verified: {
+          ok: boolean;
+          breakCount: number;
+          breaks: { kind: string; tenantId: string; seq: number; detail: string }[];
+        };
+      }
+    | undefined,
+): string | undefined {
   if (!a || a.verified.ok) return undefined;
   const first = a.verified.breaks[0];
   return (
@@ -46,4 +57,3 @@ export function backupAuditWarning(a: { verified: { ok: boolean; breakCount: num
     '. The backup was taken anyway; run `attendux audit verify` and investigate.'
   );
 }
-

@@ -36,7 +36,10 @@ export async function resolveTenant(q: Queryable, ref: string | undefined): Prom
 }
 
 /** Every checkpoint attendux can find: the data dir's file, every backup sidecar, and the extra files given. */
-export async function loadCheckpoints(loaded: LoadedConfig, extra: string[] = []): Promise<SourcedCheckpoint[]> {
+export async function loadCheckpoints(
+  loaded: LoadedConfig,
+  extra: string[] = [],
+): Promise<SourcedCheckpoint[]> {
   const out = [
     ...(await readCheckpointFile(checkpointFile(loaded.config.dataDir))),
     ...(await readBackupCheckpoints(loaded.backupDir)),
@@ -87,7 +90,7 @@ export async function verifyWith(
   pool: Pool | pg.ClientBase,
   o: Parameters<typeof verifyDatabase>[1],
 ): Promise<VerifyResult> {
-  const c = 'release' in pool || !('connect' in pool && 'totalCount' in pool) ? null : await (pool as Pool).connect();
+  const c = 'release' in pool || !('connect' in pool && 'totalCount' in pool) ? null : await pool.connect();
   const client = (c ?? pool) as pg.ClientBase;
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
@@ -164,7 +167,15 @@ export async function auditForBackup(install: Install): Promise<BackupAudit> {
       chains: 0,
       checkpoints: 0,
       breakCount: 1,
-      breaks: [{ tenantId: '-', seq: 0, at: null, kind: 'edited', detail: `verification failed: ${(err as Error).message}` }],
+      breaks: [
+        {
+          tenantId: '-',
+          seq: 0,
+          at: null,
+          kind: 'edited',
+          detail: `verification failed: ${(err as Error).message}`,
+        },
+      ],
     };
   }
   const cps = await checkpointHeads(install.admin, install.secrets.signingKey, 'backup').catch(() => []);
@@ -199,7 +210,11 @@ export async function purgeAudit(
 ): Promise<PurgeResult> {
   const cutoff = new Date(Date.now() - opts.olderThanDays * 86_400_000);
   const interval = `${Math.round(opts.olderThanDays * 86_400)} seconds`;
-  const { rows: tenants } = await install.admin.query<{ tenant_id: string; n: number; through: number | null }>(
+  const { rows: tenants } = await install.admin.query<{
+    tenant_id: string;
+    n: number;
+    through: number | null;
+  }>(
     `SELECT tenant_id, count(*) FILTER (WHERE at < now() - $1::interval)::int AS n, NULL::bigint AS through
        FROM audit_log GROUP BY tenant_id ORDER BY tenant_id`,
     [interval],
@@ -213,10 +228,14 @@ export async function purgeAudit(
       continue;
     }
     await inTransaction(install.admin, async (c) => {
-      const { rows } = await c.query<{ deleted: number; through_seq: number | null; through_mac: Buffer | null }>(
-        'SELECT deleted::int, through_seq, through_mac FROM attendux_audit_purge($1, $2::interval)',
-        [t.tenant_id, interval],
-      );
+      const { rows } = await c.query<{
+        deleted: number;
+        through_seq: number | null;
+        through_mac: Buffer | null;
+      }>('SELECT deleted::int, through_seq, through_mac FROM attendux_audit_purge($1, $2::interval)', [
+        t.tenant_id,
+        interval,
+      ]);
       const r = rows[0]!;
       if (!r.deleted || r.through_seq === null || !r.through_mac) return;
       const cp = signCheckpoint(install.secrets.signingKey, {
@@ -231,7 +250,12 @@ export async function purgeAudit(
         actor: opts.actor,
         action: 'audit.purge',
         entityType: 'audit_log',
-        details: { deleted: r.deleted, olderThanDays: opts.olderThanDays, cutoff: cutoff.toISOString(), checkpoint: cp },
+        details: {
+          deleted: r.deleted,
+          olderThanDays: opts.olderThanDays,
+          cutoff: cutoff.toISOString(),
+          checkpoint: cp,
+        },
       });
       cps.push(cp);
       out.push({ tenantId: t.tenant_id, deleted: r.deleted, throughSeq: r.through_seq });
@@ -245,7 +269,11 @@ export async function purgeAudit(
       actor: opts.actor,
       action: 'audit.purge_run',
       entityType: 'audit_log',
-      details: { olderThanDays: opts.olderThanDays, chains: out.length, deleted: out.reduce((a, x) => a + x.deleted, 0) },
+      details: {
+        olderThanDays: opts.olderThanDays,
+        chains: out.length,
+        deleted: out.reduce((a, x) => a + x.deleted, 0),
+      },
     });
   }
   return {
@@ -269,13 +297,12 @@ export interface RechainResult {
  * edit is not laundered into a valid MAC), then recompute every MAC of those chains under the audit key, in
  * seq order, in one transaction. Runs after `migrate up` and as `audit rechain`.
  */
-export async function rechainAudit(
-  admin: Pool,
-  opts: { force?: boolean } = {},
-): Promise<RechainResult> {
+export async function rechainAudit(admin: Pool, opts: { force?: boolean } = {}): Promise<RechainResult> {
   const mac = auditMacFor(admin);
   return inTransaction(admin, async (c) => {
-    const { rows: cnt } = await c.query<{ n: number }>('SELECT count(*)::int AS n FROM audit_log WHERE mac_version = 1');
+    const { rows: cnt } = await c.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM audit_log WHERE mac_version = 1',
+    );
     const legacy = cnt[0]!.n;
     if (!legacy) return { legacy: 0, rechained: 0, legacyBreaks: [] };
     // Stop writers for the duration: the chains are rewritten from their first entry to their head.
@@ -298,7 +325,9 @@ export async function rechainAudit(
       throw new AttenduxError(
         'AUDIT_BROKEN',
         `the old audit chain is already broken (${legacyBreaks.map((b) => `${b.tenantId}#${b.seq}`).join(', ')}); not re-keying it`,
-        { hint: 'investigate, then `attendux audit rechain --force` to re-key it as it is (the break is then recorded in the audit log)' },
+        {
+          hint: 'investigate, then `attendux audit rechain --force` to re-key it as it is (the break is then recorded in the audit log)',
+        },
       );
     }
     await c.query(
@@ -417,7 +446,17 @@ export async function streamAuditLog(
   return n;
 }
 
-export const CSV_COLUMNS = ['tenantId', 'seq', 'at', 'actor', 'action', 'entityType', 'entityId', 'ipHash', 'details'];
+export const CSV_COLUMNS = [
+  'tenantId',
+  'seq',
+  'at',
+  'actor',
+  'action',
+  'entityType',
+  'entityId',
+  'ipHash',
+  'details',
+];
 
 export function csvLine(values: unknown[]): string {
   return values
@@ -496,9 +535,29 @@ export async function exportAudit(
   };
   if (format === 'csv')
     await write(
-      csvLine(['tenantId', 'seq', 'atUs', 'at', 'actor', 'action', 'entityType', 'entityId', 'ipHash', 'uaHash', 'details', 'prevMac', 'mac']) + '\n',
+      csvLine([
+        'tenantId',
+        'seq',
+        'atUs',
+        'at',
+        'actor',
+        'action',
+        'entityType',
+        'entityId',
+        'ipHash',
+        'uaHash',
+        'details',
+        'prevMac',
+        'mac',
+      ]) + '\n',
     );
-  const walker = new ChainWalker({ mac, publicKey, checkpoints: all, tenantId, trustFirstLink: !!opts.since });
+  const walker = new ChainWalker({
+    mac,
+    publicKey,
+    checkpoints: all,
+    tenantId,
+    trustFirstLink: !!opts.since,
+  });
   walker.startTenant(tenantId);
   let first: number | null = null;
   let last: ExportEntry | null = null;
@@ -524,7 +583,21 @@ export async function exportAudit(
         walker.entry(e.seq, e.atUs, encodeFields({ ...e, prevMac: prev }), prev, h, v);
         await write(
           format === 'csv'
-            ? csvLine([e.tenantId, e.seq, e.atUs, e.at, e.actor, e.action, e.entityType, e.entityId, e.ipHash, e.uaHash, e.details, e.prevMac, e.mac]) + '\n'
+            ? csvLine([
+                e.tenantId,
+                e.seq,
+                e.atUs,
+                e.at,
+                e.actor,
+                e.action,
+                e.entityType,
+                e.entityId,
+                e.ipHash,
+                e.uaHash,
+                e.details,
+                e.prevMac,
+                e.mac,
+              ]) + '\n'
             : JSON.stringify(e) + '\n',
         );
         first ??= e.seq;
@@ -544,10 +617,16 @@ export async function exportAudit(
   const v = walker.finish();
   // Only breaks inside the range matter here (a checkpoint past `until` is not "missing").
   const inRange = v.breaks.filter(
-    (b) => first !== null && last !== null && b.seq >= first && b.seq <= last.seq && !/the chain ends at/.test(b.detail),
+    (b) =>
+      first !== null &&
+      last !== null &&
+      b.seq >= first &&
+      b.seq <= last.seq &&
+      !/the chain ends at/.test(b.detail),
   );
   const cps = all.filter(
-    (cp) => cp.tenantId === tenantId && first !== null && last !== null && cp.seq >= first && cp.seq <= last.seq,
+    (cp) =>
+      cp.tenantId === tenantId && first !== null && last !== null && cp.seq >= first && cp.seq <= last.seq,
   );
   const seen = new Set<string>();
   const covering: Checkpoint[] = [];
@@ -583,7 +662,10 @@ export async function exportAudit(
     checkpoints: covering,
     publicKey,
   };
-  const manifest: ExportManifest = { ...base, signature: signBytes(install.secrets.signingKey, manifestBytes(base)) };
+  const manifest: ExportManifest = {
+    ...base,
+    signature: signBytes(install.secrets.signingKey, manifestBytes(base)),
+  };
   await writeFileAtomic(`${opts.out}.manifest.json`, JSON.stringify(manifest, null, 2) + '\n', 0o600);
   await appendAudit(install.admin, {
     tenantId,
@@ -664,14 +746,25 @@ export async function verifyExportFile(
   try {
     m = JSON.parse(await readFile(manifestPath, 'utf8')) as ExportManifest;
   } catch (err) {
-    throw new AttenduxError('IO_ERROR', `cannot read the export manifest ${manifestPath}: ${(err as Error).message}`);
+    throw new AttenduxError(
+      'IO_ERROR',
+      `cannot read the export manifest ${manifestPath}: ${(err as Error).message}`,
+    );
   }
   const publicKey = opts.publicKey ?? m.publicKey;
   const { signature, ...base } = m;
   if (m.publicKey !== publicKey)
-    problems.push({ seq: null, kind: 'signature', detail: `the export is signed by ${m.publicKey}, not by ${publicKey}` });
+    problems.push({
+      seq: null,
+      kind: 'signature',
+      detail: `the export is signed by ${m.publicKey}, not by ${publicKey}`,
+    });
   else if (!verifyBytes(publicKey, manifestBytes(base), signature))
-    problems.push({ seq: null, kind: 'signature', detail: 'the manifest signature does not verify (manifest changed)' });
+    problems.push({
+      seq: null,
+      kind: 'signature',
+      detail: 'the manifest signature does not verify (manifest changed)',
+    });
   const hash = createHash('sha256');
   let text = '';
   for await (const chunk of createReadStream(dataPath)) {
@@ -679,7 +772,11 @@ export async function verifyExportFile(
     text += (chunk as Buffer).toString('utf8');
   }
   if (hash.digest('hex') !== m.sha256)
-    problems.push({ seq: null, kind: 'checksum', detail: `${dataPath} does not match the manifest's SHA-256` });
+    problems.push({
+      seq: null,
+      kind: 'checksum',
+      detail: `${dataPath} does not match the manifest's SHA-256`,
+    });
   const entries: ExportEntry[] = [];
   if (m.fileFormat === 'csv') {
     let header = true;
@@ -710,35 +807,70 @@ export async function verifyExportFile(
     for (const line of text.split('\n')) if (line.trim()) entries.push(JSON.parse(line) as ExportEntry);
   }
   if (entries.length !== m.entries)
-    problems.push({ seq: null, kind: 'missing', detail: `${entries.length} entries in the file, the manifest says ${m.entries}` });
+    problems.push({
+      seq: null,
+      kind: 'missing',
+      detail: `${entries.length} entries in the file, the manifest says ${m.entries}`,
+    });
   const mac = opts.auditKey ? new AuditMac(Buffer.from(opts.auditKey, 'base64')) : undefined;
   let prev: ExportEntry | undefined;
   for (const e of entries) {
     if (prev) {
       if (e.seq !== prev.seq + 1)
-        problems.push({ seq: e.seq, kind: 'missing', detail: `entries ${prev.seq + 1}..${e.seq - 1} are missing` });
+        problems.push({
+          seq: e.seq,
+          kind: 'missing',
+          detail: `entries ${prev.seq + 1}..${e.seq - 1} are missing`,
+        });
       else if (e.prevMac !== prev.mac)
         problems.push({ seq: e.seq, kind: 'inserted', detail: 'does not link to the entry before it' });
     }
     if (mac) {
       const got = mac.of({ ...e, prevMac: Buffer.from(e.prevMac, 'hex') }).toString('hex');
-      if (got !== e.mac) problems.push({ seq: e.seq, kind: 'edited', detail: 'the MAC does not match the entry' });
+      if (got !== e.mac)
+        problems.push({ seq: e.seq, kind: 'edited', detail: 'the MAC does not match the entry' });
     }
     prev = e;
   }
   const bySeq = new Map(entries.map((e) => [e.seq, e]));
   for (const cp of m.checkpoints) {
-    if (cp.key !== publicKey || !verifyBytes(publicKey, [
-      'attendux-audit-checkpoint-v1', cp.tenantId, String(cp.seq), cp.mac, cp.at, cp.reason].join('\n'), cp.sig)) {
+    if (
+      cp.key !== publicKey ||
+      !verifyBytes(
+        publicKey,
+        ['attendux-audit-checkpoint-v1', cp.tenantId, String(cp.seq), cp.mac, cp.at, cp.reason].join('\n'),
+        cp.sig,
+      )
+    ) {
       problems.push({ seq: cp.seq, kind: 'checkpoint', detail: 'a checkpoint with a bad signature' });
       continue;
     }
     const e = bySeq.get(cp.seq);
-    if (!e) problems.push({ seq: cp.seq, kind: 'missing', detail: `the signed checkpoint's entry ${cp.seq} is not in the file` });
+    if (!e)
+      problems.push({
+        seq: cp.seq,
+        kind: 'missing',
+        detail: `the signed checkpoint's entry ${cp.seq} is not in the file`,
+      });
     else if (e.mac !== cp.mac)
-      problems.push({ seq: cp.seq, kind: 'checkpoint', detail: `entry ${cp.seq} differs from its signed checkpoint of ${cp.at}` });
+      problems.push({
+        seq: cp.seq,
+        kind: 'checkpoint',
+        detail: `entry ${cp.seq} differs from its signed checkpoint of ${cp.at}`,
+      });
   }
   if (!m.verified.ok)
-    problems.push({ seq: null, kind: 'edited', detail: `the chain did not verify when exported (${m.verified.breaks.length} break(s))` });
-  return { ok: problems.length === 0, file: dataPath, entries: entries.length, publicKey, macsChecked: !!mac, problems };
+    problems.push({
+      seq: null,
+      kind: 'edited',
+      detail: `the chain did not verify when exported (${m.verified.breaks.length} break(s))`,
+    });
+  return {
+    ok: problems.length === 0,
+    file: dataPath,
+    entries: entries.length,
+    publicKey,
+    macsChecked: !!mac,
+    problems,
+  };
 }

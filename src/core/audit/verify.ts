@@ -93,7 +93,7 @@ export class ChainWalker {
         continue;
       }
       let m = this.cps.get(c.tenantId);
-      if (!m) this.cps.set(c.tenantId, (m = new Map()));
+      if (!m) this.cps.set(c.tenantId, (m = new Map<number, SourcedCheckpoint>()));
       const had = m.get(c.seq);
       if (had && had.mac !== c.mac) {
         this.add({
@@ -131,7 +131,15 @@ export class ChainWalker {
   }
 
   /** One entry; `encoded` is its MAC input (fields through prev_hash), `purge` its details when audit.purge. */
-  entry(seq: number, atUs: number, encoded: Buffer, prev: Buffer, hash: Buffer, version: number, purge?: string) {
+  entry(
+    seq: number,
+    atUs: number,
+    encoded: Buffer,
+    prev: Buffer,
+    hash: Buffer,
+    version: number,
+    purge?: string,
+  ) {
     const t = this.cur!;
     this.checked++;
     const at = () => new Date(atUs / 1000).toISOString();
@@ -185,7 +193,8 @@ export class ChainWalker {
           seq,
           at: at(),
           kind: 'reordered',
-          detail: 'an authentic entry that does not follow the entry before it (moved, or its predecessor replaced)',
+          detail:
+            'an authentic entry that does not follow the entry before it (moved, or its predecessor replaced)',
         });
       } else if (purge !== undefined) {
         try {
@@ -222,7 +231,9 @@ export class ChainWalker {
       const prevHex = t.firstPrev.toString('hex');
       const anchored =
         t.purges.some((p) => p.seq === t.firstSeq - 1 && p.mac === prevHex) ||
-        [...(cps?.values() ?? [])].some((c) => c.reason === 'purge' && c.seq === t.firstSeq - 1 && c.mac === prevHex);
+        [...(cps?.values() ?? [])].some(
+          (c) => c.reason === 'purge' && c.seq === t.firstSeq - 1 && c.mac === prevHex,
+        );
       if (!anchored) {
         this.add({
           tenantId: t.id,
@@ -339,23 +350,25 @@ class CopyParser extends Writable {
         ends[i] = len < 0 ? -1 : p;
         if (p > b.length) break outer;
       }
-      const tenant = b.subarray(starts[0]!, ends[0]!);
+      const tenant = b.subarray(starts[0], ends[0]);
       if (!tenant.equals(this.tenant)) {
         this.tenant = Buffer.from(tenant);
         this.w.startTenant(uuidText(this.tenant));
       }
-      const action = b.subarray(starts[4]!, ends[4]!);
+      const action = b.subarray(starts[4], ends[4]);
       // details is jsonb in binary: a version byte, then the text
       const purge =
-        action.length === PURGE.length && action.equals(PURGE) ? b.toString('utf8', starts[9]! + 1, ends[9]!) : undefined;
+        action.length === PURGE.length && action.equals(PURGE)
+          ? b.toString('utf8', starts[9]! + 1, ends[9])
+          : undefined;
       this.w.entry(
         int8At(b, starts[1]!),
         int8At(b, starts[2]!) + PG_EPOCH_US,
         // fields 0..10 with their length words: from the first length word to the end of prev_hash
-        b.subarray(off + 2, ends[10]!),
-        b.subarray(starts[10]!, ends[10]!),
-        b.subarray(starts[11]!, ends[11]!),
-        b.readInt16BE(starts[12]!),
+        b.subarray(off + 2, ends[10]),
+        b.subarray(starts[10], ends[10]),
+        b.subarray(starts[11], ends[11]),
+        b.readInt16BE(starts[12]),
         purge,
       );
       off = p;

@@ -133,7 +133,10 @@ export const SecretsSchema = z.strictObject({
    * Install signing key (Ed25519, base64 PKCS#8 DER): signs backup manifests and audit checkpoints.
    * Optional in the schema only so installs made before it existed still load; `openInstall` adds it.
    */
-  signingKey: z.string().regex(/^[A-Za-z0-9+/]+=*$/, 'must be base64 PKCS#8 DER').optional(),
+  signingKey: z
+    .string()
+    .regex(/^[A-Za-z0-9+/]+=*$/, 'must be base64 PKCS#8 DER')
+    .optional(),
   /** HMAC-SHA256 key of the audit chain; never stored in the database. Added like signingKey. */
   auditKey: base64Key.optional(),
   database: z

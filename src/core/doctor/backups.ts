@@ -11,24 +11,31 @@ const needConfig = skip('no valid config (see config.valid)');
 
 export const backupRecipients: Check = {
   id: 'backup.recipients',
-  async run(env) {
+  run(env) {
     if (!env.loaded) return needConfig;
     const n = env.loaded.config.backup.recipients.length;
-    if (!n) return fail('no backup recipient: backups cannot be encrypted', 'attendux backup add-recipient age1...');
+    if (!n)
+      return fail(
+        'no backup recipient: backups cannot be encrypted',
+        'attendux backup add-recipient age1...',
+      );
     return pass(`${n} recipient(s)`);
   },
 };
 
 export const backupIdentity: Check = {
   id: 'backup.identity',
-  async run(env) {
+  run(env) {
     if (!env.loaded) return needConfig;
     const places = [
       env.loaded.config.backup.identityFile,
       join(dirname(env.loaded.path), 'attendux-backup-identity.txt'),
     ].filter((p): p is string => !!p && existsSync(p));
     if (places.length)
-      return warn(`the backup identity is on this server: ${places.join(', ')} (whoever takes the server can read the backups)`, 'move it off the server (password manager, offline key) and unset backup.identityFile');
+      return warn(
+        `the backup identity is on this server: ${places.join(', ')} (whoever takes the server can read the backups)`,
+        'move it off the server (password manager, offline key) and unset backup.identityFile',
+      );
     return pass('no backup identity on this server');
   },
 };
@@ -40,9 +47,17 @@ export const backupFresh: Check = {
     const st = await backupStatus({ configPath: env.loaded.path, now: env.now });
     const bad = st.kinds.filter((k) => !k.ok && k.kind !== 'config');
     const cfg = st.kinds.find((k) => k.kind === 'config');
-    if (bad.length) return fail(bad.map((k) => `${k.kind}: ${k.problem}`).join('; '), 'run the backup (`attendux backup full`), fix the failing run, check the schedule');
+    if (bad.length)
+      return fail(
+        bad.map((k) => `${k.kind}: ${k.problem}`).join('; '),
+        'run the backup (`attendux backup full`), fix the failing run, check the schedule',
+      );
     if (!cfg?.newest) return warn('no config backup yet', 'attendux backup config');
-    return pass(st.kinds.map((k) => `${k.kind} ${k.ageHours === null ? 'never' : `${k.ageHours.toFixed(1)} h ago`}`).join(', '));
+    return pass(
+      st.kinds
+        .map((k) => `${k.kind} ${k.ageHours === null ? 'never' : `${k.ageHours.toFixed(1)} h ago`}`)
+        .join(', '),
+    );
   },
 };
 
@@ -54,11 +69,16 @@ export const backupChain: Check = {
     const db = cat.backups.filter((b) => b.kind !== 'config');
     const head = db[db.length - 1];
     if (!head) return skip('no database backup yet');
-    if (head.status !== 'ok') return fail(`the newest chain is not usable: ${head.problem ?? head.status}`, 'attendux backup full');
+    if (head.status !== 'ok')
+      return fail(`the newest chain is not usable: ${head.problem ?? head.status}`, 'attendux backup full');
     // Checksums only unless an identity is configured (doctor never asks for one).
     const r = await verifyBackups({ configPath: env.loaded.path, id: head.id });
     const bad = r.backups.filter((b) => !b.ok);
-    if (bad.length) return fail(`backup ${bad[0]!.id} does not verify: ${bad[0]!.error?.message ?? ''}`, 'attendux backup verify --all, then take a new full backup');
+    if (bad.length)
+      return fail(
+        `backup ${bad[0]!.id} does not verify: ${bad[0]!.error?.message ?? ''}`,
+        'attendux backup verify --all, then take a new full backup',
+      );
     return pass(`newest chain ${head.id} verifies (${r.backups[0]?.depth ?? 'checksum'})`);
   },
 };
@@ -75,8 +95,14 @@ export const backupDisk: Check = {
     const free = fs.bavail * fs.bsize;
     // The next full is about the last one; staging holds the big table once more.
     const need = full.bytes * 2;
-    if (free < need) return fail(`${(free / 1e6).toFixed(0)} MB free in ${env.loaded.backupDir}, the next full needs about ${(need / 1e6).toFixed(0)} MB`, 'free space or `attendux backup prune`');
-    return pass(`${(free / 1e9).toFixed(1)} GB free, the next full needs about ${(need / 1e6).toFixed(0)} MB`);
+    if (free < need)
+      return fail(
+        `${(free / 1e6).toFixed(0)} MB free in ${env.loaded.backupDir}, the next full needs about ${(need / 1e6).toFixed(0)} MB`,
+        'free space or `attendux backup prune`',
+      );
+    return pass(
+      `${(free / 1e9).toFixed(1)} GB free, the next full needs about ${(need / 1e6).toFixed(0)} MB`,
+    );
   },
 };
 
@@ -91,18 +117,34 @@ export const backupDrill: Check = {
     );
     const d = rows[0];
     if (!d) return warn('no restore drill was ever run', 'attendux restore --drill -i <identity> (monthly)');
-    if (d.outcome !== 'success') return fail(`the last restore drill (${d.at.toISOString()}) failed`, 'attendux restore --drill -i <identity> and fix what it reports');
+    if (d.outcome !== 'success')
+      return fail(
+        `the last restore drill (${d.at.toISOString()}) failed`,
+        'attendux restore --drill -i <identity> and fix what it reports',
+      );
     const days = (env.now.getTime() - d.at.getTime()) / 86_400_000;
-    if (days > 35) return warn(`the last restore drill passed ${days.toFixed(0)} days ago`, 'attendux restore --drill -i <identity> (monthly)');
+    if (days > 35)
+      return warn(
+        `the last restore drill passed ${days.toFixed(0)} days ago`,
+        'attendux restore --drill -i <identity> (monthly)',
+      );
     return pass(`the last restore drill passed ${d.at.toISOString()}`);
   },
 };
 
 export const backupOffsite: Check = {
   id: 'backup.offsite',
-  async run() {
+  run() {
     return skip('not configured: off-site copies are not built yet (off-site issue)');
   },
 };
 
-export const backupChecks = [backupRecipients, backupIdentity, backupFresh, backupChain, backupDisk, backupDrill, backupOffsite];
+export const backupChecks = [
+  backupRecipients,
+  backupIdentity,
+  backupFresh,
+  backupChain,
+  backupDisk,
+  backupDrill,
+  backupOffsite,
+];

@@ -14,7 +14,10 @@ async function mountOf(env: DoctorEnv, path: string) {
     const point = f[4]!.replace(/\\040/g, ' ');
     const sep = f.indexOf('-');
     const source = f[sep + 2] ?? '';
-    if ((path === point || path.startsWith(point.endsWith('/') ? point : `${point}/`)) && (!best || point.length > best.point.length))
+    if (
+      (path === point || path.startsWith(point.endsWith('/') ? point : `${point}/`)) &&
+      (!best || point.length > best.point.length)
+    )
       best = { point, dev: f[2]!, source };
   }
   return best;
@@ -28,7 +31,9 @@ async function isCrypt(env: DoctorEnv, dev: string, depth = 0): Promise<boolean>
   if (depth > 4) return false;
   const slaves = await readdir(join(base, 'slaves')).catch(() => [] as string[]);
   for (const s of slaves) {
-    const d = (await readFile(join(env.sysRoot ?? '/sys', 'class/block', s, 'dev'), 'utf8').catch(() => '')).trim();
+    const d = (
+      await readFile(join(env.sysRoot ?? '/sys', 'class/block', s, 'dev'), 'utf8').catch(() => '')
+    ).trim();
     if (d && (await isCrypt(env, d, depth + 1))) return true;
   }
   return false;
@@ -40,9 +45,13 @@ export const hostEncrypted: Check = {
     if (!env.loaded) return skip('no valid config');
     const dir = await realpath(env.loaded.config.dataDir).catch(() => env.loaded!.config.dataDir);
     const m = await mountOf(env, dir).catch(() => undefined);
-    if (!m) return warn(`cannot tell which device holds ${dir}`, 'put the data dir on a LUKS (dm-crypt) volume');
+    if (!m)
+      return warn(`cannot tell which device holds ${dir}`, 'put the data dir on a LUKS (dm-crypt) volume');
     if (await isCrypt(env, m.dev)) return pass(`${dir} is on ${m.source} (dm-crypt)`);
-    return warn(`${dir} is on ${m.source} (${m.point}), not an encrypted block device: the promise is "encrypted on disk"`, 'move the data dir (and the backups) to a LUKS volume (cryptsetup luksFormat)');
+    return warn(
+      `${dir} is on ${m.source} (${m.point}), not an encrypted block device: the promise is "encrypted on disk"`,
+      'move the data dir (and the backups) to a LUKS volume (cryptsetup luksFormat)',
+    );
   },
 };
 
@@ -51,17 +60,25 @@ const exec = promisify(execFile);
 export const hostClock: Check = {
   id: 'host.clock',
   async run(env) {
-    const run = env.run ?? (async (cmd: string, args: string[]) => (await exec(cmd, args, { timeout: 3000 })).stdout);
+    const run =
+      env.run ?? (async (cmd: string, args: string[]) => (await exec(cmd, args, { timeout: 3000 })).stdout);
     const out = await run('timedatectl', ['show', '--property=NTPSynchronized', '--value']).catch(() => null);
     if (out?.trim() === 'yes') return pass('the clock is synchronised (NTP)');
-    if (out?.trim() === 'no') return warn('the clock is NOT synchronised: audit time stamps are evidence', 'timedatectl set-ntp true (or install chrony)');
-    return warn('cannot tell whether the clock is synchronised (no timedatectl)', 'run an NTP client (chrony, systemd-timesyncd)');
+    if (out?.trim() === 'no')
+      return warn(
+        'the clock is NOT synchronised: audit time stamps are evidence',
+        'timedatectl set-ntp true (or install chrony)',
+      );
+    return warn(
+      'cannot tell whether the clock is synchronised (no timedatectl)',
+      'run an NTP client (chrony, systemd-timesyncd)',
+    );
   },
 };
 
 export const hostSchedules: Check = {
   id: 'host.schedules',
-  async run() {
+  run() {
     return skip('not configured: installing schedules is not built yet (schedule issue)');
   },
 };

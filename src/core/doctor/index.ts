@@ -9,7 +9,13 @@ import { hostChecks } from './host.js';
 
 export type { Check, CheckResult, DoctorEnv } from './types.js';
 
-export const ALL_CHECKS: Check[] = [...configChecks, ...databaseChecks, ...backupChecks, ...serverChecks, ...hostChecks];
+export const ALL_CHECKS: Check[] = [
+  ...configChecks,
+  ...databaseChecks,
+  ...backupChecks,
+  ...serverChecks,
+  ...hostChecks,
+];
 
 export interface DoctorCheck {
   id: string;
@@ -33,7 +39,13 @@ export async function runChecks(env: DoctorEnv, checks: Check[] = ALL_CHECKS) {
     } catch (err) {
       r = { status: 'fail', message: `the check itself failed: ${(err as Error).message}`, fix: null };
     }
-    out.push({ id: c.id, status: r.status, message: r.message, fix: r.fix, ...(r.apply ? { apply: r.apply } : {}) });
+    out.push({
+      id: c.id,
+      status: r.status,
+      message: r.message,
+      fix: r.fix,
+      ...(r.apply ? { apply: r.apply } : {}),
+    });
   }
   return out;
 }

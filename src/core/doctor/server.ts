@@ -19,9 +19,14 @@ export const serverProbe: Check = {
     } catch {
       return skip(`the server is not running at ${url}`);
     }
-    if (res.status !== 200) return fail(`${url} answers ${res.status}`, 'see the server log (journalctl -u attendux)');
+    if (res.status !== 200)
+      return fail(`${url} answers ${res.status}`, 'see the server log (journalctl -u attendux)');
     const missing = SECURITY_HEADERS.filter((h) => !res.headers.get(h));
-    if (missing.length) return fail(`${url} lacks security headers: ${missing.join(', ')}`, 'upgrade attendux; a proxy must not strip them');
+    if (missing.length)
+      return fail(
+        `${url} lacks security headers: ${missing.join(', ')}`,
+        'upgrade attendux; a proxy must not strip them',
+      );
     return pass(`${url} is ready and sends the security headers`);
   },
 };
@@ -32,8 +37,12 @@ export const serverTls: Check = {
     if (!env.loaded) return needConfig;
     const s = env.loaded.config.server;
     if (!s.tlsCert) {
-      if (isLoopback(s.host)) return skip('no built-in TLS: the server listens on loopback (a proxy terminates TLS)');
-      return warn(`the server listens on ${s.host} without TLS`, 'set server.tlsCert/tlsKey, or listen on 127.0.0.1 behind a TLS proxy');
+      if (isLoopback(s.host))
+        return skip('no built-in TLS: the server listens on loopback (a proxy terminates TLS)');
+      return warn(
+        `the server listens on ${s.host} without TLS`,
+        'set server.tlsCert/tlsKey, or listen on 127.0.0.1 behind a TLS proxy',
+      );
     }
     try {
       const cert = new X509Certificate(await readFile(s.tlsCert));
@@ -43,18 +52,24 @@ export const serverTls: Check = {
       // minVersion is fixed in the code (server/app.ts) at TLS 1.2, with Node's default cipher list.
       return pass(`TLS 1.2 minimum, Node's default ciphers; certificate valid until ${cert.validTo}`);
     } catch (err) {
-      return fail(`cannot read the TLS certificate ${s.tlsCert}: ${(err as Error).message}`, 'point server.tlsCert at a PEM certificate');
+      return fail(
+        `cannot read the TLS certificate ${s.tlsCert}: ${(err as Error).message}`,
+        'point server.tlsCert at a PEM certificate',
+      );
     }
   },
 };
 
 export const serverTrustProxy: Check = {
   id: 'server.trust-proxy',
-  async run(env) {
+  run(env) {
     if (!env.loaded) return needConfig;
     const s = env.loaded.config.server;
     if (s.trustProxy && !isLoopback(s.host))
-      return fail(`trustProxy is on while the server listens on ${s.host}: any client can forge X-Forwarded-For`, 'listen on 127.0.0.1 behind the proxy, or unset server.trustProxy');
+      return fail(
+        `trustProxy is on while the server listens on ${s.host}: any client can forge X-Forwarded-For`,
+        'listen on 127.0.0.1 behind the proxy, or unset server.trustProxy',
+      );
     return pass(s.trustProxy ? 'trustProxy on, listening on loopback behind a proxy' : 'trustProxy off');
   },
 };
@@ -62,7 +77,10 @@ export const serverTrustProxy: Check = {
 export function listenVerdict(listenAddresses: string) {
   const addrs = listenAddresses.split(',').map((x) => x.trim());
   if (addrs.every((a) => isLoopback(a))) return pass(`embedded PostgreSQL listens on ${addrs.join(', ')}`);
-  return fail(`embedded PostgreSQL listens on ${addrs.join(', ')}`, "set listen_addresses = '127.0.0.1' in <dataDir>/pg/postgresql.conf");
+  return fail(
+    `embedded PostgreSQL listens on ${addrs.join(', ')}`,
+    "set listen_addresses = '127.0.0.1' in <dataDir>/pg/postgresql.conf",
+  );
 }
 
 export const serverEmbeddedLoopback: Check = {

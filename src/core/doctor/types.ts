@@ -30,7 +30,7 @@ export interface DoctorEnv {
 
 export interface Check {
   id: string;
-  run(env: DoctorEnv): Promise<CheckResult>;
+  run(env: DoctorEnv): Promise<CheckResult> | CheckResult;
 }
 
 export const pass = (message: string): CheckResult => ({ status: 'pass', message, fix: null });

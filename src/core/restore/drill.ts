@@ -232,7 +232,10 @@ export async function restoreDrill(opts: DrillOptions): Promise<DrillResult> {
             chain,
             plan,
             load,
-            { ...opts, audit: await drillAuditAnchors(prep.loaded.backupDir, plan, prep.install.secrets.signingKey) },
+            {
+              ...opts,
+              audit: await drillAuditAnchors(prep.loaded.backupDir, plan, prep.install.secrets.signingKey),
+            },
           )),
         );
       } finally {

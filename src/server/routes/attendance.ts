@@ -155,7 +155,13 @@ function eventValues(
 }
 
 /** The audit entry of a check-in/out, from eventValues' tail (actor, action, hashes, details). */
-async function appendEventAudit(c: Queryable, deps: ServerDeps, tenantId: string, eventId: number, vals: unknown[]) {
+async function appendEventAudit(
+  c: Queryable,
+  deps: ServerDeps,
+  tenantId: string,
+  eventId: number,
+  vals: unknown[],
+) {
   const [actor, action, ipHash, uaHash, details] = vals.slice(11) as [string, string, string, string, string];
   await appendAudit(c, {
     tenantId,
@@ -270,7 +276,8 @@ async function kioskCheck(ctx: ApiKeyContext, kind: Kind) {
     // The MAC of the audit entry is computed here (the database never has the key): the event and its entry
     // are written in one transaction, the entry right after the event.
     const c = await deps.pool.connect();
-    let row: { key_live: boolean; fresh: boolean | null; id: number | null; occurredAt: Date | null } | undefined;
+    let row:
+      { key_live: boolean; fresh: boolean | null; id: number | null; occurredAt: Date | null } | undefined;
     try {
       await c.query('BEGIN');
       const rec = await c.query<{
