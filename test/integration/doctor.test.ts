@@ -23,9 +23,11 @@ let db: TestDatabase;
 let ti: TestInstall;
 let recipient: string;
 
-async function patch(fn: (c: Record<string, any>) => void) {
-  // eslint-disable-line @typescript-eslint/no-explicit-any
-  const c = JSON.parse(await readFile(ti.configPath, 'utf8'));
+// Tests poke at arbitrary config keys; the loader validates what they write.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type LooseConfig = Record<string, any>;
+async function patch(fn: (c: LooseConfig) => void) {
+  const c = JSON.parse(await readFile(ti.configPath, 'utf8')) as LooseConfig;
   fn(c);
   await writeFile(ti.configPath, JSON.stringify(c));
 }
