@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { TestDatabase } from './db.js';
+import { auditKeyFor, type TestDatabase } from './db.js';
 
 export interface TestInstall {
   dir: string;
@@ -50,6 +50,7 @@ export async function makeInstall(
       sessionKey: key(),
       apiKeyHmacKey: key(),
       auditPepper: key(),
+      auditKey: auditKeyFor(db),
       dataKeys: { k1: key() },
       activeDataKeyId: 'k1',
     }) + '\n',

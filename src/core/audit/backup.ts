@@ -13,7 +13,8 @@ export async function drillAuditAnchors(
   backupDir: string,
   plan: { steps: { id: string }[] },
   signingKey: string,
-): Promise<{ publicKey: string; checkpoints: SourcedCheckpoint[] }> {
+  auditKey: string,
+): Promise<{ publicKey: string; checkpoints: SourcedCheckpoint[]; auditKey: string }> {
   const checkpoints: SourcedCheckpoint[] = [];
   for (const s of plan.steps) {
     const path = join(backupDir, `${s.id}.json`);
@@ -24,7 +25,7 @@ export async function drillAuditAnchors(
       // a backup without audit anchors (older attendux): nothing to compare with
     }
   }
-  return { publicKey: publicKeyOf(signingKey), checkpoints };
+  return { publicKey: publicKeyOf(signingKey), checkpoints, auditKey };
 }
 
 /** One line for `backup status` / `backup list` about a sidecar's audit verification. */
