@@ -5,7 +5,13 @@ import type pg from 'pg';
 import { connectClient, withTenant } from '../../src/db/pool.js';
 import { appendAudit, SYSTEM_TENANT } from '../../src/db/queries/audit.js';
 import { AuditMac } from '../../src/core/audit/mac.js';
-import { checkpointFile } from '../../src/core/audit/checkpoints.js';
+import {
+  checkpointFile,
+  checkpointValid,
+  readCheckpointFile,
+  startCheckpointer,
+} from '../../src/core/audit/checkpoints.js';
+import { publicKeyOf } from '../../src/crypto/signing.js';
 import {
   checkpointNow,
   exportAudit,
@@ -320,6 +326,61 @@ describe('export', () => {
       expect(bad.problems.map((p) => p.kind)).toEqual(expect.arrayContaining(['checksum', 'edited']));
     }
     void t;
+  });
+});
+
+describe('the checkpointer', () => {
+  it('signs the moved heads after N appended entries, and skips chains that did not move', async () => {
+    const dataDir = join(ti.dir, 'cp-data');
+    const cp = startCheckpointer({
+      q: ti.install.admin,
+      dataDir,
+      signingKey: ti.install.secrets.signingKey,
+      everyMinutes: 60,
+      everyEntries: 3,
+      onError: (err) => {
+        throw err;
+      },
+    });
+    try {
+      cp.noteAppend();
+      cp.noteAppend();
+      await cp.stop();
+      expect(await readCheckpointFile(checkpointFile(dataDir))).toEqual([]);
+    } finally {
+      await cp.stop();
+    }
+    const cp2 = startCheckpointer({
+      q: ti.install.admin,
+      dataDir,
+      signingKey: ti.install.secrets.signingKey,
+      everyMinutes: 60,
+      everyEntries: 3,
+      onError: () => undefined,
+    });
+    cp2.noteAppend(3);
+    await cp2.stop();
+    const first = await readCheckpointFile(checkpointFile(dataDir));
+    expect(first.length).toBeGreaterThan(3);
+    expect(first.every((c) => checkpointValid(c, publicKeyOf(ti.install.secrets.signingKey)))).toBe(true);
+    // again with only one chain moved: one more line
+    await appendAudit(ti.install.admin, { tenantId: tenants.clean!, actor: 'user:x', action: 'moved' });
+    const cp3 = startCheckpointer({
+      q: ti.install.admin,
+      dataDir,
+      signingKey: ti.install.secrets.signingKey,
+      everyMinutes: 60,
+      everyEntries: 1,
+      onError: () => undefined,
+    });
+    await cp3.run(); // baseline: every head
+    await appendAudit(ti.install.admin, { tenantId: tenants.clean!, actor: 'user:x', action: 'moved' });
+    const n = (await readCheckpointFile(checkpointFile(dataDir))).length;
+    cp3.noteAppend();
+    await cp3.stop();
+    const after = await readCheckpointFile(checkpointFile(dataDir));
+    expect(after.length - n).toBe(1);
+    expect(after.at(-1)!.tenantId).toBe(tenants.clean);
   });
 });
 
