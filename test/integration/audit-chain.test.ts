@@ -12,6 +12,7 @@ import {
   startCheckpointer,
 } from '../../src/core/audit/checkpoints.js';
 import { publicKeyOf } from '../../src/crypto/signing.js';
+import { migrate } from '../../src/core/migrate.js';
 import {
   checkpointNow,
   exportAudit,
@@ -291,6 +292,14 @@ describe('re-chain of entries under the old unkeyed hash', () => {
     expect(r.rechained).toBe(4);
     expect((await verifyAudit(ti.install, { tenant: 'legacy' })).ok).toBe(true);
     expect((await rechainAudit(ti.install.admin)).legacy).toBe(0);
+  });
+
+  it('`migrate up` re-keys what it finds, with nothing else to migrate', async () => {
+    await legacyChain('legacy-migrate');
+    const r = await migrate({ configPath: ti.configPath }, { direction: 'up' });
+    expect(r.ran).toEqual([]);
+    expect(r.rechain).toEqual({ rechained: 4 });
+    expect((await verifyAudit(ti.install, { tenant: 'legacy-migrate' })).breaks).toEqual([]);
   });
 
   it('refuses to launder an old chain that is already broken', async () => {
