@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { readFile, rename } from 'node:fs/promises';
 import { once } from 'node:events';
-import type pg from 'pg';
+import pg from 'pg';
 import type { Install } from '../install.js';
 import type { LoadedConfig } from '../config/load.js';
 import { appendAudit, auditWhere, SYSTEM_TENANT, type AuditFilter } from '../../db/queries/audit.js';
@@ -90,7 +90,7 @@ export async function verifyWith(
   pool: Pool | pg.ClientBase,
   o: Parameters<typeof verifyDatabase>[1],
 ): Promise<VerifyResult> {
-  const c = 'release' in pool || !('connect' in pool && 'totalCount' in pool) ? null : await pool.connect();
+  const c = pool instanceof pg.Pool ? await pool.connect() : null;
   const client = (c ?? pool) as pg.ClientBase;
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
@@ -215,14 +215,17 @@ export async function purgeAudit(
     n: number;
     through: number | null;
   }>(
-    `SELECT tenant_id, count(*) FILTER (WHERE at < now() - $1::interval)::int AS n, NULL::bigint AS through
-       FROM audit_log GROUP BY tenant_id ORDER BY tenant_id`,
+    // exactly what attendux_audit_purge deletes: the prefix before the first young entry, never the newest
+    `WITH t AS (SELECT tenant_id, max(seq) AS head, min(seq) FILTER (WHERE at >= now() - $1::interval) AS young
+                  FROM audit_log GROUP BY tenant_id)
+     SELECT t.tenant_id, (least(coalesce(t.young, t.head + 1), t.head) - min(a.seq))::int AS n, NULL::bigint AS through
+       FROM t JOIN audit_log a USING (tenant_id) GROUP BY t.tenant_id, t.head, t.young ORDER BY t.tenant_id`,
     [interval],
   );
   const out: PurgeResult['tenants'] = [];
   const cps: Checkpoint[] = [];
   for (const t of tenants) {
-    if (!t.n) continue;
+    if (t.n <= 0) continue;
     if (opts.dryRun) {
       out.push({ tenantId: t.tenant_id, deleted: t.n, throughSeq: null });
       continue;
