@@ -120,7 +120,7 @@ export const ERROR_CODES = {
   },
   AUDIT_BROKEN: {
     exitCode: 1,
-    doc: 'audit verify: an audit chain has a broken link, or disagrees with a signed checkpoint.',
+    doc: 'audit verify: a chain has a broken link or disagrees with a checkpoint.',
   },
   DOCTOR_FAILED: { exitCode: 1, doc: 'doctor: at least one check failed (see its fix line).' },
   INTERNAL: { exitCode: 1, doc: 'A bug: an unexpected error. Run again with --debug and report it.' },
