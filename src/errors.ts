@@ -148,6 +148,11 @@ export const ERROR_CODES = {
     exitCode: 1,
     doc: "The SFTP server's host key is not the configured hostKeyFingerprint.",
   },
+  AUDIT_BROKEN: {
+    exitCode: 1,
+    doc: 'audit verify: a chain has a broken link or disagrees with a checkpoint.',
+  },
+  DOCTOR_FAILED: { exitCode: 1, doc: 'doctor: at least one check failed (see its fix line).' },
   INTERNAL: { exitCode: 1, doc: 'A bug: an unexpected error. Run again with --debug and report it.' },
 } as const satisfies Record<string, { exitCode: number; doc: string }>;
 

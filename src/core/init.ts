@@ -23,6 +23,7 @@ import {
 import { provisionDatabase } from '../db/provision.js';
 import { runMigrations } from '../db/migrate.js';
 import { createPool } from '../db/pool.js';
+import { registerAuditKey } from './audit/mac.js';
 import { findTenant, listTenants, type Tenant } from '../db/queries/tenants.js';
 import { findUserByEmail } from '../db/queries/users.js';
 import { createTenant } from './tenants.js';
@@ -304,6 +305,7 @@ export async function initInstall(opts: InitOptions): Promise<InitResult> {
 
     current = 'company';
     const pool = createPool(db.adminUrl, 2, 'attendux-init');
+    registerAuditKey(pool, secrets.auditKey!); // the first company's audit entries are MACed (audit chain)
     try {
       if (!state.request) {
         // An embedded install from before progress was recorded: complete if it has a company.

@@ -10,6 +10,7 @@ import { resolveDatabase, type DatabaseTarget } from '../db/connect.js';
 import { createPool, dbUnavailable, type Pool } from '../db/pool.js';
 import { migrationState } from '../db/migrate.js';
 import { AttenduxError } from '../errors.js';
+import { registerAuditKey } from './audit/mac.js';
 
 /** An opened install: config, secrets, the database (embedded started if needed) and an admin pool. */
 export interface Install {
@@ -30,6 +31,8 @@ export async function openInstall(opts: OpenOptions = {}): Promise<Install> {
   const secrets = await ensureInstallKeys(loaded.secretsPath, await loadSecrets(loaded.secretsPath));
   const db = await resolveDatabase(loaded, secrets);
   const admin = createPool(db.adminUrl, 4, 'attendux-cli');
+  // Audit entries written through this pool are MAC'd with this install's key (src/core/audit/mac.ts).
+  registerAuditKey(admin, secrets.auditKey);
   const close = async () => {
     await admin.end().catch(() => undefined);
     await db.release();

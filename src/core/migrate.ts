@@ -1,11 +1,17 @@
 import type { ConfigLocation } from './config/load.js';
 import { migrationState, runMigrations, type MigrationState } from '../db/migrate.js';
 import { withInstall } from './install.js';
+import { rechainAudit } from './audit/service.js';
 
 export async function migrate(
   loc: ConfigLocation,
   opts: { direction: 'up' | 'down'; count?: number; dryRun?: boolean },
-): Promise<{ direction: 'up' | 'down'; dryRun: boolean; ran: string[] }> {
+): Promise<{
+  direction: 'up' | 'down';
+  dryRun: boolean;
+  ran: string[];
+  rechain?: { rechained: number } | { error: string };
+}> {
   return withInstall({ ...loc, requireMigrated: false }, async (install) => {
     const ran = await runMigrations({
       adminUrl: install.db.adminUrl,
@@ -14,7 +20,15 @@ export async function migrate(
       count: opts.count,
       dryRun: opts.dryRun,
     });
-    return { direction: opts.direction, dryRun: opts.dryRun ?? false, ran };
+    // Entries still under the old unkeyed hash are re-keyed now that the schema allows it (migrations/0007).
+    let rechain: { rechained: number } | { error: string } | undefined;
+    if (opts.direction === 'up' && !opts.dryRun) {
+      rechain = await rechainAudit(install.admin).then(
+        (r) => ({ rechained: r.rechained }),
+        (err: Error) => ({ error: err.message }),
+      );
+    }
+    return { direction: opts.direction, dryRun: opts.dryRun ?? false, ran, ...(rechain ? { rechain } : {}) };
   });
 }
 

@@ -8,6 +8,9 @@ import { maintenanceWatcher } from '../core/maintenance.js';
 import { createPool, type Pool } from '../db/pool.js';
 import { migrationFiles } from '../db/migrate.js';
 import { BCRYPT_COST } from '../crypto/password.js';
+import { publicKeyOf } from '../crypto/signing.js';
+import { registerAuditKey } from '../core/audit/mac.js';
+import { startCheckpointer } from '../core/audit/checkpoints.js';
 import type { DataKeyring } from '../crypto/aead.js';
 import { installErrorHandler, sendError } from './errors.js';
 import { Metrics } from './metrics.js';
@@ -52,6 +55,8 @@ export interface AppOptions {
   globalRateLimit?: { max: number; timeWindow: number };
   /** Whole-request and idle-socket timeouts (default REQUEST_TIMEOUT_MS / CONNECTION_TIMEOUT_MS). */
   timeouts?: { requestMs?: number; connectionMs?: number };
+  /** Sign audit checkpoints into the data dir (default true). */
+  auditCheckpoints?: boolean;
 }
 
 /** A request (headers and body) must arrive within this; a trickled body is cut off. */
@@ -167,6 +172,19 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     install.loaded.config.database.poolSize,
     'attendux-server',
   );
+  // The server MACs its audit entries itself (the app role never sees the key) and signs checkpoints.
+  registerAuditKey(pool, install.secrets.auditKey);
+  const checkpointer =
+    opts.auditCheckpoints === false
+      ? undefined
+      : startCheckpointer({
+          q: pool,
+          dataDir: install.loaded.config.dataDir,
+          signingKey: install.secrets.signingKey,
+          everyMinutes: install.loaded.config.audit.checkpointEveryMinutes,
+          everyEntries: install.loaded.config.audit.checkpointEveryEntries,
+          onError: (err) => app.log.error({ err }, 'audit checkpoint failed'),
+        });
   let ring: DataKeyring = { keys: install.secrets.dataKeys, activeId: install.secrets.activeDataKeyId };
   const reloadKeyring = async () => {
     const s = await loadSecrets(install.loaded.secretsPath);
@@ -205,9 +223,13 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     bcryptCost: opts.bcryptCost ?? BCRYPT_COST,
     passwords: new PasswordWork(opts.bcryptCost ?? BCRYPT_COST),
     dataDir: install.loaded.config.dataDir,
+    audit: { checkpointer, publicKey: publicKeyOf(install.secrets.signingKey) },
   };
   deps.passwords.onDone = () => deps.metrics.passwordHashes++;
   app.addHook('onClose', async () => {
+    // A last checkpoint on shutdown: the heads the server leaves behind are anchored outside the database.
+    await checkpointer?.run();
+    await checkpointer?.stop();
     await pool.end();
   });
 

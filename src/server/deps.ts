@@ -3,6 +3,7 @@ import type { Config, Secrets } from '../core/config/schema.js';
 import type { DataKeyring } from '../crypto/aead.js';
 import type { Metrics } from './metrics.js';
 import type { PasswordWork } from './password-work.js';
+import type { Checkpointer } from '../core/audit/checkpoints.js';
 import type { MaintenanceState } from '../core/maintenance.js';
 
 /** Called after a commit; the lead wires onTenantSettingsChanged to a config backup. */
@@ -26,4 +27,6 @@ export interface ServerDeps {
   passwords: PasswordWork;
   /** The install's data dir (the security ledger's mirror file lives there). */
   dataDir: string;
+  /** Audit anchors (issue 13): the checkpointer to tell about appended entries, the install's public key. */
+  audit: { checkpointer?: Checkpointer; publicKey: string };
 }

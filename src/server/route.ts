@@ -174,6 +174,7 @@ export function defineRoute(app: FastifyInstance, deps: ServerDeps, spec: RouteS
               ...hashes,
               details,
             });
+            deps.audit.checkpointer?.noteAppend();
           },
           afterCommit: (fn) => after.push(fn),
           failAfterCommit: (err) => {

@@ -5,7 +5,7 @@ import { generateSigningKey, publicKeyOf } from '../../src/crypto/signing.js';
 import { identityKeyLine } from '../../src/core/backup/signature.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { TestDatabase } from './db.js';
+import { auditKeyFor, type TestDatabase } from './db.js';
 
 export interface TestInstall {
   dir: string;
@@ -55,6 +55,7 @@ export async function makeInstall(
       sessionKey: key(),
       apiKeyHmacKey: key(),
       auditPepper: key(),
+      auditKey: auditKeyFor(db),
       dataKeys: { k1: key() },
       activeDataKeyId: 'k1',
       signingKey,

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { randomKey } from '../../src/crypto/random.js';
-import type { TestDatabase } from './db.js';
+import { auditKeyFor, type TestDatabase } from './db.js';
 
 export const BIN = fileURLToPath(new URL('../../bin/attendux.js', import.meta.url));
 
@@ -57,6 +57,7 @@ export async function writeTestInstall(
     sessionKey: randomKey(),
     apiKeyHmacKey: randomKey(),
     auditPepper: randomKey(),
+    auditKey: auditKeyFor(db),
     dataKeys: { k1: randomKey() },
     activeDataKeyId: 'k1',
   };

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
 import { connectClient, ddl } from '../../src/db/pool.js';
 
@@ -20,6 +20,14 @@ export interface TestDatabase {
   appUrl: string;
   appRole: string;
   drop(): Promise<void>;
+}
+
+/**
+ * The audit key of every test install on one test database: tests point several installs at the same
+ * database, and entries MAC'd by one must verify under the others (a real install has one key per database).
+ */
+export function auditKeyFor(db: { name: string }): string {
+  return createHash('sha256').update(`attendux-test-audit-key:${db.name}`).digest('base64');
 }
 
 export function urlFor(base: string, user: string, password: string, database: string): string {

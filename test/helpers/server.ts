@@ -10,7 +10,7 @@ import { buildApp, type AppOptions } from '../../src/server/app.js';
 import { createPool, type Pool } from '../../src/db/pool.js';
 import type { Role } from '../../src/db/queries/users.js';
 import type { ConfigInput, Secrets } from '../../src/core/config/schema.js';
-import { createTestDatabase, type TestDatabase } from './db.js';
+import { auditKeyFor, createTestDatabase, type TestDatabase } from './db.js';
 
 export const PASSWORD = 'correct horse battery staple';
 
@@ -38,6 +38,7 @@ export async function createTestInstall(
     sessionKey: randomKey(),
     apiKeyHmacKey: randomKey(),
     auditPepper: randomKey(),
+    auditKey: auditKeyFor(db),
     dataKeys: { k1: randomKey() },
     activeDataKeyId: 'k1',
     database: {},

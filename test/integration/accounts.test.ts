@@ -3,10 +3,11 @@ import { createPool, type Pool } from '../../src/db/pool.js';
 import { createTenant, listTenants } from '../../src/core/tenants.js';
 import { createUser, disableUser, resetPassword, revokeSessions } from '../../src/core/users.js';
 import { createApiKey, listApiKeys, revokeApiKey } from '../../src/core/api-keys.js';
-import { verifyAuditChains } from '../../src/db/queries/audit.js';
+import { verifyAuditChains } from '../../src/core/audit/service.js';
 import { verifyPassword } from '../../src/crypto/password.js';
 import { apiKeySecretMatches, parseApiKey } from '../../src/crypto/apikey.js';
 import { randomKey } from '../../src/crypto/random.js';
+import { registerAuditKey } from '../../src/core/audit/mac.js';
 import { connectClient } from '../../src/db/pool.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
@@ -17,6 +18,7 @@ const actor = 'cli:tester@host';
 beforeAll(async () => {
   db = await createTestDatabase('accounts');
   admin = createPool(db.adminUrl, 2);
+  registerAuditKey(admin, randomKey());
   await createTenant(admin, { slug: 'acme', name: 'Acme', timeZone: 'Europe/Berlin', actor });
 });
 

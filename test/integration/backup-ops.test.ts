@@ -13,7 +13,9 @@ import { backupStatus, prometheusText } from '../../src/core/backup/status.js';
 import { BACKUP_ADVISORY_KEY } from '../../src/core/backup/lock.js';
 import { connectClient, createPool, withTenant, type Pool } from '../../src/db/pool.js';
 import { makeInstall, patchConfig, type TestInstall } from '../helpers/backup.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { auditKeyFor, createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { appendAudit } from '../../src/db/queries/audit.js';
+import { registerAuditKey } from '../../src/core/audit/mac.js';
 
 let db: TestDatabase;
 let admin: Pool;
@@ -30,6 +32,7 @@ beforeAll(async () => {
   db = await createTestDatabase('bops');
   admin = createPool(db.adminUrl, 4);
   app = createPool(db.appUrl, 2);
+  registerAuditKey(app, auditKeyFor(db));
   await seedReference(admin, { companies: 2, employees: 20, events: 40_000 });
 });
 
@@ -51,10 +54,7 @@ describe('change capture', () => {
         `INSERT INTO tenant_settings (tenant_id, key, value) VALUES ($1, 'week.start', '"monday"')`,
         [t],
       );
-      await c.query(
-        `INSERT INTO audit_log (tenant_id, actor, action, prev_hash, hash) VALUES ($1, 'user:x', 'settings.change', '\\x', '\\x')`,
-        [t],
-      );
+      await appendAudit(c, { tenantId: t, actor: 'user:x', action: 'settings.change' });
     });
     const { rows: ch } = await admin.query<{ table_name: string; op: string; tenant_id: string }>(
       'SELECT table_name, op, tenant_id FROM change_log WHERE id > $1 ORDER BY id',

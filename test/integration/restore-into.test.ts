@@ -165,7 +165,7 @@ describe('restore into a new database', () => {
       expect(rows).toHaveLength(1);
       expect(rows[0]!.details.backups).toEqual([ids.full, ids.inc1]);
       expect(rows[0]!.details.outcome).toBe('success');
-      const { verifyAuditChains } = await import('../../src/db/queries/audit.js');
+      const { verifyAuditChains } = await import('../../src/core/audit/service.js');
       expect((await verifyAuditChains(c)).broken).toEqual([]);
     } finally {
       await c.end();

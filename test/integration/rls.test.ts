@@ -1,6 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPool, withTenant, type Pool } from '../../src/db/pool.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { registerAuditKey } from '../../src/core/audit/mac.js';
+import { appendAudit } from '../../src/db/queries/audit.js';
+import { randomKey } from '../../src/crypto/random.js';
 
 let db: TestDatabase;
 let admin: Pool;
@@ -12,6 +15,9 @@ beforeAll(async () => {
   db = await createTestDatabase('rls');
   admin = createPool(db.adminUrl, 2);
   app = createPool(db.appUrl, 2);
+  const key = randomKey();
+  registerAuditKey(admin, key);
+  registerAuditKey(app, key);
   const { rows } = await admin.query<{ id: string }>(
     "INSERT INTO tenants (slug, name) VALUES ('company-a', 'A'), ('company-b', 'B') RETURNING id",
   );
@@ -112,27 +118,43 @@ describe('row-level security for the app role', () => {
 
 describe('audit log', () => {
   it('is append-only for the app role and the owner alike', async () => {
-    await withTenant(app, a, (c) =>
-      c.query(
-        `INSERT INTO audit_log (tenant_id, actor, action, prev_hash, hash) VALUES ($1, 'u', 'x', '\\x', '\\x')`,
-        [a],
+    // The app role appends only through attendux_audit_next/append (the server's path), never by INSERT.
+    await expect(
+      withTenant(app, a, (c) =>
+        c.query(
+          `INSERT INTO audit_log (tenant_id, seq, actor, action, prev_hash, hash) VALUES ($1, 1, 'u', 'x', '\\x', '\\x')`,
+          [a],
+        ),
       ),
-    );
+    ).rejects.toThrow(/permission denied/);
+    await withTenant(app, a, (c) => appendAudit(c, { tenantId: a, actor: 'u', action: 'x' }));
+    // ...and only for the company of its transaction.
+    await expect(
+      withTenant(app, a, (c) => appendAudit(c, { tenantId: b, actor: 'u', action: 'forged' })),
+    ).rejects.toThrow(/current company/);
     await expect(withTenant(app, a, (c) => c.query('DELETE FROM audit_log'))).rejects.toThrow(
       /permission denied/,
     );
     await expect(admin.query("UPDATE audit_log SET actor = 'someone else'")).rejects.toThrow(/append-only/);
     await expect(admin.query('DELETE FROM audit_log')).rejects.toThrow(/append-only/);
     await expect(admin.query('TRUNCATE audit_log')).rejects.toThrow(/append-only/);
+    // The old purge switch no longer opens anything.
+    await expect(
+      admin.query("BEGIN; SET LOCAL attendux.audit_purge = 'on'; DELETE FROM audit_log; COMMIT"),
+    ).rejects.toThrow(/append-only/);
+    await admin.query('ROLLBACK').catch(() => undefined);
   });
 
   it('chains entries per company with sequence numbers and hashes', async () => {
-    for (let i = 0; i < 3; i++) {
-      await admin.query(
-        `INSERT INTO audit_log (tenant_id, actor, action, prev_hash, hash) VALUES ($1, 'cli', 'y', '\\x', '\\x')`,
+    for (let i = 0; i < 3; i++) await appendAudit(admin, { tenantId: b, actor: 'cli', action: 'y' });
+    // A row that does not continue the head is refused by the trigger, whoever writes it.
+    await expect(
+      admin.query(
+        `INSERT INTO audit_log (tenant_id, seq, actor, action, prev_hash, hash, mac_version)
+         VALUES ($1, 7, 'cli', 'y', '\\x', decode(repeat('00', 32), 'hex'), 2)`,
         [b],
-      );
-    }
+      ),
+    ).rejects.toThrow(/does not continue the chain/);
     const { rows } = await admin.query<{ seq: number; prev: string; hash: string }>(
       `SELECT seq, encode(prev_hash, 'hex') AS prev, encode(hash, 'hex') AS hash FROM audit_log WHERE tenant_id = $1 ORDER BY seq`,
       [b],

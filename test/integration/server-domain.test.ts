@@ -337,9 +337,9 @@ describe('settings and audit', () => {
   });
 
   it('keeps the audit chain verifiable after API writes', async () => {
-    const { verifyAuditChains } = await import('../../src/db/queries/audit.js');
+    const { verifyAuditChains } = await import('../../src/core/audit/service.js');
     const r = await verifyAuditChains(admin);
-    expect(r.broken).toEqual([]);
+    expect(r.result.breaks).toEqual([]);
     expect(r.checked).toBeGreaterThan(10);
   });
 });

@@ -4,6 +4,7 @@ import { PASSPHRASE_FLAG, PASSPHRASE_HELP, usePassphrase } from '../passphrase.j
 import { AttenduxError } from '../../errors.js';
 import type { BackupProgress, BackupRunResult } from '../../core/backup/run.js';
 import type { CopyOutcome, OffsiteProgress } from '../../core/offsite/copy.js';
+import { backupAuditWarning } from '../../core/audit/backup.js';
 
 const mb = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MB`;
 
@@ -57,6 +58,9 @@ function printRun(ctx: CliContext, r: BackupRunResult): void {
   ctx.progressDone();
   warnOffsite(ctx, r.offsite);
   const s = r.sidecar;
+  // A backup of a broken audit chain is taken, but never silently (cron mails stderr).
+  const auditWarning = backupAuditWarning(s.audit);
+  if (auditWarning) ctx.important(auditWarning);
   if (ctx.json) {
     ctx.result({ ...r }, () => undefined);
     return;
@@ -66,7 +70,7 @@ function printRun(ctx: CliContext, r: BackupRunResult): void {
     `${s.kind} backup ${s.id}: ${mb(s.bytes)}, ${s.rows} ${s.kind === 'incremental' ? 'changes' : 'rows'}, ${(s.durationMs / 1000).toFixed(1)} s`,
   ];
   if (s.parent) lines.push(`  parent ${s.parent}`);
-  if (r.note) lines.push(`  ${r.note}`);
+  if (r.note && r.note !== auditWarning) lines.push(`  ${r.note}`);
   if (r.cleanedUp.length) lines.push(`  removed leftovers of an earlier run: ${r.cleanedUp.join(', ')}`);
   for (const c of r.offsite ?? [])
     if (c.ok) lines.push(`  copied to ${c.target} and checked (${c.seconds.toFixed(1)} s)`);
@@ -340,7 +344,7 @@ export function registerBackup(program: Command): void {
       ctx.result(st, () => [
         ...st.kinds.map(
           (k) =>
-            `${k.ok ? 'ok   ' : 'STALE'} ${k.kind.padEnd(11)} ${k.newest ? `${k.newest.id} (${k.ageHours!.toFixed(1)} h ago)` : 'never'}${k.problem ? `: ${k.problem}` : ''}`,
+            `${k.ok ? 'ok   ' : 'STALE'} ${k.kind.padEnd(11)} ${k.newest ? `${k.newest.id} (${k.ageHours!.toFixed(1)} h ago)` : 'never'}${k.problem ? `: ${k.problem}` : k.audit ? `; ${k.audit.line}` : ''}`,
         ),
         ...st.jobs.map(
           (j) => `job ${j.job}: ${j.outcome} at ${j.startedAt}${j.error ? ` (${j.error.message})` : ''}`,

@@ -11,6 +11,8 @@ import { registerKeys } from './keys.js';
 import { registerBackup } from './backup.js';
 import { registerRestore } from './restore.js';
 import { registerSchedule } from './schedule.js';
+import { registerAudit } from './audit.js';
+import { registerDoctor } from './doctor.js';
 
 /** Each module only declares flags; the work it does is imported lazily when the command runs. */
 export function registerCommands(program: Command): void {
@@ -26,4 +28,6 @@ export function registerCommands(program: Command): void {
   registerBackup(program);
   registerRestore(program);
   registerSchedule(program);
+  registerAudit(program);
+  registerDoctor(program);
 }

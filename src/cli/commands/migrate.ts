@@ -9,11 +9,17 @@ export function registerMigrate(program: Command): void {
       const ctx = contextOf(cmd);
       const { migrate: doMigrate } = await import('../../core/migrate.js');
       const result = await doMigrate(ctx.location, { direction, count: flags.count, dryRun: flags.dryRun });
-      ctx.result(result, () =>
-        result.ran.length
+      const rc = result.rechain;
+      if (rc && 'error' in rc && result.ran.length)
+        ctx.important(`warning: audit log not re-keyed: ${rc.error}`);
+      ctx.result(result, () => [
+        ...(result.ran.length
           ? [`${flags.dryRun ? 'would run' : 'ran'} ${direction}: ${result.ran.join(', ')}`]
-          : ['nothing to migrate'],
-      );
+          : ['nothing to migrate']),
+        ...(rc && 'rechained' in rc && rc.rechained
+          ? [`re-keyed ${rc.rechained} audit entries under the audit key (HMAC-SHA256)`]
+          : []),
+      ]);
     };
 
   migrate

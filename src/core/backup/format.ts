@@ -1,3 +1,4 @@
+import type { BackupAudit } from '../audit/service.js';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
@@ -94,6 +95,8 @@ export interface Manifest {
   } | null;
   /** Config: SHA-256 over the config entries' names and checksums (what --if-changed compares). */
   contentHash: string | null;
+  /** Database backups: the audit log's verification and signed checkpoints at backup time (issue 13). */
+  audit?: BackupAudit;
   /** Every entry of the tar except manifest.json itself. */
   entries: ManifestEntry[];
 }
@@ -125,6 +128,8 @@ export interface Sidecar {
   outcome: 'success';
   /** Set when `backup repair` rebuilt this sidecar from the encrypted file (finishedAt is then its mtime). */
   repairedAt?: string;
+  /** Database backups: the audit log's verification and signed checkpoints at backup time (issue 13). */
+  audit?: BackupAudit;
 }
 
 function isObj(v: unknown): v is Record<string, unknown> {

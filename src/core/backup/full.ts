@@ -20,6 +20,7 @@ import { faultPoint } from '../fault.js';
 import { RESTORE_SCRIPT, SCHEMA_SCRIPT, restoreScript, schemaScript } from './scripts.js';
 import { StagingCipher } from './staging.js';
 import { EntryQueue, writeArchive } from './writer.js';
+import { auditForBackup, backupAuditWarning } from '../audit/service.js';
 
 /** Tables bigger than this many 8 KiB blocks are copied as several ctid ranges, spread over the connections. */
 const SPLIT_BLOCKS = 4096;
@@ -322,11 +323,14 @@ export async function fullBackupBody(
   env: RunEnv,
   opts: BackupRunOptions,
   stage: (s: string) => void,
-): Promise<{ sidecar: Sidecar }> {
+): Promise<{ sidecar: Sidecar; note?: string }> {
   const startedAt = new Date();
   const id = newBackupId('full', startedAt);
   const staging = join(env.backupDir, `.staging-${id}`);
   await mkdir(staging, { mode: 0o700 });
+  // Before the snapshot: it then holds every entry the backup's audit checkpoints name.
+  stage('verifying the audit log');
+  const audit = await auditForBackup(env.install);
   const ready = new EntryQueue();
   let abort = false;
   let st: Staged | undefined;
@@ -365,6 +369,7 @@ export async function fullBackupBody(
         tables: st!.tables,
         changes: null,
         contentHash: null,
+        audit,
       }),
     }).catch((err: unknown) => {
       // Disk full or similar: stop taking new tables; the copy in flight finishes, then we report.
@@ -378,7 +383,7 @@ export async function fullBackupBody(
     stage('trimming the change log');
     // Best effort: the backup is complete and recorded; a failed trim only leaves rows for the next run.
     await trimChangeLog(env.lockClient, st!.snapshot).catch(() => undefined);
-    return { sidecar };
+    return { sidecar, note: backupAuditWarning(audit) };
   } finally {
     await rm(staging, { recursive: true, force: true });
   }

@@ -11,6 +11,7 @@ import { VERSION } from '../../version.js';
 import { chainHead, readCatalog, type CatalogEntry } from './catalog.js';
 import { CHANGES_ENTRY, newBackupId, type Sidecar } from './format.js';
 import { fullBackupBody, trimChangeLog } from './full.js';
+import { auditForBackup, backupAuditWarning } from '../audit/service.js';
 import { runDatabaseBackup, type BackupRunOptions, type BackupRunResult, type RunEnv } from './run.js';
 import { APPLY_SCRIPT, applyChangesScript } from './scripts.js';
 import { StagingCipher } from './staging.js';
@@ -83,6 +84,9 @@ async function incrementalBody(
   const id = newBackupId('incremental', startedAt);
   const staging = join(env.backupDir, `.staging-${id}`);
   await mkdir(staging, { mode: 0o700 });
+  // Before the snapshot: it then holds every entry the backup's audit checkpoints name.
+  stage('verifying the audit log');
+  const audit = await auditForBackup(env.install);
   const c = await connectClient(env.install.db.adminUrl, 'attendux-backup');
   try {
     stage('opening the snapshot');
@@ -168,10 +172,11 @@ async function incrementalBody(
         tables: [],
         changes: { count, byTable, firstId: first, lastId: last },
         contentHash: null,
+        audit,
       }),
     });
     await trimChangeLog(env.lockClient, snapshot).catch(() => undefined);
-    return { sidecar };
+    return { sidecar, note: backupAuditWarning(audit) };
   } finally {
     await c.end().catch(() => undefined);
     await rm(staging, { recursive: true, force: true });

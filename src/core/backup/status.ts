@@ -4,6 +4,7 @@ import { newestOf, readCatalog, type CatalogProblem } from './catalog.js';
 import type { BackupKind } from './format.js';
 import { readLastRun, type LastRun } from './run.js';
 import { readJobRecords, type JobRun } from '../schedule/runs.js';
+import { sidecarAuditStatus } from '../audit/backup.js';
 
 export interface KindStatus {
   kind: BackupKind;
@@ -13,6 +14,8 @@ export interface KindStatus {
   /** Stale after this many hours; null: never stale by age (config backups happen on change). */
   staleAfterHours: number | null;
   lastRun: LastRun | null;
+  /** The audit log's verification recorded when the newest backup was taken (database backups). */
+  audit?: { ok: boolean; line: string } | null;
   problem?: string;
 }
 
@@ -50,6 +53,8 @@ export async function backupStatus(opts: ConfigLocation & { now?: Date } = {}): 
     else if (threshold !== null && ageHours === null) problem = 'no successful backup yet';
     else if (threshold !== null && ageHours !== null && ageHours > threshold)
       problem = `newest is ${ageHours.toFixed(1)} h old (stale after ${threshold} h)`;
+    const audit = newest && kind !== 'config' ? sidecarAuditStatus(newest) : null;
+    if (!problem && audit && !audit.ok) problem = audit.line;
     kinds.push({
       kind,
       ok: !problem,
@@ -59,6 +64,7 @@ export async function backupStatus(opts: ConfigLocation & { now?: Date } = {}): 
       ageHours,
       staleAfterHours: threshold,
       lastRun,
+      ...(audit ? { audit } : {}),
       ...(problem ? { problem } : {}),
     });
   }

@@ -162,6 +162,7 @@ export async function writeArchive(opts: WriteArchiveOptions): Promise<Sidecar> 
     rows: opts.rows(),
     recipients: opts.recipients.length,
     outcome: 'success',
+    ...(m.audit ? { audit: m.audit } : {}),
   };
   try {
     await writeFileAtomic(

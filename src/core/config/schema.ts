@@ -131,6 +131,10 @@ export const BackupSchema = z.strictObject({
 
 export const AuditSchema = z.strictObject({
   retentionDays: z.number().int().min(1).default(365),
+  /** The server signs a checkpoint of every chain that moved after this many appended entries... */
+  checkpointEveryEntries: z.number().int().min(1).max(10_000_000).default(1000),
+  /** ...or after this many minutes, whichever comes first (backups and purges always sign one). */
+  checkpointEveryMinutes: z.number().int().min(1).max(1440).default(15),
 });
 
 /** One job of `attendux schedule`: a built-in one (see src/core/schedule/jobs.ts) or an admin's own. */

@@ -1,7 +1,11 @@
 import { AttenduxError } from '../../errors.js';
 import { cliActor } from '../actor.js';
 import { connectClient } from '../../db/pool.js';
-import { appendAudit, SYSTEM_TENANT, verifyAuditChains } from '../../db/queries/audit.js';
+import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
+import { verifyAuditChains } from '../audit/service.js';
+import { registerAuditKey } from '../audit/mac.js';
+import { drillAuditAnchors } from '../audit/backup.js';
+import type { SourcedCheckpoint } from '../audit/checkpoints.js';
 import { openChain, planFromCatalog, restoreIdentities, type OpenedChain } from './chain.js';
 import {
   buildDatabase,
@@ -45,7 +49,10 @@ export async function checkRestored(
   chain: OpenedChain,
   plan: RestorePlan,
   load: LoadResult,
-  opts: { maxEventAgeHours?: number } = {},
+  opts: {
+    maxEventAgeHours?: number;
+    audit?: { publicKey: string; checkpoints: SourcedCheckpoint[]; auditKey: string };
+  } = {},
 ): Promise<DrillCheck[]> {
   const checks: DrillCheck[] = [];
   const bytes = chain.steps.reduce((n, s) => n + s.backup.bytes, 0);
@@ -79,6 +86,7 @@ export async function checkRestored(
       : `${incs.length} incremental(s), ${load.changes} changes as in their manifests`,
   });
   const c = await connectClient(url, 'attendux-drill');
+  if (opts.audit) registerAuditKey(c, opts.audit.auditKey);
   try {
     const { rows: fk } = await c.query<{ n: number; bad: number }>(
       `SELECT count(*)::int AS n, count(*) FILTER (WHERE NOT convalidated)::int AS bad FROM pg_constraint c
@@ -105,13 +113,19 @@ export async function checkRestored(
         detail: `newest attendance event recorded ${newest.toISOString()}, ${(age / 3_600_000).toFixed(1)} h before the restored point (allowed: up to ${maxAge / 3_600_000} h)`,
       });
     }
-    const audit = await verifyAuditChains(c);
+    // Every chain, with the audit key, against the checkpoints the restored backups signed (issue 13).
+    const audit = (await verifyAuditChains(c, opts.audit?.publicKey, opts.audit?.checkpoints)).result;
+    // Entries of a backup from before the keyed chain are `legacy` (not re-keyed yet), not tampered with.
+    const tampered = audit.breaks.filter((b) => b.kind !== 'legacy');
     checks.push({
       name: 'audit-chains',
-      ok: audit.broken.length === 0,
-      detail: audit.broken.length
-        ? `broken: ${audit.broken.map((b) => `${b.tenantId}#${b.seq}`).join(', ')}`
-        : `${audit.checked} audit entries, every chain intact`,
+      ok: tampered.length === 0 && audit.moreBreaks === 0,
+      detail: audit.ok
+        ? `${audit.checked} audit entries in ${audit.chains} chain(s), every link intact, ${audit.checkpoints} signed checkpoint(s) match`
+        : `${audit.breaks.length + audit.moreBreaks} break(s): ${audit.breaks
+            .slice(0, 10)
+            .map((b) => `${b.tenantId}#${b.seq} ${b.kind}: ${b.detail}`)
+            .join('; ')}`,
     });
     const { rows: t } = await c.query<{ id: string; n: number }>(
       `SELECT t.id::text, (SELECT count(*)::int FROM employees e WHERE e.tenant_id = t.id) AS n
@@ -226,7 +240,15 @@ export async function restoreDrill(opts: DrillOptions): Promise<DrillResult> {
             chain,
             plan,
             load,
-            opts,
+            {
+              ...opts,
+              audit: await drillAuditAnchors(
+                prep.loaded.backupDir,
+                plan,
+                prep.install.secrets.signingKey,
+                prep.install.secrets.auditKey,
+              ),
+            },
           )),
         );
       } finally {

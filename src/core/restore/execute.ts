@@ -3,6 +3,7 @@ import { cliActor } from '../actor.js';
 import { loadConfig, loadSecrets, type ConfigLocation, type LoadedConfig } from '../config/load.js';
 import { openInstall, type Install } from '../install.js';
 import { resolveDatabase } from '../../db/connect.js';
+import { registerAuditKey } from '../audit/mac.js';
 import { connectClient, ddl, type Queryable } from '../../db/pool.js';
 import { migrationFiles, runMigrations } from '../../db/migrate.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
@@ -159,6 +160,7 @@ export async function auditFailure(
   if (e?.code === 'USAGE') return;
   const c = await connectClient(prep.install.db.adminUrl, 'attendux-restore').catch(() => null);
   if (!c) return;
+  registerAuditKey(c, prep.install.secrets.auditKey);
   try {
     await appendAudit(c, {
       tenantId: SYSTEM_TENANT,
@@ -328,6 +330,7 @@ export async function buildDatabase(
     });
     stage = 'writing the audit entry';
     const c = await connectClient(url, 'attendux-restore');
+    registerAuditKey(c, install.secrets.auditKey);
     try {
       await writeRestoreAudit(c, plan, { database: name, outcome: 'success', ...(opts.audit ?? {}) });
     } finally {

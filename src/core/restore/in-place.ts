@@ -4,6 +4,7 @@ import { ddl } from '../../db/pool.js';
 import { enterMaintenance, leaveMaintenance } from '../maintenance.js';
 import { openChain, planFromCatalog, restoreIdentities } from './chain.js';
 import { checkRestored, type DrillCheck } from './drill.js';
+import { drillAuditAnchors } from '../audit/backup.js';
 import {
   auditFailure,
   buildDatabase,
@@ -186,7 +187,15 @@ export async function restoreInPlace(opts: InPlaceOptions): Promise<InPlaceResul
         chain,
         plan,
         load,
-        { maxEventAgeHours: Number.POSITIVE_INFINITY },
+        {
+          maxEventAgeHours: Number.POSITIVE_INFINITY,
+          audit: await drillAuditAnchors(
+            prep.loaded.backupDir,
+            plan,
+            prep.install.secrets.signingKey,
+            prep.install.secrets.auditKey,
+          ),
+        },
       );
       const failed = checks.filter((c) => !c.ok);
       if (failed.length) {

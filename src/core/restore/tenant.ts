@@ -7,6 +7,7 @@ import { AttenduxError } from '../../errors.js';
 import { connectClient } from '../../db/pool.js';
 import { schemaVersion } from '../../db/migrate.js';
 import { openChain, planFromCatalog, restoreIdentities } from './chain.js';
+import { registerAuditKey } from '../audit/mac.js';
 import { auditFailure, prepare, writeRestoreAudit, type RestoreOptions } from './execute.js';
 import { applyChanges, sqlf, tableEntries } from './load.js';
 import type { RestorePlan } from './plan.js';
@@ -86,6 +87,7 @@ export async function restoreTenant(opts: TenantRestoreOptions): Promise<TenantR
       onStep: (id) => opts.onProgress?.({ phase: 'decrypt', backup: id }),
     });
     const c = await connectClient(prep.install.db.adminUrl, 'attendux-restore');
+    registerAuditKey(c, prep.install.secrets.auditKey);
     try {
       const { from: copyFrom } = await import('pg-copy-streams');
       const tables = chain.full.tables.filter((t) => !KEPT.includes(t.name));

@@ -1,4 +1,6 @@
-import type { Queryable } from '../pool.js';
+import pg from 'pg';
+import { inTransaction, type Queryable } from '../pool.js';
+import { auditMacFor } from '../../core/audit/mac.js';
 
 /** Install-wide events (a company created from the CLI, a backup run) are chained under this tenant id. */
 export const SYSTEM_TENANT = '00000000-0000-0000-0000-000000000000';
@@ -15,25 +17,56 @@ export interface AuditEntry {
   details?: Record<string, unknown>;
 }
 
-/** Append one entry; the database assigns seq, time and the chain hash (trigger attendux_audit_chain). */
-export async function appendAudit(q: Queryable, e: AuditEntry): Promise<{ seq: number }> {
-  // Named: prepared once per connection, it skips parsing and planning on the server's hot path.
-  const { rows } = await q.query<{ seq: number }>({
-    name: 'attendux_append_audit',
-    text: `INSERT INTO audit_log (tenant_id, actor, action, entity_type, entity_id, ip_hash, ua_hash, details, prev_hash, hash)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '\\x', '\\x') RETURNING seq`,
+/**
+ * Append one entry to its company's chain, MAC'd by attendux under the audit key (migrations/0007): the
+ * database locks the chain and says what the entry links to (attendux_audit_next), attendux computes the MAC,
+ * the database checks the link and stores it (attendux_audit_append). Both in the caller's transaction; a
+ * pool gets a transaction of its own.
+ */
+export async function appendAudit(q: Queryable, e: AuditEntry): Promise<{ seq: number; mac: Buffer }> {
+  if (q instanceof pg.Pool) return inTransaction(q, (c) => appendAudit(c, e));
+  const mac = auditMacFor(q);
+  const tenantId = e.tenantId.toLowerCase();
+  // Named: prepared once per connection, they skip parsing and planning on the server's hot path.
+  const { rows } = await q.query<{ seq: number; at_us: number; prev_hash: Buffer; details: string }>({
+    name: 'attendux_audit_next',
+    text: 'SELECT seq, at_us, prev_hash, details FROM attendux_audit_next($1, $2::jsonb)',
+    values: [tenantId, JSON.stringify(e.details ?? {})],
+  });
+  const next = rows[0]!;
+  const fields = {
+    tenantId,
+    seq: next.seq,
+    atUs: next.at_us,
+    actor: e.actor,
+    action: e.action,
+    entityType: e.entityType ?? null,
+    entityId: e.entityId ?? null,
+    ipHash: e.ipHash ?? null,
+    uaHash: e.uaHash ?? null,
+    details: next.details,
+    prevMac: next.prev_hash,
+  };
+  const m = mac.of(fields);
+  await q.query({
+    name: 'attendux_audit_append',
+    text: 'SELECT attendux_audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12)',
     values: [
-      e.tenantId,
-      e.actor,
-      e.action,
-      e.entityType ?? null,
-      e.entityId ?? null,
-      e.ipHash ?? null,
-      e.uaHash ?? null,
-      JSON.stringify(e.details ?? {}),
+      tenantId,
+      next.seq,
+      next.at_us,
+      fields.actor,
+      fields.action,
+      fields.entityType,
+      fields.entityId,
+      fields.ipHash,
+      fields.uaHash,
+      next.details,
+      next.prev_hash,
+      m,
     ],
   });
-  return rows[0]!;
+  return { seq: next.seq, mac: m };
 }
 
 export interface AuditRow {
@@ -44,50 +77,53 @@ export interface AuditRow {
   action: string;
   entityType: string | null;
   entityId: string | null;
+  ipHash: string | null;
   details: Record<string, unknown>;
 }
 
-export async function listAudit(
-  q: Queryable,
-  filter: { tenantId?: string; action?: string; limit?: number } = {},
-): Promise<AuditRow[]> {
-  const { rows } = await q.query<AuditRow>(
-    `SELECT tenant_id AS "tenantId", seq, at, actor, action, entity_type AS "entityType",
-            entity_id AS "entityId", details
-       FROM audit_log
-      WHERE ($1::uuid IS NULL OR tenant_id = $1) AND ($2::text IS NULL OR action = $2)
-      ORDER BY at DESC, seq DESC
-      LIMIT $3`,
-    [filter.tenantId ?? null, filter.action ?? null, filter.limit ?? 100],
-  );
-  return rows;
+export interface AuditFilter {
+  tenantId?: string;
+  actor?: string;
+  action?: string;
+  entity?: string;
+  since?: Date;
+  until?: Date;
+  /** Paging: entries strictly older than this (tenant's seq when one tenant is asked for). */
+  beforeSeq?: number;
+  limit?: number;
 }
 
-/**
- * Recompute every chain link in the database and return the first break per company, if any. The oldest
- * remaining entry of a chain is trusted as its anchor (retention may have purged what came before it).
- */
-export async function verifyAuditChains(
-  q: Queryable,
-): Promise<{ checked: number; broken: { tenantId: string; seq: number }[] }> {
-  const { rows } = await q.query<{ checked: number; tenant_id: string | null; seq: number | null }>(
-    `WITH chain AS (
-       SELECT tenant_id, seq, hash, prev_hash,
-              attendux_audit_digest(prev_hash, tenant_id, seq, at, actor, action, entity_type, entity_id,
-                                    ip_hash, ua_hash, details) AS recomputed,
-              lag(hash) OVER (PARTITION BY tenant_id ORDER BY seq) AS prev_actual,
-              lag(seq) OVER (PARTITION BY tenant_id ORDER BY seq) AS prev_seq
-         FROM audit_log),
-     bad AS (
-       SELECT tenant_id, min(seq) AS seq FROM chain
-        WHERE hash <> recomputed
-           OR (prev_actual IS NOT NULL AND (prev_hash <> prev_actual OR seq <> prev_seq + 1))
-        GROUP BY tenant_id)
-     SELECT (SELECT count(*)::int FROM audit_log) AS checked, bad.tenant_id, bad.seq
-       FROM (SELECT 1) one LEFT JOIN bad ON true`,
+/** `entity` matches the entity type (`user`) or type:id (`user:…`). */
+export function auditWhere(f: AuditFilter, first = 1): { sql: string; values: unknown[] } {
+  const [et, ...rest] = (f.entity ?? '').split(':');
+  const values = [
+    f.tenantId ?? null,
+    f.actor ?? null,
+    f.action ?? null,
+    f.entity ? et : null,
+    f.entity && rest.length ? rest.join(':') : null,
+    f.since ?? null,
+    f.until ?? null,
+    f.beforeSeq ?? null,
+  ];
+  const p = (i: number) => `$${first + i}`;
+  const sql = `(${p(0)}::uuid IS NULL OR tenant_id = ${p(0)}) AND (${p(1)}::text IS NULL OR actor = ${p(1)})
+     AND (${p(2)}::text IS NULL OR action = ${p(2)} OR (right(${p(2)}, 1) = '*' AND action LIKE rtrim(${p(2)}, '*') || '%'))
+     AND (${p(3)}::text IS NULL OR entity_type = ${p(3)}) AND (${p(4)}::text IS NULL OR entity_id = ${p(4)})
+     AND (${p(5)}::timestamptz IS NULL OR at >= ${p(5)}) AND (${p(6)}::timestamptz IS NULL OR at < ${p(6)})
+     AND (${p(7)}::bigint IS NULL OR seq < ${p(7)})`;
+  return { sql, values };
+}
+
+export const AUDIT_COLUMNS = `tenant_id AS "tenantId", seq, at, actor, action, entity_type AS "entityType",
+            entity_id AS "entityId", ip_hash AS "ipHash", details`;
+
+export async function listAudit(q: Queryable, filter: AuditFilter = {}): Promise<AuditRow[]> {
+  const w = auditWhere(filter);
+  const { rows } = await q.query<AuditRow>(
+    `SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE ${w.sql}
+      ORDER BY at DESC, seq DESC LIMIT $${w.values.length + 1}`,
+    [...w.values, filter.limit ?? 100],
   );
-  return {
-    checked: rows[0]?.checked ?? 0,
-    broken: rows.filter((r) => r.tenant_id !== null).map((r) => ({ tenantId: r.tenant_id!, seq: r.seq! })),
-  };
+  return rows;
 }

@@ -6,6 +6,8 @@ import { checkPasswordPolicy } from '../../crypto/password.js';
 import { randomPassword } from '../../crypto/random.js';
 import { API_KEY_SCOPES } from '../../db/queries/api-keys.js';
 import { ROLES } from '../../db/queries/users.js';
+import { auditWhere } from '../../db/queries/audit.js';
+import { auditMacFor } from '../../core/audit/mac.js';
 import { forbidden, httpError, notFound } from '../errors.js';
 import { idParam, isoTime, parse, uuid } from '../validate.js';
 import { defineRoute } from '../route.js';
@@ -257,20 +259,85 @@ export function adminRoutes(app: FastifyInstance, deps: ServerDeps) {
       const q = parse(
         z.strictObject({
           action: z.string().max(64).optional(),
+          actor: z.string().max(200).optional(),
+          entity: z.string().max(200).optional(),
+          since: isoTime.optional(),
+          until: isoTime.optional(),
           beforeSeq: z.coerce.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
           limit: z.coerce.number().int().min(1).max(1000).default(100),
         }),
         req.query,
         'query',
       );
-      const { rows } = await c.query<Row>(
+      const w = auditWhere({
+        tenantId: p.tenantId,
+        action: q.action,
+        actor: q.actor,
+        entity: q.entity,
+        since: q.since ? new Date(q.since) : undefined,
+        until: q.until ? new Date(q.until) : undefined,
+        beforeSeq: q.beforeSeq,
+      });
+      const { rows } = await c.query<PageRow>(
         `SELECT seq, at, actor, action, entity_type AS "entityType", entity_id AS "entityId", details,
-                encode(hash, 'hex') AS hash
-           FROM audit_log WHERE tenant_id = $1 AND ($2::text IS NULL OR action = $2) AND ($3::bigint IS NULL OR seq < $3)
-          ORDER BY seq DESC LIMIT $4`,
-        [p.tenantId, q.action ?? null, q.beforeSeq ?? null, q.limit],
+                encode(hash, 'hex') AS hash, (extract(epoch FROM at) * 1000000)::bigint AS at_us, ip_hash, ua_hash,
+                details::text AS details_text, prev_hash, hash AS mac
+           FROM audit_log WHERE ${w.sql}
+          ORDER BY seq DESC LIMIT $${w.values.length + 1}`,
+        [...w.values, q.limit],
       );
-      return { entries: rows };
+      // verified: every entry of the page has a valid MAC under the install's audit key, and entries with
+      // consecutive seq on the page link to each other. The whole chain: `attendux audit verify`.
+      const mac = auditMacFor(c);
+      let verified = true;
+      for (let i = 0; i < rows.length; i++) {
+        const r = rows[i]!;
+        const ok = mac
+          .of({
+            tenantId: p.tenantId,
+            seq: r.seq,
+            atUs: r.at_us,
+            actor: r.actor,
+            action: r.action,
+            entityType: r.entityType,
+            entityId: r.entityId,
+            ipHash: r.ip_hash,
+            uaHash: r.ua_hash,
+            details: r.details_text,
+            prevMac: r.prev_hash,
+          })
+          .equals(r.mac);
+        const older = rows[i + 1];
+        if (!ok || (older && older.seq === r.seq - 1 && !older.mac.equals(r.prev_hash))) verified = false;
+      }
+      const entries = rows.map((r) => ({
+        seq: r.seq,
+        at: r.at,
+        actor: r.actor,
+        action: r.action,
+        entityType: r.entityType,
+        entityId: r.entityId,
+        details: r.details,
+        hash: r.hash,
+      }));
+      return { entries, verified };
     },
   });
+}
+
+interface PageRow {
+  seq: number;
+  at: Date;
+  actor: string;
+  action: string;
+  entityType: string | null;
+  entityId: string | null;
+  details: Record<string, unknown>;
+  hash: string;
+  at_us: number;
+  ip_hash: string | null;
+  ua_hash: string | null;
+  details_text: string;
+  prev_hash: Buffer;
+  mac: Buffer;
 }

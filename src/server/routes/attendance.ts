@@ -27,6 +27,7 @@ import { canSeeEmployee, employeeScope } from '../scope.js';
 import { mergeSettings } from '../settings.js';
 import type { ServerDeps } from '../deps.js';
 import { keyNotLive, touchKey, type Principal } from '../auth.js';
+import type { Queryable } from '../../db/pool.js';
 
 const CheckBody = z.strictObject({
   employeeId: uuid.optional(),
@@ -190,6 +191,28 @@ function eventValues(
   ];
 }
 
+/** The audit entry of a check-in/out, from eventValues' tail (actor, action, hashes, details). */
+async function appendEventAudit(
+  c: Queryable,
+  deps: ServerDeps,
+  tenantId: string,
+  eventId: number,
+  vals: unknown[],
+) {
+  const [actor, action, ipHash, uaHash, details] = vals.slice(11) as [string, string, string, string, string];
+  await appendAudit(c, {
+    tenantId,
+    actor,
+    action,
+    entityType: 'attendance_event',
+    entityId: String(eventId),
+    ipHash,
+    uaHash,
+    details: JSON.parse(details) as Record<string, unknown>,
+  });
+  deps.audit.checkpointer?.noteAppend();
+}
+
 function checkResponse(ev: { id: number; occurredAt: Date }, employeeId: string, kind: Kind, v: Verdict) {
   return {
     id: ev.id,
@@ -224,23 +247,17 @@ async function check(ctx: RequestContext, kind: Kind) {
     await ctx.audit('attendance.face_mismatch', 'employee', employeeId, m.details);
     return ctx.failAfterCommit(m.error);
   }
-  // The event and its audit entry in one statement; the audit_log trigger chains the entry exactly as
-  // appendAudit's insert would.
+  // The event, then its audit entry (MAC'd by appendAudit), in the request's transaction.
+  const vals = eventValues(req, deps, p, employeeId, kind, b, v);
   const ins = await c.query<{ id: number; occurredAt: Date }>({
-    name: 'attendux_checkin_insert',
-    text: `WITH ev AS (
-             INSERT INTO attendance_events (tenant_id, employee_id, kind, occurred_at, latitude, longitude, accuracy_m,
-                                            site_id, geofence, distance_m, method, face_score, device_id, flagged)
-             VALUES ($1, $2, $3, now(), $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-             RETURNING id, occurred_at),
-           au AS (
-             INSERT INTO audit_log (tenant_id, actor, action, entity_type, entity_id, ip_hash, ua_hash, details,
-                                    prev_hash, hash)
-             SELECT $1, $14, $15, 'attendance_event', ev.id::text, $16, $17, $18::jsonb, '\\x', '\\x' FROM ev
-             RETURNING seq)
-         SELECT ev.id, ev.occurred_at AS "occurredAt" FROM ev, au`,
-    values: [p.tenantId, employeeId, ...eventValues(req, deps, p, employeeId, kind, b, v)],
+    name: 'attendux_checkin_insert_event',
+    text: `INSERT INTO attendance_events (tenant_id, employee_id, kind, occurred_at, latitude, longitude, accuracy_m,
+                                          site_id, geofence, distance_m, method, face_score, device_id, flagged)
+           VALUES ($1, $2, $3, now(), $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+           RETURNING id, occurred_at AS "occurredAt"`,
+    values: [p.tenantId, employeeId, ...vals.slice(0, 11)],
   });
+  await appendEventAudit(c, deps, p.tenantId, ins.rows[0]!.id, vals);
   ctx.afterCommit(() => (kind === 'check_in' ? deps.metrics.checkIns++ : deps.metrics.checkOuts++));
   reply.code(201);
   return checkResponse(ins.rows[0]!, employeeId, kind, v);
@@ -319,26 +336,39 @@ async function kioskCheck(ctx: ApiKeyContext, kind: Kind) {
         throw err;
       }
     }
-    const rec = await deps.pool.query<{
-      key_live: boolean;
-      fresh: boolean | null;
-      id: number | null;
-      occurredAt: Date | null;
-    }>({
-      name: 'attendux_record_checkin',
-      text: `SELECT key_live, fresh, id, occurred_at AS "occurredAt"
-               FROM attendux_record_checkin($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                                            $17, $18, $19, $20, $21)`,
-      values: [
-        claim.tenantId,
-        claim.keyId,
-        touchKey(claim.keyId),
-        employeeId,
-        context.version,
-        ...eventValues(req, deps, p, employeeId, kind, b, v),
-      ],
-    });
-    const row = rec.rows[0];
+    const vals = eventValues(req, deps, p, employeeId, kind, b, v);
+    // The MAC of the audit entry is computed here (the database never has the key): the event and its entry
+    // are written in one transaction, the entry right after the event.
+    const c = await deps.pool.connect();
+    let row:
+      { key_live: boolean; fresh: boolean | null; id: number | null; occurredAt: Date | null } | undefined;
+    try {
+      await c.query('BEGIN');
+      const rec = await c.query<{
+        key_live: boolean;
+        fresh: boolean | null;
+        id: number | null;
+        occurredAt: Date | null;
+      }>({
+        name: 'attendux_record_checkin',
+        text: `SELECT key_live, fresh, id, occurred_at AS "occurredAt"
+                 FROM attendux_record_checkin($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                                              $17, $18, $19, $20, $21)`,
+        values: [claim.tenantId, claim.keyId, touchKey(claim.keyId), employeeId, context.version, ...vals],
+      });
+      row = rec.rows[0];
+      if (row?.key_live && row.fresh && row.id !== null) {
+        await appendEventAudit(c, deps, claim.tenantId, row.id, vals);
+        await c.query('COMMIT');
+      } else {
+        await c.query('ROLLBACK');
+      }
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      c.release();
+    }
     if (!row?.key_live) throw keyNotLive();
     if (row.fresh && row.id !== null && row.occurredAt !== null) {
       if (kind === 'check_in') deps.metrics.checkIns++;

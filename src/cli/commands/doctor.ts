@@ -1,0 +1,40 @@
+import type { Command } from 'commander';
+import { contextOf } from '../context.js';
+import { AttenduxError } from '../../errors.js';
+
+export function registerDoctor(program: Command): void {
+  program
+    .command('doctor')
+    .description('security and health checks of the whole install (pass/warn/fail/skip, one fix line each)')
+    .option('--fix', 'apply the safe fixes (file modes, ownership) after showing them')
+    .action(async (flags: { fix?: boolean }, cmd: Command) => {
+      const ctx = contextOf(cmd);
+      const { doctor } = await import('../../core/doctor/index.js');
+      const r = await doctor(ctx.location, {
+        fix: flags.fix,
+        onFix: (id, fix) => ctx.important(`fixing ${id}: ${fix}`),
+      });
+      const tag = { pass: 'PASS', warn: 'WARN', fail: 'FAIL', skip: 'SKIP' } as const;
+      ctx.result(r, () => [
+        ...r.checks.flatMap((c) => [
+          `${tag[c.status]}  ${c.id.padEnd(28)} ${c.message}`,
+          ...(c.fix && c.status !== 'pass' ? [`      fix: ${c.fix}`] : []),
+        ]),
+        r.ok
+          ? 'ok: no check failed'
+          : `${r.checks.filter((c) => c.status === 'fail').length} check(s) FAILED`,
+      ]);
+      if (!r.ok)
+        throw new AttenduxError(
+          'DOCTOR_FAILED',
+          `${r.checks
+            .filter((c) => c.status === 'fail')
+            .map((c) => c.id)
+            .join(', ')} failed`,
+          {
+            hint: 'each failed check has a fix line; `attendux doctor --fix` applies the safe ones',
+            resultPrinted: true,
+          },
+        );
+    });
+}

@@ -1,0 +1,86 @@
+import { readFile, readdir, realpath } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { join } from 'node:path';
+import { pass, skip, warn, type Check, type DoctorEnv } from './types.js';
+
+/** The mount holding `path` (longest mount point prefix in mountinfo) and its device major:minor. */
+async function mountOf(env: DoctorEnv, path: string) {
+  const text = await readFile(join(env.procRoot ?? '/proc', 'self/mountinfo'), 'utf8');
+  let best: { point: string; dev: string; source: string } | undefined;
+  for (const line of text.split('\n')) {
+    const f = line.split(' ');
+    if (f.length < 10) continue;
+    const point = f[4]!.replace(/\\040/g, ' ');
+    const sep = f.indexOf('-');
+    const source = f[sep + 2] ?? '';
+    if (
+      (path === point || path.startsWith(point.endsWith('/') ? point : `${point}/`)) &&
+      (!best || point.length > best.point.length)
+    )
+      best = { point, dev: f[2]!, source };
+  }
+  return best;
+}
+
+/** dm-crypt (LUKS) anywhere below the device: itself, or a slave of it (LVM on LUKS). */
+async function isCrypt(env: DoctorEnv, dev: string, depth = 0): Promise<boolean> {
+  const base = join(env.sysRoot ?? '/sys', 'dev/block', dev);
+  const uuid = await readFile(join(base, 'dm/uuid'), 'utf8').catch(() => '');
+  if (uuid.startsWith('CRYPT-')) return true;
+  if (depth > 4) return false;
+  const slaves = await readdir(join(base, 'slaves')).catch(() => [] as string[]);
+  for (const s of slaves) {
+    const d = (
+      await readFile(join(env.sysRoot ?? '/sys', 'class/block', s, 'dev'), 'utf8').catch(() => '')
+    ).trim();
+    if (d && (await isCrypt(env, d, depth + 1))) return true;
+  }
+  return false;
+}
+
+export const hostEncrypted: Check = {
+  id: 'host.encrypted',
+  async run(env) {
+    if (!env.loaded) return skip('no valid config');
+    const dir = await realpath(env.loaded.config.dataDir).catch(() => env.loaded!.config.dataDir);
+    const m = await mountOf(env, dir).catch(() => undefined);
+    if (!m)
+      return warn(`cannot tell which device holds ${dir}`, 'put the data dir on a LUKS (dm-crypt) volume');
+    if (await isCrypt(env, m.dev)) return pass(`${dir} is on ${m.source} (dm-crypt)`);
+    return warn(
+      `${dir} is on ${m.source} (${m.point}), not an encrypted block device: the promise is "encrypted on disk"`,
+      'move the data dir (and the backups) to a LUKS volume (cryptsetup luksFormat)',
+    );
+  },
+};
+
+const exec = promisify(execFile);
+
+export const hostClock: Check = {
+  id: 'host.clock',
+  async run(env) {
+    const run =
+      env.run ?? (async (cmd: string, args: string[]) => (await exec(cmd, args, { timeout: 3000 })).stdout);
+    const out = await run('timedatectl', ['show', '--property=NTPSynchronized', '--value']).catch(() => null);
+    if (out?.trim() === 'yes') return pass('the clock is synchronised (NTP)');
+    if (out?.trim() === 'no')
+      return warn(
+        'the clock is NOT synchronised: audit time stamps are evidence',
+        'timedatectl set-ntp true (or install chrony)',
+      );
+    return warn(
+      'cannot tell whether the clock is synchronised (no timedatectl)',
+      'run an NTP client (chrony, systemd-timesyncd)',
+    );
+  },
+};
+
+export const hostSchedules: Check = {
+  id: 'host.schedules',
+  run() {
+    return skip('not configured: installing schedules is not built yet (schedule issue)');
+  },
+};
+
+export const hostChecks = [hostEncrypted, hostClock, hostSchedules];
