@@ -518,12 +518,22 @@ export async function fetchForRestore(
     );
     if (next && loc.at) ids.add(next.id);
     const byId = new Map(cat.backups.map((b) => [b.id, b]));
+    const remoteNames = (await target.list()).map((f) => f.name);
     let bytes = 0;
     for (const id of ids) {
       const s = byId.get(id)!;
       await download(target, dataFileName(id), join(dir, dataFileName(id)), s, (n) =>
         loc.onProgress?.({ target: cfg.name, id, phase: 'download', bytes: n, total: s.bytes }),
       );
+      // Companion files (the signature `<id>.sig`): restore checks them before anything is decrypted.
+      for (const n of remoteNames.filter(
+        (x) =>
+          x.startsWith(`${id}.`) &&
+          x !== dataFileName(id) &&
+          x !== sidecarFileName(id) &&
+          !x.endsWith('.part'),
+      ))
+        await writeFile(join(dir, n), await readStreamText(target, n), { mode: 0o600, flag: 'wx' });
       // The sidecar last, as in a backup dir: it is what makes the backup visible to the restore.
       await writeFile(join(dir, sidecarFileName(id)), await readStreamText(target, sidecarFileName(id)), {
         mode: 0o600,
