@@ -22,6 +22,19 @@ export function gracefulStop(): Promise<void> {
   });
 }
 
+/**
+ * Call fn on the first SIGINT/SIGTERM instead of exiting (a command that stops by itself, like `schedule
+ * run` waiting for its job); returns the function that unregisters it.
+ */
+export function onGracefulStop(fn: () => void): () => void {
+  const d = () => {
+    drains.delete(d);
+    fn();
+  };
+  drains.add(d);
+  return () => drains.delete(d);
+}
+
 export function installSignalHandlers(): void {
   if (installed) return;
   installed = true;

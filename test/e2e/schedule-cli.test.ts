@@ -26,10 +26,9 @@ const installs: TestInstall[] = [];
 
 /** Every built-in job off, so a test schedules only what it is about. */
 const ALL_OFF = Object.fromEntries(
-  ['backup-full', 'backup-incremental', 'backup-config', 'backup-prune'].map((id) => [
-    id,
-    { enabled: false },
-  ]),
+  ['backup-full', 'backup-incremental', 'backup-config', 'backup-prune', 'audit-verify', 'audit-purge'].map(
+    (id) => [id, { enabled: false }],
+  ),
 );
 
 async function install(opts: Parameters<typeof makeInstall>[1] = {}): Promise<TestInstall> {
@@ -181,6 +180,10 @@ describe('schedule install --systemd', () => {
       .filter((n) => n !== 'attendux-local.service' && n !== 'other.service')
       .sort();
     expect(ours).toEqual([
+      'attendux-audit-purge.service',
+      'attendux-audit-purge.timer',
+      'attendux-audit-verify.service',
+      'attendux-audit-verify.timer',
       'attendux-backup-config.service',
       'attendux-backup-config.timer',
       'attendux-backup-full.service',
@@ -237,7 +240,7 @@ describe('schedule install --systemd', () => {
       'attendux',
     ]);
     expect((JSON.parse(again.stdout) as { files: { action: string }[] }).files.map((f) => f.action)).toEqual(
-      Array(9).fill('unchanged'),
+      Array(13).fill('unchanged'),
     );
     await patchConfig(i, (c) => (c.schedule.jobs = { 'backup-prune': { enabled: false } }));
     const fewer = await run(i, [
@@ -270,7 +273,7 @@ describe('schedule install --systemd', () => {
     const dry = await run(i, ['schedule', 'uninstall', '--systemd', '--dir', dir, '--dry-run']);
     expect(dry.exitCode).toBe(0);
     expect(dry.stdout).toContain('would be removed');
-    expect((await readdir(dir)).length).toBe(9);
+    expect((await readdir(dir)).length).toBe(13);
     const un = await run(i, ['schedule', 'uninstall', '--systemd', '--dir', dir]);
     expect(un.exitCode, un.stderr).toBe(0);
     expect(un.stdout).toContain('systemctl disable --now attendux-backup-config.timer');

@@ -4,6 +4,7 @@ import { AttenduxError } from '../../errors.js';
 import type { HasCommand } from '../../core/schedule/plan.js';
 import type { InstallResult } from '../../core/schedule/install.js';
 import type { SchedulerEvent } from '../../core/schedule/scheduler.js';
+import { onGracefulStop } from '../lifecycle.js';
 
 /**
  * Whether this binary has a command line: each word a subcommand, each `--flag` an option of the command
@@ -203,11 +204,9 @@ export function registerSchedule(program: Command): void {
       const ctx = contextOf(cmd);
       const { execJob } = await import('../../core/schedule/exec.js');
       const stop = new AbortController();
-      const onSignal = () => stop.abort();
-      // `on`, not `once`: while a listener of ours is there, execa's exit handler does not re-raise the signal
-      // and kill this process before the run is recorded.
-      process.on('SIGTERM', onSignal);
-      process.on('SIGINT', onSignal);
+      // The first signal stops the job and lets the run be recorded (lifecycle.ts then does not exit: main()
+      // decides the code); lifecycle's listeners also keep execa's exit handler from re-raising the signal.
+      const offSignal = onGracefulStop(() => stop.abort());
       try {
         const r = await execJob({
           ...ctx.location,
@@ -233,8 +232,7 @@ export function registerSchedule(program: Command): void {
             `${job}: ok in ${secs(r.run.durationMs)}${r.run.bytes !== null ? `, ${mb(r.run.bytes)}` : ''}`,
         );
       } finally {
-        process.off('SIGTERM', onSignal);
-        process.off('SIGINT', onSignal);
+        offSignal();
       }
     });
 
@@ -247,9 +245,7 @@ export function registerSchedule(program: Command): void {
       const ctx = contextOf(cmd);
       const { runScheduler } = await import('../../core/schedule/scheduler.js');
       const stop = new AbortController();
-      const onSignal = () => stop.abort();
-      process.on('SIGTERM', onSignal);
-      process.on('SIGINT', onSignal);
+      const offSignal = onGracefulStop(() => stop.abort());
       try {
         await runScheduler({
           ...ctx.location,
@@ -258,8 +254,7 @@ export function registerSchedule(program: Command): void {
           onEvent: (e) => logEvent(ctx, e),
         });
       } finally {
-        process.off('SIGTERM', onSignal);
-        process.off('SIGINT', onSignal);
+        offSignal();
       }
     });
 
