@@ -354,6 +354,15 @@ export function registerBackup(program: Command): void {
             `${t.ok ? 'ok   ' : 'FAIL '} target ${t.name} (${t.type})${t.state?.lastSuccessAt ? `: last copy ${t.state.lastSuccessAt}` : ''}${t.problem ? `: ${t.problem}` : ''}`,
         ),
         ...st.problems.map((p) => `BAD   ${p.id} (${p.file}): ${p.problem}`),
+        st.drill
+          ? `${st.drill.ok && st.drill.verified ? 'ok   ' : 'FAIL '} last drill ${st.drill.at} of ${st.drill.id}: ${
+              !st.drill.verified
+                ? 'the record is not signed by a trusted key'
+                : st.drill.ok
+                  ? `passed${st.drill.audit ? ` (audit: ${st.drill.audit.detail})` : ''}`
+                  : `failed: ${st.drill.failed.join(', ')}`
+            }`
+          : 'no restore drill recorded (attendux restore --drill)',
       ]);
       if (!st.ok) {
         const bad = st.kinds.filter((k) => !k.ok);

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { contextOf } from '../context.js';
 import { AttenduxError } from '../../errors.js';
+import { hasCommandOf } from './schedule.js';
 
 export function registerDoctor(program: Command): void {
   program
@@ -13,6 +14,7 @@ export function registerDoctor(program: Command): void {
       const r = await doctor(ctx.location, {
         fix: flags.fix,
         onFix: (id, fix) => ctx.important(`fixing ${id}: ${fix}`),
+        hasCommand: hasCommandOf(cmd),
       });
       const tag = { pass: 'PASS', warn: 'WARN', fail: 'FAIL', skip: 'SKIP' } as const;
       ctx.result(r, () => [

@@ -288,15 +288,24 @@ export function registerSchedule(program: Command): void {
             next: j.nextRun ?? '-',
           })),
           ['job', 'state', 'last', 'took', 'size', 'next'],
-        ).concat(st.jobs.filter((j) => j.problem).map((j) => `${j.id}: ${j.problem}`)),
+        )
+          .concat(st.jobs.filter((j) => j.problem).map((j) => `${j.id}: ${j.problem}`))
+          .concat(
+            (st.offsite?.targets ?? []).map(
+              (t) =>
+                `${t.ok ? 'ok  ' : 'FAIL'} target ${t.name} (${t.type})${t.state?.lastSuccessAt ? `: last copy ${t.state.lastSuccessAt}` : ''}${t.problem ? `: ${t.problem}` : ''}`,
+            ),
+          ),
       );
       if (!st.ok) {
         throw new AttenduxError(
           'SCHEDULE_UNHEALTHY',
-          `jobs need attention: ${st.jobs
-            .filter((j) => !j.ok)
-            .map((j) => `${j.id} ${j.overdue ? 'overdue' : 'failed'}`)
-            .join(', ')}`,
+          `jobs need attention: ${[
+            ...st.jobs.filter((j) => !j.ok).map((j) => `${j.id} ${j.overdue ? 'overdue' : 'failed'}`),
+            ...(st.offsite?.targets ?? [])
+              .filter((t) => !t.ok)
+              .map((t) => `off-site target ${t.name} failing`),
+          ].join(', ')}`,
           {
             hint: 'see `attendux schedule status`; run the job with `attendux schedule exec JOB`',
             resultPrinted: true,

@@ -141,6 +141,9 @@ export async function pruneBackups(opts: PruneOptions = {}): Promise<PruneResult
       await unlink(join(backupDir, sidecarFileName(d.id))).catch(() => undefined);
       await unlink(join(backupDir, dataFileName(d.id))).catch(() => undefined);
       await unlink(join(backupDir, signatureFileName(d.id))).catch(() => undefined);
+      // The drill's record and its signature (restore/drill-record.ts) go with their backup.
+      for (const c of [`${d.id}.drill.json`, `${d.id}.drill.json.sig`])
+        await unlink(join(backupDir, c)).catch(() => undefined);
     }
     if (p.delete.length) await fsyncDir(backupDir);
     result = { ...p, dryRun: false, backupDir, cleanedUp, offsite: await offsite(false) };

@@ -131,3 +131,51 @@ export async function checkBackupSignature(
     );
   return 'signed';
 }
+
+/**
+ * Companion files (written beside a backup after it was signed, e.g. `<id>.drill.json`): each gets
+ * `<name>.sig`, an Ed25519 signature by the install signing key over its exact bytes. The domain prefix
+ * differs from the sidecar's, so a companion signature can never pass for a backup's and the other way round.
+ */
+export const COMPANION_SIGNATURE_FORMAT = 'attendux-companion-signature/1';
+export const companionSignatureName = (name: string) => `${name}.sig`;
+const companionBytes = (name: string, content: Buffer) =>
+  Buffer.concat([Buffer.from(`${COMPANION_SIGNATURE_FORMAT}\0${name}\0`), content]);
+
+/** Sign the companion file `name` in the backup dir (written right after the file itself). */
+export async function signCompanion(backupDir: string, name: string, signingKey: string): Promise<void> {
+  const content = await readFile(join(backupDir, name));
+  const sig = {
+    format: COMPANION_SIGNATURE_FORMAT,
+    name,
+    publicKey: publicKeyOf(signingKey),
+    signature: signBytes(signingKey, companionBytes(name, content)),
+  };
+  await writeFileAtomic(
+    join(backupDir, companionSignatureName(name)),
+    JSON.stringify(sig, null, 2) + '\n',
+    0o600,
+  );
+}
+
+/** Whether companion file `name` carries a valid signature by one of the trusted keys (never throws). */
+export async function verifyCompanion(
+  backupDir: string,
+  name: string,
+  trusted: readonly string[],
+): Promise<boolean> {
+  try {
+    const content = await readFile(join(backupDir, name));
+    const sig = JSON.parse(await readFile(join(backupDir, companionSignatureName(name)), 'utf8')) as {
+      format?: unknown;
+      name?: unknown;
+      signature?: unknown;
+    };
+    if (sig.format !== COMPANION_SIGNATURE_FORMAT || sig.name !== name || typeof sig.signature !== 'string')
+      return false;
+    const data = companionBytes(name, content);
+    return trusted.some((k) => verifyBytes(k, data, sig.signature as string));
+  } catch {
+    return false;
+  }
+}

@@ -5,6 +5,7 @@ import type { BackupKind } from './format.js';
 import { readLastRun, type LastRun } from './run.js';
 import { readJobRecords, type JobRun } from '../schedule/runs.js';
 import { sidecarAuditStatus } from '../audit/backup.js';
+import { readNewestDrill } from '../restore/drill-record.js';
 
 export interface KindStatus {
   kind: BackupKind;
@@ -28,6 +29,18 @@ export interface BackupStatus {
   jobs: JobRun[];
   /** Backups whose sidecar is unreadable or missing (status is then not ok). */
   problems: CatalogProblem[];
+  /**
+   * The newest restore drill's signed record (`<id>.drill.json`), or null when none was recorded. Shown,
+   * not part of `ok`: a failed drill is doctor's `backup.drill` failure, not a stale backup.
+   */
+  drill: {
+    id: string;
+    at: string;
+    ok: boolean;
+    verified: boolean;
+    failed: string[];
+    audit: { ok: boolean; detail: string } | null;
+  } | null;
 }
 
 /** Age of the newest good backup of each kind against its threshold, and whether its last run failed. */
@@ -71,6 +84,7 @@ export async function backupStatus(opts: ConfigLocation & { now?: Date } = {}): 
   const jobs = [...(await readJobRecords(loaded.config.dataDir)).values()]
     .filter((r) => r.job.startsWith('backup-') && r.last)
     .map((r) => r.last!);
+  const drill = await readNewestDrill(loaded);
   return {
     ok: kinds.every((k) => k.ok) && catalog.problems.length === 0,
     backupDir: loaded.backupDir,
@@ -78,6 +92,16 @@ export async function backupStatus(opts: ConfigLocation & { now?: Date } = {}): 
     kinds,
     jobs,
     problems: catalog.problems,
+    drill: drill
+      ? {
+          id: drill.record.id,
+          at: drill.record.at,
+          ok: drill.record.ok,
+          verified: drill.verified,
+          failed: drill.record.failed,
+          audit: drill.record.audit,
+        }
+      : null,
   };
 }
 

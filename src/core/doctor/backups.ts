@@ -5,6 +5,9 @@ import { readCatalog } from '../backup/catalog.js';
 import { backupStatus } from '../backup/status.js';
 import { verifyBackups } from '../backup/verify.js';
 import { SYSTEM_TENANT } from '../../db/queries/audit.js';
+import { configuredTargets, offsiteStatus } from '../offsite/copy.js';
+import { checkTargetCredentials } from '../offsite/target.js';
+import { readNewestDrill } from '../restore/drill-record.js';
 import { fail, pass, skip, warn, type Check } from './types.js';
 
 const needConfig = skip('no valid config (see config.valid)');
@@ -109,33 +112,82 @@ export const backupDisk: Check = {
 export const backupDrill: Check = {
   id: 'backup.drill',
   async run(env) {
-    if (!env.install) return skip('the database is not reachable');
-    const { rows } = await env.install.admin.query<{ at: Date; outcome: string }>(
-      `SELECT at, details->>'outcome' AS outcome FROM audit_log WHERE tenant_id = $1 AND action = 'restore.drill'
-        ORDER BY seq DESC LIMIT 1`,
-      [SYSTEM_TENANT],
-    );
-    const d = rows[0];
-    if (!d) return warn('no restore drill was ever run', 'attendux restore --drill -i <identity> (monthly)');
-    if (d.outcome !== 'success')
-      return fail(
-        `the last restore drill (${d.at.toISOString()}) failed`,
-        'attendux restore --drill -i <identity> and fix what it reports',
+    const fixLine = 'attendux restore --drill -i <identity> and fix what it reports';
+    // The signed record the drill writes beside the backup it restored (restore/drill-record.ts) first:
+    // it holds the checks and is readable without the database.
+    const rec = env.loaded ? await readNewestDrill(env.loaded) : null;
+    let at: Date;
+    if (rec) {
+      const r = rec.record;
+      if (!rec.verified)
+        return fail(
+          `the drill record ${rec.file} is not signed by a trusted key (altered, or from another install)`,
+          fixLine,
+        );
+      at = new Date(r.at);
+      if (!r.ok)
+        return fail(
+          `the last restore drill (${r.at}, backup ${r.id}) failed: ${r.failed.join(', ')}`,
+          fixLine,
+        );
+    } else {
+      // Drills from before the record existed are only in the audit log.
+      if (!env.install) return skip('the database is not reachable and no drill record is in the backup dir');
+      const { rows } = await env.install.admin.query<{ at: Date; outcome: string }>(
+        `SELECT at, details->>'outcome' AS outcome FROM audit_log WHERE tenant_id = $1 AND action = 'restore.drill'
+          ORDER BY seq DESC LIMIT 1`,
+        [SYSTEM_TENANT],
       );
-    const days = (env.now.getTime() - d.at.getTime()) / 86_400_000;
+      const d = rows[0];
+      if (!d) return warn('no restore drill was ever run', 'attendux restore --drill -i <identity> (monthly)');
+      if (d.outcome !== 'success')
+        return fail(`the last restore drill (${d.at.toISOString()}) failed`, fixLine);
+      at = d.at;
+    }
+    const days = (env.now.getTime() - at.getTime()) / 86_400_000;
     if (days > 35)
       return warn(
         `the last restore drill passed ${days.toFixed(0)} days ago`,
         'attendux restore --drill -i <identity> (monthly)',
       );
-    return pass(`the last restore drill passed ${d.at.toISOString()}`);
+    return pass(
+      `the last restore drill passed ${at.toISOString()}${rec ? ` (backup ${rec.record.id}, ${rec.record.checks.length} checks${rec.record.audit ? ', audit chains verified' : ''}; signed record)` : ''}`,
+    );
   },
 };
 
 export const backupOffsite: Check = {
   id: 'backup.offsite',
-  run() {
-    return skip('not configured: off-site copies are not built yet (off-site issue)');
+  async run(env) {
+    if (!env.loaded) return needConfig;
+    const st = await offsiteStatus({ loaded: env.loaded });
+    if (!st.targets.length)
+      return warn(
+        'no off-site target: every backup is on this server only (a dead disk or a stolen server takes them too)',
+        'add a target to backup.targets (see "Off-site copies" in the README), then `attendux backup sync`',
+      );
+    const { secrets } = await configuredTargets(env.loaded);
+    const creds = await checkTargetCredentials(env.loaded, secrets);
+    // A backup newer than the target's last successful copy has not reached it (copied nowhere, or lost).
+    const local = (await readCatalog(env.loaded.backupDir)).backups.filter((b) => b.status === 'ok');
+    const newest = local.map((b) => b.finishedAt ?? b.createdAt).sort().at(-1);
+    const problems: string[] = [];
+    for (const t of st.targets) {
+      const c = creds.find((x) => x.target === t.name);
+      if (c?.errors.length) problems.push(...c.errors);
+      if (!t.ok) problems.push(`${t.name}: ${t.problem ?? 'failing'}`);
+      else if (newest && t.state?.lastSuccessAt && t.state.lastSuccessAt < newest)
+        problems.push(
+          `${t.name}: lags: last copy ${t.state.lastSuccessAt}, newest backup ${newest}: run \`attendux backup sync\``,
+        );
+    }
+    if (problems.length)
+      return fail(problems.join('; '), 'fix the target, then `attendux backup sync` (it copies what is missing)');
+    return pass(
+      st.targets
+        .map((t) => `${t.name} (${t.type}) ${t.state?.lastSuccessAt ? `current, last copy ${t.state.lastSuccessAt}` : 'nothing to copy yet'}`)
+        .join(', '),
+    );
   },
 };
 

@@ -2,7 +2,9 @@ import { readFile, readdir, realpath } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
-import { pass, skip, warn, type Check, type DoctorEnv } from './types.js';
+import { readScheduleMarker } from '../schedule/runs.js';
+import { statusOf } from '../schedule/status.js';
+import { fail, pass, skip, warn, type Check, type DoctorEnv } from './types.js';
 
 /** The mount holding `path` (longest mount point prefix in mountinfo) and its device major:minor. */
 async function mountOf(env: DoctorEnv, path: string) {
@@ -78,8 +80,28 @@ export const hostClock: Check = {
 
 export const hostSchedules: Check = {
   id: 'host.schedules',
-  run() {
-    return skip('not configured: installing schedules is not built yet (schedule issue)');
+  async run(env) {
+    if (!env.loaded) return skip('no valid config (see config.valid)');
+    const dataDir = env.loaded.config.dataDir;
+    // Written by `schedule install` (systemd or crontab) and `schedule run`: without it nothing runs the jobs.
+    const marker = await readScheduleMarker(dataDir);
+    if (!marker)
+      return warn(
+        'no schedule is installed: backups, prune and drills run only when someone types them',
+        'attendux schedule install --systemd --enable (or --crontab; in a container: attendux schedule run)',
+      );
+    // Without the CLI's command tree every job counts as available (the CLI passes its own).
+    const st = await statusOf(env.loaded, env.hasCommand ?? (() => true), env.now);
+    const bad = st.jobs.filter((j) => !j.ok);
+    if (bad.length)
+      return fail(
+        bad.map((j) => `${j.id}: ${j.problem ?? 'failing'}`).join('; '),
+        'see `attendux schedule status`; fix the job and run it with `attendux schedule exec JOB`',
+      );
+    const active = st.jobs.filter((j) => j.enabled && j.available);
+    return pass(
+      `installed (${marker.via}) since ${marker.since}; ${active.length} job(s) on time, none failing`,
+    );
   },
 };
 

@@ -56,9 +56,14 @@ export async function runChecks(env: DoctorEnv, checks: Check[] = ALL_CHECKS) {
  */
 export async function doctor(
   loc: ConfigLocation,
-  opts: { fix?: boolean; onFix?: (id: string, fix: string) => void; now?: Date } = {},
+  opts: {
+    fix?: boolean;
+    onFix?: (id: string, fix: string) => void;
+    now?: Date;
+    hasCommand?: DoctorEnv['hasCommand'];
+  } = {},
 ): Promise<DoctorReport> {
-  const env: DoctorEnv = { now: opts.now ?? new Date() };
+  const env: DoctorEnv = { now: opts.now ?? new Date(), ...(opts.hasCommand ? { hasCommand: opts.hasCommand } : {}) };
   try {
     env.loaded = await loadConfig(loc);
   } catch (err) {

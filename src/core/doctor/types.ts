@@ -1,5 +1,6 @@
 import type { LoadedConfig } from '../config/load.js';
 import type { Install } from '../install.js';
+import type { HasCommand } from '../schedule/plan.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail' | 'skip';
 
@@ -26,6 +27,8 @@ export interface DoctorEnv {
   procRoot?: string;
   sysRoot?: string;
   run?: (cmd: string, args: string[]) => Promise<string>;
+  /** Which attendux command lines exist (the CLI's command tree), so unavailable jobs are not overdue. */
+  hasCommand?: HasCommand;
 }
 
 export interface Check {

@@ -10,6 +10,7 @@ import { writeFileAtomic } from '../fs.js';
 import type { Queryable } from '../../db/pool.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
 import { readCatalog } from '../backup/catalog.js';
+import { payload, runNotify } from '../schedule/notify.js';
 import { dataFileName, HashTap, sidecarFileName, type Sidecar } from '../backup/format.js';
 import type { TargetConfig, TargetSecrets } from './schema.js';
 import {
@@ -306,9 +307,10 @@ export async function copyAfterBackup(
       await recordOutcomes(loaded.backupDir, t.name, r);
       all.push(...r);
     }
+    await notifyFailedCopies(loaded, sidecar, all);
     return all;
   } catch (err) {
-    return [
+    const all: CopyOutcome[] = [
       {
         target: '*',
         id: sidecar.id,
@@ -319,7 +321,35 @@ export async function copyAfterBackup(
         error: { code: 'OFFSITE_FAILED', message: (err as Error).message },
       },
     ];
+    await notifyFailedCopies(loaded, sidecar, all);
+    return all;
   }
+}
+
+/**
+ * The backup job itself succeeds when only its off-site copy failed, so `schedule exec` never runs the
+ * notify hook for it: run it here, with the same JSON-on-stdin contract (event `offsite-failure`, the job
+ * that made the backup). Best effort: a hook that fails is no reason to fail a good local backup.
+ */
+async function notifyFailedCopies(loaded: LoadedConfig, sidecar: Sidecar, all: CopyOutcome[]): Promise<void> {
+  const failed = all.filter((o) => !o.ok);
+  if (!failed.length || !loaded.config.notify.command) return;
+  await runNotify(
+    loaded.config,
+    payload({
+      event: 'offsite-failure',
+      job: `backup-${sidecar.kind}`,
+      description: `off-site copy of ${sidecar.kind} backup ${sidecar.id}`,
+      run: null,
+      problem: `backup ${sidecar.id} was not copied to ${failed
+        .map((o) => `${o.target} (${o.error?.message ?? 'failed'})`)
+        .join(', ')}`,
+      offsite: {
+        backup: sidecar.id,
+        failed: failed.map((o) => ({ target: o.target, error: o.error ?? null })),
+      },
+    }),
+  ).catch(() => undefined);
 }
 
 // ---------------------------------------------------------------------------------------------------------

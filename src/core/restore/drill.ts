@@ -17,6 +17,7 @@ import {
 } from './execute.js';
 import { databaseUrl, type LoadResult } from './load.js';
 import type { RestorePlan } from './plan.js';
+import { recordDrillResult } from './drill-record.js';
 
 export interface DrillCheck {
   name: string;
@@ -274,7 +275,15 @@ export async function restoreDrill(opts: DrillOptions): Promise<DrillResult> {
         failed: checks.filter((c) => !c.ok).map((c) => c.name),
       },
     }).catch(() => undefined);
-    return { ok, database, plan, checks, seconds: (Date.now() - t0) / 1000 };
+    const seconds = (Date.now() - t0) / 1000;
+    // The signed `<id>.drill.json` companion that `backup status` and `doctor` read (drill-record.ts).
+    await recordDrillResult(prep.loaded.backupDir, prep.install.secrets.signingKey, {
+      ok,
+      plan,
+      checks,
+      seconds,
+    }).catch(() => undefined);
+    return { ok, database, plan, checks, seconds };
   } finally {
     await prep.install.close();
   }

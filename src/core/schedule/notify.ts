@@ -5,7 +5,8 @@ import type { JobRun } from './runs.js';
 
 /** What the notify command gets on stdin (one JSON object) and what `schedule exec --json` prints. */
 export interface NotifyPayload {
-  event: 'failure' | 'overdue';
+  /** `offsite-failure`: the backup succeeded locally but its copy to a target failed (see `offsite`). */
+  event: 'failure' | 'overdue' | 'offsite-failure';
   job: string;
   host: string;
   description: string;
@@ -14,6 +15,8 @@ export interface NotifyPayload {
   /** For `overdue`: the scheduled time that did not run. */
   missed?: string;
   problem: string;
+  /** For `offsite-failure`: the backup and each target's failed copy. */
+  offsite?: { backup: string; failed: { target: string; error: { code: string; message: string } | null }[] };
 }
 
 export function payload(p: Omit<NotifyPayload, 'host'>): NotifyPayload {

@@ -1,6 +1,7 @@
 import { Gauge, Registry } from 'prom-client';
 import { loadConfig, type ConfigLocation, type LoadedConfig } from '../config/load.js';
 import { writeFileAtomic } from '../fs.js';
+import { offsiteStatus, type OffsiteStatus } from '../offsite/copy.js';
 import { dstNote, localTime, nextRun, nextRuns, previousRun } from './cron.js';
 import { isActive, planJobs, scheduleTimeZone, type HasCommand, type PlannedJob } from './plan.js';
 import { emptyRecord, readJobRecords, readScheduleMarker, type JobRecord, type JobRun } from './runs.js';
@@ -31,6 +32,8 @@ export interface ScheduleStatus {
   /** Since when the schedule is installed; a job that never ran is overdue only after this. */
   scheduledSince: string | null;
   jobs: JobStatus[];
+  /** The off-site targets' recorded copies (`scheduleStatus` only): a failing target makes it not ok. */
+  offsite?: OffsiteStatus;
 }
 
 /** Pure: the status of every planned job from its record, at `now`. */
@@ -77,7 +80,12 @@ export interface StatusOptions extends ConfigLocation {
 }
 
 export async function scheduleStatus(opts: StatusOptions): Promise<ScheduleStatus> {
-  return statusOf(await loadConfig(opts), opts.hasCommand, opts.now ?? new Date());
+  const loaded = await loadConfig(opts);
+  const st = await statusOf(loaded, opts.hasCommand, opts.now ?? new Date());
+  // A backup job succeeds even when its off-site copy failed (the local backup is good): the failed copy
+  // must still show here, or nobody watching the jobs hears of it.
+  const offsite = await offsiteStatus({ loaded });
+  return { ...st, ok: st.ok && offsite.ok, offsite };
 }
 
 export async function statusOf(
