@@ -266,10 +266,10 @@ describe('doctor: backup checks', () => {
     });
     expect((await status(bk.backupDrill)).status).toBe('pass');
   });
-  it('backup.offsite reports honestly that it is not built', async () => {
+  it('backup.offsite warns when no target is configured (pass and fail: wiring.test.ts)', async () => {
     expect(await status(bk.backupOffsite)).toMatchObject({
-      status: 'skip',
-      message: expect.stringMatching(/not configured/),
+      status: 'warn',
+      message: expect.stringMatching(/no off-site target/),
     });
   });
 });
@@ -375,8 +375,11 @@ describe('doctor: host checks', () => {
     expect((await status(host.hostClock, { run: () => Promise.resolve('yes\n') })).status).toBe('pass');
     expect((await status(host.hostClock, { run: () => Promise.resolve('no\n') })).status).toBe('warn');
   });
-  it('host.schedules reports honestly that it is not built', async () => {
-    expect((await status(host.hostSchedules)).status).toBe('skip');
+  it('host.schedules warns when no schedule is installed (pass and fail: wiring.test.ts)', async () => {
+    expect(await status(host.hostSchedules)).toMatchObject({
+      status: 'warn',
+      message: expect.stringMatching(/no schedule is installed/),
+    });
   });
 });
 
