@@ -32,7 +32,11 @@ let usb: string;
 let notified: string;
 
 async function check(c: Check, extra: Partial<DoctorEnv> = {}) {
-  const env: DoctorEnv = { loaded: await loadConfig({ configPath: inst.configPath }), now: new Date(), ...extra };
+  const env: DoctorEnv = {
+    loaded: await loadConfig({ configPath: inst.configPath }),
+    now: new Date(),
+    ...extra,
+  };
   return (await runChecks(env, [c]))[0]!;
 }
 const hasCommand = () => true;
@@ -42,7 +46,9 @@ beforeAll(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'attendux-wiring-'));
   usb = join(tmp, 'usb');
   notified = join(tmp, 'notified.jsonl');
-  inst = await makeInstall(db, { backup: { targets: [{ name: 'usb', type: 'dir', path: usb, retries: 0 }] } });
+  inst = await makeInstall(db, {
+    backup: { targets: [{ name: 'usb', type: 'dir', path: usb, retries: 0 }] },
+  });
   await patchConfig(inst, (c) => (c.notify = { command: `cat >> '${notified}'` }));
 });
 afterAll(async () => {
@@ -171,13 +177,17 @@ describe('restore --drill records its result', () => {
     expect(rec).toMatchObject({ id, ok: true, failed: [], audit: { ok: true } });
     expect(rec.checks.map((c) => c.name)).toContain('audit-chains');
     const loaded = await loadConfig({ configPath: inst.configPath });
-    expect(await verifyCompanion(inst.backupDir, drillFileName(id), await trustedSigningKeys({ loaded }))).toBe(
-      true,
-    );
+    expect(
+      await verifyCompanion(inst.backupDir, drillFileName(id), await trustedSigningKeys({ loaded })),
+    ).toBe(true);
     const c = await check(backupDrill);
     expect(c.status, c.message).toBe('pass');
     expect(c.message).toMatch(new RegExp(`backup ${id}.*signed record`));
-    expect((await backupStatus({ configPath: inst.configPath })).drill).toMatchObject({ id, ok: true, verified: true });
+    expect((await backupStatus({ configPath: inst.configPath })).drill).toMatchObject({
+      id,
+      ok: true,
+      verified: true,
+    });
 
     // An edited record no longer verifies, and doctor says so.
     const text = await readFile(file, 'utf8');
@@ -199,6 +209,9 @@ describe('restore --drill records its result', () => {
     const c = await check(backupDrill);
     expect(c.status).toBe('fail');
     expect(c.message).toMatch(/the last restore drill .* failed: restore/);
-    expect((await backupStatus({ configPath: inst.configPath })).drill).toMatchObject({ ok: false, verified: true });
+    expect((await backupStatus({ configPath: inst.configPath })).drill).toMatchObject({
+      ok: false,
+      verified: true,
+    });
   });
 });

@@ -139,7 +139,8 @@ export const backupDrill: Check = {
         [SYSTEM_TENANT],
       );
       const d = rows[0];
-      if (!d) return warn('no restore drill was ever run', 'attendux restore --drill -i <identity> (monthly)');
+      if (!d)
+        return warn('no restore drill was ever run', 'attendux restore --drill -i <identity> (monthly)');
       if (d.outcome !== 'success')
         return fail(`the last restore drill (${d.at.toISOString()}) failed`, fixLine);
       at = d.at;
@@ -170,7 +171,10 @@ export const backupOffsite: Check = {
     const creds = await checkTargetCredentials(env.loaded, secrets);
     // A backup newer than the target's last successful copy has not reached it (copied nowhere, or lost).
     const local = (await readCatalog(env.loaded.backupDir)).backups.filter((b) => b.status === 'ok');
-    const newest = local.map((b) => b.finishedAt ?? b.createdAt).sort().at(-1);
+    const newest = local
+      .map((b) => b.finishedAt ?? b.createdAt)
+      .sort()
+      .at(-1);
     const problems: string[] = [];
     for (const t of st.targets) {
       const c = creds.find((x) => x.target === t.name);
@@ -182,10 +186,16 @@ export const backupOffsite: Check = {
         );
     }
     if (problems.length)
-      return fail(problems.join('; '), 'fix the target, then `attendux backup sync` (it copies what is missing)');
+      return fail(
+        problems.join('; '),
+        'fix the target, then `attendux backup sync` (it copies what is missing)',
+      );
     return pass(
       st.targets
-        .map((t) => `${t.name} (${t.type}) ${t.state?.lastSuccessAt ? `current, last copy ${t.state.lastSuccessAt}` : 'nothing to copy yet'}`)
+        .map(
+          (t) =>
+            `${t.name} (${t.type}) ${t.state?.lastSuccessAt ? `current, last copy ${t.state.lastSuccessAt}` : 'nothing to copy yet'}`,
+        )
         .join(', '),
     );
   },

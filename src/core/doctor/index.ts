@@ -63,7 +63,10 @@ export async function doctor(
     hasCommand?: DoctorEnv['hasCommand'];
   } = {},
 ): Promise<DoctorReport> {
-  const env: DoctorEnv = { now: opts.now ?? new Date(), ...(opts.hasCommand ? { hasCommand: opts.hasCommand } : {}) };
+  const env: DoctorEnv = {
+    now: opts.now ?? new Date(),
+    ...(opts.hasCommand ? { hasCommand: opts.hasCommand } : {}),
+  };
   try {
     env.loaded = await loadConfig(loc);
   } catch (err) {
