@@ -15,8 +15,8 @@ import { backupStatus } from '../../src/core/backup/status.js';
 import { trustedSigningKeys, verifyCompanion } from '../../src/core/backup/signature.js';
 import { restoreDrill } from '../../src/core/restore/drill.js';
 import { drillFileName, type DrillRecord } from '../../src/core/restore/drill-record.js';
-import { installCrontab } from '../../src/core/schedule/install.js';
-import { recordRun } from '../../src/core/schedule/runs.js';
+import { installCrontab, uninstallCrontab } from '../../src/core/schedule/install.js';
+import { readScheduleMarker, recordRun } from '../../src/core/schedule/runs.js';
 import { scheduleStatus } from '../../src/core/schedule/status.js';
 import { runChecks, type Check, type DoctorEnv } from '../../src/core/doctor/index.js';
 import { backupDrill, backupOffsite } from '../../src/core/doctor/backups.js';
@@ -164,6 +164,17 @@ describe('doctor host.schedules', () => {
     const failed = await check(hostSchedules, { hasCommand });
     expect(failed.status).toBe('fail');
     expect(failed.message).toMatch(/backup-prune: last run failed .*disk on fire/);
+    // `schedule uninstall` removes the block: nothing runs the jobs any more.
+    const crontab = { configPath: inst.configPath, hasCommand, file: join(tmp, 'crontab'), isRoot: false };
+    await uninstallCrontab(crontab);
+    const gone = await check(hostSchedules, { hasCommand });
+    expect(gone.status).toBe('warn');
+    expect(gone.message).toMatch(/\(crontab\) was uninstalled/);
+    const marker = await readScheduleMarker(inst.dataDir);
+    await installCrontab(crontab);
+    // A re-install keeps the first `since`: missed runs before it are not forgiven.
+    expect((await readScheduleMarker(inst.dataDir))?.since).toBe(marker?.since);
+    expect((await check(hostSchedules, { hasCommand })).status).toBe('fail');
   });
 });
 

@@ -90,6 +90,11 @@ export const hostSchedules: Check = {
         'no schedule is installed: backups, prune and drills run only when someone types them',
         'attendux schedule install --systemd --enable (or --crontab; in a container: attendux schedule run)',
       );
+    if (marker.uninstalledAt)
+      return warn(
+        `the schedule (${marker.via}) was uninstalled at ${marker.uninstalledAt}: nothing runs the jobs`,
+        'attendux schedule install --systemd --enable (or --crontab; in a container: attendux schedule run)',
+      );
     // Without the CLI's command tree every job counts as available (the CLI passes its own).
     const st = await statusOf(env.loaded, env.hasCommand ?? (() => true), env.now);
     const bad = st.jobs.filter((j) => !j.ok);

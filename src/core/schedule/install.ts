@@ -8,7 +8,7 @@ import { pathExists, writeFileAtomic } from '../fs.js';
 import { hasSeconds, toOnCalendar } from './cron.js';
 import { ATTENDUX_BIN } from './exec.js';
 import { isActive, planJobs, scheduleTimeZone, type HasCommand, type PlannedJob } from './plan.js';
-import { markScheduled } from './runs.js';
+import { markScheduled, markUnscheduled } from './runs.js';
 
 const TEMPLATES = fileURLToPath(new URL('../../../templates/systemd/', import.meta.url));
 
@@ -290,7 +290,7 @@ export async function installSystemd(opts: SystemdOptions): Promise<InstallResul
 }
 
 export async function uninstallSystemd(opts: SystemdOptions): Promise<InstallResult> {
-  await loadConfig(opts);
+  const loaded = await loadConfig(opts);
   const dir = opts.dir ?? '/etc/systemd/system';
   const names = await ourUnits(dir);
   const files: WrittenFile[] = names.map((n) => ({ path: join(dir, n), content: '', action: 'removed' }));
@@ -303,6 +303,7 @@ export async function uninstallSystemd(opts: SystemdOptions): Promise<InstallRes
     if (opts.enable && enabled.length) await runCommands(commands.slice(0, 1));
     await writePlanned(files, 0o644, false);
     if (opts.enable) await runCommands(commands.slice(enabled.length ? 1 : 0));
+    await markUnscheduled(loaded.config.dataDir, 'systemd');
   }
   return {
     kind: 'systemd',
@@ -490,12 +491,13 @@ export async function installCrontab(opts: CrontabOptions): Promise<InstallResul
 }
 
 export async function uninstallCrontab(opts: CrontabOptions): Promise<InstallResult> {
-  await loadConfig(opts);
+  const loaded = await loadConfig(opts);
   const t = cronTarget(opts);
   const old = await readCrontab(t);
   const next = replaceBlock(old, null);
   const action: WrittenFile['action'] = old === next ? 'unchanged' : 'removed';
   if (!opts.dryRun && action !== 'unchanged') await writeCrontab(t, next);
+  if (!opts.dryRun) await markUnscheduled(loaded.config.dataDir, 'crontab');
   return {
     kind: 'crontab',
     dryRun: opts.dryRun === true,

@@ -37,6 +37,8 @@ export interface JobRecord {
 export interface ScheduleMarker {
   since: string;
   via: string;
+  /** Set by `schedule uninstall` of the same kind: nothing runs the jobs any more (doctor warns). */
+  uninstalledAt?: string;
 }
 
 export const jobsDir = (dataDir: string) => join(dataDir, 'jobs');
@@ -102,7 +104,17 @@ export async function readScheduleMarker(dataDir: string): Promise<ScheduleMarke
 
 /** Keep the first `since`: re-installing must not forgive jobs that have been missing for a week. */
 export async function markScheduled(dataDir: string, via: string, now = new Date()): Promise<void> {
-  if (await readScheduleMarker(dataDir)) return;
+  const old = await readScheduleMarker(dataDir);
+  if (old && !old.uninstalledAt) return;
   await mkdir(jobsDir(dataDir), { recursive: true, mode: 0o700 });
-  await writeFileAtomic(markerFile(dataDir), JSON.stringify({ since: now.toISOString(), via }) + '\n', 0o600);
+  const marker: ScheduleMarker = { since: old?.since ?? now.toISOString(), via };
+  await writeFileAtomic(markerFile(dataDir), JSON.stringify(marker) + '\n', 0o600);
+}
+
+/** `schedule uninstall`: the schedule `via` installed is gone (`since` is kept for a re-install). */
+export async function markUnscheduled(dataDir: string, via: string, now = new Date()): Promise<void> {
+  const old = await readScheduleMarker(dataDir);
+  if (!old || old.via !== via || old.uninstalledAt) return;
+  const marker: ScheduleMarker = { ...old, uninstalledAt: now.toISOString() };
+  await writeFileAtomic(markerFile(dataDir), JSON.stringify(marker) + '\n', 0o600);
 }
