@@ -202,7 +202,9 @@ describe('restore --config-only writes only to recorded, allowed paths', () => {
     for (const [n, path] of cases.entries()) {
       const id = await signedConfigBackup('attendux-backup-full.service', path);
       const d = join(fresh, `forged-${n}`);
-      const err = (await restoreConfig({ ...target(d), backupId: id }).catch((e: unknown) => e)) as AttenduxError;
+      const err = (await restoreConfig({ ...target(d), backupId: id }).catch(
+        (e: unknown) => e,
+      )) as AttenduxError;
       expect(err, path).toBeInstanceOf(AttenduxError);
       expect(err.code).toBe('BACKUP_CORRUPT');
       expect(err.message).toMatch(/entry config\/attendux-backup-full\.service .*; nothing was written$/);

@@ -108,7 +108,12 @@ export async function writeArchive(opts: WriteArchiveOptions): Promise<Sidecar> 
       }
       sink.end(() => undefined);
       await done;
-      entries.push({ name: e.name, bytes: size, sha256: h.digest('hex'), ...(e.path ? { path: e.path } : {}) });
+      entries.push({
+        name: e.name,
+        bytes: size,
+        sha256: h.digest('hex'),
+        ...(e.path ? { path: e.path } : {}),
+      });
       if (e.removeAfter) for (const f of e.files ?? []) await unlink(f).catch(() => undefined);
     }
     manifestBase = opts.manifest();
