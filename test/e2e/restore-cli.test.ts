@@ -209,9 +209,10 @@ describe('attendux restore (binary)', () => {
   it('runs a drill: a JSON report and exit 0 when every check passes', () => {
     const r = run(['restore', '--drill', '--json', '-i', inst.identityFile]);
     expect(r.code).toBe(0);
-    const out = JSON.parse(r.stdout) as { ok: boolean; checks: { ok: boolean }[] };
+    const out = JSON.parse(r.stdout) as { ok: boolean; checks: { name: string; ok: boolean }[] };
     expect(out.ok).toBe(true);
-    expect(out.checks.length).toBe(8);
+    expect(out.checks.length).toBe(9);
+    expect(out.checks[8]!.name).toBe('security-ledger');
   });
 
   it('runs a drill on a damaged backup: the report once, then exit 1', async () => {

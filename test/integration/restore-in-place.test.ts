@@ -142,6 +142,7 @@ describe('restore --drill', () => {
       'newest-event',
       'audit-chains',
       'row-level-security',
+      'security-ledger',
     ]);
     expect(await databaseExists(db, r.database)).toBe(false);
     expect(await oldDatabases()).toEqual(before);

@@ -10,10 +10,11 @@ import { restoreConfig } from '../../src/core/restore/config.js';
 import { restoreInto } from '../../src/core/restore/execute.js';
 import { restoreInPlace } from '../../src/core/restore/in-place.js';
 import { restoreTenant } from '../../src/core/restore/tenant.js';
-import { restoreDrill } from '../../src/core/restore/drill.js';
+import { checkLedgerEffects, restoreDrill } from '../../src/core/restore/drill.js';
 import { revokeApiKey } from '../../src/core/api-keys.js';
 import { disableUser, resetPassword } from '../../src/core/users.js';
 import {
+  collectLedger,
   ledgerPath,
   readLedgerFile,
   reapplyLedger,
@@ -220,6 +221,79 @@ describe('the security ledger', () => {
     const r = await restoreDrill({ ...cfg() });
     expect(r.checks.filter((c) => !c.ok)).toEqual([]);
     expect(r.ok).toBe(true);
+    // The drilled database is dropped; its `security-ledger` check proves the re-application happened in it.
+    const check = r.checks.find((c) => c.name === 'security-ledger')!;
+    expect(check).toBeDefined();
+    expect(check.ok).toBe(true);
+    for (const named of [
+      `api_key.revoked ${co.keyIds.checkIn}`,
+      `user.disabled ${co.users.manager.id}`,
+      `user.session_epoch ${co.users.manager.id} >= `,
+      `user.password ${co.users.hr.id}`,
+      `user.role_downgrade ${co.users.admin.id}`,
+    ])
+      expect(check.detail).toContain(named);
+  });
+
+  it('the drill check fails, naming the entry, when a ledger effect does not hold', async () => {
+    const co = await seedCompany(admin, hmacKey, 'ledger-undo');
+    await backupFull({ configPath: inst.configPath });
+    await closeAccess(co);
+    const into = `${db.name}_lundo`.slice(0, 63);
+    made.push(into);
+    const r = await restoreInto({ ...cfg(), into });
+    const entries = await collectLedger({ liveAdminUrl: db.adminUrl, dataDir: inst.dataDir });
+    const p = createPool(urlOf(db, into), 1);
+    try {
+      const ok = await checkLedgerEffects(p, entries, r.plan.pointInTime);
+      expect(ok).toMatchObject({ name: 'security-ledger', ok: true });
+      // Undo one effect each, as a restore that skipped the ledger would have left them.
+      const undo = [
+        [
+          `UPDATE api_keys SET revoked_at = NULL WHERE id = $1`,
+          co.keyIds.checkIn,
+          `api_key.revoked ${co.keyIds.checkIn}`,
+        ],
+        [
+          `UPDATE users SET disabled_at = NULL WHERE id = $1`,
+          co.users.manager.id,
+          `user.disabled ${co.users.manager.id}`,
+        ],
+        [
+          `UPDATE users SET password_hash = 'old' WHERE id = $1`,
+          co.users.hr.id,
+          `user.password ${co.users.hr.id}`,
+        ],
+        [
+          `UPDATE users SET role = 'owner' WHERE id = $1`,
+          co.users.admin.id,
+          `user.role_downgrade ${co.users.admin.id}`,
+        ],
+        [
+          `UPDATE users SET session_epoch = 0 WHERE id = $1`,
+          co.users.manager.id,
+          `user.session_epoch ${co.users.manager.id}`,
+        ],
+      ] as const;
+      for (const [sql, id, named] of undo) {
+        const c = await p.connect();
+        try {
+          await c.query('BEGIN');
+          // As a replay would (the triggers would otherwise record the change as a new entry).
+          await c.query("SELECT set_config('attendux.ledger_replay', 'on', true)");
+          await c.query(sql, [id]);
+          const bad = await checkLedgerEffects(c, entries, r.plan.pointInTime);
+          expect(bad.ok, named).toBe(false);
+          expect(bad.detail).toMatch(/^1 of \d+ ledger effect\(s\) do not hold in the restored database: /);
+          expect(bad.detail).toContain(named);
+        } finally {
+          await c.query('ROLLBACK');
+          c.release();
+        }
+      }
+    } finally {
+      await p.end();
+    }
   });
 
   it('restore --tenant re-applies it in the same transaction', async () => {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { AttenduxError } from '../../errors.js';
 import { cliActor } from '../actor.js';
 import {
@@ -120,7 +120,9 @@ async function backupConfigWith(
       let name = `config/${basename(f)}`;
       for (let i = 2; used.has(name); i++) name = `config/${i}-${basename(f)}`;
       used.add(name);
-      entries.push({ name, content });
+      // Where it came from: `restore --config-only` writes service files back only there (and only when the
+      // path is on its allow-list). Not part of contentHash, so --if-changed compares as before.
+      entries.push({ name, content, path: resolve(f) });
     }
     let settingsSkipped: string | undefined = opts.tenantSettings === false ? 'disabled' : db.skipped;
     if (db.install && opts.tenantSettings !== false) {

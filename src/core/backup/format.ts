@@ -49,6 +49,13 @@ export interface ManifestEntry {
   /** Bytes of the entry inside the tar (compressed data as stored). */
   bytes: number;
   sha256: string;
+  /**
+   * Config backups: the absolute path the file was read from (additive; absent in older backups).
+   * `restore --config-only` writes a service file only back to this path, and only when it is on the
+   * allow-list (src/core/restore/config.ts); the manifest is signed, so the path is what `backup config`
+   * recorded.
+   */
+  path?: string;
 }
 
 export interface ManifestTable {

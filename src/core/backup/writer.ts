@@ -26,6 +26,8 @@ export interface StagedEntry {
   name: string;
   files?: string[];
   content?: Buffer;
+  /** Recorded in the manifest entry (config backups: where the file came from). */
+  path?: string;
   /** Delete the staged files once they are in the archive (keeps the staging disk use down). */
   removeAfter?: boolean;
   /** Reads a staged file's plaintext (staged files are encrypted, see StagingCipher). */
@@ -106,7 +108,12 @@ export async function writeArchive(opts: WriteArchiveOptions): Promise<Sidecar> 
       }
       sink.end(() => undefined);
       await done;
-      entries.push({ name: e.name, bytes: size, sha256: h.digest('hex') });
+      entries.push({
+        name: e.name,
+        bytes: size,
+        sha256: h.digest('hex'),
+        ...(e.path ? { path: e.path } : {}),
+      });
       if (e.removeAfter) for (const f of e.files ?? []) await unlink(f).catch(() => undefined);
     }
     manifestBase = opts.manifest();

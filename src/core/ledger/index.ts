@@ -256,6 +256,16 @@ export async function readLiveLedger(adminUrl: string): Promise<LedgerEntry[]> {
   }
 }
 
+/** The ledger a restore re-applies: the live database's (when reachable) merged with the data dir's mirror. */
+export async function collectLedger(opts: {
+  liveAdminUrl?: string;
+  dataDir: string;
+}): Promise<LedgerEntry[]> {
+  const live = opts.liveAdminUrl ? await readLiveLedger(opts.liveAdminUrl) : [];
+  const file = await readLedgerFile(ledgerPath(opts.dataDir)).catch(() => [] as LedgerEntry[]);
+  return mergeLedgers(live, file);
+}
+
 /**
  * What every restore that builds a database calls before handing it back: collect the ledger from the live
  * database (when it is reachable and is not the target) and from the mirror file in the data dir (on a new
@@ -268,9 +278,7 @@ export async function reapplyLedger(opts: {
   dataDir: string;
   pointInTime: string;
 }): Promise<ApplyLedgerResult> {
-  const live = opts.liveAdminUrl ? await readLiveLedger(opts.liveAdminUrl) : [];
-  const file = await readLedgerFile(ledgerPath(opts.dataDir)).catch(() => [] as LedgerEntry[]);
-  const entries = mergeLedgers(live, file);
+  const entries = await collectLedger(opts);
   const c = await connectClient(opts.targetUrl, 'attendux-restore');
   try {
     await c.query('BEGIN');

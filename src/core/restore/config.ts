@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, normalize, resolve } from 'node:path';
 import { AttenduxError, isAttenduxError } from '../../errors.js';
 import { loadConfig, configCandidates, type ConfigLocation, type LoadedConfig } from '../config/load.js';
 import { pathExists, writeFileAtomic } from '../fs.js';
@@ -23,7 +23,13 @@ export interface ConfigRestoreOptions extends ConfigLocation {
   dryRun?: boolean;
   /** Where the backups are when no config exists yet (default $ATTENDUX_BACKUP_DIR). */
   backupDir?: string;
-  /** Where service files go (default /etc/systemd/system and /etc/cron.d). */
+  /**
+   * The service-file allow-list: the only directories a service file is written to (default
+   * /etc/systemd/system for attendux*.service/.timer, /etc/cron.d for attendux*). A backup that records
+   * where each file came from has it written back exactly there, and is refused when that path is not in
+   * these directories under an attendux name; an older backup (no recorded paths) has its files written
+   * here by name. Tests point these at temp dirs.
+   */
   systemdDir?: string;
   cronDir?: string;
   tempRoot?: string;
@@ -115,23 +121,39 @@ export async function restoreConfig(opts: ConfigRestoreOptions): Promise<ConfigR
         : resolve(configDir, secretsFile)
       : join(configDir, 'attendux.secrets.json');
     const files: ConfigRestoreFile[] = [];
+    const allow = {
+      systemd: resolve(opts.systemdDir ?? '/etc/systemd/system'),
+      cron: resolve(opts.cronDir ?? '/etc/cron.d'),
+    };
+    // A backup made by this version records every file's path; then every service file must have one.
+    const recorded = entries.some((e) => e.path !== undefined);
     for (const [i, e] of entries.entries()) {
       const name = basename(e.name);
-      // Only what `backup config` records: attendux's own unit and cron files, by their names, into the
-      // service directories; a backup naming anything else (a forged one: see signature.ts) is refused.
-      if (i >= 2 && !SERVICE_FILE.test(name) && !CRON_FILE.test(name))
-        throw new AttenduxError(
-          'BACKUP_CORRUPT',
-          `${chosen.id}: entry ${e.name} is not a file a config backup records; nothing was written`,
-        );
-      const path =
-        i === 0
-          ? resolve(target)
-          : i === 1
-            ? secretsTarget
-            : /\.(service|timer)$/.test(name)
-              ? join(opts.systemdDir ?? '/etc/systemd/system', name)
-              : join(opts.cronDir ?? '/etc/cron.d', name);
+      const refuse = (why: string) =>
+        new AttenduxError('BACKUP_CORRUPT', `${chosen.id}: entry ${e.name} ${why}; nothing was written`, {
+          hint: `service files are written only to ${allow.systemd}/attendux*.{service,timer} and ${allow.cron}/attendux*`,
+        });
+      let path: string;
+      if (i === 0) path = resolve(target);
+      else if (i === 1) path = secretsTarget;
+      else if (recorded) {
+        // The signed manifest says where the file came from: write it back there and nowhere else, and only
+        // when that is one of attendux's own unit or cron files in the allowed directories.
+        const p = e.path;
+        if (typeof p !== 'string' || !isAbsolute(p) || normalize(p) !== p)
+          throw refuse(`records no absolute path (${JSON.stringify(p ?? null)})`);
+        const allowed =
+          (dirname(p) === allow.systemd && SERVICE_FILE.test(basename(p))) ||
+          (dirname(p) === allow.cron && CRON_FILE.test(basename(p)));
+        if (!allowed) throw refuse(`would be written to ${p}, which is not a path a config restore writes`);
+        path = p;
+      } else {
+        // Older backups: only what `backup config` records, attendux's own unit and cron files, by their
+        // names, into the service directories; a backup naming anything else (a forged one) is refused.
+        if (!SERVICE_FILE.test(name) && !CRON_FILE.test(name))
+          throw refuse('is not a file a config backup records');
+        path = /\.(service|timer)$/.test(name) ? join(allow.systemd, name) : join(allow.cron, name);
+      }
       files.push({
         entry: e.name,
         path,

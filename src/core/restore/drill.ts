@@ -18,6 +18,8 @@ import {
 import { databaseUrl, type LoadResult } from './load.js';
 import type { RestorePlan } from './plan.js';
 import { recordDrillResult } from './drill-record.js';
+import type { Queryable } from '../../db/pool.js';
+import { collectLedger, LEDGER_KINDS, LEDGER_MARGIN_MS, type LedgerEntry } from '../ledger/index.js';
 
 export interface DrillCheck {
   name: string;
@@ -42,7 +44,8 @@ export interface DrillResult {
  * Check a freshly restored database against what the chain promised: rows per table as the full's manifest
  * counts them, change rows as each incremental's manifest counts them, every foreign key present and
  * validated, the newest attendance event inside the expected window, every audit chain intact, and the app
- * role reading through row-level security (nothing without a company, exactly its rows with one).
+ * role reading through row-level security (nothing without a company, exactly its rows with one). The
+ * drill adds `security-ledger` (checkLedgerEffects) on top.
  */
 export async function checkRestored(
   url: string,
@@ -167,6 +170,94 @@ export async function checkRestored(
   return checks;
 }
 
+/** How many entries the `security-ledger` check names in its detail (newest first). */
+const NAMED_ENTRIES = 50;
+
+/**
+ * The `security-ledger` drill check: every effect the restore must have re-applied (src/core/ledger) holds in
+ * the restored database `q`. With the same rules as applyLedger: every key revocation is in force and every
+ * user's epoch is at least the newest recorded one, whatever the point; the newest disablement, password
+ * change and role downgrade of each user recorded after the restored point (less LEDGER_MARGIN_MS) holds
+ * (disabled, that password hash, a role no higher). Earlier ones of those kinds are what the backup already
+ * holds, including a later deliberate undo, so they are not checked. An entity the backup does not hold
+ * (made after it) has nothing to re-open and is counted, not failed.
+ */
+export async function checkLedgerEffects(
+  q: Queryable,
+  entries: readonly LedgerEntry[],
+  pointInTime: string,
+): Promise<DrillCheck> {
+  const since = Date.parse(pointInTime) - LEDGER_MARGIN_MS;
+  // One expectation per (kind, company, entity): the strongest epoch, or the newest entry since the point.
+  const expect = new Map<string, LedgerEntry>();
+  let notChecked = 0;
+  let unknown = 0;
+  for (const e of entries) {
+    if (!(LEDGER_KINDS as readonly string[]).includes(e.kind)) {
+      unknown++;
+      continue;
+    }
+    const monotonic = e.kind === 'api_key.revoked' || e.kind === 'user.session_epoch';
+    if (!monotonic && Date.parse(e.at) < since) {
+      notChecked++;
+      continue;
+    }
+    const k = `${e.kind}\0${e.tenantId}\0${e.entityId}`;
+    const had = expect.get(k);
+    const stronger =
+      !had ||
+      (e.kind === 'user.session_epoch'
+        ? Number(e.data.epoch) > Number(had.data.epoch)
+        : e.kind === 'api_key.revoked'
+          ? false
+          : Date.parse(e.at) > Date.parse(had.at) || (e.at === had.at && e.id > had.id));
+    if (stronger) expect.set(k, e);
+  }
+  const wanted = [...expect.values()];
+  const { rows } = await q.query<{ id: string; holds: boolean | null }>(
+    `SELECT x.id, CASE x.kind
+         WHEN 'api_key.revoked' THEN (SELECT k.revoked_at IS NOT NULL FROM api_keys k
+                                       WHERE k.tenant_id = x."tenantId" AND k.id = x."entityId")
+         WHEN 'user.session_epoch' THEN (SELECT u.session_epoch >= (x.data->>'epoch')::int FROM users u
+                                       WHERE u.tenant_id = x."tenantId" AND u.id = x."entityId")
+         WHEN 'user.disabled' THEN (SELECT u.disabled_at IS NOT NULL FROM users u
+                                       WHERE u.tenant_id = x."tenantId" AND u.id = x."entityId")
+         WHEN 'user.password' THEN (SELECT u.password_hash IS NOT DISTINCT FROM x.data->>'passwordHash' FROM users u
+                                       WHERE u.tenant_id = x."tenantId" AND u.id = x."entityId")
+         WHEN 'user.role_downgrade' THEN (SELECT attendux_role_rank(u.role) <= attendux_role_rank(x.data->>'role')
+                                       FROM users u WHERE u.tenant_id = x."tenantId" AND u.id = x."entityId")
+       END AS holds
+       FROM jsonb_to_recordset($1::jsonb) AS x(id text, kind text, "tenantId" uuid, "entityId" uuid, data jsonb)`,
+    [JSON.stringify(wanted)],
+  );
+  const holds = new Map(rows.map((r) => [r.id, r.holds]));
+  const name = (e: LedgerEntry) =>
+    `${e.kind} ${e.entityId}${e.kind === 'user.session_epoch' ? ` >= ${String(e.data.epoch)}` : ''}`;
+  const broken = wanted.filter((e) => holds.get(e.id) === false);
+  const absent = wanted.filter((e) => holds.get(e.id) == null).length;
+  const held = wanted.filter((e) => holds.get(e.id) === true).reverse();
+  const list = (es: LedgerEntry[]) =>
+    es.slice(0, NAMED_ENTRIES).map(name).join('; ') +
+    (es.length > NAMED_ENTRIES ? `; ${es.length - NAMED_ENTRIES} more` : '');
+  const extra = [
+    absent ? `${absent} for entities not in the backup` : '',
+    notChecked ? `${notChecked} from before the restored point (already in the backup, not checked)` : '',
+    unknown ? `${unknown} of kinds this version does not know` : '',
+  ].filter(Boolean);
+  const tail = extra.length ? ` (${extra.join(', ')})` : '';
+  return broken.length
+    ? {
+        name: 'security-ledger',
+        ok: false,
+        detail: `${broken.length} of ${wanted.length} ledger effect(s) do not hold in the restored database: ${list(broken)}${tail}`,
+      }
+    : {
+        name: 'security-ledger',
+        ok: true,
+        detail: `${entries.length} ledger entries; ${held.length} effect(s) hold in the restored database: ${list(held) || 'none'}${tail}`,
+      };
+}
+
 /** A drill database older than this was left by a drill that was killed; a running drill never takes this long. */
 const ABANDONED_DRILL_MS = 24 * 3_600_000;
 
@@ -223,6 +314,12 @@ export async function restoreDrill(opts: DrillOptions): Promise<DrillResult> {
       const chain = await openChain(prep.loaded.backupDir, plan, identities, { tempRoot: opts.tempRoot });
       try {
         created = true;
+        // Read before the build: what the restore must at least re-apply (it reads the ledger again itself,
+        // so an entry written meanwhile can only make it re-apply more).
+        const ledger = await collectLedger({
+          liveAdminUrl: prep.install.db.adminUrl,
+          dataDir: prep.loaded.config.dataDir,
+        });
         const load = await buildDatabase(prep, plan, chain, database, {
           onProgress: opts.onProgress,
           audit: { drill: true },
@@ -252,6 +349,12 @@ export async function restoreDrill(opts: DrillOptions): Promise<DrillResult> {
             },
           )),
         );
+        const lc = await connectClient(databaseUrl(prep.install.db.adminUrl, database), 'attendux-drill');
+        try {
+          checks.push(await checkLedgerEffects(lc, ledger, plan.pointInTime));
+        } finally {
+          await lc.end().catch(() => undefined);
+        }
       } finally {
         await chain.cleanup();
       }
