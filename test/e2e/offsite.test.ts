@@ -16,6 +16,7 @@ import { createPool, type Pool } from '../../src/db/pool.js';
 import { SYSTEM_TENANT } from '../../src/db/queries/audit.js';
 import { makeInstall, patchConfig, type TestInstall } from '../helpers/backup.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { promtoolCheck } from '../helpers/promtool.js';
 import { haveSshd, startS3, startSshd, type TestS3, type TestSshd } from '../helpers/offsite.js';
 import { dropDatabases, tableChecksums, urlOf } from '../helpers/restore.js';
 
@@ -270,6 +271,8 @@ describeIf('off-site copies (real sshd and s3rver)', () => {
       expect(text).toContain('attendux_backup_offsite_ok{target="impostor"} 0');
       expect(text).toContain('attendux_backup_offsite_ok{target="sftp"} 1');
       expect(text).toContain('attendux_backup_ok{kind="full"} 1');
+      // The kinds' and the targets' families in one file still form a valid exposition.
+      expect(await promtoolCheck(text)).toEqual({ exitCode: 0, output: '' });
       const targets = json<{ offsite: { targets: { name: string; ok: boolean; problem?: string }[] } }>(st)
         .offsite.targets;
       expect(targets.find((t) => t.name === 'impostor')).toMatchObject({ ok: false });

@@ -309,7 +309,7 @@ describe('prune and status', () => {
       now: new Date(Date.now() + 27 * 3_600_000),
     });
     expect(in27h.kinds[0]!.ok).toBe(false);
-    const text = prometheusText(fresh);
+    const text = await prometheusText(fresh);
     expect(text).toMatch(/^# TYPE attendux_backup_last_success_timestamp_seconds gauge$/m);
     expect(text).toMatch(/^attendux_backup_last_size_bytes\{kind="full"\} \d+$/m);
     expect(text).toMatch(/^attendux_backup_last_duration_seconds\{kind="incremental"\} [\d.]+$/m);

@@ -331,16 +331,9 @@ export function registerBackup(program: Command): void {
     .option('--prometheus <file>', 'also write node_exporter textfile metrics to this file')
     .action(async (flags: { prometheus?: string }, cmd: Command) => {
       const ctx = contextOf(cmd);
-      const { backupStatus, prometheusText } = await import('../../core/backup/status.js');
-      const { writeFileAtomic } = await import('../../core/fs.js');
-      const { loadConfig } = await import('../../core/config/load.js');
-      const { offsiteStatus, offsitePrometheusText } = await import('../../core/offsite/copy.js');
-      const base = await backupStatus(ctx.location);
-      const offsite = await offsiteStatus({ loaded: await loadConfig(ctx.location) });
-      const st = { ...base, ok: base.ok && offsite.ok, offsite };
-      // One file, written atomically so node_exporter never reads half of it: the kinds, then the targets.
-      if (flags.prometheus)
-        await writeFileAtomic(flags.prometheus, prometheusText(base) + offsitePrometheusText(offsite), 0o644);
+      const { backupStatusWithTargets } = await import('../../core/backup/status.js');
+      const st = await backupStatusWithTargets({ ...ctx.location, prometheus: flags.prometheus });
+      const offsite = st.offsite;
       ctx.result(st, () => [
         ...st.kinds.map(
           (k) =>

@@ -11,7 +11,7 @@ import { requireTenant } from '../tenants.js';
 import { AttenduxError } from '../../errors.js';
 import { publicKeyOf, signBytes, verifyBytes } from '../../crypto/signing.js';
 import { writeFileAtomic } from '../fs.js';
-import { auditMacFor, AuditMac, encodeFields } from './mac.js';
+import { auditMacFor, AuditMac, encodeFields, type MacFields } from './mac.js';
 import {
   appendCheckpoints,
   checkpointFile,
@@ -472,23 +472,11 @@ export function csvLine(values: unknown[]): string {
     .join(',');
 }
 
-/** One exported entry: everything its MAC covers, so the chain links can be checked offline. */
-export interface ExportEntry {
-  tenantId: string;
-  seq: number;
-  atUs: number;
-  at: string;
-  actor: string;
-  action: string;
-  entityType: string | null;
-  entityId: string | null;
-  ipHash: string | null;
-  uaHash: string | null;
-  /** details exactly as PostgreSQL prints the stored jsonb (what the MAC covers) */
-  details: string;
-  prevMac: string;
-  mac: string;
-}
+/**
+ * One exported entry: everything its MAC covers (MacFields, with the MACs as hex), so the chain links can be
+ * checked offline.
+ */
+export type ExportEntry = Omit<MacFields, 'prevMac'> & { at: string; prevMac: string; mac: string };
 
 export interface ExportManifest {
   format: 'attendux-audit-export-v1';

@@ -557,24 +557,30 @@ function checkAgainstSidecar(
 }
 
 /** SHA-256 and size of a file, streamed. */
-export async function hashFile(
-  path: string,
+/** SHA-256 and size of a stream, read to the end; onBytes sees the running count. */
+export async function hashStream(
+  source: NodeJS.ReadableStream,
   onBytes?: (n: number) => void,
 ): Promise<{ sha256: string; bytes: number }> {
   const tap = new HashTap();
-  let n = 0;
   await pipeline(
-    createReadStream(path, { highWaterMark: 1 << 20 }),
+    source,
     tap,
     new Writable({
-      write(c: Buffer, _e, cb) {
-        n += c.length;
-        onBytes?.(n);
+      write(_c: Buffer, _e, cb) {
+        onBytes?.(tap.bytes);
         cb();
       },
     }),
   );
   return { sha256: tap.hash.digest('hex'), bytes: tap.bytes };
+}
+
+export async function hashFile(
+  path: string,
+  onBytes?: (n: number) => void,
+): Promise<{ sha256: string; bytes: number }> {
+  return hashStream(createReadStream(path, { highWaterMark: 1 << 20 }), onBytes);
 }
 
 export interface OpenedBackup extends ReadBackupResult {

@@ -1,5 +1,6 @@
-import { loadConfig, type ConfigLocation } from '../config/load.js';
+import { loadConfig, type ConfigLocation, type LoadedConfig } from '../config/load.js';
 import { writeFileAtomic } from '../fs.js';
+import { gaugeText } from '../textfile.js';
 import { newestOf, readCatalog, type CatalogProblem } from './catalog.js';
 import type { BackupKind } from './format.js';
 import { readLastRun, type LastRun } from './run.js';
@@ -44,8 +45,10 @@ export interface BackupStatus {
 }
 
 /** Age of the newest good backup of each kind against its threshold, and whether its last run failed. */
-export async function backupStatus(opts: ConfigLocation & { now?: Date } = {}): Promise<BackupStatus> {
-  const loaded = await loadConfig(opts);
+export async function backupStatus(
+  opts: ConfigLocation & { now?: Date } & { loaded?: LoadedConfig } = {},
+): Promise<BackupStatus> {
+  const loaded = opts.loaded ?? (await loadConfig(opts));
   const now = opts.now ?? new Date();
   const catalog = await readCatalog(loaded.backupDir);
   const stale = loaded.config.backup.staleAfterHours;
@@ -105,9 +108,9 @@ export async function backupStatus(opts: ConfigLocation & { now?: Date } = {}): 
   };
 }
 
-/** node_exporter textfile collector format (one gauge family per line group, labelled by kind). */
-export function prometheusText(st: BackupStatus): string {
-  const families: [string, string, (k: KindStatus) => number | null][] = [
+/** node_exporter textfile metrics of each backup kind (gauges labelled by kind), rendered by prom-client. */
+export function prometheusText(st: BackupStatus): Promise<string> {
+  return gaugeText('kind', st.kinds, (k) => k.kind, [
     [
       'attendux_backup_last_success_timestamp_seconds',
       'Unix time the newest successful backup of this kind was taken.',
@@ -130,22 +133,27 @@ export function prometheusText(st: BackupStatus): string {
     ],
     [
       'attendux_backup_ok',
-      '1 if this kind is fresh and its last run succeeded (and no backup is unreadable), else 0.',
-      (k) => (k.ok && !st.problems.length ? 1 : 0),
+      '1 if this kind is fresh and its last run succeeded, else 0.',
+      (k) => (k.ok ? 1 : 0),
     ],
-  ];
-  const lines: string[] = [];
-  for (const [name, help, value] of families) {
-    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`);
-    for (const k of st.kinds) {
-      const v = value(k);
-      if (v !== null) lines.push(`${name}{kind="${k.kind}"} ${v}`);
-    }
-  }
-  return lines.join('\n') + '\n';
+  ]);
 }
 
-/** Written atomically so node_exporter never reads half a file. */
-export async function writePrometheus(path: string, st: BackupStatus): Promise<void> {
-  await writeFileAtomic(path, prometheusText(st), 0o644);
+/**
+ * `backup status` with the off-site targets: one config load, and `ok` only when both are. With `prometheus`,
+ * the kinds' and the targets' gauges go to that one file, written atomically so node_exporter never reads
+ * half of it.
+ */
+export async function backupStatusWithTargets(opts: ConfigLocation & { now?: Date; prometheus?: string }) {
+  const { offsiteStatus, offsitePrometheusText } = await import('../offsite/copy.js');
+  const loaded = await loadConfig(opts);
+  const base = await backupStatus({ ...opts, loaded });
+  const offsite = await offsiteStatus({ loaded });
+  if (opts.prometheus)
+    await writeFileAtomic(
+      opts.prometheus,
+      (await prometheusText(base)) + (await offsitePrometheusText(offsite)),
+      0o644,
+    );
+  return { ...base, ok: base.ok && offsite.ok, offsite };
 }

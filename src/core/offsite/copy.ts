@@ -1,7 +1,5 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AttenduxError, isAttenduxError } from '../../errors.js';
 import { cliActor } from '../actor.js';
@@ -11,7 +9,8 @@ import type { Queryable } from '../../db/pool.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
 import { readCatalog } from '../backup/catalog.js';
 import { payload, runNotify } from '../schedule/notify.js';
-import { dataFileName, HashTap, sidecarFileName, type Sidecar } from '../backup/format.js';
+import { gaugeText } from '../textfile.js';
+import { dataFileName, hashStream, sidecarFileName, type Sidecar } from '../backup/format.js';
 import type { TargetConfig, TargetSecrets } from './schema.js';
 import {
   offsiteError,
@@ -87,29 +86,22 @@ export async function hashRemote(
   name: string,
   onBytes?: (n: number) => void,
 ): Promise<{ sha256: string; bytes: number }> {
-  const tap = new HashTap();
-  let n = 0;
-  await pipeline(
-    await target.read(name),
-    tap,
-    new Writable({
-      write(c: Buffer, _e, cb) {
-        n += c.length;
-        onBytes?.(n);
-        cb();
-      },
-    }),
-  );
-  return { sha256: tap.hash.digest('hex'), bytes: tap.bytes };
+  return hashStream(await target.read(name), onBytes);
 }
 
-/** Files beside the data file and the sidecar that belong to a backup (e.g. a signature): copied between. */
-async function companions(backupDir: string, id: string): Promise<string[]> {
-  const names = await readdir(backupDir).catch(() => [] as string[]);
+/**
+ * Of a directory's or target's file names, those beside backup `id`'s data file and sidecar that belong to it
+ * (its signature, a drill record): copied between the two, and downloaded with them.
+ */
+export function companionNames(names: readonly string[], id: string): string[] {
   return names.filter(
     (n) =>
       n.startsWith(`${id}.`) && n !== dataFileName(id) && n !== sidecarFileName(id) && !n.endsWith('.part'),
   );
+}
+
+async function companions(backupDir: string, id: string): Promise<string[]> {
+  return companionNames(await readdir(backupDir).catch(() => [] as string[]), id);
 }
 
 export function retainUntil(loaded: LoadedConfig, s: Sidecar): Date {
@@ -425,22 +417,19 @@ export async function offsiteStatus(
   return { ok: out.every((s) => s.ok), targets: out };
 }
 
-/** node_exporter textfile lines for the targets (appended to `backup status --prometheus`). */
-export function offsitePrometheusText(st: OffsiteStatus): string {
+/** node_exporter textfile metrics of the targets (appended to `backup status --prometheus`), by prom-client. */
+export async function offsitePrometheusText(st: OffsiteStatus): Promise<string> {
   if (!st.targets.length) return '';
-  const esc = (s: string) => s.replace(/["\\\n]/g, '_');
-  const lines = [
-    '# HELP attendux_backup_offsite_ok 1 if the last copy to this target succeeded and nothing waits for backup sync, else 0.',
-    '# TYPE attendux_backup_offsite_ok gauge',
-    ...st.targets.map((t) => `attendux_backup_offsite_ok{target="${esc(t.name)}"} ${t.ok ? 1 : 0}`),
-    '# HELP attendux_backup_offsite_last_success_timestamp_seconds Unix time of the last successful copy to this target.',
-    '# TYPE attendux_backup_offsite_last_success_timestamp_seconds gauge',
-    ...st.targets
-      .filter((t) => t.state?.lastSuccessAt)
-      .map(
-        (t) =>
-          `attendux_backup_offsite_last_success_timestamp_seconds{target="${esc(t.name)}"} ${Date.parse(t.state!.lastSuccessAt!) / 1000}`,
-      ),
-  ];
-  return lines.join('\n') + '\n';
+  return gaugeText('target', st.targets, (t) => t.name, [
+    [
+      'attendux_backup_offsite_ok',
+      '1 if the last copy to this target succeeded and nothing waits for backup sync, else 0.',
+      (t) => (t.ok ? 1 : 0),
+    ],
+    [
+      'attendux_backup_offsite_last_success_timestamp_seconds',
+      'Unix time of the last successful copy to this target.',
+      (t) => (t.state?.lastSuccessAt ? Date.parse(t.state.lastSuccessAt) / 1000 : null),
+    ],
+  ]);
 }

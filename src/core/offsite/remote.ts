@@ -23,6 +23,7 @@ import { acquireFileLock } from '../backup/lock.js';
 import { planPrune, type PrunePlan } from '../backup/prune.js';
 import { TargetsSchema, type TargetConfig, type TargetSecrets } from './schema.js';
 import {
+  companionNames,
   configuredTargets,
   connect,
   copyWithRetries,
@@ -32,6 +33,7 @@ import {
   type CopyOutcome,
   type OffsiteProgress,
 } from './copy.js';
+import type { VerifyItem } from '../backup/verify.js';
 import { isTempName, offsiteError, resolveTargetPaths, type OffsiteTarget } from './target.js';
 
 async function readStreamText(target: OffsiteTarget, name: string): Promise<string> {
@@ -54,6 +56,8 @@ export interface RemoteCatalog {
   invalid: { file: string; problem: string }[];
   /** Temporary files of interrupted uploads, and data files without a sidecar (not backups yet). */
   incomplete: string[];
+  /** Every file name on the target, as listed for this catalog. */
+  names: string[];
 }
 
 /** Read a target's sidecars and work out chains exactly as for the local dir (file sizes from the listing). */
@@ -86,6 +90,7 @@ export async function remoteCatalog(target: OffsiteTarget): Promise<RemoteCatalo
     backups: computeChains(sidecars, dataSizes, `${target.name}:`),
     invalid,
     incomplete,
+    names: files.map((f) => f.name),
   };
 }
 
@@ -236,16 +241,8 @@ export async function syncTargets(
 // ---------------------------------------------------------------------------------------------------------
 // verify
 
-export interface RemoteVerifyItem {
-  id: string;
-  kind: string;
-  ok: boolean;
-  depth: 'full' | 'checksum';
-  bytes: number;
-  seconds: number;
-  entries?: number;
-  error?: { code: string; message: string };
-}
+/** A target's copy checked like a local backup (`backup verify`), without the local chain name. */
+export type RemoteVerifyItem = Omit<VerifyItem, 'chain'>;
 
 /**
  * `backup verify --target NAME`: without an identity, stream each remote file through SHA-256 and compare
@@ -518,7 +515,6 @@ export async function fetchForRestore(
     );
     if (next && loc.at) ids.add(next.id);
     const byId = new Map(cat.backups.map((b) => [b.id, b]));
-    const remoteNames = (await target.list()).map((f) => f.name);
     let bytes = 0;
     for (const id of ids) {
       const s = byId.get(id)!;
@@ -526,13 +522,7 @@ export async function fetchForRestore(
         loc.onProgress?.({ target: cfg.name, id, phase: 'download', bytes: n, total: s.bytes }),
       );
       // Companion files (the signature `<id>.sig`): restore checks them before anything is decrypted.
-      for (const n of remoteNames.filter(
-        (x) =>
-          x.startsWith(`${id}.`) &&
-          x !== dataFileName(id) &&
-          x !== sidecarFileName(id) &&
-          !x.endsWith('.part'),
-      ))
+      for (const n of companionNames(cat.names, id))
         await writeFile(join(dir, n), await readStreamText(target, n), { mode: 0o600, flag: 'wx' });
       // The sidecar last, as in a backup dir: it is what makes the backup visible to the restore.
       await writeFile(join(dir, sidecarFileName(id)), await readStreamText(target, sidecarFileName(id)), {

@@ -1,4 +1,4 @@
-import { Gauge, Registry } from 'prom-client';
+import { gaugeText } from '../textfile.js';
 import { loadConfig, type ConfigLocation, type LoadedConfig } from '../config/load.js';
 import { writeFileAtomic } from '../fs.js';
 import { offsiteStatus, type OffsiteStatus } from '../offsite/copy.js';
@@ -125,54 +125,49 @@ export async function refreshPrometheusFile(
 
 /** node_exporter textfile metrics of every job, rendered by prom-client. */
 export async function scheduleMetrics(st: ScheduleStatus): Promise<string> {
-  const registry = new Registry();
-  const gauge = (name: string, help: string) =>
-    new Gauge({ name, help, labelNames: ['job'] as const, registers: [registry] });
   const seconds = (iso: string | null | undefined) => (iso ? Date.parse(iso) / 1000 : undefined);
-  const families: [Gauge<'job'>, (j: JobStatus) => number | undefined][] = [
+  return gaugeText('job', st.jobs, (j) => j.id, [
     [
-      gauge('attendux_job_last_run_timestamp_seconds', 'Unix time the last run of the job started.'),
+      'attendux_job_last_run_timestamp_seconds',
+      'Unix time the last run of the job started.',
       (j) => seconds(j.last?.startedAt),
     ],
     [
-      gauge(
-        'attendux_job_last_success_timestamp_seconds',
-        'Unix time the last successful run of the job started.',
-      ),
+      'attendux_job_last_success_timestamp_seconds',
+      'Unix time the last successful run of the job started.',
       (j) => seconds(j.lastSuccess?.startedAt),
     ],
     [
-      gauge('attendux_job_last_run_success', '1 if the last finished run of the job succeeded, else 0.'),
+      'attendux_job_last_run_success',
+      '1 if the last finished run of the job succeeded, else 0.',
       (j) => (j.last && j.last.outcome !== 'running' ? (j.last.outcome === 'failure' ? 0 : 1) : undefined),
     ],
     [
-      gauge('attendux_job_last_run_duration_seconds', 'Duration of the last finished run of the job.'),
+      'attendux_job_last_run_duration_seconds',
+      'Duration of the last finished run of the job.',
       (j) => (j.last?.durationMs != null ? j.last.durationMs / 1000 : undefined),
     ],
     [
-      gauge('attendux_job_last_run_size_bytes', 'Size of what the last run produced (a backup file).'),
+      'attendux_job_last_run_size_bytes',
+      'Size of what the last run produced (a backup file).',
       (j) => j.last?.bytes ?? undefined,
     ],
     [
-      gauge('attendux_job_next_run_timestamp_seconds', 'Unix time of the next scheduled run.'),
+      'attendux_job_next_run_timestamp_seconds',
+      'Unix time of the next scheduled run.',
       (j) => seconds(j.nextRun),
     ],
     [
-      gauge('attendux_job_overdue', '1 if a scheduled run of the job did not start in time.'),
+      'attendux_job_overdue',
+      '1 if a scheduled run of the job did not start in time.',
       (j) => (j.enabled && j.available ? (j.overdue ? 1 : 0) : undefined),
     ],
     [
-      gauge('attendux_job_ok', '1 if the job is neither overdue nor failing (or is not scheduled), else 0.'),
+      'attendux_job_ok',
+      '1 if the job is neither overdue nor failing (or is not scheduled), else 0.',
       (j) => (j.ok ? 1 : 0),
     ],
-  ];
-  for (const [g, value] of families) {
-    for (const j of st.jobs) {
-      const v = value(j);
-      if (v !== undefined) g.set({ job: j.id }, v);
-    }
-  }
-  return registry.metrics();
+  ]);
 }
 
 /** Written atomically so node_exporter never reads half a file. */
