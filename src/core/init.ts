@@ -26,8 +26,8 @@ import { createPool } from '../db/pool.js';
 import { registerAuditKey } from './audit/mac.js';
 import { findTenant, listTenants, type Tenant } from '../db/queries/tenants.js';
 import { findUserByEmail } from '../db/queries/users.js';
-import { createTenant } from './tenants.js';
-import { createUser } from './users.js';
+import { createTenant } from './accounts/tenants.js';
+import { createUser } from './accounts/users.js';
 import { identityKeyLine } from './backup/signature.js';
 
 export interface InitOptions {

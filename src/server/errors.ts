@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AttenduxError, type ErrorCode } from '../errors.js';
+import { failure as httpError, forbidden, notFound } from '../core/service.js';
 
 /** HTTP status of each error code the server answers with. Anything unlisted is a 500 (a bug). */
 export const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
@@ -24,16 +25,8 @@ export const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   DB_UNAVAILABLE: 503,
 };
 
-export function httpError(
-  code: ErrorCode,
-  message: string,
-  details?: Record<string, unknown>,
-): AttenduxError {
-  return new AttenduxError(code, message, { details });
-}
-
-export const notFound = (what = 'object') => httpError('NOT_FOUND', `${what} not found`);
-export const forbidden = (why = 'your role does not allow this') => httpError('FORBIDDEN', why);
+// One definition of the error constructors, shared with the core services that throw them.
+export { httpError, forbidden, notFound };
 
 interface ErrorBody {
   error: { code: string; message: string; details?: Record<string, unknown> };

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPool, type Pool } from '../../src/db/pool.js';
-import { createTenant, listTenants } from '../../src/core/tenants.js';
-import { createUser, disableUser, resetPassword, revokeSessions } from '../../src/core/users.js';
-import { createApiKey, listApiKeys, revokeApiKey } from '../../src/core/api-keys.js';
+import { createTenant, listTenants } from '../../src/core/accounts/tenants.js';
+import { createUser, disableUser, resetPassword, revokeSessions } from '../../src/core/accounts/users.js';
+import { createApiKey, listApiKeys, revokeApiKey } from '../../src/core/keys/api-keys.js';
 import { verifyAuditChains } from '../../src/core/audit/service.js';
 import { verifyPassword } from '../../src/crypto/password.js';
 import { apiKeySecretMatches, parseApiKey } from '../../src/crypto/apikey.js';

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { faceAad, seal, vectorToBuffer } from '../../src/crypto/aead.js';
-import { unlockUser } from '../../src/core/users.js';
+import { unlockUser } from '../../src/core/accounts/users.js';
 import type { Pool } from '../../src/db/pool.js';
 import {
   login,

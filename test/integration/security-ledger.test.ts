@@ -11,8 +11,8 @@ import { restoreInto } from '../../src/core/restore/execute.js';
 import { restoreInPlace } from '../../src/core/restore/in-place.js';
 import { restoreTenant } from '../../src/core/restore/tenant.js';
 import { checkLedgerEffects, restoreDrill } from '../../src/core/restore/drill.js';
-import { revokeApiKey } from '../../src/core/api-keys.js';
-import { disableUser, resetPassword } from '../../src/core/users.js';
+import { revokeApiKey } from '../../src/core/keys/api-keys.js';
+import { disableUser, resetPassword } from '../../src/core/accounts/users.js';
 import {
   collectLedger,
   ledgerPath,

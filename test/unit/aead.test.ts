@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { bufferToVector, faceAad, open, seal, vectorToBuffer } from '../../src/crypto/aead.js';
 import { randomKey } from '../../src/crypto/random.js';
-import { cosineSimilarity } from '../../src/core/face.js';
+import { cosineSimilarity } from '../../src/core/attendance/face.js';
 
 const ring = { keys: { k1: randomKey(), k2: randomKey() }, activeId: 'k2' };
 

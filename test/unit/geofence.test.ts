@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { distanceMeters, isValidPosition, judgeGeofence } from '../../src/core/geofence.js';
+import { distanceMeters, isValidPosition, judgeGeofence } from '../../src/core/attendance/geofence.js';
 
 const site = { id: 's1', latitude: 52.52, longitude: 13.405, radiusM: 100 };
 

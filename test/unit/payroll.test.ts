@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatMinor, grossPayMinor, payrollForDays, splitOvertime } from '../../src/core/payroll.js';
+import { formatMinor, grossPayMinor, payrollForDays, splitOvertime } from '../../src/core/reports/payroll.js';
 
 const rule = { dailyMinutes: 480, multiplierPercent: 150 };
 

@@ -16,7 +16,7 @@ export function registerApiKey(program: Command): void {
       async (name: string, flags: { tenant: string; scope: string[]; expires?: string }, cmd: Command) => {
         const ctx = contextOf(cmd);
         const { withInstall } = await import('../../core/install.js');
-        const { createApiKey, parseScopes } = await import('../../core/api-keys.js');
+        const { createApiKey, parseScopes } = await import('../../core/keys/api-keys.js');
         const { cliActor } = await import('../../core/actor.js');
         const scopes = parseScopes(flags.scope.flatMap((s) => s.split(',')).filter(Boolean));
         let expiresAt: Date | undefined;
@@ -49,7 +49,7 @@ export function registerApiKey(program: Command): void {
     .action(async (flags: { tenant: string }, cmd: Command) => {
       const ctx = contextOf(cmd);
       const { withInstall } = await import('../../core/install.js');
-      const { listApiKeys } = await import('../../core/api-keys.js');
+      const { listApiKeys } = await import('../../core/keys/api-keys.js');
       const rows = await withInstall(ctx.location, (i) => listApiKeys(i.admin, flags.tenant));
       ctx.result(rows, () =>
         table(
@@ -66,7 +66,7 @@ export function registerApiKey(program: Command): void {
     .action(async (ref: string, flags: { tenant: string }, cmd: Command) => {
       const ctx = contextOf(cmd);
       const { withInstall } = await import('../../core/install.js');
-      const { revokeApiKey } = await import('../../core/api-keys.js');
+      const { revokeApiKey } = await import('../../core/keys/api-keys.js');
       const { withLedgerSync } = await import('../../core/ledger/index.js');
       const { cliActor } = await import('../../core/actor.js');
       const k = await withInstall(ctx.location, (i) =>

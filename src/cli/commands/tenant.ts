@@ -14,7 +14,7 @@ export function registerTenant(program: Command): void {
       async (slug: string, flags: { name?: string; timeZone: string; currency: string }, cmd: Command) => {
         const ctx = contextOf(cmd);
         const { withInstall } = await import('../../core/install.js');
-        const { createTenant } = await import('../../core/tenants.js');
+        const { createTenant } = await import('../../core/accounts/tenants.js');
         const { cliActor } = await import('../../core/actor.js');
         const t = await withInstall(ctx.location, (i) =>
           createTenant(i.admin, {
@@ -35,7 +35,7 @@ export function registerTenant(program: Command): void {
     .action(async (_f: unknown, cmd: Command) => {
       const ctx = contextOf(cmd);
       const { withInstall } = await import('../../core/install.js');
-      const { listTenants } = await import('../../core/tenants.js');
+      const { listTenants } = await import('../../core/accounts/tenants.js');
       const rows = await withInstall(ctx.location, (i) => listTenants(i.admin));
       ctx.result(rows, () => table(rows, ['slug', 'name', 'status', 'users', 'employees', 'id']));
     });

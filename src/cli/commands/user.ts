@@ -30,7 +30,7 @@ export function registerUser(program: Command): void {
       ) => {
         const ctx = contextOf(cmd);
         const { withInstall } = await import('../../core/install.js');
-        const { createUser, parseRole } = await import('../../core/users.js');
+        const { createUser, parseRole } = await import('../../core/accounts/users.js');
         const { cliActor } = await import('../../core/actor.js');
         const role = parseRole(flags.role);
         const password = await passwordFrom(flags.passwordFile);
@@ -59,7 +59,7 @@ export function registerUser(program: Command): void {
     .action(async (flags: { tenant: string }, cmd: Command) => {
       const ctx = contextOf(cmd);
       const { withInstall } = await import('../../core/install.js');
-      const { listUsers } = await import('../../core/users.js');
+      const { listUsers } = await import('../../core/accounts/users.js');
       const rows = await withInstall(ctx.location, (i) => listUsers(i.admin, flags.tenant));
       ctx.result(rows, () =>
         table(
@@ -84,7 +84,7 @@ export function registerUser(program: Command): void {
     .action(async (email: string, flags: { tenant: string; enable?: boolean }, cmd: Command) => {
       const ctx = contextOf(cmd);
       const { withInstall } = await import('../../core/install.js');
-      const { disableUser } = await import('../../core/users.js');
+      const { disableUser } = await import('../../core/accounts/users.js');
       const { withLedgerSync } = await import('../../core/ledger/index.js');
       const { cliActor } = await import('../../core/actor.js');
       const u = await withInstall(ctx.location, (i) =>
@@ -107,7 +107,7 @@ export function registerUser(program: Command): void {
     .action(async (email: string, flags: { tenant: string; passwordFile?: string }, cmd: Command) => {
       const ctx = contextOf(cmd);
       const { withInstall } = await import('../../core/install.js');
-      const { resetPassword } = await import('../../core/users.js');
+      const { resetPassword } = await import('../../core/accounts/users.js');
       const { withLedgerSync } = await import('../../core/ledger/index.js');
       const { cliActor } = await import('../../core/actor.js');
       const password = await passwordFrom(flags.passwordFile);
@@ -131,7 +131,7 @@ export function registerUser(program: Command): void {
     .action(async (email: string, flags: { tenant: string }, cmd: Command) => {
       const ctx = contextOf(cmd);
       const { withInstall } = await import('../../core/install.js');
-      const { revokeSessions } = await import('../../core/users.js');
+      const { revokeSessions } = await import('../../core/accounts/users.js');
       const { withLedgerSync } = await import('../../core/ledger/index.js');
       const { cliActor } = await import('../../core/actor.js');
       const r = await withInstall(ctx.location, (i) =>
@@ -150,7 +150,7 @@ export function registerUser(program: Command): void {
     .action(async (email: string, flags: { tenant: string }, cmd: Command) => {
       const ctx = contextOf(cmd);
       const { withInstall } = await import('../../core/install.js');
-      const { unlockUser } = await import('../../core/users.js');
+      const { unlockUser } = await import('../../core/accounts/users.js');
       const { cliActor } = await import('../../core/actor.js');
       const r = await withInstall(ctx.location, (i) =>
         unlockUser(i.admin, { tenant: flags.tenant, email, actor: cliActor() }),

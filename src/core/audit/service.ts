@@ -7,7 +7,7 @@ import type { Install } from '../install.js';
 import type { LoadedConfig } from '../config/load.js';
 import { appendAudit, auditWhere, SYSTEM_TENANT, type AuditFilter } from '../../db/queries/audit.js';
 import { inTransaction, type Pool, type Queryable } from '../../db/pool.js';
-import { requireTenant } from '../tenants.js';
+import { requireTenant } from '../accounts/tenants.js';
 import { AttenduxError } from '../../errors.js';
 import { publicKeyOf, signBytes, verifyBytes } from '../../crypto/signing.js';
 import { writeFileAtomic } from '../fs.js';

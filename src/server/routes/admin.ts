@@ -11,7 +11,7 @@ import { auditMacFor } from '../../core/audit/mac.js';
 import { forbidden, httpError, notFound } from '../errors.js';
 import { idParam, isoTime, parse, uuid } from '../validate.js';
 import { defineRoute } from '../route.js';
-import { loadSettings, SettingsPatchSchema } from '../settings.js';
+import { loadSettings, SettingsPatchSchema } from '../../core/settings/settings.js';
 import type { ServerDeps } from '../deps.js';
 
 const PUBLIC_USER = `id, email, display_name AS "displayName", role, employee_id AS "employeeId",

@@ -8,10 +8,10 @@ import {
   faceMatch,
   faceVectorProblem,
   FaceThrottle,
-} from '../../core/face.js';
+} from '../../core/attendance/face.js';
 import { withTenant } from '../../db/pool.js';
 import { appendAudit } from '../../db/queries/audit.js';
-import { judgeGeofence, type GeofenceResult, type Site } from '../../core/geofence.js';
+import { judgeGeofence, type GeofenceResult, type Site } from '../../core/attendance/geofence.js';
 import { AttenduxError } from '../../errors.js';
 import { forbidden, httpError, notFound } from '../errors.js';
 import { idParam, isoTime, latitude, longitude, parse, uuid } from '../validate.js';
@@ -24,7 +24,7 @@ import {
   type Row,
 } from '../route.js';
 import { canSeeEmployee, employeeScope } from '../scope.js';
-import { mergeSettings } from '../settings.js';
+import { mergeSettings } from '../../core/settings/settings.js';
 import type { ServerDeps } from '../deps.js';
 import { keyNotLive, touchKey, type Principal } from '../auth.js';
 import type { Queryable } from '../../db/pool.js';

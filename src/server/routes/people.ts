@@ -8,7 +8,7 @@ import {
   FACE_MAX_DIMENSIONS,
   FACE_MIN_DIMENSIONS,
   faceVectorProblem,
-} from '../../core/face.js';
+} from '../../core/attendance/face.js';
 import { httpError, notFound } from '../errors.js';
 import { idParam, latitude, longitude, name200, parse, uuid } from '../validate.js';
 import { ALL_ROLES, defineRoute } from '../route.js';

@@ -1,12 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { PoolClient } from '../../db/pool.js';
-import { formatMinor, payrollForDays, splitOvertime, type DayMinutes } from '../../core/payroll.js';
+import { formatMinor, payrollForDays, splitOvertime, type DayMinutes } from '../../core/reports/payroll.js';
 import { forbidden, httpError, notFound } from '../errors.js';
 import { isoDate, parse, uuid } from '../validate.js';
 import { ALL_ROLES, defineRoute } from '../route.js';
 import { canSeeEmployee } from '../scope.js';
-import { loadSettings } from '../settings.js';
+import { loadSettings } from '../../core/settings/settings.js';
 import type { ServerDeps } from '../deps.js';
 
 const MAX_DAYS = 93;

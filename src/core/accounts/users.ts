@@ -1,6 +1,6 @@
-import { AttenduxError, usageError } from '../errors.js';
-import { inTransaction, type Pool, type PoolClient } from '../db/pool.js';
-import { appendAudit } from '../db/queries/audit.js';
+import { AttenduxError, usageError } from '../../errors.js';
+import { inTransaction, type Pool, type PoolClient } from '../../db/pool.js';
+import { appendAudit } from '../../db/queries/audit.js';
 import {
   bumpSessionEpoch,
   findUserByEmail,
@@ -11,9 +11,9 @@ import {
   setUserPassword,
   type Role,
   type User,
-} from '../db/queries/users.js';
-import { BCRYPT_COST, checkPasswordPolicy, hashPassword } from '../crypto/password.js';
-import { randomPassword } from '../crypto/random.js';
+} from '../../db/queries/users.js';
+import { BCRYPT_COST, checkPasswordPolicy, hashPassword } from '../../crypto/password.js';
+import { randomPassword } from '../../crypto/random.js';
 import { requireTenant } from './tenants.js';
 
 const EMAIL_RE = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;

@@ -1,7 +1,7 @@
-import { AttenduxError, usageError } from '../errors.js';
-import { inTransaction, type Pool, type Queryable } from '../db/pool.js';
-import { appendAudit, SYSTEM_TENANT } from '../db/queries/audit.js';
-import { findTenant, insertTenant, listTenants as queryTenants, type Tenant } from '../db/queries/tenants.js';
+import { AttenduxError, usageError } from '../../errors.js';
+import { inTransaction, type Pool, type Queryable } from '../../db/pool.js';
+import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
+import { findTenant, insertTenant, listTenants as queryTenants, type Tenant } from '../../db/queries/tenants.js';
 
 export const SLUG_RE = /^[a-z0-9][a-z0-9-]{1,62}$/;
 

@@ -1,6 +1,6 @@
-import { AttenduxError, usageError } from '../errors.js';
-import { inTransaction, type Pool } from '../db/pool.js';
-import { appendAudit } from '../db/queries/audit.js';
+import { AttenduxError, usageError } from '../../errors.js';
+import { inTransaction, type Pool } from '../../db/pool.js';
+import { appendAudit } from '../../db/queries/audit.js';
 import {
   API_KEY_SCOPES,
   insertApiKey,
@@ -8,9 +8,9 @@ import {
   revokeApiKey as revokeKey,
   type ApiKey,
   type ApiKeyScope,
-} from '../db/queries/api-keys.js';
-import { generateApiKey } from '../crypto/apikey.js';
-import { requireTenant } from './tenants.js';
+} from '../../db/queries/api-keys.js';
+import { generateApiKey } from '../../crypto/apikey.js';
+import { requireTenant } from '../accounts/tenants.js';
 
 export function parseScopes(list: string[]): ApiKeyScope[] {
   if (!list.length)

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Queryable } from '../db/pool.js';
+import type { Queryable } from '../../db/pool.js';
 
 /**
  * Per-company settings, stored one row per key in tenant_settings. Unknown keys are refused; every key has a
