@@ -4,6 +4,7 @@ import type { Role } from '../db/queries/users.js';
 import type { ApiKeyScope } from '../db/queries/api-keys.js';
 import { apiKeySecretMatches, parseApiKey } from '../crypto/apikey.js';
 import { httpError } from './errors.js';
+import { keyNotLive } from '../core/keys/api-keys.js';
 import type { ServerDeps } from './deps.js';
 
 export const SESSION_COOKIE = 'atx_session';
@@ -196,8 +197,6 @@ export function principalStatement(claim: Claim): Statement {
     values: [claim.tenantId, claim.userId],
   };
 }
-
-export const keyNotLive = () => httpError('UNAUTHENTICATED', 'the API key is revoked or expired');
 
 /** The caller an API-key claim names; confirmed only once the database said the key is live. */
 export function apiKeyPrincipal(claim: Extract<Claim, { kind: 'apikey' }>): Principal {

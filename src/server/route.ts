@@ -1,7 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { withTenant, type PoolClient } from '../db/pool.js';
 import { appendAudit } from '../db/queries/audit.js';
-import type { Role } from '../db/queries/users.js';
+import { ROLES, type Role } from '../core/accounts/roles.js';
+import type { Tx } from '../core/service.js';
 import type { ApiKeyScope } from '../db/queries/api-keys.js';
 import { pepperedHash } from '../crypto/random.js';
 import {
@@ -23,16 +24,27 @@ import {
 } from '../core/ledger/index.js';
 import type { ServerDeps } from './deps.js';
 
-/** An untyped result row, for queries whose rows go straight into a JSON response. */
-export type Row = Record<string, unknown>;
+export const ALL_ROLES: readonly Role[] = ROLES;
 
-export const ALL_ROLES: readonly Role[] = ['owner', 'admin', 'manager', 'hr', 'employee'];
+/** Answer 201 with the created object. */
+export function created<T>(reply: FastifyReply, body: T): T {
+  reply.code(201);
+  return body;
+}
+
+/** Answer 204 (the handler's result is the empty body). */
+export function noContent(reply: FastifyReply): null {
+  reply.code(204);
+  return null;
+}
 
 export interface RequestContext {
   req: FastifyRequest;
   reply: FastifyReply;
   c: PoolClient;
   p: Principal;
+  /** What the core services take: the transaction, the caller, its audit writer and the clock. */
+  tx: Tx;
   deps: ServerDeps;
   /** Append an audit entry in the request's transaction: it commits or rolls back with the change. */
   audit: (
@@ -158,24 +170,26 @@ export function defineRoute(app: FastifyInstance, deps: ServerDeps, spec: RouteS
           );
         }
         const hashes = auditHashes(req, deps);
+        const audit: RequestContext['audit'] = async (action, entityType, entityId, details) => {
+          await appendAudit(c, {
+            tenantId: p.tenantId,
+            actor: p.actor,
+            action,
+            entityType,
+            entityId: entityId ?? undefined,
+            ...hashes,
+            details,
+          });
+          deps.audit.checkpointer?.noteAppend();
+        };
         const ctx: RequestContext = {
           req,
           reply,
           c,
           p,
+          tx: { q: c, caller: p, audit, now: () => new Date() },
           deps,
-          audit: async (action, entityType, entityId, details) => {
-            await appendAudit(c, {
-              tenantId: p.tenantId,
-              actor: p.actor,
-              action,
-              entityType,
-              entityId: entityId ?? undefined,
-              ...hashes,
-              details,
-            });
-            deps.audit.checkpointer?.noteAppend();
-          },
+          audit,
           afterCommit: (fn) => after.push(fn),
           failAfterCommit: (err) => {
             failure = err;

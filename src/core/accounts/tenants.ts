@@ -1,7 +1,13 @@
 import { AttenduxError, usageError } from '../../errors.js';
 import { inTransaction, type Pool, type Queryable } from '../../db/pool.js';
+import { cliTx, type Tx } from '../service.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
-import { findTenant, insertTenant, listTenants as queryTenants, type Tenant } from '../../db/queries/tenants.js';
+import {
+  findTenant,
+  insertTenant,
+  listTenants as queryTenants,
+  type Tenant,
+} from '../../db/queries/tenants.js';
 
 export const SLUG_RE = /^[a-z0-9][a-z0-9-]{1,62}$/;
 
@@ -13,12 +19,19 @@ export interface CreateTenantOptions {
   actor: string;
 }
 
-export function validateTimeZone(tz: string): void {
+/** The one time-zone check (companies, employees): an IANA name the runtime knows. */
+export function isTimeZone(tz: string): boolean {
   try {
     new Intl.DateTimeFormat('en', { timeZone: tz });
+    return true;
   } catch {
-    throw usageError(`unknown time zone "${tz}"`, 'use an IANA name such as Europe/Berlin or UTC');
+    return false;
   }
+}
+
+export function validateTimeZone(tz: string): void {
+  if (!isTimeZone(tz))
+    throw usageError(`unknown time zone "${tz}"`, 'use an IANA name such as Europe/Berlin or UTC');
 }
 
 export async function createTenant(pool: Pool, opts: CreateTenantOptions): Promise<Tenant> {
@@ -62,4 +75,17 @@ export async function requireTenant(q: Queryable, ref: string): Promise<Tenant> 
     });
   }
   return tenant;
+}
+
+/** Run a service for a company named on the command line (slug or id): one transaction, the operator as the caller. */
+export async function inCompany<T>(
+  pool: Pool,
+  ref: string,
+  actor: string,
+  fn: (tx: Tx, tenant: Tenant) => Promise<T>,
+): Promise<T> {
+  return inTransaction(pool, async (c) => {
+    const tenant = await requireTenant(c, ref);
+    return fn(cliTx(c, tenant.id, actor), tenant);
+  });
 }

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { allStoredSettings } from '../../db/queries/settings.js';
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { AttenduxError } from '../../errors.js';
@@ -127,10 +128,7 @@ async function backupConfigWith(
     let settingsSkipped: string | undefined = opts.tenantSettings === false ? 'disabled' : db.skipped;
     if (db.install && opts.tenantSettings !== false) {
       try {
-        const { rows } = await db.install.admin.query(
-          `SELECT t.slug AS company, s.key, s.value, s.updated_at AS "updatedAt", s.updated_by AS "updatedBy"
-             FROM tenant_settings s JOIN tenants t ON t.id = s.tenant_id ORDER BY t.slug, s.key`,
-        );
+        const rows = await allStoredSettings(db.install.admin);
         entries.push({
           name: 'settings/tenant-settings.json',
           content: Buffer.from(JSON.stringify(rows, null, 2) + '\n'),

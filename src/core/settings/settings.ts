@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import type { Queryable } from '../../db/pool.js';
+import { storedSettings, upsertSetting } from '../../db/queries/settings.js';
+import { invalid, type Tx } from '../service.js';
 
 /**
  * Per-company settings, stored one row per key in tenant_settings. Unknown keys are refused; every key has a
@@ -49,9 +51,23 @@ export function mergeSettings(stored: Record<string, unknown> | null | undefined
 }
 
 export async function loadSettings(q: Queryable, tenantId: string): Promise<TenantSettings> {
-  const { rows } = await q.query<{ s: Record<string, unknown> | null }>(
-    'SELECT jsonb_object_agg(key, value) AS s FROM tenant_settings WHERE tenant_id = $1',
-    [tenantId],
-  );
-  return mergeSettings(rows[0]?.s);
+  return mergeSettings(await storedSettings(q, tenantId));
+}
+
+export type SettingsPatch = z.infer<typeof SettingsPatchSchema>;
+
+/**
+ * Change some settings of the caller's company, audited with each value's before and after. The caller
+ * triggers the config backup after commit (a settings change is configuration worth keeping).
+ */
+export async function updateSettings(tx: Tx, patch: SettingsPatch): Promise<TenantSettings> {
+  const { tenantId, actor } = tx.caller;
+  const entries = Object.entries(patch).filter(([, v]) => v !== undefined);
+  if (!entries.length) throw invalid('body', 'empty', 'no setting to change');
+  const before = await loadSettings(tx.q, tenantId);
+  for (const [key, value] of entries) await upsertSetting(tx.q, tenantId, key, value, actor);
+  await tx.audit('settings.update', 'tenant_settings', tenantId, {
+    changes: Object.fromEntries(entries.map(([k, v]) => [k, { from: before[k as SettingKey], to: v }])),
+  });
+  return loadSettings(tx.q, tenantId);
 }

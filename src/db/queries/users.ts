@@ -218,10 +218,10 @@ export async function clearAllFailures(q: Queryable, tenantId: string, id: strin
     tenantId,
     id,
   ]);
-  await q.query(
-    'UPDATE users SET failed_logins = 0, locked_until = NULL WHERE tenant_id = $1 AND id = $2',
-    [tenantId, id],
-  );
+  await q.query('UPDATE users SET failed_logins = 0, locked_until = NULL WHERE tenant_id = $1 AND id = $2', [
+    tenantId,
+    id,
+  ]);
   return del.rowCount ?? 0;
 }
 
