@@ -84,6 +84,12 @@ export async function appliedMigrations(c: Queryable): Promise<{ name: string; r
   return rows.map((r) => ({ name: r.name, runOn: r.run_on.toISOString() }));
 }
 
+/** The names of the applied migrations as the app role may read them (GET /readyz: a SECURITY DEFINER function). */
+export async function appliedMigrationNames(q: Queryable): Promise<string[]> {
+  const { rows } = await q.query<{ name: string }>('SELECT attendux_applied_migrations() AS name');
+  return rows.map((r) => r.name);
+}
+
 export async function migrationState(c: Queryable): Promise<MigrationState> {
   const applied = await appliedMigrations(c);
   const done = new Set(applied.map((a) => a.name));

@@ -6,7 +6,7 @@ import type { Install } from '../core/install.js';
 import { loadSecrets } from '../core/config/load.js';
 import { maintenanceWatcher } from '../core/maintenance.js';
 import { createPool, type Pool } from '../db/pool.js';
-import { migrationFiles } from '../db/migrate.js';
+import { appliedMigrationNames, migrationFiles } from '../db/migrate.js';
 import { BCRYPT_COST } from '../crypto/password.js';
 import { publicKeyOf } from '../crypto/signing.js';
 import { registerAuditKey } from '../core/audit/mac.js';
@@ -294,8 +294,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.get('/healthz', { config: { rateLimit: false } }, () => ({ status: 'ok' }));
   app.get('/readyz', publicLimit, async (_req, reply) => {
     try {
-      const { rows } = await pool.query<{ name: string }>('SELECT attendux_applied_migrations() AS name');
-      const applied = new Set(rows.map((r) => r.name));
+      const applied = new Set(await appliedMigrationNames(pool));
       const pending = (await migrationFiles()).filter((f) => !applied.has(f));
       if (pending.length) return reply.code(503).send({ status: 'schema_outdated', pending });
       return { status: 'ready' };

@@ -5,6 +5,7 @@ import type { ApiKeyScope } from '../db/queries/api-keys.js';
 import { apiKeySecretMatches, parseApiKey } from '../crypto/apikey.js';
 import { httpError } from './errors.js';
 import { keyNotLive } from '../core/keys/api-keys.js';
+import { apiKeyByPrefix, enterApiKey, enterSession } from '../db/queries/sessions.js';
 import type { ServerDeps } from './deps.js';
 
 export const SESSION_COOKIE = 'atx_session';
@@ -100,13 +101,7 @@ async function lookupKey(deps: ServerDeps, prefix: string): Promise<CachedKey | 
   if (hit && Date.now() - hit.at < KEY_CACHE_MS) return hit;
   const missed = unknownPrefixes.get(prefix);
   if (missed !== undefined && Date.now() - missed < NEGATIVE_CACHE_MS) return undefined;
-  const { rows } = await deps.pool.query<{
-    tenant_id: string;
-    id: string;
-    secret_hmac: Buffer;
-    scopes: ApiKeyScope[];
-  }>('SELECT tenant_id, id, secret_hmac, scopes FROM attendux_api_key_by_prefix($1)', [prefix]);
-  const r = rows[0];
+  const r = await apiKeyByPrefix(deps.pool, prefix);
   if (!r) {
     keyCache.delete(prefix);
     if (unknownPrefixes.size > 10_000) unknownPrefixes.clear();
@@ -184,18 +179,9 @@ export function touchKey(keyId: string): boolean {
  * and confirms the claim (migrations/0004, PL/pgSQL functions whose plans are cached), all parameters bound.
  */
 export function principalStatement(claim: Claim): Statement {
-  if (claim.kind === 'apikey') {
-    return {
-      name: 'attendux_enter_api_key',
-      text: 'SELECT attendux_enter_api_key($1, $2, $3) AS ok',
-      values: [claim.tenantId, claim.keyId, touchKey(claim.keyId)],
-    };
-  }
-  return {
-    name: 'attendux_enter_session',
-    text: 'SELECT role, session_epoch, disabled, employee_id FROM attendux_enter_session($1, $2)',
-    values: [claim.tenantId, claim.userId],
-  };
+  return claim.kind === 'apikey'
+    ? enterApiKey(claim.tenantId, claim.keyId, touchKey(claim.keyId))
+    : enterSession(claim.tenantId, claim.userId);
 }
 
 /** The caller an API-key claim names; confirmed only once the database said the key is live. */

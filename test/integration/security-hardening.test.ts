@@ -228,6 +228,28 @@ describe('POST /me/password', () => {
     await admin.query('DELETE FROM login_throttle WHERE user_id = $1', [a.users.employee.id]);
   });
 
+  it('clears the lock-out of every address, as every password change does', async () => {
+    const co = await seedCompany(admin, f.ti.secrets.apiKeyHmacKey, 'pwlock');
+    const email = co.users.hr.email;
+    const from = (ip: string, password: string) =>
+      app.inject({
+        method: 'POST',
+        url: '/api/v1/auth/login',
+        remoteAddress: ip,
+        payload: { company: co.slug, email, password },
+      });
+    for (let i = 0; i < 5; i++) expect((await from('203.0.113.20', `wrong ${i}`)).statusCode).toBe(401);
+    expect((await from('203.0.113.20', PASSWORD)).statusCode).toBe(401);
+    const changed = await app.inject({
+      method: 'POST',
+      url: '/api/v1/me/password',
+      headers: await as('hr', co),
+      payload: { currentPassword: PASSWORD, newPassword: 'a brand new long password' },
+    });
+    expect(changed.statusCode).toBe(204);
+    expect((await from('203.0.113.20', 'a brand new long password')).statusCode).toBe(200);
+  });
+
   it('runs one change per user at a time: concurrent guesses are refused, not queued', async () => {
     const h = await as('employee');
     const results = await Promise.all(
