@@ -89,9 +89,7 @@ export async function withTenant<T>(
   fn: (c: pg.PoolClient, entered: pg.QueryResult) => Promise<T>,
   enter?: Statement,
 ): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
+  return inTransaction(pool, async (client) => {
     const entered = await client.query(
       enter ?? {
         name: 'attendux_enter_tenant',
@@ -99,15 +97,8 @@ export async function withTenant<T>(
         values: [tenantId],
       },
     );
-    const result = await fn(client, entered);
-    await client.query('COMMIT');
-    return result;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
+    return fn(client, entered);
+  });
 }
 
 /**

@@ -1,4 +1,4 @@
-import { withTenant, type Pool } from '../../db/pool.js';
+import { inTransaction, withTenant, type Pool } from '../../db/pool.js';
 import { appendAudit } from '../../db/queries/audit.js';
 import {
   checkinContext,
@@ -100,15 +100,11 @@ async function insertWithAudit(
   vals: EventValues,
 ): Promise<RecordedCheckin | undefined> {
   const tenantId = k.caller.tenantId;
-  const c = await env.pool.connect();
   try {
-    await c.query('BEGIN');
-    const row = await recordCheckin(
-      c,
-      { tenantId, keyId: k.keyId, touch: k.touch, employeeId, version },
-      vals,
-    );
-    if (row?.key_live && row.fresh && row.id !== null) {
+    return await inTransaction(env.pool, async (c) => {
+      const key = { tenantId, keyId: k.keyId, touch: k.touch, employeeId, version };
+      const row = await recordCheckin(c, key, vals);
+      if (!row?.key_live || !row.fresh || row.id === null) throw new RolledBack(row);
       const [actor, action, ipHash, uaHash, details] = vals.slice(11) as [
         string,
         string,
@@ -127,17 +123,20 @@ async function insertWithAudit(
         details: JSON.parse(details) as Record<string, unknown>,
       });
       env.noteAppend();
-      await c.query('COMMIT');
-    } else {
-      await c.query('ROLLBACK');
-    }
-    return row;
+      return row;
+    });
   } catch (err) {
-    // The original error is what matters; a failed ROLLBACK on a broken connection adds nothing to it.
-    await c.query('ROLLBACK').catch(() => undefined);
+    if (err instanceof RolledBack) return err.row;
     throw err;
-  } finally {
-    c.release();
+  }
+}
+
+/** Rolls the kiosk's transaction back when the key is not live or the context stale: an answer, not an error. */
+class RolledBack extends Error {
+  readonly row: RecordedCheckin | undefined;
+  constructor(row: RecordedCheckin | undefined) {
+    super('rolled back');
+    this.row = row;
   }
 }
 
