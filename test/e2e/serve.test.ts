@@ -49,18 +49,31 @@ interface Server {
   url: string;
   exit: Promise<number | null>;
   stderr: () => string;
+  /** Resolves once the server's stdout (its log) matches. */
+  logged: (re: RegExp) => Promise<void>;
 }
 
-async function startServer(extra: string[] = []): Promise<Server> {
+async function startServer(extra: string[] = [], logLevel = 'silent'): Promise<Server> {
   const port = await freePort();
   const proc = spawn(
     process.execPath,
     [BIN, 'serve', '--config', ti.configPath, '--port', String(port), ...extra],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ATTENDUX_SERVER_LOG_LEVEL: 'silent' },
+      env: { ...process.env, ATTENDUX_SERVER_LOG_LEVEL: logLevel },
     },
   );
+  let stdout = '';
+  const waiting: { re: RegExp; resolve: () => void }[] = [];
+  proc.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+    for (const w of waiting.filter((x) => x.re.test(stdout))) {
+      waiting.splice(waiting.indexOf(w), 1);
+      w.resolve();
+    }
+  });
+  const logged = (re: RegExp) =>
+    re.test(stdout) ? Promise.resolve() : new Promise<void>((resolve) => waiting.push({ re, resolve }));
   const exit = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
   let stderr = '';
   const url = await new Promise<string>((resolve, reject) => {
@@ -75,7 +88,18 @@ async function startServer(extra: string[] = []): Promise<Server> {
     });
     void exit.then((code) => reject(new Error(`server exited ${code}: ${stderr}`)));
   });
-  return { proc, url, exit, stderr: () => stderr };
+  return { proc, url, exit, stderr: () => stderr, logged };
+}
+
+/** Ask until the answer is the awaited one (the server notices maintenance-file changes within its TTL). */
+async function until(ask: () => Promise<Response>, done: (r: Response) => boolean): Promise<Response> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const r = await ask();
+    if (done(r) || Date.now() > deadline) return r;
+    await r.arrayBuffer();
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
 }
 
 async function stop(s: Server): Promise<number | null> {
@@ -118,17 +142,14 @@ describe('attendux serve (real binary, real port)', () => {
     const s = await startServer();
     try {
       expect((await fetch(`${s.url}/readyz`)).status).toBe(200);
+      const me = () => fetch(`${s.url}/api/v1/me`, { headers: { authorization: `Bearer ${a.keys.read}` } });
       await enterMaintenance(ti.dataDir, { reason: 'restore --in-place', retryAfterSeconds: 45 });
-      await new Promise((r) => setTimeout(r, 1300));
-      const res = await fetch(`${s.url}/api/v1/me`, { headers: { authorization: `Bearer ${a.keys.read}` } });
+      const res = await until(me, (r) => r.status !== 200);
       expect(res.status).toBe(503);
       expect(res.headers.get('retry-after')).toBe('45');
       expect((await fetch(`${s.url}/healthz`)).status).toBe(200);
       await leaveMaintenance(ti.dataDir);
-      await new Promise((r) => setTimeout(r, 1300));
-      expect(
-        (await fetch(`${s.url}/api/v1/me`, { headers: { authorization: `Bearer ${a.keys.read}` } })).status,
-      ).toBe(200);
+      expect((await until(me, (r) => r.status !== 503)).status).toBe(200);
       expect(await stop(s)).toBe(0);
     } finally {
       await leaveMaintenance(ti.dataDir);
@@ -137,14 +158,15 @@ describe('attendux serve (real binary, real port)', () => {
   });
 
   it('finishes an in-flight request on SIGTERM, then exits 0', async () => {
-    const s = await startServer();
+    // Logging at info: the server's "incoming request" line says the login is in flight.
+    const s = await startServer([], 'info');
     try {
       const pending = fetch(`${s.url}/api/v1/auth/login`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ company: 'acme', email: a.users.owner.email, password: PASSWORD }),
       });
-      await new Promise((r) => setTimeout(r, 50));
+      await s.logged(/"url":"\/api\/v1\/auth\/login"[^\n]*"msg":"incoming request"/);
       s.proc.kill('SIGTERM');
       const res = await pending;
       expect(res.status).toBe(200);
