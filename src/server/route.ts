@@ -220,5 +220,24 @@ export function defineRoute(app: FastifyInstance, deps: ServerDeps, spec: RouteS
   }
 }
 
+/** Who may call a route, and how it behaves (everything of a RouteSpec but its method, URL and handler). */
+export type Access = Omit<RouteSpec, 'method' | 'url' | 'handler'>;
+type Add = (url: string, access: Access, handler: RouteSpec['handler']) => void;
+
+/**
+ * defineRoute by method, one call per route: route files read as a table of URL, access and the one service
+ * call, instead of a repeated object shape per route.
+ */
+export function router(
+  app: FastifyInstance,
+  deps: ServerDeps,
+): Record<'get' | 'post' | 'put' | 'patch' | 'delete', Add> {
+  const add =
+    (method: RouteSpec['method']): Add =>
+    (url, access, handler) =>
+      defineRoute(app, deps, { method, url, ...access, handler });
+  return { get: add('GET'), post: add('POST'), put: add('PUT'), patch: add('PATCH'), delete: add('DELETE') };
+}
+
 /** Keys of `exclusive` routes with a request in progress (per process). */
 const inFlight = new Set<string>();

@@ -1,6 +1,7 @@
 import { AttenduxError, usageError } from '../../errors.js';
 import { inTransaction, type Pool, type Queryable } from '../../db/pool.js';
 import { cliTx, type Tx } from '../service.js';
+import { isTimeZone } from '../schedule/cron.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
 import {
   findTenant,
@@ -8,6 +9,9 @@ import {
   listTenants as queryTenants,
   type Tenant,
 } from '../../db/queries/tenants.js';
+
+// The one time-zone check (companies, employees, schedules).
+export { isTimeZone };
 
 export const SLUG_RE = /^[a-z0-9][a-z0-9-]{1,62}$/;
 
@@ -17,16 +21,6 @@ export interface CreateTenantOptions {
   timeZone?: string;
   currency?: string;
   actor: string;
-}
-
-/** The one time-zone check (companies, employees): an IANA name the runtime knows. */
-export function isTimeZone(tz: string): boolean {
-  try {
-    new Intl.DateTimeFormat('en', { timeZone: tz });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 export function validateTimeZone(tz: string): void {

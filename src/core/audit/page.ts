@@ -1,18 +1,9 @@
 import { auditPage, type AuditPageRow } from '../../db/queries/audit-page.js';
-import type { AuditFilter } from '../../db/queries/audit.js';
+import type { AuditFilter, AuditRow } from '../../db/queries/audit.js';
 import type { Tx } from '../service.js';
 import { auditMacFor } from './mac.js';
 
-export interface AuditPageEntry {
-  seq: number;
-  at: Date;
-  actor: string;
-  action: string;
-  entityType: string | null;
-  entityId: string | null;
-  details: Record<string, unknown>;
-  hash: string;
-}
+export type AuditPageEntry = Omit<AuditRow, 'tenantId' | 'ipHash'> & { hash: string };
 
 /**
  * A page of the caller's company's audit log (GET /audit). verified: every entry of the page has a valid MAC

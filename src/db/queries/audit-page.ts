@@ -1,15 +1,8 @@
 import type { Queryable } from '../pool.js';
-import { auditWhere, type AuditFilter } from './audit.js';
+import { auditWhere, type AuditFilter, type AuditRow } from './audit.js';
 
 /** One entry of a page of the audit log with what its MAC covers, for GET /audit. */
-export interface AuditPageRow {
-  seq: number;
-  at: Date;
-  actor: string;
-  action: string;
-  entityType: string | null;
-  entityId: string | null;
-  details: Record<string, unknown>;
+export interface AuditPageRow extends Omit<AuditRow, 'tenantId' | 'ipHash'> {
   hash: string;
   at_us: number;
   ip_hash: string | null;

@@ -19,7 +19,7 @@ import {
 import { loadSettings, SettingsPatchSchema, updateSettings } from '../../core/settings/settings.js';
 import { readAuditPage } from '../../core/audit/page.js';
 import { idParam, isoTime, parse, uuid } from '../validate.js';
-import { created, defineRoute, noContent } from '../route.js';
+import { created, noContent, router } from '../route.js';
 import type { ServerDeps } from '../deps.js';
 
 const UserCreate = z.strictObject({
@@ -55,97 +55,48 @@ const OA = ['owner', 'admin'] as const;
 
 /** Settings, users, API keys and the audit log: each handler calls one core service. */
 export function adminRoutes(app: FastifyInstance, deps: ServerDeps) {
-  const route = (spec: Parameters<typeof defineRoute>[2]) => defineRoute(app, deps, spec);
+  const r = router(app, deps);
+  const hash = (plain: string) => deps.passwords.hash(plain);
 
-  route({
-    method: 'GET',
-    url: '/api/v1/settings',
-    roles: ['owner', 'admin', 'hr'],
-    scope: 'read',
-    handler: async ({ tx }) => ({ settings: await loadSettings(tx.q, tx.caller.tenantId) }),
-  });
-  route({
-    method: 'PATCH',
-    url: '/api/v1/settings',
-    roles: OA,
-    scope: 'admin',
-    async handler({ tx, req, afterCommit }) {
-      const settings = await updateSettings(tx, parse(SettingsPatchSchema, req.body, 'body'));
-      afterCommit(() => deps.hooks.onTenantSettingsChanged?.(tx.caller.tenantId));
-      return { settings };
-    },
+  r.get('/api/v1/settings', { roles: ['owner', 'admin', 'hr'], scope: 'read' }, async ({ tx }) => ({
+    settings: await loadSettings(tx.q, tx.caller.tenantId),
+  }));
+  r.patch('/api/v1/settings', { roles: OA, scope: 'admin' }, async ({ tx, req, afterCommit }) => {
+    const settings = await updateSettings(tx, parse(SettingsPatchSchema, req.body, 'body'));
+    afterCommit(() => deps.hooks.onTenantSettingsChanged?.(tx.caller.tenantId));
+    return { settings };
   });
 
-  route({
-    method: 'GET',
-    url: '/api/v1/users',
-    roles: OA,
-    scope: 'admin',
-    handler: async ({ tx }) => ({ users: (await listCompanyUsers(tx)).map(publicUser) }),
+  r.get('/api/v1/users', { roles: OA, scope: 'admin' }, async ({ tx }) => ({
+    users: (await listCompanyUsers(tx)).map(publicUser),
+  }));
+  r.post('/api/v1/users', { roles: OA }, async ({ tx, req, reply }) => {
+    const { user, generatedPassword } = await addUser(tx, parse(UserCreate, req.body, 'body'), hash);
+    return created(reply, { ...publicUser(user), ...(generatedPassword ? { generatedPassword } : {}) });
   });
-  route({
-    method: 'POST',
-    url: '/api/v1/users',
-    roles: OA,
-    async handler({ tx, req, reply }) {
-      const r = await addUser(tx, parse(UserCreate, req.body, 'body'), (plain) => deps.passwords.hash(plain));
-      const extra = r.generatedPassword ? { generatedPassword: r.generatedPassword } : {};
-      return created(reply, { ...publicUser(r.user), ...extra });
-    },
-  });
-  route({
-    method: 'PATCH',
-    url: '/api/v1/users/:id',
-    roles: OA,
-    ledger: true,
-    handler: async ({ tx, req }) =>
-      publicUser(await changeUser(tx, idParam(req.params), parse(UserPatch, req.body, 'body'))),
-  });
-  route({
-    method: 'POST',
-    url: '/api/v1/users/:id/revoke-sessions',
-    roles: OA,
-    ledger: true,
-    async handler({ tx, req, reply }) {
-      await revokeUserSessions(tx, idParam(req.params));
-      return noContent(reply);
-    },
+  r.patch('/api/v1/users/:id', { roles: OA, ledger: true }, async ({ tx, req }) =>
+    publicUser(await changeUser(tx, idParam(req.params), parse(UserPatch, req.body, 'body'))),
+  );
+  r.post('/api/v1/users/:id/revoke-sessions', { roles: OA, ledger: true }, async ({ tx, req, reply }) => {
+    await revokeUserSessions(tx, idParam(req.params));
+    return noContent(reply);
   });
 
-  route({
-    method: 'GET',
-    url: '/api/v1/api-keys',
-    roles: OA,
-    handler: async ({ tx }) => ({ apiKeys: (await listCompanyKeys(tx)).map(publicKey) }),
+  r.get('/api/v1/api-keys', { roles: OA }, async ({ tx }) => ({
+    apiKeys: (await listCompanyKeys(tx)).map(publicKey),
+  }));
+  r.post('/api/v1/api-keys', { roles: OA }, async ({ tx, req, reply }) => {
+    const k = await issueApiKey(tx, deps.secrets.apiKeyHmacKey, parse(KeyCreate, req.body, 'body'));
+    // The only time the key is shown; only its HMAC is stored.
+    return created(reply, { ...publicKey(k.apiKey), key: k.key });
   });
-  route({
-    method: 'POST',
-    url: '/api/v1/api-keys',
-    roles: OA,
-    async handler({ tx, req, reply }) {
-      const r = await issueApiKey(tx, deps.secrets.apiKeyHmacKey, parse(KeyCreate, req.body, 'body'));
-      // The only time the key is shown; only its HMAC is stored.
-      return created(reply, { ...publicKey(r.apiKey), key: r.key });
-    },
-  });
-  route({
-    method: 'DELETE',
-    url: '/api/v1/api-keys/:id',
-    roles: OA,
-    ledger: true,
-    async handler({ tx, req, reply }) {
-      await revokeCompanyKey(tx, idParam(req.params));
-      return noContent(reply);
-    },
+  r.delete('/api/v1/api-keys/:id', { roles: OA, ledger: true }, async ({ tx, req, reply }) => {
+    await revokeCompanyKey(tx, idParam(req.params));
+    return noContent(reply);
   });
 
-  route({
-    method: 'GET',
-    url: '/api/v1/audit',
-    roles: OA,
-    async handler({ tx, req }) {
-      const { limit, ...filter } = parse(AuditQuery, req.query, 'query');
-      return readAuditPage(tx, filter, limit);
-    },
+  r.get('/api/v1/audit', { roles: OA }, async ({ tx, req }) => {
+    const { limit, ...filter } = parse(AuditQuery, req.query, 'query');
+    return readAuditPage(tx, filter, limit);
   });
 }

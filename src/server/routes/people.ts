@@ -18,7 +18,7 @@ import {
 import { createTeam, listTeams, renameTeam, setTeamManager } from '../../core/people/teams.js';
 import { createSite, deleteSite, listSites, updateSite } from '../../core/people/sites.js';
 import { idParam, latitude, longitude, name200, parse, uuid } from '../validate.js';
-import { ALL_ROLES, created, defineRoute, noContent } from '../route.js';
+import { ALL_ROLES, created, noContent, router, type Access } from '../route.js';
 import type { ServerDeps } from '../deps.js';
 
 const currency = z.string().regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code like EUR');
@@ -61,131 +61,53 @@ const OAHM = ['owner', 'admin', 'hr', 'manager'] as const;
 
 /** Employees, teams and sites: each handler parses, calls one core/people service, shapes the answer. */
 export function peopleRoutes(app: FastifyInstance, deps: ServerDeps) {
-  const route = (spec: Parameters<typeof defineRoute>[2]) => defineRoute(app, deps, spec);
+  const r = router(app, deps);
+  const read = (roles: Access['roles']): Access => ({ roles, scope: 'read' });
+  const admin = (roles: Access['roles']): Access => ({ roles, scope: 'admin' });
 
-  route({
-    method: 'GET',
-    url: '/api/v1/employees',
-    roles: OAHM,
-    scope: 'read',
-    handler: async ({ tx, req }) => ({
-      employees: await listEmployees(tx, parse(ListQuery, req.query, 'query')),
-    }),
+  r.get('/api/v1/employees', read(OAHM), async ({ tx, req }) => ({
+    employees: await listEmployees(tx, parse(ListQuery, req.query, 'query')),
+  }));
+  r.get('/api/v1/employees/:id', read(ALL_ROLES), ({ tx, req }) => getEmployee(tx, idParam(req.params)));
+  r.post('/api/v1/employees', admin(OA), async ({ tx, req, reply }) =>
+    created(reply, await createEmployee(tx, parse(EmployeeCreate, req.body, 'body'))),
+  );
+  r.patch('/api/v1/employees/:id', admin(OA), ({ tx, req }) =>
+    updateEmployee(tx, idParam(req.params), parse(EmployeePatch, req.body, 'body')),
+  );
+  r.put('/api/v1/employees/:id/face', admin(OAH), async ({ tx, req, reply }) => {
+    const { vector } = parse(FaceBody, req.body, 'body');
+    await enrollFace(tx, idParam(req.params), vector, await deps.keyring());
+    return noContent(reply);
   });
-  route({
-    method: 'GET',
-    url: '/api/v1/employees/:id',
-    roles: ALL_ROLES,
-    scope: 'read',
-    handler: ({ tx, req }) => getEmployee(tx, idParam(req.params)),
-  });
-  route({
-    method: 'POST',
-    url: '/api/v1/employees',
-    roles: OA,
-    scope: 'admin',
-    async handler({ tx, req, reply }) {
-      return created(reply, await createEmployee(tx, parse(EmployeeCreate, req.body, 'body')));
-    },
-  });
-  route({
-    method: 'PATCH',
-    url: '/api/v1/employees/:id',
-    roles: OA,
-    scope: 'admin',
-    handler: ({ tx, req }) => updateEmployee(tx, idParam(req.params), parse(EmployeePatch, req.body, 'body')),
-  });
-  route({
-    method: 'PUT',
-    url: '/api/v1/employees/:id/face',
-    roles: OAH,
-    scope: 'admin',
-    async handler({ tx, req, reply }) {
-      const id = idParam(req.params);
-      const b = parse(FaceBody, req.body, 'body');
-      await enrollFace(tx, id, b.vector, await deps.keyring());
-      return noContent(reply);
-    },
-  });
-  route({
-    method: 'DELETE',
-    url: '/api/v1/employees/:id/face',
-    roles: OAH,
-    scope: 'admin',
-    async handler({ tx, req, reply }) {
-      await deleteFace(tx, idParam(req.params));
-      return noContent(reply);
-    },
+  r.delete('/api/v1/employees/:id/face', admin(OAH), async ({ tx, req, reply }) => {
+    await deleteFace(tx, idParam(req.params));
+    return noContent(reply);
   });
 
-  route({
-    method: 'GET',
-    url: '/api/v1/teams',
-    roles: OAHM,
-    scope: 'read',
-    handler: async ({ tx }) => ({ teams: await listTeams(tx) }),
-  });
-  route({
-    method: 'POST',
-    url: '/api/v1/teams',
-    roles: OA,
-    scope: 'admin',
-    async handler({ tx, req, reply }) {
-      return created(reply, await createTeam(tx, parse(TeamBody, req.body, 'body').name));
-    },
-  });
-  route({
-    method: 'PATCH',
-    url: '/api/v1/teams/:id',
-    roles: OA,
-    scope: 'admin',
-    handler: ({ tx, req }) => renameTeam(tx, idParam(req.params), parse(TeamBody, req.body, 'body').name),
-  });
-  for (const method of ['PUT', 'DELETE'] as const) {
-    route({
-      method,
-      url: '/api/v1/teams/:id/managers/:userId',
-      roles: OA,
-      scope: 'admin',
-      async handler({ tx, req, reply }) {
-        await setTeamManager(tx, idParam(req.params), idParam(req.params, 'userId'), method === 'PUT');
-        return noContent(reply);
-      },
+  r.get('/api/v1/teams', read(OAHM), async ({ tx }) => ({ teams: await listTeams(tx) }));
+  r.post('/api/v1/teams', admin(OA), async ({ tx, req, reply }) =>
+    created(reply, await createTeam(tx, parse(TeamBody, req.body, 'body').name)),
+  );
+  r.patch('/api/v1/teams/:id', admin(OA), ({ tx, req }) =>
+    renameTeam(tx, idParam(req.params), parse(TeamBody, req.body, 'body').name),
+  );
+  for (const add of [true, false]) {
+    r[add ? 'put' : 'delete']('/api/v1/teams/:id/managers/:userId', admin(OA), async ({ tx, req, reply }) => {
+      await setTeamManager(tx, idParam(req.params), idParam(req.params, 'userId'), add);
+      return noContent(reply);
     });
   }
 
-  route({
-    method: 'GET',
-    url: '/api/v1/sites',
-    roles: ALL_ROLES,
-    scope: 'read',
-    handler: async ({ tx }) => ({ sites: await listSites(tx) }),
-  });
-  route({
-    method: 'POST',
-    url: '/api/v1/sites',
-    roles: OA,
-    scope: 'admin',
-    async handler({ tx, req, reply }) {
-      return created(reply, await createSite(tx, parse(SiteBody, req.body, 'body')));
-    },
-  });
-  route({
-    method: 'PATCH',
-    url: '/api/v1/sites/:id',
-    roles: OA,
-    scope: 'admin',
-    handler: ({ tx, req }) =>
-      updateSite(tx, idParam(req.params), parse(SiteBody.partial(), req.body, 'body')),
-  });
-  route({
-    method: 'DELETE',
-    url: '/api/v1/sites/:id',
-    roles: OA,
-    scope: 'admin',
-    async handler({ tx, req, reply }) {
-      await deleteSite(tx, idParam(req.params));
-      return noContent(reply);
-    },
+  r.get('/api/v1/sites', read(ALL_ROLES), async ({ tx }) => ({ sites: await listSites(tx) }));
+  r.post('/api/v1/sites', admin(OA), async ({ tx, req, reply }) =>
+    created(reply, await createSite(tx, parse(SiteBody, req.body, 'body'))),
+  );
+  r.patch('/api/v1/sites/:id', admin(OA), ({ tx, req }) =>
+    updateSite(tx, idParam(req.params), parse(SiteBody.partial(), req.body, 'body')),
+  );
+  r.delete('/api/v1/sites/:id', admin(OA), async ({ tx, req, reply }) => {
+    await deleteSite(tx, idParam(req.params));
+    return noContent(reply);
   });
 }
