@@ -118,29 +118,99 @@ export const LOG_REDACT = [
 export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   const { install } = opts;
   const server = install.loaded.config.server;
-  const logger: FastifyServerOptions['logger'] =
-    opts.logger === false
-      ? false
-      : {
-          level: opts.logger?.level ?? server.logLevel,
-          redact: { paths: LOG_REDACT, censor: '[redacted]' },
-          // No raw client addresses and no query strings in the logs: the address as the audit log keeps
-          // it (SHA-256 with the audit pepper), the path without its query.
-          serializers: {
-            req: (req: {
-              method: string;
-              url: string;
-              ip?: string;
-              socket?: { remoteAddress?: string };
-            }) => ({
-              method: req.method,
-              url: logPath(req.url),
-              ipHash: pepperedHash(install.secrets.auditPepper, req.ip ?? req.socket?.remoteAddress),
-            }),
-          },
-          ...(opts.logger?.stream ? { stream: opts.logger.stream } : {}),
-        };
-  const app = Fastify({
+  const logger = loggerOptions(opts);
+  const app = Fastify(serverOptions(opts, logger)) as unknown as FastifyInstance;
+
+  const deps = await buildDeps(opts, app);
+
+  installErrorHandler(app);
+  // JSON only: a text/plain body is refused with 415 rather than parsed as a string.
+  app.removeContentTypeParser('text/plain');
+
+  // First of all: maintenance (a restore is swapping the database) answers 503 to everything but liveness.
+  app.addHook('onRequest', async (req, reply) => {
+    if (req.url === '/healthz') return;
+    const m = await deps.maintenance();
+    if (m) {
+      // Answered before the security-headers hook runs: the same headers by hand, and nothing of the
+      // reason (backup id, operator user@host) for whoever asks.
+      reply.headers(STATIC_SECURITY_HEADERS);
+      reply.header('retry-after', String(m.retryAfterSeconds));
+      return sendError(reply, 503, {
+        error: { code: 'MAINTENANCE', message: 'the server is in maintenance; retry later' },
+      });
+    }
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    deps.metrics.observe(
+      req.method,
+      req.routeOptions.url ?? 'unmatched',
+      reply.statusCode,
+      reply.elapsedTime / 1000,
+    );
+  });
+
+  await registerSecurityHeaders(app);
+  await app.register(cookie, { secret: install.secrets.sessionKey, hook: 'onRequest' });
+  // Bad text is a 400 wherever it appears, before any handler or query sees it.
+  app.addHook('preValidation', (req, _reply, done) => {
+    const where =
+      badTextIn(req.params, 'params') ?? badTextIn(req.query, 'query') ?? badTextIn(req.body, 'body');
+    if (where)
+      return done(
+        httpError('VALIDATION_FAILED', 'text may not contain NUL bytes or lone surrogates', {
+          fields: [{ field: where, problem: 'NUL byte or lone surrogate' }],
+        }),
+      );
+    done();
+  });
+  await app.register(rateLimit, {
+    // Every route, authenticated ones included; login and the public endpoints have their own, lower limits.
+    global: true,
+    max: opts.globalRateLimit?.max ?? server.rateLimitPerMinute,
+    timeWindow: opts.globalRateLimit?.timeWindow ?? 60_000,
+    errorResponseBuilder: (_req, ctx) => ({
+      statusCode: 429,
+      code: 'RATE_LIMITED',
+      message: `too many requests; retry in ${Math.ceil(ctx.ttl / 1000)} s`,
+    }),
+  });
+  publicRoutes(app, deps, opts);
+
+  authRoutes(app, deps, opts.loginRateLimit ?? { max: server.loginRateLimitPerMinute, timeWindow: 60_000 });
+  peopleRoutes(app, deps);
+  attendanceRoutes(app, deps);
+  reportRoutes(app, deps);
+  adminRoutes(app, deps);
+
+  await app.ready();
+  return app;
+}
+
+function loggerOptions(opts: AppOptions): FastifyServerOptions['logger'] {
+  const { install } = opts;
+  const server = install.loaded.config.server;
+  return opts.logger === false
+    ? false
+    : {
+        level: opts.logger?.level ?? server.logLevel,
+        redact: { paths: LOG_REDACT, censor: '[redacted]' },
+        // No raw client addresses and no query strings in the logs: the address as the audit log keeps
+        // it (SHA-256 with the audit pepper), the path without its query.
+        serializers: {
+          req: (req: { method: string; url: string; ip?: string; socket?: { remoteAddress?: string } }) => ({
+            method: req.method,
+            url: logPath(req.url),
+            ipHash: pepperedHash(install.secrets.auditPepper, req.ip ?? req.socket?.remoteAddress),
+          }),
+        },
+        ...(opts.logger?.stream ? { stream: opts.logger.stream } : {}),
+      };
+}
+
+function serverOptions(opts: AppOptions, logger: FastifyServerOptions['logger']): FastifyServerOptions {
+  const server = opts.install.loaded.config.server;
+  return {
     logger,
     trustProxy: server.trustProxy,
     bodyLimit: BODY_LIMIT,
@@ -165,8 +235,13 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
           },
         }
       : {}),
-  } as FastifyServerOptions) as unknown as FastifyInstance;
+  };
+}
 
+/** The pool, the audit checkpointer, the data keys (re-read after a rotation) and the rest every route needs. */
+async function buildDeps(opts: AppOptions, app: FastifyInstance): Promise<ServerDeps> {
+  const { install } = opts;
+  const server = install.loaded.config.server;
   const pool: Pool = createPool(
     install.db.appUrl,
     install.loaded.config.database.poolSize,
@@ -232,65 +307,18 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     await checkpointer?.stop();
     await pool.end();
   });
+  return deps;
+}
 
-  installErrorHandler(app);
-  // JSON only: a text/plain body is refused with 415 rather than parsed as a string.
-  app.removeContentTypeParser('text/plain');
-
-  // First of all: maintenance (a restore is swapping the database) answers 503 to everything but liveness.
-  app.addHook('onRequest', async (req, reply) => {
-    if (req.url === '/healthz') return;
-    const m = await deps.maintenance();
-    if (m) {
-      // Answered before the security-headers hook runs: the same headers by hand, and nothing of the
-      // reason (backup id, operator user@host) for whoever asks.
-      reply.headers(STATIC_SECURITY_HEADERS);
-      reply.header('retry-after', String(m.retryAfterSeconds));
-      return sendError(reply, 503, {
-        error: { code: 'MAINTENANCE', message: 'the server is in maintenance; retry later' },
-      });
-    }
-  });
-  app.addHook('onResponse', async (req, reply) => {
-    deps.metrics.observe(
-      req.method,
-      req.routeOptions.url ?? 'unmatched',
-      reply.statusCode,
-      reply.elapsedTime / 1000,
-    );
-  });
-
-  await registerSecurityHeaders(app);
-  await app.register(cookie, { secret: install.secrets.sessionKey, hook: 'onRequest' });
-  // Bad text is a 400 wherever it appears, before any handler or query sees it.
-  app.addHook('preValidation', (req, _reply, done) => {
-    const where =
-      badTextIn(req.params, 'params') ?? badTextIn(req.query, 'query') ?? badTextIn(req.body, 'body');
-    if (where)
-      return done(
-        httpError('VALIDATION_FAILED', 'text may not contain NUL bytes or lone surrogates', {
-          fields: [{ field: where, problem: 'NUL byte or lone surrogate' }],
-        }),
-      );
-    done();
-  });
-  await app.register(rateLimit, {
-    // Every route, authenticated ones included; login and the public endpoints have their own, lower limits.
-    global: true,
-    max: opts.globalRateLimit?.max ?? server.rateLimitPerMinute,
-    timeWindow: opts.globalRateLimit?.timeWindow ?? 60_000,
-    errorResponseBuilder: (_req, ctx) => ({
-      statusCode: 429,
-      code: 'RATE_LIMITED',
-      message: `too many requests; retry in ${Math.ceil(ctx.ttl / 1000)} s`,
-    }),
-  });
+/** The unauthenticated endpoints: liveness, readiness, metrics, security.txt and the login page. */
+function publicRoutes(app: FastifyInstance, deps: ServerDeps, opts: AppOptions): void {
+  const server = opts.install.loaded.config.server;
+  const pool = deps.pool;
   const publicLimit = {
     config: {
       rateLimit: opts.publicRateLimit ?? { max: server.publicRateLimitPerMinute, timeWindow: 60_000 },
     },
   };
-
   app.get('/healthz', { config: { rateLimit: false } }, () => ({ status: 'ok' }));
   app.get('/readyz', publicLimit, async (_req, reply) => {
     try {
@@ -318,13 +346,4 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   app.get('/', { config: { ...publicLimit.config, ...HTML_PAGE } }, (_req, reply) =>
     reply.type('text/html; charset=utf-8').send(loginPage(reply.cspNonce)),
   );
-
-  authRoutes(app, deps, opts.loginRateLimit ?? { max: server.loginRateLimitPerMinute, timeWindow: 60_000 });
-  peopleRoutes(app, deps);
-  attendanceRoutes(app, deps);
-  reportRoutes(app, deps);
-  adminRoutes(app, deps);
-
-  await app.ready();
-  return app;
 }

@@ -148,76 +148,89 @@ export function defineRoute(app: FastifyInstance, deps: ServerDeps, spec: RouteS
         inFlight.add(exclusiveKey);
       }
       try {
-        return await runRoute(req, reply, claim);
+        return await runRoute(deps, spec, req, reply, claim);
       } finally {
         if (exclusiveKey !== undefined) inFlight.delete(exclusiveKey);
       }
     },
   });
+}
 
-  async function runRoute(req: FastifyRequest, reply: FastifyReply, claim: Claim): Promise<unknown> {
-    const after: (() => void)[] = [];
-    let ledger: LedgerEntry[] = [];
-    let failure: Error | undefined;
-    const result = await withTenant(
-      deps.pool,
-      claim.tenantId,
-      async (c, entered) => {
-        const p = principalFrom(claim, entered);
-        if (!allowed(spec, p)) {
-          throw forbidden(
-            p.kind === 'apikey' ? 'the API key lacks the scope for this' : 'your role does not allow this',
-          );
-        }
-        const hashes = auditHashes(req, deps);
-        const audit: RequestContext['audit'] = async (action, entityType, entityId, details) => {
-          await appendAudit(c, {
-            tenantId: p.tenantId,
-            actor: p.actor,
-            action,
-            entityType,
-            entityId: entityId ?? undefined,
-            ...hashes,
-            details,
-          });
-          deps.audit.checkpointer?.noteAppend();
-        };
-        const ctx: RequestContext = {
-          req,
-          reply,
-          c,
-          p,
-          tx: { q: c, caller: p, audit, now: () => new Date() },
-          deps,
-          audit,
-          afterCommit: (fn) => after.push(fn),
-          failAfterCommit: (err) => {
-            failure = err;
-            return null;
-          },
-        };
-        const r = await spec.handler(ctx);
-        if (spec.ledger) ledger = await readTransactionLedger(c, p.tenantId);
-        return r;
-      },
-      principalStatement(claim),
-    );
-    if (ledger.length)
-      await appendLedgerFile(ledgerPath(deps.dataDir), ledger).catch((err: unknown) =>
-        // The database holds the entries; the next backup or sync brings the mirror up to date.
-        req.log.error({ err }, 'could not append to the security ledger mirror'),
-      );
-    if (failure) throw failure;
-    for (const fn of after) {
-      try {
-        fn();
-      } catch (err) {
-        req.log.error({ err }, 'after-commit hook failed');
+/** The audit writer of a request: the caller, the client's hashed address, in the request's transaction. */
+function requestAudit(c: PoolClient, p: Principal, req: FastifyRequest, deps: ServerDeps) {
+  const hashes = auditHashes(req, deps);
+  const audit: RequestContext['audit'] = async (action, entityType, entityId, details) => {
+    await appendAudit(c, {
+      tenantId: p.tenantId,
+      actor: p.actor,
+      action,
+      entityType,
+      entityId: entityId ?? undefined,
+      ...hashes,
+      details,
+    });
+    deps.audit.checkpointer?.noteAppend();
+  };
+  return audit;
+}
+
+/** One authenticated request in its tenant transaction; after commit: ledger mirror, hooks, cookie refresh. */
+async function runRoute(
+  deps: ServerDeps,
+  spec: RouteSpec,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  claim: Claim,
+): Promise<unknown> {
+  const after: (() => void)[] = [];
+  let ledger: LedgerEntry[] = [];
+  let failure: Error | undefined;
+  const result = await withTenant(
+    deps.pool,
+    claim.tenantId,
+    async (c, entered) => {
+      const p = principalFrom(claim, entered);
+      if (!allowed(spec, p)) {
+        throw forbidden(
+          p.kind === 'apikey' ? 'the API key lacks the scope for this' : 'your role does not allow this',
+        );
       }
+      const audit = requestAudit(c, p, req, deps);
+      const ctx: RequestContext = {
+        req,
+        reply,
+        c,
+        p,
+        tx: { q: c, caller: p, audit, now: () => new Date() },
+        deps,
+        audit,
+        afterCommit: (fn) => after.push(fn),
+        failAfterCommit: (err) => {
+          failure = err;
+          return null;
+        },
+      };
+      const r = await spec.handler(ctx);
+      if (spec.ledger) ledger = await readTransactionLedger(c, p.tenantId);
+      return r;
+    },
+    principalStatement(claim),
+  );
+  if (ledger.length)
+    await appendLedgerFile(ledgerPath(deps.dataDir), ledger).catch((err: unknown) =>
+      // The database holds the entries; the next backup or sync brings the mirror up to date.
+      req.log.error({ err }, 'could not append to the security ledger mirror'),
+    );
+  if (failure) throw failure;
+  for (const fn of after) {
+    try {
+      fn();
+    } catch (err) {
+      req.log.error({ err }, 'after-commit hook failed');
     }
-    if (!spec.endsSession) refreshSession(req, reply, deps, claim);
-    return result;
   }
+  if (!spec.endsSession) refreshSession(req, reply, deps, claim);
+  return result;
 }
 
 /** Who may call a route, and how it behaves (everything of a RouteSpec but its method, URL and handler). */

@@ -6,6 +6,7 @@ import {
   recordFailure,
   tenantIdBySlug,
   touchLastLogin,
+  type LoginCandidate,
   type Role,
 } from '../../db/queries/users.js';
 import { pepperedHash } from '../../crypto/random.js';
@@ -74,38 +75,7 @@ export async function login(
         : user.disabled
           ? 'disabled'
           : 'bad_password';
-    await withTenant(d.pool, tenantId, async (c) => {
-      const locked =
-        user && !user.locked
-          ? await recordFailure(c, {
-              tenantId,
-              userId: user.id,
-              ipHash,
-              max: d.maxFailedLogins,
-              minutes: d.lockoutMinutes,
-            })
-          : false;
-      await appendAudit(c, {
-        tenantId,
-        actor: 'anonymous',
-        action: 'auth.login_failed',
-        entityType: 'user',
-        entityId: user?.id,
-        ...client,
-        details: { reason, emailHash, ...(locked ? { lockedNow: true } : {}) },
-      });
-      if (locked) {
-        await appendAudit(c, {
-          tenantId,
-          actor: 'system',
-          action: 'user.locked',
-          entityType: 'user',
-          entityId: user!.id,
-          ...client,
-          details: { minutes: d.lockoutMinutes, failedLogins: d.maxFailedLogins },
-        });
-      }
-    });
+    await recordLoginFailure(d, tenantId, user, client, { reason, emailHash });
     return undefined;
   }
   await withTenant(d.pool, tenantId, async (c) => {
@@ -146,4 +116,48 @@ async function auditUnknownCompany(d: LoginDeps, client: ClientHashes, emailHash
       details: { reason: 'unknown_company', emailHash },
     }),
   );
+}
+
+/** Count the failure against the (account, address) pair unless already locked, audit it, and a new lock. */
+async function recordLoginFailure(
+  d: LoginDeps,
+  tenantId: string,
+  user: LoginCandidate | undefined,
+  client: ClientHashes,
+  why: { reason: Failure; emailHash: string | null },
+): Promise<void> {
+  const { reason, emailHash } = why;
+  const ipHash = client.ipHash ?? '-';
+  await withTenant(d.pool, tenantId, async (c) => {
+    const locked =
+      user && !user.locked
+        ? await recordFailure(c, {
+            tenantId,
+            userId: user.id,
+            ipHash,
+            max: d.maxFailedLogins,
+            minutes: d.lockoutMinutes,
+          })
+        : false;
+    await appendAudit(c, {
+      tenantId,
+      actor: 'anonymous',
+      action: 'auth.login_failed',
+      entityType: 'user',
+      entityId: user?.id,
+      ...client,
+      details: { reason, emailHash, ...(locked ? { lockedNow: true } : {}) },
+    });
+    if (locked) {
+      await appendAudit(c, {
+        tenantId,
+        actor: 'system',
+        action: 'user.locked',
+        entityType: 'user',
+        entityId: user!.id,
+        ...client,
+        details: { minutes: d.lockoutMinutes, failedLogins: d.maxFailedLogins },
+      });
+    }
+  });
 }
