@@ -1,4 +1,5 @@
 import type { Queryable } from '../pool.js';
+import { TENANT_WIDE_ROLES } from './users.js';
 
 /** The part of a caller that decides which employees it sees (core's Caller has it). */
 export interface Viewer {
@@ -13,16 +14,17 @@ export interface Viewer {
  * employees of the teams they manage and themselves; an employee only themselves. Out of scope answers like
  * nonexistent.
  *
- * Returns a SQL condition over the employees alias and its three parameters (appended at `first`).
+ * Returns a SQL condition over the employees alias and its four parameters (appended at `first`: every
+ * caller passes them last).
  */
 export function employeeScope(v: Viewer, alias: string, first: number): { sql: string; params: unknown[] } {
-  const [r, u, e] = [first, first + 1, first + 2];
+  const [r, u, e, w] = [first, first + 1, first + 2, first + 3];
   return {
-    sql: `($${r}::text IS NULL OR $${r}::text IN ('owner', 'admin', 'hr')
+    sql: `($${r}::text IS NULL OR $${r}::text = ANY($${w}::text[])
            OR ($${r}::text = 'manager' AND ${alias}.team_id IN
                 (SELECT tm.team_id FROM team_managers tm WHERE tm.tenant_id = ${alias}.tenant_id AND tm.user_id = $${u}::uuid))
            OR ${alias}.id = $${e}::uuid)`,
-    params: [v.role, v.userId, v.employeeId],
+    params: [v.role, v.userId, v.employeeId, TENANT_WIDE_ROLES],
   };
 }
 

@@ -7,6 +7,9 @@ import type { Queryable } from '../pool.js';
 export const ROLES = ['owner', 'admin', 'manager', 'hr', 'employee'] as const;
 export type Role = (typeof ROLES)[number];
 
+/** Roles that see the whole company (employees, timesheets); managers see their teams, employees themselves. */
+export const TENANT_WIDE_ROLES: readonly Role[] = ['owner', 'admin', 'hr'];
+
 /** What the API shows of a user. */
 export interface PublicUser {
   id: string;
