@@ -13,7 +13,7 @@ import {
 import { freePort } from '../helpers/global-setup.js';
 import { BIN, runCli } from '../helpers/cli.js';
 import { generateAgeKeyPair } from '../../src/crypto/age.js';
-import { readCatalog } from '../../src/core/backup/catalog.js';
+import { readCatalog } from '../../src/core/archive/catalog.js';
 import type { Pool } from '../../src/db/pool.js';
 
 let db: TestDatabase;

@@ -150,7 +150,7 @@ export function registerBackup(program: Command): void {
       const ctx = contextOf(cmd);
       if (f.target !== undefined) return listTargetAction(ctx, f.target);
       const { loadConfig } = await import('../../core/config/load.js');
-      const { readCatalog } = await import('../../core/backup/catalog.js');
+      const { readCatalog } = await import('../../core/archive/catalog.js');
       const loaded = await loadConfig(ctx.location);
       const cat = await readCatalog(loaded.backupDir);
       const rows = cat.backups.map((b) => ({
@@ -172,7 +172,7 @@ export function registerBackup(program: Command): void {
         ],
       );
       if (cat.problems.length) {
-        const { describeProblems } = await import('../../core/backup/catalog.js');
+        const { describeProblems } = await import('../../core/archive/catalog.js');
         throw new AttenduxError(
           'BACKUP_CORRUPT',
           `${cat.problems.length} backup(s) cannot be read: ${describeProblems(cat.problems)}`,

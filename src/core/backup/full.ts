@@ -8,7 +8,7 @@ import type pg from 'pg';
 import { connectClient } from '../../db/pool.js';
 import { schemaVersion } from '../../db/migrate.js';
 import { VERSION } from '../../version.js';
-import { newBackupId, type ManifestTable, type Sidecar } from './format.js';
+import { newBackupId, type ManifestTable, type Sidecar } from '../archive/format.js';
 import {
   backupFailure,
   runDatabaseBackup,
@@ -19,7 +19,7 @@ import {
 import { faultPoint } from '../fault.js';
 import { RESTORE_SCRIPT, SCHEMA_SCRIPT, restoreScript, schemaScript } from './scripts.js';
 import { StagingCipher } from './staging.js';
-import { EntryQueue, writeArchive } from './writer.js';
+import { EntryQueue, writeArchive } from '../archive/writer.js';
 import { auditForBackup, backupAuditWarning } from '../audit/service.js';
 
 /** Tables bigger than this many 8 KiB blocks are copied as several ctid ranges, spread over the connections. */

@@ -8,14 +8,14 @@ import { AttenduxError } from '../../errors.js';
 import { connectClient } from '../../db/pool.js';
 import { schemaVersion } from '../../db/migrate.js';
 import { VERSION } from '../../version.js';
-import { chainHead, readCatalog, type CatalogEntry } from './catalog.js';
-import { CHANGES_ENTRY, newBackupId, type Sidecar } from './format.js';
+import { chainHead, readCatalog, type CatalogEntry } from '../archive/catalog.js';
+import { CHANGES_ENTRY, newBackupId, type Sidecar } from '../archive/format.js';
 import { fullBackupBody, trimChangeLog } from './full.js';
 import { auditForBackup, backupAuditWarning } from '../audit/service.js';
 import { runDatabaseBackup, type BackupRunOptions, type BackupRunResult, type RunEnv } from './run.js';
 import { APPLY_SCRIPT, applyChangesScript } from './scripts.js';
 import { StagingCipher } from './staging.js';
-import { writeArchive } from './writer.js';
+import { writeArchive } from '../archive/writer.js';
 
 export interface IncrementalOptions extends BackupRunOptions {
   /** Take a full backup instead when there is no usable parent (no full, broken chain, schema changed). */

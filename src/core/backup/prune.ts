@@ -4,10 +4,10 @@ import { cliActor } from '../actor.js';
 import { loadConfig, type ConfigLocation } from '../config/load.js';
 import { fsyncDir } from '../fs.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
-import { readCatalog } from './catalog.js';
-import { dataFileName, sidecarFileName, type BackupKind } from './format.js';
+import { readCatalog } from '../archive/catalog.js';
+import { dataFileName, sidecarFileName, type BackupKind } from '../archive/format.js';
 import { acquireFileLock } from './lock.js';
-import { cleanupLeftovers } from './writer.js';
+import { cleanupLeftovers } from '../archive/writer.js';
 import { signatureFileName } from './signature.js';
 import type { TargetPruneResult } from '../offsite/remote.js';
 

@@ -1,7 +1,7 @@
 import { AttenduxError } from '../../errors.js';
 import { loadConfig, type ConfigLocation } from '../config/load.js';
 import { setConfigValue } from '../config/edit.js';
-import { checkRecipient } from './age-stream.js';
+import { checkRecipient } from '../../crypto/age-stream.js';
 import { backupConfigAfterChange } from './config.js';
 
 export interface AddRecipientResult {

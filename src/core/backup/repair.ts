@@ -6,16 +6,10 @@ import { ensureInstallKeys, loadConfig, loadSecrets, type ConfigLocation } from 
 import { signBackup } from './signature.js';
 import { fsyncDir, writeFileAtomic } from '../fs.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
-import { QUARANTINE_DIR, readCatalog, type CatalogProblem } from './catalog.js';
-import {
-  FORMAT,
-  dataFileName,
-  readBackup,
-  readIdentityFile,
-  sidecarFileName,
-  type Manifest,
-  type Sidecar,
-} from './format.js';
+import { QUARANTINE_DIR, readCatalog, type CatalogProblem } from '../archive/catalog.js';
+import { FORMAT, dataFileName, sidecarFileName, type Manifest, type Sidecar } from '../archive/format.js';
+import { readBackup } from '../archive/reader.js';
+import { readIdentityFile } from '../archive/identity.js';
 import { acquireFileLock } from './lock.js';
 
 export interface RepairOptions extends ConfigLocation {

@@ -10,9 +10,9 @@ import { writeFileAtomic } from '../fs.js';
 import { openInstall, withInstall, type Install } from '../install.js';
 import { connectClient } from '../../db/pool.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
-import type { BackupKind, Sidecar } from './format.js';
+import type { BackupKind, Sidecar } from '../archive/format.js';
 import { acquireAdvisoryLock, acquireFileLock } from './lock.js';
-import { cleanupLeftovers } from './writer.js';
+import { cleanupLeftovers } from '../archive/writer.js';
 import { signBackup } from './signature.js';
 import { copyAfterBackup, type CopyOutcome, type OffsiteProgress } from '../offsite/copy.js';
 

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MIGRATIONS_DIR, MIGRATIONS_TABLE, migrationFiles } from '../../db/migrate.js';
-import type { ManifestTable } from './format.js';
+import type { ManifestTable } from '../archive/format.js';
 
 /**
  * The SQL that ships inside every backup so that a person can restore it with nothing but age, tar, gunzip

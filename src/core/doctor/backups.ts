@@ -1,7 +1,7 @@
 import { statfs } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { readCatalog } from '../backup/catalog.js';
+import { readCatalog } from '../archive/catalog.js';
 import { backupStatus } from '../backup/status.js';
 import { verifyBackups } from '../backup/verify.js';
 import { SYSTEM_TENANT } from '../../db/queries/audit.js';

@@ -7,10 +7,11 @@ import { loadSecrets, type LoadedConfig } from '../config/load.js';
 import { writeFileAtomic } from '../fs.js';
 import type { Queryable } from '../../db/pool.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
-import { readCatalog } from '../backup/catalog.js';
+import { readCatalog } from '../archive/catalog.js';
 import { payload, runNotify } from '../schedule/notify.js';
 import { gaugeText } from '../textfile.js';
-import { dataFileName, hashStream, sidecarFileName, type Sidecar } from '../backup/format.js';
+import { dataFileName, sidecarFileName, type Sidecar } from '../archive/format.js';
+import { hashStream } from '../archive/bytes.js';
 import type { TargetConfig, TargetSecrets } from './schema.js';
 import {
   offsiteError,

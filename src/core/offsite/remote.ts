@@ -8,17 +8,11 @@ import { AttenduxError, isAttenduxError } from '../../errors.js';
 import { cliActor } from '../actor.js';
 import { loadConfig, type ConfigLocation, type LoadedConfig } from '../config/load.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
-import { computeChains, readCatalog, type CatalogEntry } from '../backup/catalog.js';
-import {
-  dataFileName,
-  HashTap,
-  ID_PATTERN,
-  parseSidecar,
-  readBackup,
-  readIdentityFile,
-  sidecarFileName,
-  type Sidecar,
-} from '../backup/format.js';
+import { computeChains, readCatalog, type CatalogEntry } from '../archive/catalog.js';
+import { dataFileName, ID_PATTERN, parseSidecar, sidecarFileName, type Sidecar } from '../archive/format.js';
+import { HashTap } from '../archive/bytes.js';
+import { readBackup } from '../archive/reader.js';
+import { identityFileFrom, readIdentityFile } from '../archive/identity.js';
 import { acquireFileLock } from '../backup/lock.js';
 import { planPrune, type PrunePlan } from '../backup/prune.js';
 import { TargetsSchema, type TargetConfig, type TargetSecrets } from './schema.js';
@@ -259,7 +253,7 @@ export async function verifyTarget(
   },
 ): Promise<{ ok: boolean; target: string; backups: RemoteVerifyItem[] }> {
   const loaded = await loadConfig(loc);
-  const identityFile = loc.identityFile ?? process.env.ATTENDUX_BACKUP_IDENTITY;
+  const identityFile = identityFileFrom({ identityFile: loc.identityFile, env: loc.env });
   const identities = identityFile ? await readIdentityFile(identityFile) : null;
   const localById = new Map((await readCatalog(loaded.backupDir)).backups.map((b) => [b.id, b]));
   return withTarget(loaded, loc.target, async (target) => {

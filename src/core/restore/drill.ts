@@ -310,7 +310,7 @@ export async function restoreDrill(opts: DrillOptions): Promise<DrillResult> {
         mode: 'drill',
         database,
       });
-      const identities = await restoreIdentities(prep.loaded, opts.identityFile);
+      const identities = await restoreIdentities(prep.loaded, opts.identityFile, opts.env);
       const chain = await openChain(prep.loaded.backupDir, plan, identities, { tempRoot: opts.tempRoot });
       try {
         created = true;

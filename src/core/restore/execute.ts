@@ -402,7 +402,7 @@ async function restoreIntoPrepared(prep: Prepared, opts: RestoreOptions, t0: num
     database: name,
     targetNotEmpty: target.notEmpty,
   });
-  const identities = await restoreIdentities(prep.loaded, opts.identityFile);
+  const identities = await restoreIdentities(prep.loaded, opts.identityFile, opts.env);
   const chain = await openChain(prep.loaded.backupDir, plan, identities, {
     tempRoot: opts.tempRoot,
     onStep: (id) => opts.onProgress?.({ phase: 'decrypt', backup: id }),

@@ -142,7 +142,7 @@ export async function restoreInPlace(opts: InPlaceOptions): Promise<InPlaceResul
       oldName: names.old,
       dropOld: opts.dropOld,
     });
-    const identities = await restoreIdentities(prep.loaded, opts.identityFile);
+    const identities = await restoreIdentities(prep.loaded, opts.identityFile, opts.env);
     const chain = await openChain(prep.loaded.backupDir, plan, identities, {
       tempRoot: opts.tempRoot,
       onStep: (id) => opts.onProgress?.({ phase: 'decrypt', backup: id }),

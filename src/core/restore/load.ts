@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import type pg from 'pg';
 import { AttenduxError } from '../../errors.js';
-import { CHANGES_ENTRY, type ManifestTable } from '../backup/format.js';
+import { CHANGES_ENTRY, type ManifestTable } from '../archive/format.js';
 import { connectClient, ddl, type Queryable } from '../../db/pool.js';
 import type { OpenedChain } from './chain.js';
 
@@ -272,10 +272,9 @@ export async function loadChain(
   }
 }
 
-/** The tar entries holding a table's rows (format 1 before per-part entries named one `entry`). */
+/** The tar entries holding a table's rows (parseManifest gives version-1 tables their `entries` too). */
 export function tableEntries(t: ManifestTable): string[] {
-  const legacy = (t as unknown as { entry?: string }).entry;
-  return t.entries?.length ? t.entries : legacy ? [legacy] : [];
+  return t.entries;
 }
 
 /** A constraint definition goes into a format() template: its own % signs must stay literal. */

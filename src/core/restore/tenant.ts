@@ -81,7 +81,7 @@ export async function restoreTenant(opts: TenantRestoreOptions): Promise<TenantR
   const t0 = Date.now();
   const { prep, plan } = await livePlan(opts);
   try {
-    const identities = await restoreIdentities(prep.loaded, opts.identityFile);
+    const identities = await restoreIdentities(prep.loaded, opts.identityFile, opts.env);
     const chain = await openChain(prep.loaded.backupDir, plan, identities, {
       tempRoot: opts.tempRoot,
       onStep: (id) => opts.onProgress?.({ phase: 'decrypt', backup: id }),

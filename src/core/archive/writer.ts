@@ -2,19 +2,18 @@ import { constants, createReadStream, createWriteStream } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { once } from 'node:events';
 import { fsyncDir, writeFileAtomic } from '../fs.js';
 import { VERSION } from '../../version.js';
-import { AgeEncryptStream } from './age-stream.js';
+import { AgeEncryptStream } from '../../crypto/age-stream.js';
+import { ByteCounter, HashTap } from './bytes.js';
 import { QUARANTINE_DIR } from './catalog.js';
 import {
   FORMAT,
   ID_PATTERN,
   MANIFEST_ENTRY,
   dataFileName,
-  HashTap,
   sidecarFileName,
   type Manifest,
   type ManifestEntry,
@@ -57,14 +56,7 @@ export async function writeArchive(opts: WriteArchiveOptions): Promise<Sidecar> 
   const pack = tarPack();
   const tarTap = new HashTap();
   const outTap = new HashTap();
-  let written = 0;
-  const progress = new Transform({
-    transform(chunk: Buffer, _e, cb) {
-      written += chunk.length;
-      opts.onBytes?.(written);
-      cb(null, chunk);
-    },
-  });
+  const progress = new ByteCounter(opts.onBytes);
   const part = join(opts.backupDir, `${dataFileName(opts.id)}.part`);
   const final = join(opts.backupDir, dataFileName(opts.id));
   const enc = await AgeEncryptStream.create(opts.recipients);
