@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { contextOf, table, type CliContext } from '../context.js';
 import { PASSPHRASE_FLAG, PASSPHRASE_HELP, usePassphrase } from '../passphrase.js';
+import { cliActor } from '../../core/actor.js';
 import { AttenduxError } from '../../errors.js';
 import type { BackupProgress, BackupRunResult } from '../../core/backup/run.js';
 import type { CopyOutcome, OffsiteProgress } from '../../core/offsite/copy.js';
@@ -99,6 +100,7 @@ export function registerBackup(program: Command): void {
         ctx,
         await backupFull({
           ...ctx.location,
+          actor: cliActor(),
           onProgress: progressLine(ctx),
           onOffsiteProgress: offsiteProgress(ctx),
         }),
@@ -116,6 +118,7 @@ export function registerBackup(program: Command): void {
         ctx,
         await backupIncremental({
           ...ctx.location,
+          actor: cliActor(),
           fullIfNeeded: flags.fullIfNeeded,
           onProgress: progressLine(ctx),
           onOffsiteProgress: offsiteProgress(ctx),
@@ -130,7 +133,7 @@ export function registerBackup(program: Command): void {
     .action(async (flags: { ifChanged?: boolean }, cmd: Command) => {
       const ctx = contextOf(cmd);
       const { backupConfig } = await import('../../core/backup/config.js');
-      const r = await backupConfig({ ...ctx.location, ifChanged: flags.ifChanged });
+      const r = await backupConfig({ ...ctx.location, actor: cliActor(), ifChanged: flags.ifChanged });
       warnOffsite(ctx, r.offsite);
       if (r.auditSkipped) ctx.note(`note: no audit entry written (${r.auditSkipped})`);
       if (ctx.json) return ctx.result(r, () => undefined);
@@ -205,6 +208,7 @@ export function registerBackup(program: Command): void {
         const { repairBackups } = await import('../../core/backup/repair.js');
         const r = await repairBackups({
           ...ctx.location,
+          actor: cliActor(),
           identityFile: flags.identity,
           dryRun: flags.dryRun,
         });
@@ -295,7 +299,10 @@ export function registerBackup(program: Command): void {
           flags.yes || !ctx.interactive ? flags.yes : undefined,
         );
       }
-      const r = flags.dryRun || !total ? plan : await pruneBackups({ ...ctx.location, dryRun: false });
+      const r =
+        flags.dryRun || !total
+          ? plan
+          : await pruneBackups({ ...ctx.location, actor: cliActor(), dryRun: false });
       ctx.result(r, () => [
         ...r.delete.map((d) => `${r.dryRun ? 'would delete' : 'deleted'} ${d.id}: ${d.reason}`),
         ...r.keep.filter((k) => k.protected).map((k) => `kept ${k.id}: ${k.reason}`),
@@ -390,6 +397,7 @@ export function registerBackup(program: Command): void {
       const { syncTargets } = await import('../../core/offsite/remote.js');
       const r = await syncTargets({
         ...ctx.location,
+        actor: cliActor(),
         target: f.target,
         dryRun: f.dryRun,
         onProgress: offsiteProgress(ctx),
@@ -432,7 +440,7 @@ export function registerBackup(program: Command): void {
 export async function addRecipientAction(recipient: string, _f: unknown, cmd: Command): Promise<void> {
   const ctx = contextOf(cmd);
   const { addRecipient } = await import('../../core/backup/recipients.js');
-  const r = await addRecipient(ctx.location, recipient);
+  const r = await addRecipient(ctx.location, recipient, cliActor());
   if (r.configBackup?.warning) ctx.important(`warning: ${r.configBackup.warning}`);
   ctx.result(r, () =>
     r.changed

@@ -47,8 +47,8 @@ export function registerKeys(program: Command): void {
       );
       ctx.progressDone();
       // The secrets file now holds a key no backup has: without it the re-encrypted templates are lost.
-      const { backupConfigAfterChange } = await import('../../core/backup/config.js');
-      const configBackup = await backupConfigAfterChange(ctx.location);
+      const { backupConfigAfterChange } = await import('../../core/backup/config-trigger.js');
+      const configBackup = await backupConfigAfterChange(ctx.location, cliActor());
       if (configBackup.warning) ctx.important(`warning: ${configBackup.warning}`);
       ctx.result({ ...r, configBackup }, () => [
         `new active data key ${r.newKeyId} (previous ${r.previousKeyId} kept in ${r.secretsPath})`,

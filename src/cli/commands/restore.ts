@@ -2,6 +2,7 @@ import { rmSync } from 'node:fs';
 import type { Command } from 'commander';
 import { contextOf, type CliContext } from '../context.js';
 import { PASSPHRASE_FLAG, PASSPHRASE_HELP, usePassphrase } from '../passphrase.js';
+import { cliActor } from '../../core/actor.js';
 import { AttenduxError, usageError } from '../../errors.js';
 import type { RestoreProgress } from '../../core/restore/execute.js';
 import type { RestorePlan } from '../../core/restore/plan.js';
@@ -90,6 +91,7 @@ async function backupSource(
   const { fetchForRestore } = await import('../../core/offsite/remote.js');
   const fetched = await fetchForRestore({
     ...ctx.location,
+    actor: cliActor(),
     from: f.from,
     kind,
     backupId: f.backup,
@@ -159,7 +161,7 @@ export function registerRestore(program: Command): void {
 
       if (f.recover) {
         const { recoverRestore } = await import('../../core/restore/execute.js');
-        const r = await recoverRestore(ctx.location);
+        const r = await recoverRestore({ ...ctx.location, actor: cliActor() });
         ctx.result(r, () => {
           const lines: string[] = [];
           if (r.recovered)
@@ -178,6 +180,7 @@ export function registerRestore(program: Command): void {
       const source = await backupSource(ctx, f, 'database');
       const base = {
         ...ctx.location,
+        actor: cliActor(),
         ...(source.env ? { env: source.env } : {}),
         backupId: f.backup,
         at: f.at,

@@ -1,6 +1,6 @@
 import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cliActor } from '../actor.js';
+import { actorOf, type Acting } from '../actor.js';
 import { loadConfig, type ConfigLocation } from '../config/load.js';
 import { fsyncDir } from '../fs.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
@@ -106,7 +106,7 @@ export function planPrune(backups: readonly PruneCandidate[], retention: Retenti
   return { delete: del, keep: sorted.filter((b) => keep.has(b.id)).map((b) => keep.get(b.id)!) };
 }
 
-export interface PruneOptions extends ConfigLocation {
+export interface PruneOptions extends ConfigLocation, Acting {
   dryRun?: boolean;
   now?: Date;
 }
@@ -156,7 +156,7 @@ export async function pruneBackups(opts: PruneOptions = {}): Promise<PruneResult
       await withInstall({ ...opts, requireMigrated: false }, (install) =>
         appendAudit(install.admin, {
           tenantId: SYSTEM_TENANT,
-          actor: cliActor(),
+          actor: actorOf(opts),
           action: 'backup.prune',
           entityType: 'backup',
           details: { deleted: result.delete.map((d) => ({ id: d.id, reason: d.reason })) },

@@ -2,7 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AttenduxError, isAttenduxError } from '../../errors.js';
-import { cliActor } from '../actor.js';
+import { actorOf, type Acting } from '../actor.js';
 import { loadSecrets, type LoadedConfig } from '../config/load.js';
 import { writeFileAtomic } from '../fs.js';
 import type { Queryable } from '../../db/pool.js';
@@ -31,7 +31,7 @@ export interface OffsiteProgress {
   total: number;
 }
 
-export interface CopyOptions {
+export interface CopyOptions extends Acting {
   onProgress?: (p: OffsiteProgress) => void;
   /** First retry delay; doubles per attempt, at most 30 s (tests shorten it). */
   retryBaseMs?: number;
@@ -198,7 +198,7 @@ export async function copyWithRetries(
       if (opts.db)
         await appendAudit(opts.db, {
           tenantId: SYSTEM_TENANT,
-          actor: cliActor(),
+          actor: actorOf(opts),
           action: 'backup.offsite.copy',
           entityType: 'backup',
           entityId: s.id,

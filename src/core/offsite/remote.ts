@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AttenduxError, isAttenduxError } from '../../errors.js';
-import { cliActor } from '../actor.js';
+import { actorOf, type Acting } from '../actor.js';
 import { loadConfig, type ConfigLocation, type LoadedConfig } from '../config/load.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
 import { computeChains, readCatalog, type CatalogEntry } from '../archive/catalog.js';
@@ -113,7 +113,7 @@ export async function listTarget(loc: ConfigLocation, name: string): Promise<Rem
 }
 
 async function audit(
-  loc: ConfigLocation,
+  loc: ConfigLocation & Acting,
   action: string,
   details: Record<string, unknown>,
   entityId?: string,
@@ -123,7 +123,7 @@ async function audit(
     await withInstall({ ...loc, requireMigrated: false }, (i) =>
       appendAudit(i.admin, {
         tenantId: SYSTEM_TENANT,
-        actor: cliActor(),
+        actor: actorOf(loc),
         action,
         entityType: 'backup',
         entityId,
@@ -336,7 +336,7 @@ export interface TargetPruneResult extends PrunePlan {
  */
 export async function pruneTargets(
   loaded: LoadedConfig,
-  opts: { dryRun: boolean; now: Date; loc?: ConfigLocation },
+  opts: { dryRun: boolean; now: Date; loc?: ConfigLocation & Acting },
 ): Promise<TargetPruneResult[]> {
   const { targets, secrets } = await configuredTargets(loaded);
   const out: TargetPruneResult[] = [];
@@ -462,13 +462,14 @@ async function targetsForRestore(
  * `at`) and the incremental after it (whose changes `--at` may apply).
  */
 export async function fetchForRestore(
-  loc: ConfigLocation & {
-    from: string;
-    kind: 'config' | 'database';
-    backupId?: string;
-    at?: string;
-    onProgress?: (p: OffsiteProgress) => void;
-  },
+  loc: ConfigLocation &
+    Acting & {
+      from: string;
+      kind: 'config' | 'database';
+      backupId?: string;
+      at?: string;
+      onProgress?: (p: OffsiteProgress) => void;
+    },
 ): Promise<FetchedBackups> {
   const { loaded, targets } = await targetsForRestore(loc);
   const cfg = targets.find((t) => t.name === loc.from);

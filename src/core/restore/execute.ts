@@ -1,5 +1,5 @@
 import { AttenduxError, isAttenduxError } from '../../errors.js';
-import { cliActor } from '../actor.js';
+import { actorOf, type Acting } from '../actor.js';
 import { loadConfig, loadSecrets, type ConfigLocation, type LoadedConfig } from '../config/load.js';
 import { openInstall, type Install } from '../install.js';
 import { resolveDatabase } from '../../db/connect.js';
@@ -24,7 +24,7 @@ export interface RestoreProgress extends LoadProgress {
   backup?: string;
 }
 
-export interface RestoreOptions extends ConfigLocation {
+export interface RestoreOptions extends ConfigLocation, Acting {
   backupId?: string;
   /** ISO time: the newest state at or before it. */
   at?: string;
@@ -125,13 +125,14 @@ async function createDatabase(adminUrl: string, name: string, appRole: string): 
 
 export async function writeRestoreAudit(
   q: Queryable,
+  actor: string,
   plan: RestorePlan,
   details: Record<string, unknown>,
   tenantId = SYSTEM_TENANT,
 ): Promise<void> {
   await appendAudit(q, {
     tenantId,
-    actor: cliActor(),
+    actor,
     action: plan.mode === 'tenant' ? 'restore.tenant' : plan.mode === 'drill' ? 'restore.drill' : 'restore',
     entityType: 'backup',
     entityId: plan.steps[plan.steps.length - 1]!.id,
@@ -164,7 +165,7 @@ export async function auditFailure(
   try {
     await appendAudit(c, {
       tenantId: SYSTEM_TENANT,
-      actor: cliActor(),
+      actor: prep.actor,
       action: mode === 'tenant' ? 'restore.tenant' : mode === 'drill' ? 'restore.drill' : 'restore',
       entityType: 'backup',
       details: {
@@ -190,6 +191,8 @@ export interface Prepared {
   recovered: RecoveryReport | null;
   /** Half-built databases of killed restores that were dropped. */
   sweptDatabases: string[];
+  /** Who the audit entries of this restore name. */
+  actor: string;
 }
 
 /** Clear the building marker: the database is a finished restore from now on. */
@@ -207,7 +210,7 @@ export async function clearBuildingMarker(adminUrl: string, name: string): Promi
  * in-place restore that was killed is finished first, before anything connects to the live database (which
  * may still be at CONNECTION LIMIT 0), and half-built databases of killed restores are dropped.
  */
-export async function prepare(opts: ConfigLocation): Promise<Prepared> {
+export async function prepare(opts: ConfigLocation & Acting): Promise<Prepared> {
   const loaded = await loadConfig(opts);
   let recovered: RecoveryReport | null = null;
   if (await readJournal(loaded.config.dataDir)) {
@@ -227,14 +230,15 @@ export async function prepare(opts: ConfigLocation): Promise<Prepared> {
     await install.close();
     throw err;
   }
-  if (recovered) await auditRecovery(install, recovered);
-  return { loaded: install.loaded, install, live, recovered, sweptDatabases };
+  const actor = actorOf(opts);
+  if (recovered) await auditRecovery(install, recovered, actor);
+  return { loaded: install.loaded, install, live, recovered, sweptDatabases, actor };
 }
 
-async function auditRecovery(install: Install, r: RecoveryReport): Promise<void> {
+async function auditRecovery(install: Install, r: RecoveryReport, actor: string): Promise<void> {
   await appendAudit(install.admin, {
     tenantId: SYSTEM_TENANT,
-    actor: cliActor(),
+    actor,
     action: 'restore',
     entityType: 'database',
     entityId: r.journal.live,
@@ -332,7 +336,11 @@ export async function buildDatabase(
     const c = await connectClient(url, 'attendux-restore');
     registerAuditKey(c, install.secrets.auditKey);
     try {
-      await writeRestoreAudit(c, plan, { database: name, outcome: 'success', ...(opts.audit ?? {}) });
+      await writeRestoreAudit(c, prep.actor, plan, {
+        database: name,
+        outcome: 'success',
+        ...(opts.audit ?? {}),
+      });
     } finally {
       await c.end().catch(() => undefined);
     }
@@ -445,7 +453,9 @@ export interface RecoverResult {
  * killed in-place restore (its journal), drops half-built databases and removes decrypted temp dirs that
  * killed restores left behind.
  */
-export async function recoverRestore(opts: ConfigLocation & { tempRoot?: string }): Promise<RecoverResult> {
+export async function recoverRestore(
+  opts: ConfigLocation & Acting & { tempRoot?: string },
+): Promise<RecoverResult> {
   const prep = await prepare(opts);
   try {
     const removedTempDirs = await sweepTempDirs(opts.tempRoot);

@@ -172,6 +172,7 @@ export async function restoreTenant(opts: TenantRestoreOptions): Promise<TenantR
         });
         await writeRestoreAudit(
           c,
+          prep.actor,
           plan,
           { tenant: opts.tenant, outcome: 'success', tables: result },
           tenantId,

@@ -69,7 +69,7 @@ export function adminRoutes(app: FastifyInstance, deps: ServerDeps) {
           entries.map(([k, v]) => [k, { from: before[k as keyof typeof before], to: v }]),
         ),
       });
-      afterCommit(() => deps.hooks.onTenantSettingsChanged?.(p.tenantId));
+      afterCommit(() => deps.hooks.onTenantSettingsChanged?.(p.tenantId, p.actor));
       return { settings: await loadSettings(c, p.tenantId) };
     },
   });
