@@ -288,8 +288,9 @@ export function registerBackup(program: Command): void {
     .option('-y, --yes', 'do not ask for confirmation')
     .action(async (flags: { dryRun?: boolean; yes?: boolean }, cmd: Command) => {
       const ctx = contextOf(cmd);
-      const { pruneBackups } = await import('../../core/backup/prune.js');
-      const plan = await pruneBackups({ ...ctx.location, dryRun: true });
+      const { applyPrune, planBackupPrune } = await import('../../core/backup/prune.js');
+      const loc = { ...ctx.location, actor: cliActor() };
+      const plan = await planBackupPrune(loc);
       const remote = (plan.offsite ?? []).reduce((n, t) => n + t.delete.length, 0);
       const total = plan.delete.length + remote;
       if (!flags.dryRun && total) {
@@ -299,10 +300,9 @@ export function registerBackup(program: Command): void {
           flags.yes || !ctx.interactive ? flags.yes : undefined,
         );
       }
+      // Exactly what was shown (and confirmed) is deleted: the plan is applied, not made again.
       const r =
-        flags.dryRun || !total
-          ? plan
-          : await pruneBackups({ ...ctx.location, actor: cliActor(), dryRun: false });
+        flags.dryRun || !total ? { ...plan, dryRun: true, cleanedUp: [] } : await applyPrune(loc, plan);
       ctx.result(r, () => [
         ...r.delete.map((d) => `${r.dryRun ? 'would delete' : 'deleted'} ${d.id}: ${d.reason}`),
         ...r.keep.filter((k) => k.protected).map((k) => `kept ${k.id}: ${k.reason}`),
