@@ -213,10 +213,11 @@ export function registerRestore(program: Command): void {
 
       if (f.tenant !== undefined) {
         const { previewTenantRestore, restoreTenant } = await import('../../core/restore/tenant.js');
-        const { plan } = await previewTenantRestore({ ...base, tenant: f.tenant });
-        if (f.dryRun) return printPlan(ctx, plan);
-        await ctx.confirm(`${plan.effect}. Continue?`, f.yes);
-        const r = await restoreTenant({ ...base, tenant: f.tenant });
+        const planned = await previewTenantRestore({ ...base, tenant: f.tenant });
+        if (f.dryRun) return printPlan(ctx, planned.plan);
+        await ctx.confirm(`${planned.plan.effect}. Continue?`, f.yes);
+        // The plan shown is the plan carried out (backups, point in time): not made again.
+        const r = await restoreTenant({ ...base, tenant: f.tenant }, planned);
         ctx.progressDone();
         ctx.result(r, () => [
           `restored company ${r.slug} (${r.tenantId}) to ${r.plan.pointInTime} in ${r.seconds.toFixed(1)} s:`,
@@ -226,11 +227,12 @@ export function registerRestore(program: Command): void {
       }
 
       if (f.inPlace) {
-        const { previewInPlace, restoreInPlace } = await import('../../core/restore/in-place.js');
-        const { plan } = await previewInPlace({ ...base, dropOld: f.dropOld });
-        if (f.dryRun) return printPlan(ctx, plan);
-        await ctx.confirm(`${plan.effect}. Continue?`, f.yes);
-        const r = await restoreInPlace({ ...base, dropOld: f.dropOld });
+        const { planInPlace, restoreInPlace } = await import('../../core/restore/in-place.js');
+        const planned = await planInPlace({ ...base, dropOld: f.dropOld });
+        if (f.dryRun) return printPlan(ctx, planned.plan);
+        await ctx.confirm(`${planned.plan.effect}. Continue?`, f.yes);
+        // The names shown (the kept database's timestamp included) are the names used.
+        const r = await restoreInPlace({ ...base, dropOld: f.dropOld }, planned);
         ctx.progressDone();
         ctx.result(r, () => [
           `restored ${r.database} to ${r.plan.pointInTime} in place in ${r.seconds.toFixed(1)} s`,
@@ -241,8 +243,8 @@ export function registerRestore(program: Command): void {
         return;
       }
 
-      const { previewRestore, restoreInto } = await import('../../core/restore/execute.js');
-      const preview = await previewRestore({ ...base, into: f.into });
+      const { planRestoreInto, restoreInto } = await import('../../core/restore/execute.js');
+      const preview = await planRestoreInto({ ...base, into: f.into });
       if (f.dryRun)
         return printPlan(ctx, preview.plan, { database: preview.database, target: preview.target });
       if (preview.target.notEmpty) {
@@ -254,7 +256,7 @@ export function registerRestore(program: Command): void {
           );
         await ctx.confirm(`${preview.plan.effect}. Continue?`, f.yes);
       }
-      const r = await restoreInto({ ...base, into: preview.database, force: f.force });
+      const r = await restoreInto({ ...base, into: preview.database, force: f.force }, preview);
       ctx.progressDone();
       ctx.result(r, () => [
         `restored ${r.plan.steps.length} backup(s) to ${r.plan.pointInTime} into database ${r.database} in ${r.seconds.toFixed(1)} s`,

@@ -352,11 +352,15 @@ export async function buildDatabase(
   }
 }
 
-/** What --dry-run prints: the plan and the target's state, with nothing decrypted or written. */
-export async function previewRestore(
-  opts: RestoreOptions,
-  mode: RestoreMode = 'into',
-): Promise<{ plan: RestorePlan; target: TargetState; database: string }> {
+/** What --dry-run and the prompt show, and exactly what restoreInto carries out (chain and database name). */
+export interface IntoPlan {
+  plan: RestorePlan;
+  target: TargetState;
+  database: string;
+}
+
+/** The plan and the target's state, with nothing decrypted or written. */
+export async function planRestoreInto(opts: RestoreOptions, mode: RestoreMode = 'into'): Promise<IntoPlan> {
   const prep = await prepare(opts);
   try {
     const database = checkDatabaseName(opts.into ?? `${prep.live}_restore_${stamp()}`.slice(0, 63));
@@ -375,25 +379,35 @@ export async function previewRestore(
   }
 }
 
+/** The plan, for printing (the same value planRestoreInto returns). */
+export const previewRestore = planRestoreInto;
+
 /**
  * `attendux restore [--into NAME]`: the chain's state in a new database; the live database is never touched.
  * Every file is decrypted and verified before any database is created or replaced.
  */
-export async function restoreInto(opts: RestoreOptions): Promise<RestoreResult> {
+export async function restoreInto(opts: RestoreOptions, planned?: IntoPlan): Promise<RestoreResult> {
   const t0 = Date.now();
   const prep = await prepare(opts);
   try {
-    return await restoreIntoPrepared(prep, opts, t0);
+    return await restoreIntoPrepared(prep, opts, t0, planned);
   } catch (err) {
-    await auditFailure(prep, 'into', err, { database: opts.into ?? null });
+    await auditFailure(prep, 'into', err, { database: planned?.database ?? opts.into ?? null });
     throw err;
   } finally {
     await prep.install.close();
   }
 }
 
-async function restoreIntoPrepared(prep: Prepared, opts: RestoreOptions, t0: number): Promise<RestoreResult> {
-  const name = checkDatabaseName(opts.into ?? `${prep.live}_restore_${stamp()}`.slice(0, 63));
+async function restoreIntoPrepared(
+  prep: Prepared,
+  opts: RestoreOptions,
+  t0: number,
+  planned: IntoPlan | undefined,
+): Promise<RestoreResult> {
+  const name = checkDatabaseName(
+    planned?.database ?? opts.into ?? `${prep.live}_restore_${stamp()}`.slice(0, 63),
+  );
   if (name === prep.live)
     throw new AttenduxError('USAGE', `${name} is the live database of this install`, {
       hint: 'use --in-place to replace the live database, or pick another --into name',
@@ -403,13 +417,15 @@ async function restoreIntoPrepared(prep: Prepared, opts: RestoreOptions, t0: num
     throw new AttenduxError('RESTORE_TARGET_EXISTS', `database ${name} already exists and holds tables`, {
       hint: 'pick another --into name, or pass --force to replace it',
     });
-  const plan = await planFromCatalog(prep.loaded, {
-    backupId: opts.backupId,
-    at: opts.at,
-    mode: 'into',
-    database: name,
-    targetNotEmpty: target.notEmpty,
-  });
+  const plan =
+    planned?.plan ??
+    (await planFromCatalog(prep.loaded, {
+      backupId: opts.backupId,
+      at: opts.at,
+      mode: 'into',
+      database: name,
+      targetNotEmpty: target.notEmpty,
+    }));
   const identities = await restoreIdentities(prep.loaded, opts.identityFile, opts.env);
   const chain = await openChain(prep.loaded.backupDir, plan, identities, {
     tempRoot: opts.tempRoot,

@@ -32,16 +32,19 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const KEPT = ['audit_log', 'security_ledger'];
 const stage = (t: string) => `restore_stage_${t}`.slice(0, 63);
 
-async function livePlan(opts: TenantRestoreOptions) {
+/** The plan (or the one shown, to carry out exactly), checked against the live database's schema. */
+async function livePlan(opts: TenantRestoreOptions, shown?: RestorePlan) {
   const prep = await prepare(opts);
   try {
-    const plan = await planFromCatalog(prep.loaded, {
-      backupId: opts.backupId,
-      at: opts.at,
-      mode: 'tenant',
-      tenant: opts.tenant,
-      liveDatabase: prep.live,
-    });
+    const plan =
+      shown ??
+      (await planFromCatalog(prep.loaded, {
+        backupId: opts.backupId,
+        at: opts.at,
+        mode: 'tenant',
+        tenant: opts.tenant,
+        liveDatabase: prep.live,
+      }));
     const c = await prep.install.admin.connect();
     try {
       const live = await schemaVersion(c);
@@ -63,6 +66,7 @@ async function livePlan(opts: TenantRestoreOptions) {
   }
 }
 
+/** What --dry-run and the prompt show; restoreTenant(opts, plan) carries out exactly that. */
 export async function previewTenantRestore(opts: TenantRestoreOptions): Promise<{ plan: RestorePlan }> {
   const { prep, plan } = await livePlan(opts);
   await prep.install.close();
@@ -77,9 +81,12 @@ export async function previewTenantRestore(opts: TenantRestoreOptions): Promise<
  * or written; the company's audit log is kept and gets an entry about the restore. Change capture stays on,
  * so the next incremental backup carries the restore.
  */
-export async function restoreTenant(opts: TenantRestoreOptions): Promise<TenantRestoreResult> {
+export async function restoreTenant(
+  opts: TenantRestoreOptions,
+  planned?: { plan: RestorePlan },
+): Promise<TenantRestoreResult> {
   const t0 = Date.now();
-  const { prep, plan } = await livePlan(opts);
+  const { prep, plan } = await livePlan(opts, planned?.plan);
   try {
     const identities = await restoreIdentities(prep.loaded, opts.identityFile, opts.env);
     const chain = await openChain(prep.loaded.backupDir, plan, identities, {
