@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import type pg from 'pg';
 import { AttenduxError } from '../../errors.js';
 import { ddl } from '../../db/pool.js';
 import { enterMaintenance, leaveMaintenance } from '../maintenance.js';
@@ -80,6 +81,16 @@ export async function planInPlace(opts: InPlaceOptions): Promise<InPlacePlan> {
 /** The plan, for printing (the same value planInPlace returns). */
 export const previewInPlace = planInPlace;
 
+/** Whether sessions that this role may not terminate are connected to `database`. */
+async function foreignSessions(m: pg.Client, database: string): Promise<boolean> {
+  const { rows } = await m.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM pg_stat_activity a
+      WHERE a.datname = $1 AND a.pid <> pg_backend_pid() AND NOT pg_has_role(current_user, a.usesysid, 'MEMBER')`,
+    [database],
+  );
+  return rows[0]!.n > 0;
+}
+
 /**
  * Swap two databases by name in one transaction: the live one becomes `old`, the restored one takes the live
  * name. Sessions on the live database are terminated first (the server reconnects to the new one); a
@@ -116,6 +127,9 @@ async function swap(
         lastError = err;
         await m.query('ROLLBACK').catch(() => undefined);
         if ((err as { code?: string }).code !== '55006') break;
+        // Retrying helps against sessions of our own role that came back (they are terminated again); a
+        // session of another role, which we may not terminate, has already outlasted PostgreSQL's 5 s wait.
+        if (await foreignSessions(m, live)) break;
         await new Promise((r) => setTimeout(r, 100));
       }
     }
