@@ -33,13 +33,15 @@ export function registerServe(program: Command): void {
  * A company's settings changed in the server: take a config backup (it carries every company's settings),
  * audited as the user who made the change (core/backup/config-trigger.ts).
  */
-export function settingsBackup(ctx: CliContext): (tenantId: string, actor: string) => Promise<void> {
+export function settingsBackup(ctx: CliContext): (tenantId: string, actor: string) => void {
   let trigger: ((tenantId: string, actor: string) => Promise<void>) | undefined;
-  return async (tenantId, actor) => {
+  const fire = async (tenantId: string, actor: string) => {
     const { settingsChangeTrigger } = await import('../../core/backup/config-trigger.js');
     trigger ??= settingsChangeTrigger(ctx.location, (r) => {
       if (r.warning) ctx.important(`warning: ${r.warning}`);
     });
-    return trigger(tenantId, actor);
+    await trigger(tenantId, actor);
   };
+  // After the response, in the background: backupConfigAfterChange never throws (problems are warnings).
+  return (tenantId, actor) => void fire(tenantId, actor);
 }

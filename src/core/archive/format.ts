@@ -26,10 +26,37 @@ export type Format = typeof FORMAT | typeof FORMAT_V1;
 export const MANIFEST_ENTRY = 'manifest.json';
 export const CHANGES_ENTRY = 'data/changes.copy.gz';
 /**
- * Columns of data/changes.copy.gz, in order: change_log's columns. `row` is the new row as jsonb (I/U).
- * The one list: the incremental's COPY, the restore's staging table and apply-changes.sql are built from it.
+ * Columns of data/changes.copy.gz, in order, with their types: change_log's columns. `row` is the new row as
+ * jsonb (I/U). The one list: the incremental's COPY, the restore's staging table and apply-changes.sql are
+ * built from it.
  */
-export const CHANGE_COLUMNS = ['id', 'txid', 'at', 'table_name', 'op', 'tenant_id', 'pk', 'row'] as const;
+export const CHANGE_COLUMNS = [
+  ['id', 'bigint'],
+  ['txid', 'xid8'],
+  ['at', 'timestamptz'],
+  ['table_name', 'text'],
+  ['op', 'char(1)'],
+  ['tenant_id', 'uuid'],
+  ['pk', 'jsonb'],
+  ['row', 'jsonb'],
+] as const;
+
+/** A column name as SQL (`row` is a keyword). */
+const sqlName = (n: string) => (n === 'row' ? '"row"' : n);
+
+/** The column list of a table holding data/changes.copy.gz: `id bigint, txid xid8, ...`. */
+export function changeColumnsDdl(): string {
+  return CHANGE_COLUMNS.map(([n, t]) => `${sqlName(n)} ${t}`).join(', ');
+}
+
+/** The select list exporting change_log (alias `l`) in the file's column order; `exprs` replaces columns. */
+export function changeColumnsSelect(
+  exprs: Partial<Record<(typeof CHANGE_COLUMNS)[number][0], string>>,
+): string {
+  return CHANGE_COLUMNS.map(([n]) => (exprs[n] ? `${exprs[n]} AS ${sqlName(n)}` : `l.${sqlName(n)}`)).join(
+    ', ',
+  );
+}
 
 export type BackupKind = 'full' | 'incremental' | 'config';
 export const KINDS: readonly BackupKind[] = ['full', 'incremental', 'config'];

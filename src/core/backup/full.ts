@@ -1,7 +1,7 @@
 import { createWriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
+import { ByteCounter } from '../archive/bytes.js';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import type pg from 'pg';
@@ -105,12 +105,7 @@ async function copyItem(
         : [item.table, `(${item.from},0)`, `(${item.to},0)`],
   );
   const source = c.query(copyTo(rows[0]!.sql));
-  const count = new Transform({
-    transform(chunk: Buffer, _e, cb) {
-      onBytes(chunk.length);
-      cb(null, chunk);
-    },
-  });
+  const count = new ByteCounter(onBytes, true);
   // zlib runs in libuv's thread pool, so two tables compress on the two cores while the main thread moves bytes.
   await pipeline(
     source,

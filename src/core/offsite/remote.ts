@@ -2,7 +2,6 @@ import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { AttenduxError, isAttenduxError } from '../../errors.js';
 import { actorOf, type Acting } from '../actor.js';
@@ -421,20 +420,8 @@ async function download(
   s: Sidecar,
   onBytes?: (n: number) => void,
 ): Promise<void> {
-  const tap = new HashTap();
-  let n = 0;
-  await pipeline(
-    await target.read(name),
-    tap,
-    new Transform({
-      transform(c: Buffer, _e, cb) {
-        n += c.length;
-        onBytes?.(n);
-        cb(null, c);
-      },
-    }),
-    createWriteStream(file, { mode: 0o600, flags: 'wx' }),
-  );
+  const tap = new HashTap(onBytes);
+  await pipeline(await target.read(name), tap, createWriteStream(file, { mode: 0o600, flags: 'wx' }));
   const sha = tap.hash.digest('hex');
   if (tap.bytes !== s.bytes || sha !== s.sha256)
     throw new AttenduxError(

@@ -4,12 +4,12 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import type pg from 'pg';
 import { AttenduxError } from '../../errors.js';
-import { connectClient } from '../../db/pool.js';
+import { connectClient, formatSql } from '../../db/pool.js';
 import { schemaVersion } from '../../db/migrate.js';
 import { openChain, planFromCatalog, restoreIdentities } from './chain.js';
 import { registerAuditKey } from '../audit/mac.js';
 import { auditFailure, prepare, writeRestoreAudit, type RestoreOptions } from './execute.js';
-import { applyChanges, sqlf, tableEntries } from './load.js';
+import { applyChanges, tableEntries } from './load.js';
 import type { RestorePlan } from './plan.js';
 import { reapplyTenantLedger } from '../ledger/index.js';
 
@@ -101,13 +101,18 @@ export async function restoreTenant(
       const dir = chain.steps[0]!.backup.dir;
       for (const t of tables)
         await c.query(
-          await sqlf(c, 'CREATE TEMP TABLE %I (LIKE public.%I INCLUDING DEFAULTS)', stage(t.name), t.name),
+          await formatSql(
+            c,
+            'CREATE TEMP TABLE %I (LIKE public.%I INCLUDING DEFAULTS)',
+            stage(t.name),
+            t.name,
+          ),
         );
       const load = async (table: string, where: string | null) => {
         const t = tables.find((x) => x.name === table)!;
         const sql = where
-          ? await sqlf(c, 'COPY %I FROM STDIN WHERE %s', stage(table), where)
-          : await sqlf(c, 'COPY %I FROM STDIN', stage(table));
+          ? await formatSql(c, 'COPY %I FROM STDIN WHERE %s', stage(table), where)
+          : await formatSql(c, 'COPY %I FROM STDIN', stage(table));
         opts.onProgress?.({ phase: 'load', table });
         for (const e of tableEntries(t))
           await pipeline(createReadStream(join(dir, e)), createGunzip(), c.query(copyFrom(sql)));
@@ -121,7 +126,7 @@ export async function restoreTenant(
           opts.tenant,
         ]);
         const then = await c.query<{ id: string }>(
-          await sqlf(c, 'SELECT id::text FROM %I WHERE slug = $1', stage('tenants')),
+          await formatSql(c, 'SELECT id::text FROM %I WHERE slug = $1', stage('tenants')),
           [opts.tenant],
         );
         tenantId = live.rows[0]?.id ?? then.rows[0]?.id;
@@ -134,13 +139,13 @@ export async function restoreTenant(
             hint: 'give the company slug or id (`attendux tenant list`)',
           },
         );
-      await c.query(await sqlf(c, 'DELETE FROM %I WHERE id <> %L', stage('tenants'), tenantId));
+      await c.query(await formatSql(c, 'DELETE FROM %I WHERE id <> %L', stage('tenants'), tenantId));
       for (const t of tables)
-        if (t.name !== 'tenants') await load(t.name, await sqlf(c, 'tenant_id = %L', tenantId));
+        if (t.name !== 'tenants') await load(t.name, await formatSql(c, 'tenant_id = %L', tenantId));
       opts.onProgress?.({ phase: 'apply' });
       await applyChanges(c, chain, { until: plan.at, target: stage, tenantId, skip: KEPT });
       const { rows: then } = await c.query<{ slug: string }>(
-        await sqlf(c, 'SELECT slug FROM %I', stage('tenants')),
+        await formatSql(c, 'SELECT slug FROM %I', stage('tenants')),
       );
       if (!then.length)
         throw new AttenduxError('NOT_FOUND', `company ${opts.tenant} did not exist at ${plan.pointInTime}`, {
@@ -152,12 +157,14 @@ export async function restoreTenant(
         await c.query('SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE', [tenantId]);
         for (const t of [...tables].reverse()) {
           if (t.name === 'tenants') continue;
-          const del = await c.query(await sqlf(c, 'DELETE FROM %I WHERE tenant_id = %L', t.name, tenantId));
+          const del = await c.query(
+            await formatSql(c, 'DELETE FROM %I WHERE tenant_id = %L', t.name, tenantId),
+          );
           result[t.name] = { removed: del.rowCount ?? 0, restored: 0 };
         }
         const cols = await columnList(c, 'tenants');
         const upd = await c.query(
-          await sqlf(
+          await formatSql(
             c,
             `UPDATE tenants SET (${cols}) = (SELECT ${cols} FROM %I) WHERE id = %L`,
             stage('tenants'),
@@ -165,11 +172,13 @@ export async function restoreTenant(
           ),
         );
         if (!upd.rowCount)
-          await c.query(await sqlf(c, 'INSERT INTO tenants SELECT * FROM %I', stage('tenants')));
+          await c.query(await formatSql(c, 'INSERT INTO tenants SELECT * FROM %I', stage('tenants')));
         result.tenants = { removed: upd.rowCount ?? 0, restored: 1 };
         for (const t of tables) {
           if (t.name === 'tenants') continue;
-          const ins = await c.query(await sqlf(c, 'INSERT INTO %I SELECT * FROM %I', t.name, stage(t.name)));
+          const ins = await c.query(
+            await formatSql(c, 'INSERT INTO %I SELECT * FROM %I', t.name, stage(t.name)),
+          );
           result[t.name]!.restored = ins.rowCount ?? 0;
         }
         await reapplyTenantLedger(c, {
