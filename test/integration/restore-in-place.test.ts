@@ -6,7 +6,7 @@ import { backupFull } from '../../src/core/backup/full.js';
 import { backupIncremental } from '../../src/core/backup/incremental.js';
 import { readMaintenance } from '../../src/core/maintenance.js';
 import { restoreDrill, sweepOldDrills } from '../../src/core/restore/drill.js';
-import { stamp } from '../../src/core/restore/execute.js';
+import { stamp } from '../../src/core/restore/toolkit.js';
 import { planInPlace, restoreInPlace } from '../../src/core/restore/in-place.js';
 import { describePlan } from '../../src/core/restore/plan.js';
 import { AttenduxError } from '../../src/errors.js';

@@ -4,7 +4,7 @@ import { contextOf, type CliContext } from '../context.js';
 import { PASSPHRASE_FLAG, PASSPHRASE_HELP, usePassphrase } from '../passphrase.js';
 import { cliActor } from '../../core/actor.js';
 import { AttenduxError, usageError } from '../../errors.js';
-import type { RestoreProgress } from '../../core/restore/execute.js';
+import type { RestoreProgress } from '../../core/restore/toolkit.js';
 import type { RestorePlan } from '../../core/restore/plan.js';
 
 interface RestoreFlags {

@@ -13,7 +13,7 @@ import {
   prepare,
   stamp,
   type RestoreOptions,
-} from './execute.js';
+} from './toolkit.js';
 import { databaseUrl, type LoadResult } from './load.js';
 import type { RestorePlan } from './plan.js';
 import { recordDrillResult } from './drill-record.js';

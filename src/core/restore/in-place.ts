@@ -16,7 +16,7 @@ import {
   stamp,
   type Prepared,
   type RestoreOptions,
-} from './execute.js';
+} from './toolkit.js';
 import { faultPoint, recoverJournal, removeJournal, writeJournal, type RestoreJournal } from './journal.js';
 import { databaseUrl } from './load.js';
 import type { RestorePlan } from './plan.js';

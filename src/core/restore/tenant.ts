@@ -8,7 +8,7 @@ import { connectClient, formatSql } from '../../db/pool.js';
 import { schemaVersion } from '../../db/migrate.js';
 import { openChain, planFromCatalog, restoreIdentities } from './chain.js';
 import { registerAuditKey } from '../audit/mac.js';
-import { auditFailure, prepare, writeRestoreAudit, type RestoreOptions } from './execute.js';
+import { auditFailure, prepare, writeRestoreAudit, type RestoreOptions } from './toolkit.js';
 import { applyChanges, tableEntries } from './load.js';
 import type { RestorePlan } from './plan.js';
 import { reapplyTenantLedger } from '../ledger/index.js';
