@@ -88,7 +88,7 @@ async function backupSource(
   kind: 'config' | 'database',
 ): Promise<{ env?: NodeJS.ProcessEnv; backupDir?: string }> {
   if (f.from === undefined) return {};
-  const { fetchForRestore } = await import('../../core/offsite/remote.js');
+  const { fetchForRestore } = await import('../../core/offsite/fetch.js');
   const fetched = await fetchForRestore({
     ...ctx.location,
     actor: cliActor(),

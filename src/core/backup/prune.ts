@@ -10,7 +10,7 @@ import { dataFileName, sidecarFileName, type BackupKind } from '../archive/forma
 import { acquireFileLock } from './lock.js';
 import { cleanupLeftovers } from '../archive/writer.js';
 import { signatureFileName } from './signature.js';
-import type { TargetPruneResult } from '../offsite/remote.js';
+import type { TargetPruneResult } from '../offsite/prune-targets.js';
 
 export interface Retention {
   fullDays: number;
@@ -134,8 +134,8 @@ export async function planBackupPrune(opts: PruneOptions = {}): Promise<PruneRun
   const loaded = await loadConfig(opts);
   const now = opts.now ?? new Date();
   const p = planPrune((await readCatalog(loaded.backupDir)).backups, loaded.config.backup.retention, now);
-  // Imported when needed: offsite/remote.ts imports planPrune from this module.
-  const { pruneTargets } = await import('../offsite/remote.js');
+  // Imported when needed: offsite/prune-targets.ts imports planPrune from this module.
+  const { pruneTargets } = await import('../offsite/prune-targets.js');
   const offsite = await pruneTargets(loaded, { dryRun: true, now, loc: opts });
   return { ...p, backupDir: loaded.backupDir, now: now.toISOString(), offsite };
 }
@@ -167,7 +167,7 @@ export async function applyPrune(opts: PruneOptions, plan: PruneRunPlan): Promis
     const cleanedUp = await cleanupLeftovers(backupDir);
     for (const d of plan.delete) await deleteBackupFiles(backupDir, d.id);
     if (plan.delete.length) await fsyncDir(backupDir);
-    const { pruneTargets } = await import('../offsite/remote.js');
+    const { pruneTargets } = await import('../offsite/prune-targets.js');
     const offsite = await pruneTargets(loaded, { dryRun: false, now, loc: opts, planned: plan.offsite });
     result = { delete: plan.delete, keep: plan.keep, dryRun: false, backupDir, cleanedUp, offsite };
   } finally {

@@ -145,7 +145,7 @@ export function prometheusText(st: BackupStatus): Promise<string> {
  * half of it.
  */
 export async function backupStatusWithTargets(opts: ConfigLocation & { now?: Date; prometheus?: string }) {
-  const { offsiteStatus, offsitePrometheusText } = await import('../offsite/copy.js');
+  const { offsiteStatus, offsitePrometheusText } = await import('../offsite/status.js');
   const loaded = await loadConfig(opts);
   const base = await backupStatus({ ...opts, loaded });
   const offsite = await offsiteStatus({ loaded });
