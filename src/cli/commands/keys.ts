@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { addRecipientAction } from './backup.js';
+import { addRecipientAction } from './backup-targets.js';
 import { contextOf, intOption, table } from '../context.js';
 
 export function registerKeys(program: Command): void {
