@@ -14,7 +14,8 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { hashFile, type Sidecar } from '../src/core/backup/format.js';
+import { hashFile } from '../src/core/archive/bytes.js';
+import type { Sidecar } from '../src/core/archive/format.js';
 import { openTarget } from '../src/core/offsite/target.js';
 import { startS3, startSshd } from '../test/helpers/offsite.js';
 

@@ -26,6 +26,10 @@ export const ERROR_CODES = {
   NOT_FOUND: { exitCode: 1, doc: 'The named company, user, key or backup does not exist.' },
   ALREADY_EXISTS: { exitCode: 1, doc: 'An object with that name already exists.' },
   IO_ERROR: { exitCode: 1, doc: 'A file could not be read or written.' },
+  DECRYPT_FAILED: {
+    exitCode: 1,
+    doc: 'Encrypted data failed authentication: wrong key, or it was damaged or tampered with.',
+  },
   VALIDATION_FAILED: {
     exitCode: 2,
     doc: 'A request body, query string or path parameter is invalid (HTTP 400).',

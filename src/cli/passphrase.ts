@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { AttenduxError } from '../errors.js';
-import { setIdentityPassphraseSource } from '../core/backup/format.js';
+import { setIdentityPassphraseSource } from '../core/archive/identity.js';
 import type { CliContext } from './context.js';
 
 export const PASSPHRASE_FLAG = '--identity-passphrase-file <file>';

@@ -10,3 +10,15 @@ export function cliActor(): string {
   }
   return `cli:${user}@${hostname()}`;
 }
+
+/**
+ * Operations that write audit entries take the actor from their caller: the CLI passes cliActor(), the
+ * server the request's actor. Absent (a library caller such as a test), the work is the local user's.
+ */
+export interface Acting {
+  actor?: string;
+}
+
+export function actorOf(a?: Acting): string {
+  return a?.actor ?? cliActor();
+}

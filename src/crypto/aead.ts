@@ -33,14 +33,14 @@ export function seal(ring: DataKeyring, plaintext: Buffer, aad: string): { keyId
 }
 
 export function open(ring: DataKeyring, keyId: string, data: Buffer, aad: string): Buffer {
-  if (data.length < NONCE + TAG) throw new AttenduxError('IO_ERROR', 'sealed data is truncated');
+  if (data.length < NONCE + TAG) throw new AttenduxError('DECRYPT_FAILED', 'sealed data is truncated');
   const decipher = createDecipheriv('aes-256-gcm', keyBytes(ring, keyId), data.subarray(0, NONCE));
   decipher.setAAD(Buffer.from(aad));
   decipher.setAuthTag(data.subarray(NONCE, NONCE + TAG));
   try {
     return Buffer.concat([decipher.update(data.subarray(NONCE + TAG)), decipher.final()]);
   } catch (err) {
-    throw new AttenduxError('IO_ERROR', 'sealed data failed authentication (wrong key, row or tampering)', {
+    throw new AttenduxError('DECRYPT_FAILED', 'sealed data failed authentication (wrong key, row or tampering)', {
       cause: err,
     });
   }

@@ -106,10 +106,18 @@ export async function withTenant<T>(
  * from bound parameters, so no value is ever spliced into SQL text on our side.
  */
 export async function ddl(c: Queryable, template: string, ...args: string[]): Promise<void> {
+  await c.query(await formatSql(c, template, ...args));
+}
+
+/**
+ * SQL text with identifiers and literals quoted by PostgreSQL's format() (%I, %L), for statements that take
+ * no bind parameters (COPY, DDL) or are run later.
+ */
+export async function formatSql(c: Queryable, template: string, ...args: string[]): Promise<string> {
   const placeholders = args.map((_, i) => `$${i + 1}::text`).join(', ');
   const { rows } = await c.query<{ sql: string }>(
     `SELECT format($${args.length + 1}::text${placeholders ? ', ' + placeholders : ''}) AS sql`,
     [...args, template],
   );
-  await c.query(rows[0]!.sql);
+  return rows[0]!.sql;
 }

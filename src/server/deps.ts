@@ -6,9 +6,9 @@ import type { PasswordWork } from './password-work.js';
 import type { Checkpointer } from '../core/audit/checkpoints.js';
 import type { MaintenanceState } from '../core/maintenance.js';
 
-/** Called after a commit; the lead wires onTenantSettingsChanged to a config backup. */
+/** Called after a commit; onTenantSettingsChanged takes a config backup audited as `actor`. */
 export interface AppHooks {
-  onTenantSettingsChanged?: (tenantId: string) => void;
+  onTenantSettingsChanged?: (tenantId: string, actor: string) => void;
 }
 
 /** What every route needs, built once per app. */

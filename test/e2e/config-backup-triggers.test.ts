@@ -13,7 +13,7 @@ import {
 import { freePort } from '../helpers/global-setup.js';
 import { BIN, runCli } from '../helpers/cli.js';
 import { generateAgeKeyPair } from '../../src/crypto/age.js';
-import { readCatalog } from '../../src/core/backup/catalog.js';
+import { readCatalog } from '../../src/core/archive/catalog.js';
 import type { Pool } from '../../src/db/pool.js';
 
 let db: TestDatabase;
@@ -75,6 +75,21 @@ describe('changes that trigger a config backup', () => {
       expect(res.status).toBe(200);
       const after = await until(configBackups, (b) => b.length > before);
       expect(after.length).toBe(before + 1);
+      // Audited as whoever changed the setting (the API key of the request), not as the server's local user.
+      const changedBy = await admin.query<{ actor: string }>(
+        `SELECT actor FROM audit_log WHERE action = 'settings.update' ORDER BY at DESC LIMIT 1`,
+      );
+      expect(changedBy.rows[0]!.actor).toMatch(/^apikey:/);
+      const id = after[after.length - 1]!.id;
+      const backedUpBy = await until(
+        () =>
+          admin.query<{ actor: string }>(
+            `SELECT actor FROM audit_log WHERE action = 'backup.config' AND entity_id = $1`,
+            [id],
+          ),
+        (r) => r.rows.length > 0,
+      );
+      expect(backedUpBy.rows.map((r) => r.actor)).toEqual([changedBy.rows[0]!.actor]);
     } finally {
       proc.kill('SIGTERM');
       await exit;

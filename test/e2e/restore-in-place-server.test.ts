@@ -102,12 +102,18 @@ describe('restore --in-place with a running server', () => {
 
     const seen: { status: number; retryAfter: string | null }[] = [];
     let polling = true;
+    let restoreDone = false;
+    // The event to wait for: the server answering ready again once the restore has finished (it re-reads
+    // the maintenance file at most once a second).
+    let readyAgain!: () => void;
+    const servingAgain = new Promise<void>((res) => (readyAgain = res));
     const poller = (async () => {
       while (polling) {
         const r = await fetch(`${server.url}/readyz`).catch(() => null);
         if (r) {
           seen.push({ status: r.status, retryAfter: r.headers.get('retry-after') });
           await r.body?.cancel();
+          if (restoreDone && r.status === 200) readyAgain();
         }
         await new Promise((res) => setTimeout(res, 25));
       }
@@ -125,8 +131,8 @@ describe('restore --in-place with a running server', () => {
     const code = await new Promise<number | null>((res) => restore.on('exit', res));
     expect(out).toMatch(new RegExp(`restored ${db.name} to .* in place`));
     expect(code).toBe(0);
-    // The server re-reads the maintenance file at most once a second.
-    await new Promise((res) => setTimeout(res, 1500));
+    restoreDone = true;
+    await servingAgain;
     polling = false;
     await poller;
 

@@ -53,7 +53,8 @@ afterAll(async () => {
 });
 
 async function manifestOf(id: string) {
-  const { openBackup, readIdentityFile } = await import('../../src/core/backup/format.js');
+  const { openBackup } = await import('../../src/core/archive/reader.js');
+  const { readIdentityFile } = await import('../../src/core/archive/identity.js');
   const b = await openBackup({
     backupDir: inst.backupDir,
     id,

@@ -6,9 +6,9 @@ import { seedReference } from '../../bench/seed.js';
 import { backupFull } from '../../src/core/backup/full.js';
 import { backupIncremental } from '../../src/core/backup/incremental.js';
 import { backupConfig } from '../../src/core/backup/config.js';
-import { readCatalog } from '../../src/core/backup/catalog.js';
-import { openBackup } from '../../src/core/backup/format.js';
-import { pruneBackups } from '../../src/core/backup/prune.js';
+import { readCatalog } from '../../src/core/archive/catalog.js';
+import { openBackup } from '../../src/core/archive/reader.js';
+import { applyPrune, planBackupPrune, pruneBackups } from '../../src/core/backup/prune.js';
 import { backupStatus, prometheusText } from '../../src/core/backup/status.js';
 import { BACKUP_ADVISORY_KEY } from '../../src/core/backup/lock.js';
 import { connectClient, createPool, withTenant, type Pool } from '../../src/db/pool.js';
@@ -287,6 +287,27 @@ describe('prune and status', () => {
     await pruneBackups({ configPath: i.configPath, now: later });
     expect((await readCatalog(i.backupDir)).backups.map((b) => b.id)).toEqual([f2]);
     expect((await readdir(i.backupDir)).filter((n) => n.endsWith('.tar.age'))).toEqual([`${f2}.tar.age`]);
+  });
+
+  it('applies the plan it showed: deletes what it listed and nothing newly expired, refuses a stale plan', async () => {
+    const i = await install({ backup: { retention: { fullDays: 1, incrementalDays: 1, configDays: 90 } } });
+    const f1 = (await backupFull({ configPath: i.configPath })).sidecar.id;
+    const i1 = (await backupIncremental({ configPath: i.configPath })).sidecar.id;
+    const f2 = (await backupFull({ configPath: i.configPath })).sidecar.id;
+    const later = new Date(Date.now() + 2 * 86_400_000);
+    const plan = await planBackupPrune({ configPath: i.configPath, now: later });
+    expect(plan.delete.map((d) => d.id)).toEqual([i1, f1]);
+    // Only what the plan lists goes, even though f1 is just as expired.
+    const shown = { ...plan, delete: plan.delete.filter((d) => d.id === i1) };
+    const r = await applyPrune({ configPath: i.configPath }, shown);
+    expect(r.delete.map((d) => d.id)).toEqual([i1]);
+    expect((await readCatalog(i.backupDir)).backups.map((b) => b.id)).toEqual([f1, f2]);
+
+    // A plan deleting what retention now keeps (f2, the newest full, which a new incremental builds on) is refused.
+    const stale = { ...plan, delete: [{ ...plan.delete[1]!, id: f2 }] };
+    await backupIncremental({ configPath: i.configPath });
+    await expect(applyPrune({ configPath: i.configPath }, stale)).rejects.toMatchObject({ code: 'CONFLICT' });
+    expect((await readCatalog(i.backupDir)).backups.map((b) => b.id)).toContain(f2);
   });
 
   it('calls a kind stale past its threshold and exports Prometheus metrics', async () => {

@@ -1,10 +1,11 @@
-import { copyFile, open, readFile, readdir, stat, truncate, writeFile } from 'node:fs/promises';
+import { open, readFile, readdir, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedReference } from '../../bench/seed.js';
 import { backupFull } from '../../src/core/backup/full.js';
 import { verifyBackups } from '../../src/core/backup/verify.js';
-import { dataFileName, openBackup, type Sidecar } from '../../src/core/backup/format.js';
+import { dataFileName, type Sidecar } from '../../src/core/archive/format.js';
+import { openBackup } from '../../src/core/archive/reader.js';
 import { createPool, type Pool } from '../../src/db/pool.js';
 import { makeInstall, ageKeygen, type TestInstall } from '../helpers/backup.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
@@ -107,12 +108,17 @@ describe('backup verify', () => {
   });
 
   it('reports a missing backup file as corrupt', async () => {
-    const moved = `${file}.away`;
-    await copyFile(file, moved);
-    await writeFile(file, Buffer.alloc(0));
-    const r = await verify(false);
-    expect(r.ok).toBe(false);
-    await copyFile(moved, file);
+    await rm(file);
+    try {
+      for (const identity of [false, true]) {
+        const r = await verify(identity);
+        expect(r.ok).toBe(false);
+        expect(r.backups[0]!.error).toMatchObject({ code: 'BACKUP_CORRUPT' });
+        expect(r.backups[0]!.error!.message).toMatch(/is missing/);
+      }
+    } finally {
+      await writeFile(file, pristine);
+    }
   });
 
   it('decrypts into a private temp dir for restore, and removes it when verification fails', async () => {

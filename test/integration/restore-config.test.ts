@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backupConfig } from '../../src/core/backup/config.js';
 import { restoreConfig } from '../../src/core/restore/config.js';
-import { newBackupId } from '../../src/core/backup/format.js';
+import { newBackupId } from '../../src/core/archive/format.js';
 import { signBackup } from '../../src/core/backup/signature.js';
-import { writeArchive } from '../../src/core/backup/writer.js';
+import { writeArchive } from '../../src/core/archive/writer.js';
 import { VERSION } from '../../src/version.js';
 import { AttenduxError } from '../../src/errors.js';
 import { makeInstall, type TestInstall } from '../helpers/backup.js';
@@ -234,7 +234,8 @@ describe('restore --config-only writes only to recorded, allowed paths', () => {
 
   it('records every file it took, with its absolute path, in the signed manifest', async () => {
     const cb = await backupConfig({ configPath: inst.configPath, serviceFiles: [service] });
-    const { openBackup, readIdentityFile } = await import('../../src/core/backup/format.js');
+    const { openBackup } = await import('../../src/core/archive/reader.js');
+  const { readIdentityFile } = await import('../../src/core/archive/identity.js');
     const opened = await openBackup({
       backupDir: inst.backupDir,
       id: cb.sidecar!.id,

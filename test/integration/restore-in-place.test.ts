@@ -6,8 +6,9 @@ import { backupFull } from '../../src/core/backup/full.js';
 import { backupIncremental } from '../../src/core/backup/incremental.js';
 import { readMaintenance } from '../../src/core/maintenance.js';
 import { restoreDrill, sweepOldDrills } from '../../src/core/restore/drill.js';
-import { stamp } from '../../src/core/restore/execute.js';
-import { restoreInPlace } from '../../src/core/restore/in-place.js';
+import { stamp } from '../../src/core/restore/toolkit.js';
+import { planInPlace, restoreInPlace } from '../../src/core/restore/in-place.js';
+import { describePlan } from '../../src/core/restore/plan.js';
 import { AttenduxError } from '../../src/errors.js';
 import { connectClient, createPool, ddl, withTenant, type Pool } from '../../src/db/pool.js';
 import { makeInstall, type TestInstall } from '../helpers/backup.js';
@@ -75,13 +76,23 @@ describe('restore --in-place', () => {
     await server.query('SELECT 1');
     let maintenanceSeen = false;
     let liveDuring: Record<string, string> | undefined;
-    const r = await restoreInPlace({
-      ...cfg(),
-      onMaintenance: async () => {
-        maintenanceSeen = (await readMaintenance(inst.dataDir)) !== undefined;
-        liveDuring = await tableChecksums(db.adminUrl);
+    // What --dry-run and the prompt print names the kept database; the restore keeps it under that name,
+    // even a few milliseconds later (the name's timestamp is the plan's, not the run's).
+    const planned = await planInPlace(cfg());
+    const shown = [...describePlan(planned.plan), planned.plan.effect].join('\n');
+    expect(shown).toContain(planned.old);
+    await new Promise((r) => setTimeout(r, 5));
+    const r = await restoreInPlace(
+      {
+        ...cfg(),
+        onMaintenance: async () => {
+          maintenanceSeen = (await readMaintenance(inst.dataDir)) !== undefined;
+          liveDuring = await tableChecksums(db.adminUrl);
+        },
       },
-    });
+      planned,
+    );
+    expect(r.oldDatabase).toBe(planned.old);
     expect(maintenanceSeen).toBe(true);
     expect(liveDuring).toEqual(damaged);
     expect(r.database).toBe(db.name);

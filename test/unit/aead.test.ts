@@ -28,6 +28,13 @@ describe('AES-256-GCM sealing', () => {
     const s = seal(ring, Buffer.from('secret'), 'aad');
     s.data[s.data.length - 1]! ^= 1;
     expect(() => open(ring, s.keyId, s.data, 'aad')).toThrow(/authentication/);
+    // Its own code: a wrong key or tampering is not a file that could not be read (IO_ERROR).
+    expect(() => open(ring, s.keyId, s.data, 'aad')).toThrow(
+      expect.objectContaining({ code: 'DECRYPT_FAILED' }),
+    );
+    expect(() => open(ring, s.keyId, s.data.subarray(0, 8), 'aad')).toThrow(
+      expect.objectContaining({ code: 'DECRYPT_FAILED' }),
+    );
   });
 
   it('names a key id the keyring does not hold', () => {

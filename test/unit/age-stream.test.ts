@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgeDecryptStream, AgeEncryptStream } from '../../src/core/backup/age-stream.js';
+import { AgeDecryptStream, AgeEncryptStream } from '../../src/crypto/age-stream.js';
 import { ageKeygen } from '../helpers/backup.js';
 
 let dir: string;

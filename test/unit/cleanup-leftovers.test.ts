@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { cleanupLeftovers } from '../../src/core/backup/writer.js';
+import { cleanupLeftovers } from '../../src/core/archive/writer.js';
 
 let dir: string;
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { stamp } from '../../src/core/restore/execute.js';
+import { stamp } from '../../src/core/restore/toolkit.js';
 
 describe('generated database names', () => {
   it('differ for restores started in the same second, so a rerun never meets its killed predecessor', () => {

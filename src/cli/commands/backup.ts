@@ -1,12 +1,20 @@
 import type { Command } from 'commander';
 import { contextOf, table, type CliContext } from '../context.js';
 import { PASSPHRASE_FLAG, PASSPHRASE_HELP, usePassphrase } from '../passphrase.js';
+import { cliActor } from '../../core/actor.js';
 import { AttenduxError } from '../../errors.js';
 import type { BackupProgress, BackupRunResult } from '../../core/backup/run.js';
-import type { CopyOutcome, OffsiteProgress } from '../../core/offsite/copy.js';
+import type { CopyOutcome } from '../../core/offsite/copy.js';
 import { backupAuditWarning } from '../../core/audit/backup.js';
-
-const mb = (n: number) => `${(n / 1024 / 1024).toFixed(1)} MB`;
+import {
+  addRecipientAction,
+  listTargetAction,
+  mb,
+  offsiteProgress,
+  registerSync,
+  throttled,
+  verifyTargetAction,
+} from './backup-targets.js';
 
 function progressLine(ctx: CliContext) {
   let last = 0;
@@ -23,25 +31,6 @@ function progressLine(ctx: CliContext) {
           : 'config',
     );
   };
-}
-
-function throttled<T>(fn: (v: T) => void): (v: T) => void {
-  let last = 0;
-  return (v: T) => {
-    const now = Date.now();
-    if (now - last >= 200) {
-      last = now;
-      fn(v);
-    }
-  };
-}
-
-function offsiteProgress(ctx: CliContext) {
-  return throttled((p: OffsiteProgress) =>
-    ctx.progress(
-      `${p.phase === 'upload' ? 'copying' : p.phase === 'verify' ? 'checking' : 'downloading'} ${p.id} ${p.phase === 'download' ? 'from' : 'on'} ${p.target}: ${mb(p.bytes)} of ${mb(p.total)}`,
-    ),
-  );
 }
 
 /** A failed off-site copy does not fail the backup, but it is never silent: stderr even in cron. */
@@ -88,7 +77,21 @@ export function registerBackup(program: Command): void {
   const backup = program
     .command('backup')
     .description('encrypted backups: full, incremental, config; list, verify, prune, status');
+  registerRuns(backup);
+  registerInspect(backup);
+  registerRepair(backup);
+  registerVerify(backup);
+  registerRetention(backup);
+  registerStatus(backup);
+  registerSync(backup);
+  backup
+    .command('add-recipient <recipient>')
+    .description('encrypt future backups also to this age public key (age1...), e.g. an escrow key')
+    .action(addRecipientAction);
+}
 
+/** backup full, incremental, config. */
+function registerRuns(backup: Command): void {
   backup
     .command('full')
     .description('back up all data at one consistent snapshot (COPY, gzip, tar, age), in constant memory')
@@ -99,6 +102,7 @@ export function registerBackup(program: Command): void {
         ctx,
         await backupFull({
           ...ctx.location,
+          actor: cliActor(),
           onProgress: progressLine(ctx),
           onOffsiteProgress: offsiteProgress(ctx),
         }),
@@ -116,6 +120,7 @@ export function registerBackup(program: Command): void {
         ctx,
         await backupIncremental({
           ...ctx.location,
+          actor: cliActor(),
           fullIfNeeded: flags.fullIfNeeded,
           onProgress: progressLine(ctx),
           onOffsiteProgress: offsiteProgress(ctx),
@@ -130,7 +135,7 @@ export function registerBackup(program: Command): void {
     .action(async (flags: { ifChanged?: boolean }, cmd: Command) => {
       const ctx = contextOf(cmd);
       const { backupConfig } = await import('../../core/backup/config.js');
-      const r = await backupConfig({ ...ctx.location, ifChanged: flags.ifChanged });
+      const r = await backupConfig({ ...ctx.location, actor: cliActor(), ifChanged: flags.ifChanged });
       warnOffsite(ctx, r.offsite);
       if (r.auditSkipped) ctx.note(`note: no audit entry written (${r.auditSkipped})`);
       if (ctx.json) return ctx.result(r, () => undefined);
@@ -141,7 +146,10 @@ export function registerBackup(program: Command): void {
           : `config unchanged since ${r.previous ?? 'the last config backup'}; nothing written`,
       );
     });
+}
 
+/** backup list. */
+function registerInspect(backup: Command): void {
   backup
     .command('list')
     .description('the backups in the backup dir (or on a target) with their chain status (no key needed)')
@@ -150,7 +158,7 @@ export function registerBackup(program: Command): void {
       const ctx = contextOf(cmd);
       if (f.target !== undefined) return listTargetAction(ctx, f.target);
       const { loadConfig } = await import('../../core/config/load.js');
-      const { readCatalog } = await import('../../core/backup/catalog.js');
+      const { readCatalog } = await import('../../core/archive/catalog.js');
       const loaded = await loadConfig(ctx.location);
       const cat = await readCatalog(loaded.backupDir);
       const rows = cat.backups.map((b) => ({
@@ -172,7 +180,7 @@ export function registerBackup(program: Command): void {
         ],
       );
       if (cat.problems.length) {
-        const { describeProblems } = await import('../../core/backup/catalog.js');
+        const { describeProblems } = await import('../../core/archive/catalog.js');
         throw new AttenduxError(
           'BACKUP_CORRUPT',
           `${cat.problems.length} backup(s) cannot be read: ${describeProblems(cat.problems)}`,
@@ -183,7 +191,10 @@ export function registerBackup(program: Command): void {
         );
       }
     });
+}
 
+/** backup repair. */
+function registerRepair(backup: Command): void {
   backup
     .command('repair')
     .description(
@@ -205,6 +216,7 @@ export function registerBackup(program: Command): void {
         const { repairBackups } = await import('../../core/backup/repair.js');
         const r = await repairBackups({
           ...ctx.location,
+          actor: cliActor(),
           identityFile: flags.identity,
           dryRun: flags.dryRun,
         });
@@ -225,7 +237,10 @@ export function registerBackup(program: Command): void {
           );
       },
     );
+}
 
+/** backup verify. */
+function registerVerify(backup: Command): void {
   backup
     .command('verify [id]')
     .description('decrypt in a stream and check every checksum (without --identity: the file checksum only)')
@@ -274,7 +289,10 @@ export function registerBackup(program: Command): void {
         );
       }
     });
+}
 
+/** backup prune. */
+function registerRetention(backup: Command): void {
   backup
     .command('prune')
     .description(
@@ -284,8 +302,9 @@ export function registerBackup(program: Command): void {
     .option('-y, --yes', 'do not ask for confirmation')
     .action(async (flags: { dryRun?: boolean; yes?: boolean }, cmd: Command) => {
       const ctx = contextOf(cmd);
-      const { pruneBackups } = await import('../../core/backup/prune.js');
-      const plan = await pruneBackups({ ...ctx.location, dryRun: true });
+      const { applyPrune, planBackupPrune } = await import('../../core/backup/prune.js');
+      const loc = { ...ctx.location, actor: cliActor() };
+      const plan = await planBackupPrune(loc);
       const remote = (plan.offsite ?? []).reduce((n, t) => n + t.delete.length, 0);
       const total = plan.delete.length + remote;
       if (!flags.dryRun && total) {
@@ -295,7 +314,9 @@ export function registerBackup(program: Command): void {
           flags.yes || !ctx.interactive ? flags.yes : undefined,
         );
       }
-      const r = flags.dryRun || !total ? plan : await pruneBackups({ ...ctx.location, dryRun: false });
+      // Exactly what was shown (and confirmed) is deleted: the plan is applied, not made again.
+      const r =
+        flags.dryRun || !total ? { ...plan, dryRun: true, cleanedUp: [] } : await applyPrune(loc, plan);
       ctx.result(r, () => [
         ...r.delete.map((d) => `${r.dryRun ? 'would delete' : 'deleted'} ${d.id}: ${d.reason}`),
         ...r.keep.filter((k) => k.protected).map((k) => `kept ${k.id}: ${k.reason}`),
@@ -324,7 +345,10 @@ export function registerBackup(program: Command): void {
           },
         );
     });
+}
 
+/** backup status. */
+function registerStatus(backup: Command): void {
   backup
     .command('status')
     .description('age of the newest backup of each kind against its schedule; exit 1 when stale or failing')
@@ -379,120 +403,4 @@ export function registerBackup(program: Command): void {
         );
       }
     });
-
-  backup
-    .command('sync')
-    .description('copy to each backup target what it lacks (after an outage, a new target, a killed upload)')
-    .option('--target <name>', 'only this target')
-    .option('--dry-run', 'list what would be copied, copy nothing')
-    .action(async (f: { target?: string; dryRun?: boolean }, cmd: Command) => {
-      const ctx = contextOf(cmd);
-      const { syncTargets } = await import('../../core/offsite/remote.js');
-      const r = await syncTargets({
-        ...ctx.location,
-        target: f.target,
-        dryRun: f.dryRun,
-        onProgress: offsiteProgress(ctx),
-      });
-      ctx.progressDone();
-      // Like the backups themselves: silent on success in cron; failures below always speak.
-      const silent = !ctx.json && (ctx.opts.quiet || !process.stdout.isTTY) && r.ok;
-      if (!silent)
-        ctx.result(r, () =>
-          r.targets.flatMap((t) => [
-            t.error
-              ? `FAIL ${t.target}: ${t.error.message}`
-              : r.dryRun
-                ? `${t.target}: ${t.missing.length ? `would copy ${t.missing.join(', ')}` : 'up to date'}`
-                : `${t.target}: ${t.copied.length ? `copied ${t.copied.filter((c) => c.ok).length} of ${t.missing.length}` : 'up to date'}`,
-            ...t.copied.map((c) =>
-              c.ok
-                ? `  copied ${c.id} (${mb(c.bytes)}, ${c.seconds.toFixed(1)} s)`
-                : `  FAILED ${c.id}: ${c.error?.message ?? ''}`,
-            ),
-            ...(t.removedLeftovers.length
-              ? [`  removed interrupted uploads: ${t.removedLeftovers.join(', ')}`]
-              : []),
-          ]),
-        );
-      if (!r.ok)
-        throw new AttenduxError('OFFSITE_FAILED', 'backup sync did not complete on every target', {
-          hint: 'see the lines above; run it again once the target answers',
-          resultPrinted: true,
-        });
-    });
-
-  backup
-    .command('add-recipient <recipient>')
-    .description('encrypt future backups also to this age public key (age1...), e.g. an escrow key')
-    .action(addRecipientAction);
-}
-
-/** `backup add-recipient` and `keys add-recipient` are one command under two names. */
-export async function addRecipientAction(recipient: string, _f: unknown, cmd: Command): Promise<void> {
-  const ctx = contextOf(cmd);
-  const { addRecipient } = await import('../../core/backup/recipients.js');
-  const r = await addRecipient(ctx.location, recipient);
-  if (r.configBackup?.warning) ctx.important(`warning: ${r.configBackup.warning}`);
-  ctx.result(r, () =>
-    r.changed
-      ? `added ${recipient} (${r.recipients.length} recipient(s))`
-      : `${recipient} is already a recipient`,
-  );
-}
-
-async function listTargetAction(ctx: CliContext, name: string): Promise<void> {
-  const { listTarget } = await import('../../core/offsite/remote.js');
-  const cat = await listTarget(ctx.location, name);
-  ctx.result(cat, () => [
-    `target ${cat.target} (${cat.url})`,
-    ...table(
-      cat.backups.map((b) => ({
-        id: b.id,
-        kind: b.kind,
-        created: b.createdAt,
-        size: mb(b.bytes),
-        parent: b.parent,
-        chain: b.status === 'ok' ? 'ok' : `${b.status}: ${b.problem ?? ''}`,
-      })),
-      ['id', 'kind', 'created', 'size', 'parent', 'chain'],
-    ),
-    ...cat.invalid.map((i) => `unreadable sidecar ${i.file}: ${i.problem}`),
-    ...cat.incomplete.map((n) => `incomplete upload ${n} (not a backup; \`attendux backup sync\` redoes it)`),
-  ]);
-}
-
-async function verifyTargetAction(
-  ctx: CliContext,
-  target: string,
-  id: string | undefined,
-  flags: { all?: boolean; identity?: string },
-): Promise<void> {
-  const { verifyTarget } = await import('../../core/offsite/remote.js');
-  const r = await verifyTarget({
-    ...ctx.location,
-    target,
-    id,
-    all: flags.all,
-    identityFile: flags.identity,
-    onProgress: offsiteProgress(ctx),
-  });
-  ctx.progressDone();
-  ctx.result(r, () =>
-    r.backups.map((b) =>
-      b.ok
-        ? `ok   ${target}:${b.id} (${b.depth === 'full' ? `${b.entries} entries decrypted and checked` : 'file checksum only: pass --identity to check the contents'}, ${mb(b.bytes)} in ${b.seconds.toFixed(1)} s)`
-        : `BAD  ${target}:${b.id}: ${b.error?.message ?? 'failed'}`,
-    ),
-  );
-  const bad = r.backups.find((b) => !b.ok);
-  if (bad)
-    throw new AttenduxError(
-      'BACKUP_CORRUPT',
-      `the copy of ${bad.id} on target ${target} failed verification: ${bad.error?.message ?? ''}`,
-      {
-        hint: 'run `attendux backup sync` after removing it, or take a new full backup',
-        resultPrinted: true,
-      },
-    );
 }

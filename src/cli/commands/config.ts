@@ -52,8 +52,9 @@ export function registerConfig(program: Command): void {
       const result = await setConfigValue(ctx.location, key, flags.unset ? undefined : value);
       if (result.changed) {
         // PRODUCT.md: a settings change triggers a config backup; its failure warns but never undoes the set.
-        const { backupConfigAfterChange } = await import('../../core/backup/config.js');
-        const backup = await backupConfigAfterChange(ctx.location);
+        const { backupConfigAfterChange } = await import('../../core/backup/config-trigger.js');
+        const { cliActor } = await import('../../core/actor.js');
+        const backup = await backupConfigAfterChange(ctx.location, cliActor());
         if (backup.warning) ctx.important(`warning: ${backup.warning}`);
       }
       ctx.result(result, () =>

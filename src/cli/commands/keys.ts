@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { addRecipientAction } from './backup.js';
+import { addRecipientAction } from './backup-targets.js';
 import { contextOf, intOption, table } from '../context.js';
 
 export function registerKeys(program: Command): void {
@@ -47,8 +47,8 @@ export function registerKeys(program: Command): void {
       );
       ctx.progressDone();
       // The secrets file now holds a key no backup has: without it the re-encrypted templates are lost.
-      const { backupConfigAfterChange } = await import('../../core/backup/config.js');
-      const configBackup = await backupConfigAfterChange(ctx.location);
+      const { backupConfigAfterChange } = await import('../../core/backup/config-trigger.js');
+      const configBackup = await backupConfigAfterChange(ctx.location, cliActor());
       if (configBackup.warning) ctx.important(`warning: ${configBackup.warning}`);
       ctx.result({ ...r, configBackup }, () => [
         `new active data key ${r.newKeyId} (previous ${r.previousKeyId} kept in ${r.secretsPath})`,

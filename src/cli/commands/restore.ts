@@ -2,8 +2,9 @@ import { rmSync } from 'node:fs';
 import type { Command } from 'commander';
 import { contextOf, type CliContext } from '../context.js';
 import { PASSPHRASE_FLAG, PASSPHRASE_HELP, usePassphrase } from '../passphrase.js';
+import { cliActor } from '../../core/actor.js';
 import { AttenduxError, usageError } from '../../errors.js';
-import type { RestoreProgress } from '../../core/restore/execute.js';
+import type { RestoreOptions, RestoreProgress } from '../../core/restore/toolkit.js';
 import type { RestorePlan } from '../../core/restore/plan.js';
 
 interface RestoreFlags {
@@ -87,9 +88,10 @@ async function backupSource(
   kind: 'config' | 'database',
 ): Promise<{ env?: NodeJS.ProcessEnv; backupDir?: string }> {
   if (f.from === undefined) return {};
-  const { fetchForRestore } = await import('../../core/offsite/remote.js');
+  const { fetchForRestore } = await import('../../core/offsite/fetch.js');
   const fetched = await fetchForRestore({
     ...ctx.location,
+    actor: cliActor(),
     from: f.from,
     kind,
     backupId: f.backup,
@@ -157,27 +159,11 @@ export function registerRestore(program: Command): void {
       usePassphrase(ctx, f.identityPassphraseFile);
       if (f.configOnly) return configOnly(ctx, f);
 
-      if (f.recover) {
-        const { recoverRestore } = await import('../../core/restore/execute.js');
-        const r = await recoverRestore(ctx.location);
-        ctx.result(r, () => {
-          const lines: string[] = [];
-          if (r.recovered)
-            lines.push(
-              `${r.recovered.action === 'rolled-forward' ? 'finished' : 'undid'} the in-place restore of pid ${r.recovered.journal.pid} (${r.recovered.action}):`,
-              ...r.recovered.steps.map((x) => `  ${x}`),
-            );
-          for (const d of r.droppedDatabases) lines.push(`dropped the half-built database ${d}`);
-          for (const d of r.removedTempDirs) lines.push(`removed the decrypted temp dir ${d}`);
-          if (!lines.length) lines.push('nothing to recover: no killed restore left anything behind');
-          return lines;
-        });
-        return;
-      }
-
+      if (f.recover) return recover(ctx);
       const source = await backupSource(ctx, f, 'database');
       const base = {
         ...ctx.location,
+        actor: cliActor(),
         ...(source.env ? { env: source.env } : {}),
         backupId: f.backup,
         at: f.at,
@@ -185,78 +171,10 @@ export function registerRestore(program: Command): void {
         onProgress: progress(ctx),
       };
 
-      if (f.drill) {
-        const { restoreDrill } = await import('../../core/restore/drill.js');
-        const r = await restoreDrill(base);
-        ctx.progressDone();
-        ctx.result(r, () => [
-          `restore drill ${r.ok ? 'PASSED' : 'FAILED'} (${r.plan?.steps.map((s) => s.id).join(' + ') ?? 'no plan'}, ${r.seconds.toFixed(1)} s)`,
-          ...r.checks.map((c) => `  ${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.detail}`),
-        ]);
-        if (!r.ok)
-          throw new AttenduxError(
-            'RESTORE_DRILL_FAILED',
-            `restore drill failed: ${r.checks
-              .filter((c) => !c.ok)
-              .map((c) => `${c.name}: ${c.detail}`)
-              .join('; ')}`,
-            {
-              hint: 'the backups may not be restorable: investigate now and take a new full backup',
-              resultPrinted: true,
-            },
-          );
-        return;
-      }
-
-      if (f.tenant !== undefined) {
-        const { previewTenantRestore, restoreTenant } = await import('../../core/restore/tenant.js');
-        const { plan } = await previewTenantRestore({ ...base, tenant: f.tenant });
-        if (f.dryRun) return printPlan(ctx, plan);
-        await ctx.confirm(`${plan.effect}. Continue?`, f.yes);
-        const r = await restoreTenant({ ...base, tenant: f.tenant });
-        ctx.progressDone();
-        ctx.result(r, () => [
-          `restored company ${r.slug} (${r.tenantId}) to ${r.plan.pointInTime} in ${r.seconds.toFixed(1)} s:`,
-          ...Object.entries(r.tables).map(([t, n]) => `  ${t}: ${n.removed} removed, ${n.restored} restored`),
-        ]);
-        return;
-      }
-
-      if (f.inPlace) {
-        const { previewInPlace, restoreInPlace } = await import('../../core/restore/in-place.js');
-        const { plan } = await previewInPlace({ ...base, dropOld: f.dropOld });
-        if (f.dryRun) return printPlan(ctx, plan);
-        await ctx.confirm(`${plan.effect}. Continue?`, f.yes);
-        const r = await restoreInPlace({ ...base, dropOld: f.dropOld });
-        ctx.progressDone();
-        ctx.result(r, () => [
-          `restored ${r.database} to ${r.plan.pointInTime} in place in ${r.seconds.toFixed(1)} s`,
-          r.oldDatabase
-            ? `  the replaced database is kept as ${r.oldDatabase}`
-            : '  the replaced database was dropped',
-        ]);
-        return;
-      }
-
-      const { previewRestore, restoreInto } = await import('../../core/restore/execute.js');
-      const preview = await previewRestore({ ...base, into: f.into });
-      if (f.dryRun)
-        return printPlan(ctx, preview.plan, { database: preview.database, target: preview.target });
-      if (preview.target.notEmpty) {
-        if (!f.force)
-          throw new AttenduxError(
-            'RESTORE_TARGET_EXISTS',
-            `database ${preview.database} already exists and holds tables`,
-            { hint: 'pick another --into name, or pass --force to replace it' },
-          );
-        await ctx.confirm(`${preview.plan.effect}. Continue?`, f.yes);
-      }
-      const r = await restoreInto({ ...base, into: preview.database, force: f.force });
-      ctx.progressDone();
-      ctx.result(r, () => [
-        `restored ${r.plan.steps.length} backup(s) to ${r.plan.pointInTime} into database ${r.database} in ${r.seconds.toFixed(1)} s`,
-        ...r.next.map((l) => `  ${l}`),
-      ]);
+      if (f.drill) return drill(ctx, base);
+      if (f.tenant !== undefined) return tenant(ctx, f, f.tenant, base);
+      if (f.inPlace) return inPlace(ctx, f, base);
+      return into(ctx, f, base);
     });
 
   restore
@@ -278,4 +196,102 @@ export function registerRestore(program: Command): void {
       usePassphrase(contextOf(cmd), f.identityPassphraseFile);
       return configOnly(contextOf(cmd), f);
     });
+}
+
+/** What every database restore mode gets: location, actor, backup source, point, identity, progress. */
+type Base = RestoreOptions;
+
+/** restore --recover. */
+async function recover(ctx: CliContext): Promise<void> {
+  const { recoverRestore } = await import('../../core/restore/execute.js');
+  const r = await recoverRestore({ ...ctx.location, actor: cliActor() });
+  ctx.result(r, () => {
+    const lines: string[] = [];
+    if (r.recovered)
+      lines.push(
+        `${r.recovered.action === 'rolled-forward' ? 'finished' : 'undid'} the in-place restore of pid ${r.recovered.journal.pid} (${r.recovered.action}):`,
+        ...r.recovered.steps.map((x) => `  ${x}`),
+      );
+    for (const d of r.droppedDatabases) lines.push(`dropped the half-built database ${d}`);
+    for (const d of r.removedTempDirs) lines.push(`removed the decrypted temp dir ${d}`);
+    if (!lines.length) lines.push('nothing to recover: no killed restore left anything behind');
+    return lines;
+  });
+}
+
+/** restore --drill. */
+async function drill(ctx: CliContext, base: Base): Promise<void> {
+  const { restoreDrill } = await import('../../core/restore/drill.js');
+  const r = await restoreDrill(base);
+  ctx.progressDone();
+  ctx.result(r, () => [
+    `restore drill ${r.ok ? 'PASSED' : 'FAILED'} (${r.plan?.steps.map((s) => s.id).join(' + ') ?? 'no plan'}, ${r.seconds.toFixed(1)} s)`,
+    ...r.checks.map((c) => `  ${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: ${c.detail}`),
+  ]);
+  if (!r.ok)
+    throw new AttenduxError(
+      'RESTORE_DRILL_FAILED',
+      `restore drill failed: ${r.checks
+        .filter((c) => !c.ok)
+        .map((c) => `${c.name}: ${c.detail}`)
+        .join('; ')}`,
+      {
+        hint: 'the backups may not be restorable: investigate now and take a new full backup',
+        resultPrinted: true,
+      },
+    );
+}
+
+/** restore --tenant: the plan shown is the plan carried out. */
+async function tenant(ctx: CliContext, f: RestoreFlags, company: string, base: Base): Promise<void> {
+  const { previewTenantRestore, restoreTenant } = await import('../../core/restore/tenant.js');
+  const planned = await previewTenantRestore({ ...base, tenant: company });
+  if (f.dryRun) return printPlan(ctx, planned.plan);
+  await ctx.confirm(`${planned.plan.effect}. Continue?`, f.yes);
+  // The plan shown is the plan carried out (backups, point in time): not made again.
+  const r = await restoreTenant({ ...base, tenant: company }, planned);
+  ctx.progressDone();
+  ctx.result(r, () => [
+    `restored company ${r.slug} (${r.tenantId}) to ${r.plan.pointInTime} in ${r.seconds.toFixed(1)} s:`,
+    ...Object.entries(r.tables).map(([t, n]) => `  ${t}: ${n.removed} removed, ${n.restored} restored`),
+  ]);
+}
+
+/** restore --in-place: the names shown (the kept database's timestamp included) are the names used. */
+async function inPlace(ctx: CliContext, f: RestoreFlags, base: Base): Promise<void> {
+  const { planInPlace, restoreInPlace } = await import('../../core/restore/in-place.js');
+  const planned = await planInPlace({ ...base, dropOld: f.dropOld });
+  if (f.dryRun) return printPlan(ctx, planned.plan);
+  await ctx.confirm(`${planned.plan.effect}. Continue?`, f.yes);
+  // The names shown (the kept database's timestamp included) are the names used.
+  const r = await restoreInPlace({ ...base, dropOld: f.dropOld }, planned);
+  ctx.progressDone();
+  ctx.result(r, () => [
+    `restored ${r.database} to ${r.plan.pointInTime} in place in ${r.seconds.toFixed(1)} s`,
+    r.oldDatabase
+      ? `  the replaced database is kept as ${r.oldDatabase}`
+      : '  the replaced database was dropped',
+  ]);
+}
+
+/** restore [--into NAME]. */
+async function into(ctx: CliContext, f: RestoreFlags, base: Base): Promise<void> {
+  const { planRestoreInto, restoreInto } = await import('../../core/restore/execute.js');
+  const preview = await planRestoreInto({ ...base, into: f.into });
+  if (f.dryRun) return printPlan(ctx, preview.plan, { database: preview.database, target: preview.target });
+  if (preview.target.notEmpty) {
+    if (!f.force)
+      throw new AttenduxError(
+        'RESTORE_TARGET_EXISTS',
+        `database ${preview.database} already exists and holds tables`,
+        { hint: 'pick another --into name, or pass --force to replace it' },
+      );
+    await ctx.confirm(`${preview.plan.effect}. Continue?`, f.yes);
+  }
+  const r = await restoreInto({ ...base, into: preview.database, force: f.force }, preview);
+  ctx.progressDone();
+  ctx.result(r, () => [
+    `restored ${r.plan.steps.length} backup(s) to ${r.plan.pointInTime} into database ${r.database} in ${r.seconds.toFixed(1)} s`,
+    ...r.next.map((l) => `  ${l}`),
+  ]);
 }

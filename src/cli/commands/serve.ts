@@ -30,30 +30,18 @@ export function registerServe(program: Command): void {
 }
 
 /**
- * A company's settings changed in the server: take a config backup (it carries every company's settings).
- * Runs after the response, one at a time; changes made meanwhile are folded into the next run.
+ * A company's settings changed in the server: take a config backup (it carries every company's settings),
+ * audited as the user who made the change (core/backup/config-trigger.ts).
  */
-export function settingsBackup(ctx: CliContext): (tenantId: string) => void {
-  let running = false;
-  let again = false;
-  const run = async (): Promise<void> => {
-    running = true;
-    try {
-      do {
-        again = false;
-        const { backupConfigAfterChange } = await import('../../core/backup/config.js');
-        const r = await backupConfigAfterChange(ctx.location);
-        if (r.warning) ctx.important(`warning: ${r.warning}`);
-      } while (again);
-    } finally {
-      running = false;
-    }
+export function settingsBackup(ctx: CliContext): (tenantId: string, actor: string) => void {
+  let trigger: ((tenantId: string, actor: string) => Promise<void>) | undefined;
+  const fire = async (tenantId: string, actor: string) => {
+    const { settingsChangeTrigger } = await import('../../core/backup/config-trigger.js');
+    trigger ??= settingsChangeTrigger(ctx.location, (r) => {
+      if (r.warning) ctx.important(`warning: ${r.warning}`);
+    });
+    await trigger(tenantId, actor);
   };
-  return () => {
-    if (running) {
-      again = true;
-      return;
-    }
-    void run();
-  };
+  // After the response, in the background: backupConfigAfterChange never throws (problems are warnings).
+  return (tenantId, actor) => void fire(tenantId, actor);
 }

@@ -3,7 +3,7 @@ import { allStoredSettings } from '../../db/queries/settings.js';
 import { readdir, readFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { AttenduxError } from '../../errors.js';
-import { cliActor } from '../actor.js';
+import { actorOf, type Acting } from '../actor.js';
 import {
   ensureInstallKeys,
   loadConfig,
@@ -15,16 +15,16 @@ import { signBackup } from './signature.js';
 import type { Install } from '../install.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
 import { VERSION } from '../../version.js';
-import { newestOf, readCatalog } from './catalog.js';
-import { newBackupId, type Sidecar } from './format.js';
+import { newestOf, readCatalog } from '../archive/catalog.js';
+import { newBackupId, type Sidecar } from '../archive/format.js';
 import { acquireFileLock } from './lock.js';
 import { backupFailure, ensureBackupDir, requireRecipients, lastRunFile, type LastRun } from './run.js';
-import { cleanupLeftovers, writeArchive, type StagedEntry } from './writer.js';
+import { cleanupLeftovers, writeArchive, type StagedEntry } from '../archive/writer.js';
 import { writeFileAtomic } from '../fs.js';
 import { ledgerBackupEntry } from '../ledger/index.js';
 import { copyAfterBackup, type CopyOutcome } from '../offsite/copy.js';
 
-export interface ConfigBackupOptions extends ConfigLocation {
+export interface ConfigBackupOptions extends ConfigLocation, Acting {
   ifChanged?: boolean;
   /**
    * Rendered service files to include. Default: what `schedule install` writes, i.e.
@@ -192,8 +192,9 @@ async function backupConfigWith(
       finishedAt: new Date().toISOString(),
       outcome: 'success',
     });
-    const auditSkipped = opts.audit === false ? 'disabled' : await auditConfigBackup(db, sidecar);
-    const offsite = await copyAfterBackup(loaded, sidecar, { db: db.install?.admin });
+    const auditSkipped =
+      opts.audit === false ? 'disabled' : await auditConfigBackup(db, sidecar, actorOf(opts));
+    const offsite = await copyAfterBackup(loaded, sidecar, { db: db.install?.admin, actor: actorOf(opts) });
     return {
       written: true,
       sidecar,
@@ -219,12 +220,16 @@ async function backupConfigWith(
 }
 
 /** Returns why the entry was not written, or undefined when it was. */
-async function auditConfigBackup(db: MaybeInstall, sidecar: Sidecar): Promise<string | undefined> {
+async function auditConfigBackup(
+  db: MaybeInstall,
+  sidecar: Sidecar,
+  actor: string,
+): Promise<string | undefined> {
   if (!db.install) return db.skipped;
   try {
     await appendAudit(db.install.admin, {
       tenantId: SYSTEM_TENANT,
-      actor: cliActor(),
+      actor,
       action: 'backup.config',
       entityType: 'backup',
       entityId: sidecar.id,
@@ -233,30 +238,5 @@ async function auditConfigBackup(db: MaybeInstall, sidecar: Sidecar): Promise<st
     return undefined;
   } catch (err) {
     return `database unreachable: ${(err as Error).message}`;
-  }
-}
-
-/**
- * What `config set`, `backup add-recipient` (and later `keys`, tenant settings) call after a successful
- * change: a config backup if anything changed. Never throws: the change itself succeeded; problems come back
- * as a warning to print.
- */
-export async function backupConfigAfterChange(
-  loc: ConfigLocation,
-): Promise<{ id?: string; warning?: string }> {
-  try {
-    const r = await backupConfig({ ...loc, ifChanged: true });
-    const notCopied = (r.offsite ?? []).filter((o) => !o.ok);
-    if (notCopied.length)
-      return {
-        id: r.sidecar?.id,
-        warning: `config backup ${r.sidecar?.id ?? ''} was not copied to ${notCopied.map((o) => `${o.target} (${o.error?.message ?? 'failed'})`).join(', ')}; \`attendux backup sync\` retries`,
-      };
-    return { id: r.sidecar?.id };
-  } catch (err) {
-    const e = err as AttenduxError;
-    if (e.code === 'BACKUP_NO_RECIPIENTS')
-      return { warning: 'the change was not backed up: no backup recipients configured (backup.recipients)' };
-    return { warning: `the change was not backed up: ${e.message}` };
   }
 }

@@ -1,14 +1,14 @@
 import { createWriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
+import { ByteCounter } from '../archive/bytes.js';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import type pg from 'pg';
 import { connectClient } from '../../db/pool.js';
 import { schemaVersion } from '../../db/migrate.js';
 import { VERSION } from '../../version.js';
-import { newBackupId, type ManifestTable, type Sidecar } from './format.js';
+import { newBackupId, type ManifestTable, type Sidecar } from '../archive/format.js';
 import {
   backupFailure,
   runDatabaseBackup,
@@ -19,7 +19,7 @@ import {
 import { faultPoint } from '../fault.js';
 import { RESTORE_SCRIPT, SCHEMA_SCRIPT, restoreScript, schemaScript } from './scripts.js';
 import { StagingCipher } from './staging.js';
-import { EntryQueue, writeArchive } from './writer.js';
+import { EntryQueue, writeArchive } from '../archive/writer.js';
 import { auditForBackup, backupAuditWarning } from '../audit/service.js';
 
 /** Tables bigger than this many 8 KiB blocks are copied as several ctid ranges, spread over the connections. */
@@ -105,12 +105,7 @@ async function copyItem(
         : [item.table, `(${item.from},0)`, `(${item.to},0)`],
   );
   const source = c.query(copyTo(rows[0]!.sql));
-  const count = new Transform({
-    transform(chunk: Buffer, _e, cb) {
-      onBytes(chunk.length);
-      cb(null, chunk);
-    },
-  });
+  const count = new ByteCounter(onBytes, true);
   // zlib runs in libuv's thread pool, so two tables compress on the two cores while the main thread moves bytes.
   await pipeline(
     source,

@@ -1,21 +1,21 @@
 import { createWriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
+import { ByteCounter } from '../archive/bytes.js';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { AttenduxError } from '../../errors.js';
 import { connectClient } from '../../db/pool.js';
 import { schemaVersion } from '../../db/migrate.js';
 import { VERSION } from '../../version.js';
-import { chainHead, readCatalog, type CatalogEntry } from './catalog.js';
-import { CHANGES_ENTRY, newBackupId, type Sidecar } from './format.js';
+import { chainHead, readCatalog, type CatalogEntry } from '../archive/catalog.js';
+import { CHANGES_ENTRY, changeColumnsSelect, newBackupId, type Sidecar } from '../archive/format.js';
 import { fullBackupBody, trimChangeLog } from './full.js';
 import { auditForBackup, backupAuditWarning } from '../audit/service.js';
 import { runDatabaseBackup, type BackupRunOptions, type BackupRunResult, type RunEnv } from './run.js';
 import { APPLY_SCRIPT, applyChangesScript } from './scripts.js';
 import { StagingCipher } from './staging.js';
-import { writeArchive } from './writer.js';
+import { writeArchive } from '../archive/writer.js';
 
 export interface IncrementalOptions extends BackupRunOptions {
   /** Take a full backup instead when there is no usable parent (no full, broken chain, schema changed). */
@@ -124,22 +124,15 @@ async function incrementalBody(
     // of the change (rows captured before that migration): --at keeps whole transactions by it.
     const source = c.query(
       copyTo(
-        `COPY (SELECT l.id, l.txid, coalesce(cc.committed_at, l.at) AS at, l.table_name, l.op, l.tenant_id, l.pk, l."row"
+        `COPY (SELECT ${changeColumnsSelect({ at: 'coalesce(cc.committed_at, l.at)' })}
                  FROM change_log l LEFT JOIN change_commits cc ON cc.txid = l.txid
                 WHERE ${where.replace(/\btxid\b/g, 'l.txid')} ORDER BY l.id) TO STDOUT`,
       ),
     );
-    let bytes = 0;
     await pipeline(
       source,
       createGzip({ level: 1 }),
-      new Transform({
-        transform(chunk: Buffer, _e, cb) {
-          bytes += chunk.length;
-          opts.onProgress?.({ phase: 'copy', table: 'change_log', bytes });
-          cb(null, chunk);
-        },
-      }),
+      new ByteCounter((bytes) => opts.onProgress?.({ phase: 'copy', table: 'change_log', bytes })),
       cipher.encryptTo(file),
       createWriteStream(file, { mode: 0o600 }),
     );

@@ -12,6 +12,14 @@ import { AttenduxError } from '../../errors.js';
  */
 export const BACKUP_ADVISORY_KEY = 1096046658;
 
+/*
+ * Why a lock file of our own rather than a library such as proper-lockfile: the semantics differ where it
+ * matters here. proper-lockfile judges a lock stale by its mtime (it must be refreshed on a timer, and a
+ * crashed run blocks the next one until the stale period has passed); ours is the run's pid, so a lock
+ * left by a killed or crashed run is taken over at once, and a live run is never thought stale however
+ * long a full takes. It also records who holds it (pid, host, start time, command), which the "exit 75,
+ * locked, try later" message names; proper-lockfile keeps no owner.
+ */
 export interface LockInfo {
   pid: number;
   host: string;

@@ -1,15 +1,16 @@
 import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { cliActor } from '../actor.js';
+import { AttenduxError } from '../../errors.js';
+import { actorOf, type Acting } from '../actor.js';
 import { loadConfig, type ConfigLocation } from '../config/load.js';
 import { fsyncDir } from '../fs.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
-import { readCatalog } from './catalog.js';
-import { dataFileName, sidecarFileName, type BackupKind } from './format.js';
+import { readCatalog } from '../archive/catalog.js';
+import { dataFileName, sidecarFileName, type BackupKind } from '../archive/format.js';
 import { acquireFileLock } from './lock.js';
-import { cleanupLeftovers } from './writer.js';
+import { cleanupLeftovers } from '../archive/writer.js';
 import { signatureFileName } from './signature.js';
-import type { TargetPruneResult } from '../offsite/remote.js';
+import type { TargetPruneResult } from '../offsite/prune-targets.js';
 
 export interface Retention {
   fullDays: number;
@@ -106,7 +107,7 @@ export function planPrune(backups: readonly PruneCandidate[], retention: Retenti
   return { delete: del, keep: sorted.filter((b) => keep.has(b.id)).map((b) => keep.get(b.id)!) };
 }
 
-export interface PruneOptions extends ConfigLocation {
+export interface PruneOptions extends ConfigLocation, Acting {
   dryRun?: boolean;
   now?: Date;
 }
@@ -119,52 +120,94 @@ export interface PruneResult extends PrunePlan {
   offsite?: TargetPruneResult[];
 }
 
-/** Apply retention to the backup dir (under the backup lock). With dryRun only the plan is returned. */
-export async function pruneBackups(opts: PruneOptions = {}): Promise<PruneResult> {
+/** What `backup prune --dry-run` and the prompt show, and exactly what applyPrune deletes. */
+export interface PruneRunPlan extends PrunePlan {
+  backupDir: string;
+  /** The time retention was judged at. */
+  now: string;
+  /** The same retention applied to each of backup.targets (src/core/offsite). */
+  offsite: TargetPruneResult[];
+}
+
+/** Plan a prune from the sidecars here and on every target; deletes nothing. */
+export async function planBackupPrune(opts: PruneOptions = {}): Promise<PruneRunPlan> {
+  const loaded = await loadConfig(opts);
+  const now = opts.now ?? new Date();
+  const p = planPrune((await readCatalog(loaded.backupDir)).backups, loaded.config.backup.retention, now);
+  // Imported when needed: offsite/prune-targets.ts imports planPrune from this module.
+  const { pruneTargets } = await import('../offsite/prune-targets.js');
+  const offsite = await pruneTargets(loaded, { dryRun: true, now, loc: opts });
+  return { ...p, backupDir: loaded.backupDir, now: now.toISOString(), offsite };
+}
+
+/**
+ * Delete exactly what `plan` lists (under the backup lock), here and on the targets. What changed since the
+ * plan is checked first: a backup the plan deletes that retention would now keep (an incremental arrived
+ * that builds on it) stops the prune before anything is deleted; something newly expired waits for the next
+ * prune, as it was not shown.
+ */
+export async function applyPrune(opts: PruneOptions, plan: PruneRunPlan): Promise<PruneResult> {
   const loaded = await loadConfig(opts);
   const backupDir = loaded.backupDir;
-  const now = opts.now ?? new Date();
-  const plan = async () =>
-    planPrune((await readCatalog(backupDir)).backups, loaded.config.backup.retention, now);
-  // Imported when needed: offsite/remote.ts imports planPrune from this module.
-  const offsite = async (dryRun: boolean) =>
-    (await import('../offsite/remote.js')).pruneTargets(loaded, { dryRun, now, loc: opts });
-  if (opts.dryRun)
-    return { ...(await plan()), dryRun: true, backupDir, cleanedUp: [], offsite: await offsite(true) };
   const lock = await acquireFileLock(loaded.config.dataDir, 'backup prune');
   let result: PruneResult;
   try {
-    const p = await plan();
+    const now = new Date(plan.now);
+    const fresh = planPrune((await readCatalog(backupDir)).backups, loaded.config.backup.retention, now);
+    const stillExpired = new Set(fresh.delete.map((d) => d.id));
+    const changed = plan.delete.filter(
+      (d) => !stillExpired.has(d.id) && fresh.keep.some((k) => k.id === d.id),
+    );
+    if (changed.length)
+      throw new AttenduxError(
+        'CONFLICT',
+        `the backups changed since the prune was planned: ${changed.map((d) => d.id).join(', ')} must now be kept`,
+        { hint: 'run `attendux backup prune` again to see the new plan' },
+      );
     const cleanedUp = await cleanupLeftovers(backupDir);
-    for (const d of p.delete) {
-      // Sidecar first: from that moment the backup is no longer listed; the data file follows.
-      await unlink(join(backupDir, sidecarFileName(d.id))).catch(() => undefined);
-      await unlink(join(backupDir, dataFileName(d.id))).catch(() => undefined);
-      await unlink(join(backupDir, signatureFileName(d.id))).catch(() => undefined);
-      // The drill's record and its signature (restore/drill-record.ts) go with their backup.
-      for (const c of [`${d.id}.drill.json`, `${d.id}.drill.json.sig`])
-        await unlink(join(backupDir, c)).catch(() => undefined);
-    }
-    if (p.delete.length) await fsyncDir(backupDir);
-    result = { ...p, dryRun: false, backupDir, cleanedUp, offsite: await offsite(false) };
+    for (const d of plan.delete) await deleteBackupFiles(backupDir, d.id);
+    if (plan.delete.length) await fsyncDir(backupDir);
+    const { pruneTargets } = await import('../offsite/prune-targets.js');
+    const offsite = await pruneTargets(loaded, { dryRun: false, now, loc: opts, planned: plan.offsite });
+    result = { delete: plan.delete, keep: plan.keep, dryRun: false, backupDir, cleanedUp, offsite };
   } finally {
     await lock.release();
   }
-  if (result.delete.length) {
-    try {
-      const { withInstall } = await import('../install.js');
-      await withInstall({ ...opts, requireMigrated: false }, (install) =>
-        appendAudit(install.admin, {
-          tenantId: SYSTEM_TENANT,
-          actor: cliActor(),
-          action: 'backup.prune',
-          entityType: 'backup',
-          details: { deleted: result.delete.map((d) => ({ id: d.id, reason: d.reason })) },
-        }),
-      );
-    } catch {
-      // The deletion happened; a database that is down must not turn a successful prune into a failure.
-    }
-  }
+  if (result.delete.length) await auditPrune(opts, result);
   return result;
+}
+
+async function deleteBackupFiles(backupDir: string, id: string): Promise<void> {
+  // Sidecar first: from that moment the backup is no longer listed; the data file follows. A file already
+  // gone (a prune interrupted after the sidecar) is no error.
+  await unlink(join(backupDir, sidecarFileName(id))).catch(() => undefined);
+  await unlink(join(backupDir, dataFileName(id))).catch(() => undefined);
+  await unlink(join(backupDir, signatureFileName(id))).catch(() => undefined);
+  // The drill's record and its signature (restore/drill-record.ts) go with their backup.
+  for (const c of [`${id}.drill.json`, `${id}.drill.json.sig`])
+    await unlink(join(backupDir, c)).catch(() => undefined);
+}
+
+async function auditPrune(opts: PruneOptions, result: PruneResult): Promise<void> {
+  try {
+    const { withInstall } = await import('../install.js');
+    await withInstall({ ...opts, requireMigrated: false }, (install) =>
+      appendAudit(install.admin, {
+        tenantId: SYSTEM_TENANT,
+        actor: actorOf(opts),
+        action: 'backup.prune',
+        entityType: 'backup',
+        details: { deleted: result.delete.map((d) => ({ id: d.id, reason: d.reason })) },
+      }),
+    );
+  } catch {
+    // The deletion happened; a database that is down must not turn a successful prune into a failure.
+  }
+}
+
+/** Plan and (without dryRun) apply at once: for unattended callers that show no plan (cron runs --yes). */
+export async function pruneBackups(opts: PruneOptions = {}): Promise<PruneResult> {
+  const plan = await planBackupPrune(opts);
+  if (opts.dryRun) return { ...plan, dryRun: true, cleanedUp: [] };
+  return applyPrune(opts, plan);
 }

@@ -1,8 +1,8 @@
 import { AttenduxError } from '../../errors.js';
 import { loadConfig, type ConfigLocation } from '../config/load.js';
 import { setConfigValue } from '../config/edit.js';
-import { checkRecipient } from './age-stream.js';
-import { backupConfigAfterChange } from './config.js';
+import { checkRecipient } from '../../crypto/age-stream.js';
+import { backupConfigAfterChange } from './config-trigger.js';
 
 export interface AddRecipientResult {
   recipient: string;
@@ -15,7 +15,11 @@ export interface AddRecipientResult {
  * Add an age public key to backup.recipients (for example an escrow key): every backup from now on is
  * encrypted to it too. The key is checked by encrypting to it before the config is touched.
  */
-export async function addRecipient(loc: ConfigLocation, recipient: string): Promise<AddRecipientResult> {
+export async function addRecipient(
+  loc: ConfigLocation,
+  recipient: string,
+  actor: string,
+): Promise<AddRecipientResult> {
   const r = recipient.trim();
   if (!/^age1[0-9a-z]+$/.test(r) || !(await checkRecipient(r))) {
     throw new AttenduxError('USAGE', `"${recipient}" is not an age public key`, {
@@ -27,6 +31,6 @@ export async function addRecipient(loc: ConfigLocation, recipient: string): Prom
   if (current.includes(r)) return { recipient: r, changed: false, recipients: current };
   const next = [...current, r];
   await setConfigValue(loc, 'backup.recipients', JSON.stringify(next));
-  const configBackup = await backupConfigAfterChange(loc);
+  const configBackup = await backupConfigAfterChange(loc, actor);
   return { recipient: r, changed: true, recipients: next, configBackup };
 }

@@ -1,24 +1,18 @@
 import { open, mkdir, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AttenduxError, isAttenduxError } from '../../errors.js';
-import { cliActor } from '../actor.js';
+import { actorOf, type Acting } from '../actor.js';
 import { ensureInstallKeys, loadConfig, loadSecrets, type ConfigLocation } from '../config/load.js';
 import { signBackup } from './signature.js';
 import { fsyncDir, writeFileAtomic } from '../fs.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
-import { QUARANTINE_DIR, readCatalog, type CatalogProblem } from './catalog.js';
-import {
-  FORMAT,
-  dataFileName,
-  readBackup,
-  readIdentityFile,
-  sidecarFileName,
-  type Manifest,
-  type Sidecar,
-} from './format.js';
+import { QUARANTINE_DIR, readCatalog, type CatalogProblem } from '../archive/catalog.js';
+import { FORMAT, dataFileName, sidecarFileName, type Manifest, type Sidecar } from '../archive/format.js';
+import { readBackup } from '../archive/reader.js';
+import { readIdentityFile } from '../archive/identity.js';
 import { acquireFileLock } from './lock.js';
 
-export interface RepairOptions extends ConfigLocation {
+export interface RepairOptions extends ConfigLocation, Acting {
   identityFile?: string;
   /** Already read identities (a passphrase-protected file opened by the CLI). */
   identities?: string[];
@@ -167,7 +161,7 @@ export async function repairBackups(opts: RepairOptions): Promise<RepairResult> 
       await withInstall({ ...opts, requireMigrated: false }, (install) =>
         appendAudit(install.admin, {
           tenantId: SYSTEM_TENANT,
-          actor: cliActor(),
+          actor: actorOf(opts),
           action: 'backup.repair',
           entityType: 'backup',
           details: { items: items.map((i) => ({ id: i.id, was: i.was, outcome: i.outcome })) },

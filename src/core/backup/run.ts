@@ -4,15 +4,15 @@ import { mkdir, open, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { AttenduxError, isAttenduxError } from '../../errors.js';
-import { cliActor } from '../actor.js';
+import { actorOf, type Acting } from '../actor.js';
 import { loadConfig, type ConfigLocation, type LoadedConfig } from '../config/load.js';
 import { writeFileAtomic } from '../fs.js';
 import { openInstall, withInstall, type Install } from '../install.js';
 import { connectClient } from '../../db/pool.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
-import type { BackupKind, Sidecar } from './format.js';
+import type { BackupKind, Sidecar } from '../archive/format.js';
 import { acquireAdvisoryLock, acquireFileLock } from './lock.js';
-import { cleanupLeftovers } from './writer.js';
+import { cleanupLeftovers } from '../archive/writer.js';
 import { signBackup } from './signature.js';
 import { copyAfterBackup, type CopyOutcome, type OffsiteProgress } from '../offsite/copy.js';
 
@@ -25,7 +25,7 @@ export interface BackupProgress {
   rows?: number;
 }
 
-export interface BackupRunOptions extends ConfigLocation {
+export interface BackupRunOptions extends ConfigLocation, Acting {
   onProgress?: (p: BackupProgress) => void;
   onOffsiteProgress?: (p: OffsiteProgress) => void;
   /** Test hook: called with each table's COPY stream once it is running. */
@@ -178,7 +178,7 @@ export async function runDatabaseBackup(
     stage = 'recording the result';
     await appendAudit(install.admin, {
       tenantId: SYSTEM_TENANT,
-      actor: cliActor(),
+      actor: actorOf(opts),
       action: `backup.${out.sidecar.kind}`,
       entityType: 'backup',
       entityId: out.sidecar.id,
@@ -200,6 +200,7 @@ export async function runDatabaseBackup(
     const offsite = await copyAfterBackup(loaded, out.sidecar, {
       db: install.admin,
       onProgress: opts.onOffsiteProgress,
+      actor: actorOf(opts),
     });
     return { sidecar: out.sidecar, cleanedUp, note: out.note, ...(offsite.length ? { offsite } : {}) };
   } catch (err) {
@@ -215,7 +216,7 @@ export async function runDatabaseBackup(
       });
       const entry = {
         tenantId: SYSTEM_TENANT,
-        actor: cliActor(),
+        actor: actorOf(opts),
         action: `backup.${kind}`,
         entityType: 'backup',
         details: { kind, outcome: 'failure', error: e.code, message: e.message },

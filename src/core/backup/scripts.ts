@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MIGRATIONS_DIR, MIGRATIONS_TABLE, migrationFiles } from '../../db/migrate.js';
-import type { ManifestTable } from './format.js';
+import { changeColumnsDdl, type ManifestTable } from '../archive/format.js';
 
 /**
  * The SQL that ships inside every backup so that a person can restore it with nothing but age, tar, gunzip
@@ -93,8 +93,7 @@ export function applyChangesScript(id: string, parent: string): string {
 -- Point in time: add -v until=2026-11-23T14:30:00Z to keep only transactions committed at or before it.
 \\set ON_ERROR_STOP on
 SET session_replication_role = replica;
-CREATE TEMP TABLE restore_changes (id bigint, txid xid8, at timestamptz, table_name text, op char(1),
-                                   tenant_id uuid, pk jsonb, "row" jsonb);
+CREATE TEMP TABLE restore_changes (${changeColumnsDdl()});
 \\copy restore_changes FROM PROGRAM 'gunzip -c data/changes.copy.gz'
 \\if :{?until}
 DELETE FROM restore_changes WHERE txid IN

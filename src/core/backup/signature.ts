@@ -4,7 +4,7 @@ import { AttenduxError } from '../../errors.js';
 import { isPublicKey, publicKeyOf, signBytes, verifyBytes } from '../../crypto/signing.js';
 import { loadSecrets, type LoadedConfig } from '../config/load.js';
 import { writeFileAtomic } from '../fs.js';
-import { sidecarFileName } from './format.js';
+import { sidecarFileName } from '../archive/format.js';
 
 /**
  * Backup signatures. age encrypts but does not authenticate the sender, and the sidecar's SHA-256 is no MAC:

@@ -1,8 +1,8 @@
 import { loadConfig, type ConfigLocation, type LoadedConfig } from '../config/load.js';
 import { writeFileAtomic } from '../fs.js';
 import { gaugeText } from '../textfile.js';
-import { newestOf, readCatalog, type CatalogProblem } from './catalog.js';
-import type { BackupKind } from './format.js';
+import { newestOf, readCatalog, type CatalogProblem } from '../archive/catalog.js';
+import type { BackupKind } from '../archive/format.js';
 import { readLastRun, type LastRun } from './run.js';
 import { readJobRecords, type JobRun } from '../schedule/runs.js';
 import { sidecarAuditStatus } from '../audit/backup.js';
@@ -145,7 +145,7 @@ export function prometheusText(st: BackupStatus): Promise<string> {
  * half of it.
  */
 export async function backupStatusWithTargets(opts: ConfigLocation & { now?: Date; prometheus?: string }) {
-  const { offsiteStatus, offsitePrometheusText } = await import('../offsite/copy.js');
+  const { offsiteStatus, offsitePrometheusText } = await import('../offsite/status.js');
   const loaded = await loadConfig(opts);
   const base = await backupStatus({ ...opts, loaded });
   const offsite = await offsiteStatus({ loaded });

@@ -1,8 +1,11 @@
 import { join } from 'node:path';
 import { AttenduxError, isAttenduxError } from '../../errors.js';
 import { loadConfig, type ConfigLocation } from '../config/load.js';
-import { readCatalog, type CatalogEntry } from './catalog.js';
-import { dataFileName, hashFile, readBackup, readIdentityFile } from './format.js';
+import { readCatalog, type CatalogEntry } from '../archive/catalog.js';
+import { dataFileName } from '../archive/format.js';
+import { hashFile } from '../archive/bytes.js';
+import { readBackup } from '../archive/reader.js';
+import { identityFileFrom, readIdentityFile } from '../archive/identity.js';
 import { checkBackupSignature, trustedSigningKeys } from './signature.js';
 
 export interface VerifyOptions extends ConfigLocation {
@@ -38,8 +41,11 @@ export interface VerifyResult {
  */
 export async function verifyBackups(opts: VerifyOptions): Promise<VerifyResult> {
   const loaded = await loadConfig(opts);
-  const identityFile =
-    opts.identityFile ?? process.env.ATTENDUX_BACKUP_IDENTITY ?? loaded.config.backup.identityFile;
+  const identityFile = identityFileFrom({
+    identityFile: opts.identityFile,
+    env: opts.env,
+    configured: loaded.config.backup.identityFile,
+  });
   const identities = identityFile ? await readIdentityFile(identityFile) : null;
   const catalog = await readCatalog(loaded.backupDir);
   let targets: CatalogEntry[];
@@ -98,7 +104,11 @@ export async function verifyBackups(opts: VerifyOptions): Promise<VerifyResult> 
         const h = await hashFile(file, (n) =>
           opts.onProgress?.({ id: b.id, bytes: n, total: b.bytes }),
         ).catch((err: unknown) => {
-          throw new AttenduxError('BACKUP_CORRUPT', `${file}: ${(err as Error).message}`);
+          const missing = (err as { code?: string }).code === 'ENOENT';
+          throw new AttenduxError(
+            'BACKUP_CORRUPT',
+            missing ? `${file} is missing` : `${file}: ${(err as Error).message}`,
+          );
         });
         item.bytes = h.bytes;
         if (h.bytes !== b.bytes || h.sha256 !== b.sha256)

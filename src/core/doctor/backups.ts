@@ -1,11 +1,12 @@
 import { statfs } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { readCatalog } from '../backup/catalog.js';
+import { readCatalog } from '../archive/catalog.js';
 import { backupStatus } from '../backup/status.js';
 import { verifyBackups } from '../backup/verify.js';
 import { SYSTEM_TENANT } from '../../db/queries/audit.js';
-import { configuredTargets, offsiteStatus } from '../offsite/copy.js';
+import { configuredTargets } from '../offsite/copy.js';
+import { offsiteStatus } from '../offsite/status.js';
 import { checkTargetCredentials } from '../offsite/target.js';
 import { readNewestDrill } from '../restore/drill-record.js';
 import { fail, pass, skip, warn, type Check } from './types.js';

@@ -1,29 +1,16 @@
-import { createWriteStream } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { AttenduxError, isAttenduxError } from '../../errors.js';
-import { cliActor } from '../actor.js';
+import { actorOf, type Acting } from '../actor.js';
 import { loadConfig, type ConfigLocation, type LoadedConfig } from '../config/load.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
-import { computeChains, readCatalog, type CatalogEntry } from '../backup/catalog.js';
-import {
-  dataFileName,
-  HashTap,
-  ID_PATTERN,
-  parseSidecar,
-  readBackup,
-  readIdentityFile,
-  sidecarFileName,
-  type Sidecar,
-} from '../backup/format.js';
+import { computeChains, readCatalog, type CatalogEntry } from '../archive/catalog.js';
+import { dataFileName, ID_PATTERN, parseSidecar, sidecarFileName, type Sidecar } from '../archive/format.js';
+import { readBackup } from '../archive/reader.js';
+import { identityFileFrom, readIdentityFile } from '../archive/identity.js';
 import { acquireFileLock } from '../backup/lock.js';
-import { planPrune, type PrunePlan } from '../backup/prune.js';
-import { TargetsSchema, type TargetConfig, type TargetSecrets } from './schema.js';
+import type { TargetConfig, TargetSecrets } from './schema.js';
 import {
-  companionNames,
   configuredTargets,
   connect,
   copyWithRetries,
@@ -34,9 +21,10 @@ import {
   type OffsiteProgress,
 } from './copy.js';
 import type { VerifyItem } from '../backup/verify.js';
-import { isTempName, offsiteError, resolveTargetPaths, type OffsiteTarget } from './target.js';
+import { isTempName, offsiteError, type OffsiteTarget } from './target.js';
+import { download, privateDir } from './download.js';
 
-async function readStreamText(target: OffsiteTarget, name: string): Promise<string> {
+export async function readStreamText(target: OffsiteTarget, name: string): Promise<string> {
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const c of await target.read(name)) {
@@ -94,7 +82,7 @@ export async function remoteCatalog(target: OffsiteTarget): Promise<RemoteCatalo
   };
 }
 
-async function withTarget<T>(
+export async function withTarget<T>(
   loaded: LoadedConfig,
   name: string,
   fn: (t: OffsiteTarget, cfg: TargetConfig, secrets: TargetSecrets | undefined) => Promise<T>,
@@ -118,8 +106,8 @@ export async function listTarget(loc: ConfigLocation, name: string): Promise<Rem
   return withTarget(loaded, name, (t) => remoteCatalog(t));
 }
 
-async function audit(
-  loc: ConfigLocation,
+export async function audit(
+  loc: ConfigLocation & Acting,
   action: string,
   details: Record<string, unknown>,
   entityId?: string,
@@ -129,7 +117,7 @@ async function audit(
     await withInstall({ ...loc, requireMigrated: false }, (i) =>
       appendAudit(i.admin, {
         tenantId: SYSTEM_TENANT,
-        actor: cliActor(),
+        actor: actorOf(loc),
         action,
         entityType: 'backup',
         entityId,
@@ -259,7 +247,7 @@ export async function verifyTarget(
   },
 ): Promise<{ ok: boolean; target: string; backups: RemoteVerifyItem[] }> {
   const loaded = await loadConfig(loc);
-  const identityFile = loc.identityFile ?? process.env.ATTENDUX_BACKUP_IDENTITY;
+  const identityFile = identityFileFrom({ identityFile: loc.identityFile, env: loc.env });
   const identities = identityFile ? await readIdentityFile(identityFile) : null;
   const localById = new Map((await readCatalog(loaded.backupDir)).backups.map((b) => [b.id, b]));
   return withTarget(loaded, loc.target, async (target) => {
@@ -324,233 +312,4 @@ export async function verifyTarget(
     }
     return { ok: items.every((i) => i.ok), target: target.name, backups: items };
   });
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// prune
-
-export interface TargetPruneResult extends PrunePlan {
-  target: string;
-  dryRun: boolean;
-  error?: { code: string; message: string };
-}
-
-/**
- * Apply the same retention (`planPrune`) to each target's own backups: chains protected, the newest full
- * never deleted. Sidecar first, then the data file, newest first, as locally. Never throws: a target that
- * fails is reported in its result.
- */
-export async function pruneTargets(
-  loaded: LoadedConfig,
-  opts: { dryRun: boolean; now: Date; loc?: ConfigLocation },
-): Promise<TargetPruneResult[]> {
-  const { targets, secrets } = await configuredTargets(loaded);
-  const out: TargetPruneResult[] = [];
-  for (const t of targets) {
-    const r: TargetPruneResult = { target: t.name, dryRun: opts.dryRun, delete: [], keep: [] };
-    out.push(r);
-    try {
-      const target = await connect(t, secrets);
-      try {
-        const cat = await remoteCatalog(target);
-        const plan = planPrune(cat.backups, loaded.config.backup.retention, opts.now);
-        r.delete = plan.delete;
-        r.keep = plan.keep;
-        if (!opts.dryRun) {
-          const names = new Set((await target.list()).map((f) => f.name));
-          for (const d of plan.delete) {
-            await target.remove(sidecarFileName(d.id));
-            for (const n of names)
-              if (n.startsWith(`${d.id}.`) && n !== sidecarFileName(d.id)) await target.remove(n);
-          }
-        }
-      } finally {
-        await target.close();
-      }
-    } catch (err) {
-      const e = isAttenduxError(err) ? err : offsiteError(t, 'prune failed', err);
-      r.error = { code: e.code, message: e.message };
-    }
-    if (!opts.dryRun && (r.delete.length || r.error))
-      await audit(opts.loc ?? { configPath: loaded.path }, 'backup.offsite.prune', {
-        target: t.name,
-        outcome: r.error ? 'failure' : 'success',
-        deleted: r.delete.map((d) => ({ id: d.id, reason: d.reason })),
-        ...(r.error ? { error: r.error.code, message: r.error.message } : {}),
-      });
-  }
-  return out;
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// restore --from
-
-/** Named like restore's own temp dirs, so that a killed run's downloads are swept the same way. */
-async function privateDir(what: string): Promise<string> {
-  return mkdtemp(join(tmpdir(), `attendux-restore-${process.pid}-${what}-`));
-}
-
-/** Download one data file, checking its size and SHA-256 against the sidecar as it streams. */
-async function download(
-  target: OffsiteTarget,
-  name: string,
-  file: string,
-  s: Sidecar,
-  onBytes?: (n: number) => void,
-): Promise<void> {
-  const tap = new HashTap();
-  let n = 0;
-  await pipeline(
-    await target.read(name),
-    tap,
-    new Transform({
-      transform(c: Buffer, _e, cb) {
-        n += c.length;
-        onBytes?.(n);
-        cb(null, c);
-      },
-    }),
-    createWriteStream(file, { mode: 0o600, flags: 'wx' }),
-  );
-  const sha = tap.hash.digest('hex');
-  if (tap.bytes !== s.bytes || sha !== s.sha256)
-    throw new AttenduxError(
-      'BACKUP_CORRUPT',
-      `the copy of ${s.id} on target ${target.name} does not match its sidecar (${tap.bytes} bytes, expected ${s.bytes}${tap.bytes === s.bytes ? '; SHA-256 differs' : ''}); nothing was restored`,
-      {
-        hint: `run \`attendux backup verify --target ${target.name} --all\`; restore an earlier point with --backup ID`,
-      },
-    );
-}
-
-export interface FetchedBackups {
-  /** Private (0700) directory holding the downloaded sidecars and data files: a backup dir for restore. */
-  dir: string;
-  target: string;
-  backups: string[];
-  bytes: number;
-  cleanup(): Promise<void>;
-}
-
-/** The targets when no config exists yet (disaster recovery): $ATTENDUX_BACKUP_TARGETS, a JSON array. */
-async function targetsForRestore(
-  loc: ConfigLocation,
-): Promise<{ loaded?: LoadedConfig; targets: TargetConfig[] }> {
-  try {
-    const loaded = await loadConfig(loc);
-    return { loaded, targets: loaded.config.backup.targets.map((t) => resolveTargetPaths(t, loaded.path)) };
-  } catch (err) {
-    if (!isAttenduxError(err) || err.code !== 'CONFIG_NOT_FOUND') throw err;
-    const env = loc.env ?? process.env;
-    const text = env.ATTENDUX_BACKUP_TARGETS;
-    if (!text) throw err;
-    let raw: unknown;
-    try {
-      raw = JSON.parse(text);
-    } catch {
-      throw new AttenduxError('CONFIG_INVALID', 'ATTENDUX_BACKUP_TARGETS: not a JSON array');
-    }
-    const r = TargetsSchema.safeParse(raw);
-    if (!r.success)
-      throw new AttenduxError(
-        'CONFIG_INVALID',
-        `ATTENDUX_BACKUP_TARGETS: ${r.error.issues[0]?.path.join('.')}: ${r.error.issues[0]?.message}`,
-      );
-    return { targets: r.data.map((t) => resolveTargetPaths(t, join(process.cwd(), 'attendux.json'))) };
-  }
-}
-
-/**
- * `restore ... --from NAME`: download what the restore needs from a target into a private temp dir and
- * check every data file against its sidecar (size and SHA-256) while it streams, before the restore
- * (which then decrypts and checks every entry) touches any database. Config restores take one config
- * backup; database restores the chain of the chosen backup (newest, `backupId`, or the newest at or before
- * `at`) and the incremental after it (whose changes `--at` may apply).
- */
-export async function fetchForRestore(
-  loc: ConfigLocation & {
-    from: string;
-    kind: 'config' | 'database';
-    backupId?: string;
-    at?: string;
-    onProgress?: (p: OffsiteProgress) => void;
-  },
-): Promise<FetchedBackups> {
-  const { loaded, targets } = await targetsForRestore(loc);
-  const cfg = targets.find((t) => t.name === loc.from);
-  if (!cfg)
-    throw new AttenduxError('NOT_FOUND', `no backup target "${loc.from}" in backup.targets`, {
-      hint: loaded
-        ? `configured: ${targets.map((t) => t.name).join(', ') || 'none'}`
-        : 'on a new server, set ATTENDUX_BACKUP_TARGETS to the JSON list of targets',
-    });
-  const secrets = loaded
-    ? await (await import('../config/load.js')).loadSecrets(loaded.secretsPath).then(
-        (s) => s.backupTargets,
-        () => undefined,
-      )
-    : undefined;
-  const target = await connect(cfg, secrets);
-  const dir = await privateDir(`from-${cfg.name}`);
-  const cleanup = () => rm(dir, { recursive: true, force: true });
-  try {
-    const cat = await remoteCatalog(target);
-    const ok = cat.backups.filter((b) => b.status === 'ok');
-    let chosen: CatalogEntry | undefined;
-    const pool = ok.filter((b) => (loc.kind === 'config' ? b.kind === 'config' : b.kind !== 'config'));
-    if (loc.backupId) chosen = cat.backups.find((b) => b.id === loc.backupId);
-    else if (loc.at) chosen = pool.filter((b) => Date.parse(b.createdAt) <= Date.parse(loc.at!)).at(-1);
-    else chosen = pool.at(-1);
-    if (!chosen)
-      throw new AttenduxError(
-        'RESTORE_NO_BACKUP',
-        loc.backupId
-          ? `no backup "${loc.backupId}" on target ${cfg.name}`
-          : `no intact ${loc.kind === 'config' ? 'config' : 'database'} backup on target ${cfg.name}${loc.at ? ` at or before ${loc.at}` : ''}`,
-        { hint: `see \`attendux backup list --target ${cfg.name}\`` },
-      );
-    const ids = new Set(chosen.chain);
-    const next = cat.backups.find(
-      (b) => b.kind === 'incremental' && b.parent === chosen.id && b.status === 'ok',
-    );
-    if (next && loc.at) ids.add(next.id);
-    const byId = new Map(cat.backups.map((b) => [b.id, b]));
-    let bytes = 0;
-    for (const id of ids) {
-      const s = byId.get(id)!;
-      await download(target, dataFileName(id), join(dir, dataFileName(id)), s, (n) =>
-        loc.onProgress?.({ target: cfg.name, id, phase: 'download', bytes: n, total: s.bytes }),
-      );
-      // Companion files (the signature `<id>.sig`): restore checks them before anything is decrypted.
-      for (const n of companionNames(cat.names, id))
-        await writeFile(join(dir, n), await readStreamText(target, n), { mode: 0o600, flag: 'wx' });
-      // The sidecar last, as in a backup dir: it is what makes the backup visible to the restore.
-      await writeFile(join(dir, sidecarFileName(id)), await readStreamText(target, sidecarFileName(id)), {
-        mode: 0o600,
-        flag: 'wx',
-      });
-      bytes += s.bytes;
-    }
-    const fetched: FetchedBackups = { dir, target: cfg.name, backups: [...ids], bytes, cleanup };
-    if (loaded)
-      await audit(
-        loc,
-        'restore.fetch',
-        { target: cfg.name, backups: fetched.backups, bytes, outcome: 'success' },
-        chosen.id,
-      );
-    return fetched;
-  } catch (err) {
-    await cleanup();
-    if (loaded && isAttenduxError(err))
-      await audit(loc, 'restore.fetch', {
-        target: cfg.name,
-        outcome: 'failure',
-        error: err.code,
-        message: err.message,
-      });
-    throw isAttenduxError(err) ? err : offsiteError(cfg, 'download failed', err);
-  } finally {
-    await target.close();
-  }
 }

@@ -3,23 +3,26 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AttenduxError, isAttenduxError } from '../../errors.js';
 import type { LoadedConfig } from '../config/load.js';
-import { assertNoProblems, readCatalog } from '../backup/catalog.js';
-import { openBackup, readIdentityFile, type Manifest, type OpenedBackup } from '../backup/format.js';
+import { assertNoProblems, readCatalog } from '../archive/catalog.js';
+import { openBackup, type OpenedBackup } from '../archive/reader.js';
+import { readIdentityFile, requireIdentityFile } from '../archive/identity.js';
+import { type Manifest } from '../archive/format.js';
 import { migrationFiles } from '../../db/migrate.js';
 import { checkBackupSignature, trustedSigningKeys } from '../backup/signature.js';
 import { planRestore, type PlanBackup, type PlanOptions, type PlanStep, type RestorePlan } from './plan.js';
 
 /** The age identities for a restore: --identity, else $ATTENDUX_BACKUP_IDENTITY, else backup.identityFile. */
-export async function restoreIdentities(loaded: LoadedConfig, identityFile?: string): Promise<string[]> {
-  const file = identityFile ?? process.env.ATTENDUX_BACKUP_IDENTITY ?? loaded.config.backup.identityFile;
-  if (!file)
-    throw new AttenduxError(
-      'USAGE',
-      'restore needs the backup identity (the age private key) to decrypt the backups',
-      {
-        hint: 'pass --identity FILE or set $ATTENDUX_BACKUP_IDENTITY (or backup.identityFile for unattended drills)',
-      },
-    );
+export async function restoreIdentities(
+  loaded: LoadedConfig,
+  identityFile?: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<string[]> {
+  const file = requireIdentityFile({
+    identityFile,
+    env,
+    configured: loaded.config.backup.identityFile,
+    hint: 'pass --identity FILE or set $ATTENDUX_BACKUP_IDENTITY (or backup.identityFile for unattended drills)',
+  });
   const identities = await readIdentityFile(file);
   // The keys that may have signed the backups travel with the identity (see backup/signature.ts): openChain
   // checks every backup against them before decrypting anything.

@@ -3,8 +3,9 @@ import { basename, dirname, isAbsolute, join, normalize, resolve } from 'node:pa
 import { AttenduxError, isAttenduxError } from '../../errors.js';
 import { loadConfig, configCandidates, type ConfigLocation, type LoadedConfig } from '../config/load.js';
 import { pathExists, writeFileAtomic } from '../fs.js';
-import { readCatalog, newestOf } from '../backup/catalog.js';
-import { openBackup, readIdentityFile } from '../backup/format.js';
+import { readCatalog, newestOf } from '../archive/catalog.js';
+import { openBackup } from '../archive/reader.js';
+import { readIdentityFile, requireIdentityFile } from '../archive/identity.js';
 import { sweepTempDirs } from './chain.js';
 import { checkBackupSignature, trustedSigningKeys } from '../backup/signature.js';
 import { dataDirOf, restoreLedgerMirror } from '../ledger/index.js';
@@ -73,16 +74,11 @@ export async function restoreConfig(opts: ConfigRestoreOptions): Promise<ConfigR
   const target =
     loaded?.path ??
     (opts.configPath || env.ATTENDUX_CONFIG ? configCandidates(opts)[0]! : '/etc/attendux/attendux.json');
-  const identityFile =
-    opts.identityFile ?? env.ATTENDUX_BACKUP_IDENTITY ?? loaded?.config.backup.identityFile;
-  if (!identityFile)
-    throw new AttenduxError(
-      'USAGE',
-      'restore needs the backup identity (the age private key) to decrypt the backups',
-      {
-        hint: 'pass --identity FILE or set $ATTENDUX_BACKUP_IDENTITY',
-      },
-    );
+  const identityFile = requireIdentityFile({
+    identityFile: opts.identityFile,
+    env,
+    configured: loaded?.config.backup.identityFile,
+  });
   const identities = await readIdentityFile(identityFile);
   const catalog = await readCatalog(backupDir);
   const chosen = opts.backupId

@@ -1,5 +1,4 @@
 import { AttenduxError } from '../../errors.js';
-import { cliActor } from '../actor.js';
 import { connectClient } from '../../db/pool.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
 import { verifyAuditChains } from '../audit/service.js';
@@ -14,7 +13,7 @@ import {
   prepare,
   stamp,
   type RestoreOptions,
-} from './execute.js';
+} from './toolkit.js';
 import { databaseUrl, type LoadResult } from './load.js';
 import type { RestorePlan } from './plan.js';
 import { recordDrillResult } from './drill-record.js';
@@ -310,7 +309,7 @@ export async function restoreDrill(opts: DrillOptions): Promise<DrillResult> {
         mode: 'drill',
         database,
       });
-      const identities = await restoreIdentities(prep.loaded, opts.identityFile);
+      const identities = await restoreIdentities(prep.loaded, opts.identityFile, opts.env);
       const chain = await openChain(prep.loaded.backupDir, plan, identities, { tempRoot: opts.tempRoot });
       try {
         created = true;
@@ -368,7 +367,7 @@ export async function restoreDrill(opts: DrillOptions): Promise<DrillResult> {
     const ok = checks.length > 0 && checks.every((c) => c.ok);
     await appendAudit(prep.install.admin, {
       tenantId: SYSTEM_TENANT,
-      actor: cliActor(),
+      actor: prep.actor,
       action: 'restore.drill',
       entityType: 'backup',
       entityId: plan?.steps[plan.steps.length - 1]?.id,

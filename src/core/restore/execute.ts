@@ -1,42 +1,24 @@
-import { AttenduxError, isAttenduxError } from '../../errors.js';
-import { cliActor } from '../actor.js';
-import { loadConfig, loadSecrets, type ConfigLocation, type LoadedConfig } from '../config/load.js';
-import { openInstall, type Install } from '../install.js';
-import { resolveDatabase } from '../../db/connect.js';
-import { registerAuditKey } from '../audit/mac.js';
-import { connectClient, ddl, type Queryable } from '../../db/pool.js';
-import { migrationFiles, runMigrations } from '../../db/migrate.js';
-import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
-import { reapplyLedger } from '../ledger/index.js';
-import { openChain, planFromCatalog, restoreIdentities, sweepTempDirs, type OpenedChain } from './chain.js';
-import {
-  buildingComment,
-  faultPoint,
-  readJournal,
-  recoverJournal,
-  sweepHalfBuilt,
-  type RecoveryReport,
-} from './journal.js';
-import { databaseOf, databaseUrl, loadChain, type LoadProgress, type LoadResult } from './load.js';
+import { AttenduxError } from '../../errors.js';
+import type { Acting } from '../actor.js';
+import type { ConfigLocation } from '../config/load.js';
+import { openChain, planFromCatalog, restoreIdentities, sweepTempDirs } from './chain.js';
+import type { RecoveryReport } from './journal.js';
+import { databaseUrl } from './load.js';
 import type { RestoreMode, RestorePlan } from './plan.js';
+import {
+  auditFailure,
+  buildDatabase,
+  checkDatabaseName,
+  dropDatabase,
+  prepare,
+  stamp,
+  targetState,
+  type Prepared,
+  type RestoreOptions,
+  type TargetState,
+} from './toolkit.js';
 
-export interface RestoreProgress extends LoadProgress {
-  backup?: string;
-}
-
-export interface RestoreOptions extends ConfigLocation {
-  backupId?: string;
-  /** ISO time: the newest state at or before it. */
-  at?: string;
-  /** Target database (default `<live>_restore_<time>`). */
-  into?: string;
-  /** Replace a target database that holds data. */
-  force?: boolean;
-  identityFile?: string;
-  /** Parent of the private temp dir for decrypted files (default the OS temp dir). */
-  tempRoot?: string;
-  onProgress?: (p: RestoreProgress) => void;
-}
+/** `attendux restore [--into NAME]` and `restore --recover`; the toolkit they share is in toolkit.ts. */
 
 export interface RestoreResult {
   plan: RestorePlan;
@@ -51,304 +33,15 @@ export interface RestoreResult {
   next: string[];
 }
 
-const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
-
-/**
- * The time part of generated database names, down to the millisecond: a restore killed and run again within
- * the same second must not find its own leftover under the name it is about to create.
- */
-export function stamp(d = new Date()): string {
-  return d.toISOString().replace(/[-:.]/g, '').replace('Z', '').replace('T', '_').toLowerCase();
+/** What --dry-run and the prompt show, and exactly what restoreInto carries out (chain and database name). */
+export interface IntoPlan {
+  plan: RestorePlan;
+  target: TargetState;
+  database: string;
 }
 
-export function checkDatabaseName(name: string): string {
-  if (!IDENT.test(name))
-    throw new AttenduxError(
-      'USAGE',
-      `database name "${name}" must be lower-case letters, digits and _ (max 63)`,
-    );
-  return name;
-}
-
-/** A connection to the cluster's maintenance database, for CREATE/ALTER/DROP DATABASE. */
-export async function maintenanceClient(adminUrl: string) {
-  return connectClient(databaseUrl(adminUrl, 'postgres'), 'attendux-restore');
-}
-
-export interface TargetState {
-  exists: boolean;
-  /** It has tables in schema public. */
-  notEmpty: boolean;
-}
-
-export async function targetState(adminUrl: string, name: string): Promise<TargetState> {
-  const m = await maintenanceClient(adminUrl);
-  try {
-    const { rowCount } = await m.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
-    if (!rowCount) return { exists: false, notEmpty: false };
-  } finally {
-    await m.end().catch(() => undefined);
-  }
-  const c = await connectClient(databaseUrl(adminUrl, name), 'attendux-restore');
-  try {
-    const { rows } = await c.query<{ n: number }>(
-      `SELECT count(*)::int AS n FROM pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace
-        WHERE s.nspname = 'public' AND c.relkind IN ('r', 'p')`,
-    );
-    return { exists: true, notEmpty: rows[0]!.n > 0 };
-  } finally {
-    await c.end().catch(() => undefined);
-  }
-}
-
-export async function dropDatabase(adminUrl: string, name: string): Promise<void> {
-  const m = await maintenanceClient(adminUrl);
-  try {
-    await ddl(m, 'DROP DATABASE IF EXISTS %I WITH (FORCE)', name);
-  } finally {
-    await m.end().catch(() => undefined);
-  }
-}
-
-async function createDatabase(adminUrl: string, name: string, appRole: string): Promise<void> {
-  const m = await maintenanceClient(adminUrl);
-  try {
-    await ddl(m, "CREATE DATABASE %I ENCODING 'UTF8' TEMPLATE template0", name);
-    // Marks it as half-built until the restore finished: a killed run's leftover is dropped by the next.
-    await ddl(m, 'COMMENT ON DATABASE %I IS %L', name, buildingComment());
-    await ddl(m, 'REVOKE ALL ON DATABASE %I FROM PUBLIC', name);
-    await ddl(m, 'GRANT CONNECT ON DATABASE %I TO %I', name, appRole);
-  } finally {
-    await m.end().catch(() => undefined);
-  }
-}
-
-export async function writeRestoreAudit(
-  q: Queryable,
-  plan: RestorePlan,
-  details: Record<string, unknown>,
-  tenantId = SYSTEM_TENANT,
-): Promise<void> {
-  await appendAudit(q, {
-    tenantId,
-    actor: cliActor(),
-    action: plan.mode === 'tenant' ? 'restore.tenant' : plan.mode === 'drill' ? 'restore.drill' : 'restore',
-    entityType: 'backup',
-    entityId: plan.steps[plan.steps.length - 1]!.id,
-    details: {
-      mode: plan.mode,
-      backups: plan.steps.map((s) => s.id),
-      at: plan.at,
-      pointInTime: plan.pointInTime,
-      schemaVersion: plan.schemaVersion,
-      ...details,
-    },
-  });
-}
-
-/**
- * A failed restore has no restored database to record itself in: note it in the live database's install-wide
- * audit chain instead (best effort: the database may be what failed).
- */
-export async function auditFailure(
-  prep: Prepared,
-  mode: RestoreMode,
-  err: unknown,
-  details: Record<string, unknown> = {},
-): Promise<void> {
-  const e = err as { code?: string; message?: string };
-  if (e?.code === 'USAGE') return;
-  const c = await connectClient(prep.install.db.adminUrl, 'attendux-restore').catch(() => null);
-  if (!c) return;
-  registerAuditKey(c, prep.install.secrets.auditKey);
-  try {
-    await appendAudit(c, {
-      tenantId: SYSTEM_TENANT,
-      actor: cliActor(),
-      action: mode === 'tenant' ? 'restore.tenant' : mode === 'drill' ? 'restore.drill' : 'restore',
-      entityType: 'backup',
-      details: {
-        mode,
-        outcome: 'failure',
-        error: e?.code ?? 'INTERNAL',
-        message: e?.message ?? String(err),
-        ...details,
-      },
-    });
-  } catch {
-    // The live database may be unmigrated or gone; the error itself still reaches the user.
-  } finally {
-    await c.end().catch(() => undefined);
-  }
-}
-
-export interface Prepared {
-  loaded: LoadedConfig;
-  install: Install;
-  live: string;
-  /** What was found and finished of an earlier in-place restore that was killed. */
-  recovered: RecoveryReport | null;
-  /** Half-built databases of killed restores that were dropped. */
-  sweptDatabases: string[];
-}
-
-/** Clear the building marker: the database is a finished restore from now on. */
-export async function clearBuildingMarker(adminUrl: string, name: string): Promise<void> {
-  const m = await maintenanceClient(adminUrl);
-  try {
-    await ddl(m, 'COMMENT ON DATABASE %I IS NULL', name);
-  } finally {
-    await m.end().catch(() => undefined);
-  }
-}
-
-/**
- * Open the install without requiring it to be migrated (a fresh server restores into a new database). An
- * in-place restore that was killed is finished first, before anything connects to the live database (which
- * may still be at CONNECTION LIMIT 0), and half-built databases of killed restores are dropped.
- */
-export async function prepare(opts: ConfigLocation): Promise<Prepared> {
-  const loaded = await loadConfig(opts);
-  let recovered: RecoveryReport | null = null;
-  if (await readJournal(loaded.config.dataDir)) {
-    const target = await resolveDatabase(loaded, await loadSecrets(loaded.secretsPath));
-    try {
-      recovered = await recoverJournal(loaded.config.dataDir, target.adminUrl);
-    } finally {
-      await target.release();
-    }
-  }
-  const install = await openInstall({ ...opts, requireMigrated: false });
-  const live = databaseOf(install.db.adminUrl);
-  let sweptDatabases: string[] = [];
-  try {
-    sweptDatabases = await sweepHalfBuilt(install.db.adminUrl, live);
-  } catch (err) {
-    await install.close();
-    throw err;
-  }
-  if (recovered) await auditRecovery(install, recovered);
-  return { loaded: install.loaded, install, live, recovered, sweptDatabases };
-}
-
-async function auditRecovery(install: Install, r: RecoveryReport): Promise<void> {
-  await appendAudit(install.admin, {
-    tenantId: SYSTEM_TENANT,
-    actor: cliActor(),
-    action: 'restore',
-    entityType: 'database',
-    entityId: r.journal.live,
-    details: {
-      mode: 'in-place',
-      outcome: 'recovered',
-      recovery: r.action,
-      killedPid: r.journal.pid,
-      steps: r.steps,
-    },
-  }).catch(() => undefined);
-}
-
-function restoreFailure(err: unknown, stage: string, name: string, dropped: boolean): AttenduxError {
-  if (
-    isAttenduxError(err) &&
-    err.code !== 'DB_ERROR' &&
-    err.code !== 'INTERNAL' &&
-    err.code !== 'MIGRATION_FAILED'
-  )
-    return err;
-  return new AttenduxError(
-    'RESTORE_FAILED',
-    `restore into ${name} failed while ${stage}: ${(err as Error).message}`,
-    {
-      cause: err,
-      hint: dropped
-        ? `the partial database ${name} was removed; the live database was not touched`
-        : 'the live database was not touched',
-    },
-  );
-}
-
-/**
- * Build database `name` from an opened chain: create it, migrate to the backup's schema version, load,
- * apply the changes, run the newer migrations, write the audit entry. On failure it is dropped again.
- */
-export async function buildDatabase(
-  prep: Prepared,
-  plan: RestorePlan,
-  chain: OpenedChain,
-  name: string,
-  opts: {
-    onProgress?: (p: RestoreProgress) => void;
-    audit?: Record<string, unknown>;
-    /** Leave the building marker on (in-place clears it just before the swap, a drill drops the database). */
-    keepMarker?: boolean;
-  } = {},
-): Promise<LoadResult> {
-  const { install, loaded } = prep;
-  const appRole = loaded.config.database.appRole;
-  const url = databaseUrl(install.db.adminUrl, name);
-  const progress = opts.onProgress ?? (() => undefined);
-  let stage = 'creating the database';
-  await createDatabase(install.db.adminUrl, name, appRole).catch((err: unknown) => {
-    throw restoreFailure(err, stage, name, false);
-  });
-  try {
-    stage = `creating the schema at version ${plan.schemaVersion}`;
-    progress({ phase: 'schema' });
-    const files = await migrationFiles();
-    await runMigrations({
-      adminUrl: url,
-      appRole,
-      direction: 'up',
-      count: files.indexOf(plan.schemaVersion) + 1,
-    });
-    stage = 'loading the data';
-    const r = await loadChain(url, chain, {
-      until: plan.at,
-      onProgress: (p) => {
-        stage =
-          p.phase === 'load'
-            ? `loading table ${p.table ?? ''}`
-            : p.phase === 'apply'
-              ? `applying changes to ${p.table ?? ''}`
-              : stage;
-        progress(p);
-      },
-    });
-    faultPoint('restore:loaded');
-    if (plan.newerMigrations.length) {
-      stage = `running the newer migrations ${plan.newerMigrations.join(', ')}`;
-      progress({ phase: 'migrate' });
-      await runMigrations({ adminUrl: url, appRole, direction: 'up' });
-    }
-    stage = 're-applying the security ledger';
-    await reapplyLedger({
-      targetUrl: url,
-      liveAdminUrl: install.db.adminUrl,
-      dataDir: loaded.config.dataDir,
-      pointInTime: plan.pointInTime,
-    });
-    stage = 'writing the audit entry';
-    const c = await connectClient(url, 'attendux-restore');
-    registerAuditKey(c, install.secrets.auditKey);
-    try {
-      await writeRestoreAudit(c, plan, { database: name, outcome: 'success', ...(opts.audit ?? {}) });
-    } finally {
-      await c.end().catch(() => undefined);
-    }
-    if (!opts.keepMarker) await clearBuildingMarker(install.db.adminUrl, name);
-    return r;
-  } catch (err) {
-    await dropDatabase(install.db.adminUrl, name).catch(() => undefined);
-    throw restoreFailure(err, stage, name, true);
-  }
-}
-
-/** What --dry-run prints: the plan and the target's state, with nothing decrypted or written. */
-export async function previewRestore(
-  opts: RestoreOptions,
-  mode: RestoreMode = 'into',
-): Promise<{ plan: RestorePlan; target: TargetState; database: string }> {
+/** The plan and the target's state, with nothing decrypted or written. */
+export async function planRestoreInto(opts: RestoreOptions, mode: RestoreMode = 'into'): Promise<IntoPlan> {
   const prep = await prepare(opts);
   try {
     const database = checkDatabaseName(opts.into ?? `${prep.live}_restore_${stamp()}`.slice(0, 63));
@@ -367,25 +60,35 @@ export async function previewRestore(
   }
 }
 
+/** The plan, for printing (the same value planRestoreInto returns). */
+export const previewRestore = planRestoreInto;
+
 /**
  * `attendux restore [--into NAME]`: the chain's state in a new database; the live database is never touched.
  * Every file is decrypted and verified before any database is created or replaced.
  */
-export async function restoreInto(opts: RestoreOptions): Promise<RestoreResult> {
+export async function restoreInto(opts: RestoreOptions, planned?: IntoPlan): Promise<RestoreResult> {
   const t0 = Date.now();
   const prep = await prepare(opts);
   try {
-    return await restoreIntoPrepared(prep, opts, t0);
+    return await restoreIntoPrepared(prep, opts, t0, planned);
   } catch (err) {
-    await auditFailure(prep, 'into', err, { database: opts.into ?? null });
+    await auditFailure(prep, 'into', err, { database: planned?.database ?? opts.into ?? null });
     throw err;
   } finally {
     await prep.install.close();
   }
 }
 
-async function restoreIntoPrepared(prep: Prepared, opts: RestoreOptions, t0: number): Promise<RestoreResult> {
-  const name = checkDatabaseName(opts.into ?? `${prep.live}_restore_${stamp()}`.slice(0, 63));
+async function restoreIntoPrepared(
+  prep: Prepared,
+  opts: RestoreOptions,
+  t0: number,
+  planned: IntoPlan | undefined,
+): Promise<RestoreResult> {
+  const name = checkDatabaseName(
+    planned?.database ?? opts.into ?? `${prep.live}_restore_${stamp()}`.slice(0, 63),
+  );
   if (name === prep.live)
     throw new AttenduxError('USAGE', `${name} is the live database of this install`, {
       hint: 'use --in-place to replace the live database, or pick another --into name',
@@ -395,14 +98,16 @@ async function restoreIntoPrepared(prep: Prepared, opts: RestoreOptions, t0: num
     throw new AttenduxError('RESTORE_TARGET_EXISTS', `database ${name} already exists and holds tables`, {
       hint: 'pick another --into name, or pass --force to replace it',
     });
-  const plan = await planFromCatalog(prep.loaded, {
-    backupId: opts.backupId,
-    at: opts.at,
-    mode: 'into',
-    database: name,
-    targetNotEmpty: target.notEmpty,
-  });
-  const identities = await restoreIdentities(prep.loaded, opts.identityFile);
+  const plan =
+    planned?.plan ??
+    (await planFromCatalog(prep.loaded, {
+      backupId: opts.backupId,
+      at: opts.at,
+      mode: 'into',
+      database: name,
+      targetNotEmpty: target.notEmpty,
+    }));
+  const identities = await restoreIdentities(prep.loaded, opts.identityFile, opts.env);
   const chain = await openChain(prep.loaded.backupDir, plan, identities, {
     tempRoot: opts.tempRoot,
     onStep: (id) => opts.onProgress?.({ phase: 'decrypt', backup: id }),
@@ -445,7 +150,9 @@ export interface RecoverResult {
  * killed in-place restore (its journal), drops half-built databases and removes decrypted temp dirs that
  * killed restores left behind.
  */
-export async function recoverRestore(opts: ConfigLocation & { tempRoot?: string }): Promise<RecoverResult> {
+export async function recoverRestore(
+  opts: ConfigLocation & Acting & { tempRoot?: string },
+): Promise<RecoverResult> {
   const prep = await prepare(opts);
   try {
     const removedTempDirs = await sweepTempDirs(opts.tempRoot);

@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import type pg from 'pg';
 import { AttenduxError } from '../../errors.js';
 import { ddl } from '../../db/pool.js';
 import { enterMaintenance, leaveMaintenance } from '../maintenance.js';
@@ -13,8 +14,9 @@ import {
   maintenanceClient,
   prepare,
   stamp,
+  type Prepared,
   type RestoreOptions,
-} from './execute.js';
+} from './toolkit.js';
 import { faultPoint, recoverJournal, removeJournal, writeJournal, type RestoreJournal } from './journal.js';
 import { databaseUrl } from './load.js';
 import type { RestorePlan } from './plan.js';
@@ -42,23 +44,51 @@ const swapNames = (live: string, at = new Date()) => ({
   old: `${live}_old_${stamp(at)}`.slice(0, 63),
 });
 
-export async function previewInPlace(opts: InPlaceOptions): Promise<{ plan: RestorePlan }> {
+/**
+ * What `--in-place --dry-run` and the prompt show, and exactly what restoreInPlace carries out: the chain,
+ * and the names (with their timestamp) the restored and the replaced database get.
+ */
+export interface InPlacePlan {
+  plan: RestorePlan;
+  live: string;
+  restored: string;
+  old: string;
+  dropOld: boolean;
+}
+
+async function planWith(prep: Prepared, opts: InPlaceOptions): Promise<InPlacePlan> {
+  const names = swapNames(prep.live);
+  const plan = await planFromCatalog(prep.loaded, {
+    backupId: opts.backupId,
+    at: opts.at,
+    mode: 'in-place',
+    liveDatabase: prep.live,
+    oldName: names.old,
+    dropOld: opts.dropOld,
+  });
+  return { plan, live: prep.live, restored: names.restored, old: names.old, dropOld: !!opts.dropOld };
+}
+
+export async function planInPlace(opts: InPlaceOptions): Promise<InPlacePlan> {
   const prep = await prepare(opts);
   try {
-    const names = swapNames(prep.live);
-    return {
-      plan: await planFromCatalog(prep.loaded, {
-        backupId: opts.backupId,
-        at: opts.at,
-        mode: 'in-place',
-        liveDatabase: prep.live,
-        oldName: names.old,
-        dropOld: opts.dropOld,
-      }),
-    };
+    return await planWith(prep, opts);
   } finally {
     await prep.install.close();
   }
+}
+
+/** The plan, for printing (the same value planInPlace returns). */
+export const previewInPlace = planInPlace;
+
+/** Whether sessions that this role may not terminate are connected to `database`. */
+async function foreignSessions(m: pg.Client, database: string): Promise<boolean> {
+  const { rows } = await m.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM pg_stat_activity a
+      WHERE a.datname = $1 AND a.pid <> pg_backend_pid() AND NOT pg_has_role(current_user, a.usesysid, 'MEMBER')`,
+    [database],
+  );
+  return rows[0]!.n > 0;
 }
 
 /**
@@ -97,6 +127,9 @@ async function swap(
         lastError = err;
         await m.query('ROLLBACK').catch(() => undefined);
         if ((err as { code?: string }).code !== '55006') break;
+        // Retrying helps against sessions of our own role that came back (they are terminated again); a
+        // session of another role, which we may not terminate, has already outlasted PostgreSQL's 5 s wait.
+        if (await foreignSessions(m, live)) break;
         await new Promise((r) => setTimeout(r, 100));
       }
     }
@@ -129,20 +162,23 @@ async function swap(
  *
  * The database is handed back to the service in `handBack` (the last step of this restore kind).
  */
-export async function restoreInPlace(opts: InPlaceOptions): Promise<InPlaceResult> {
+export async function restoreInPlace(opts: InPlaceOptions, planned?: InPlacePlan): Promise<InPlaceResult> {
   const t0 = Date.now();
   const prep = await prepare(opts);
   try {
-    const names = swapNames(prep.live);
-    const plan = await planFromCatalog(prep.loaded, {
-      backupId: opts.backupId,
-      at: opts.at,
-      mode: 'in-place',
-      liveDatabase: prep.live,
-      oldName: names.old,
-      dropOld: opts.dropOld,
-    });
-    const identities = await restoreIdentities(prep.loaded, opts.identityFile);
+    const shown = planned ?? (await planWith(prep, opts));
+    if (shown.live !== prep.live)
+      throw new AttenduxError(
+        'CONFLICT',
+        `the plan replaces ${shown.live}, but the live database is ${prep.live}`,
+        {
+          hint: 'run the restore again to see the new plan',
+        },
+      );
+    const { plan } = shown;
+    const names = { restored: shown.restored, old: shown.old };
+    const dropOld = shown.dropOld;
+    const identities = await restoreIdentities(prep.loaded, opts.identityFile, opts.env);
     const chain = await openChain(prep.loaded.backupDir, plan, identities, {
       tempRoot: opts.tempRoot,
       onStep: (id) => opts.onProgress?.({ phase: 'decrypt', backup: id }),
@@ -157,7 +193,7 @@ export async function restoreInPlace(opts: InPlaceOptions): Promise<InPlaceResul
       live: prep.live,
       restored: names.restored,
       old: names.old,
-      dropOld: !!opts.dropOld,
+      dropOld: dropOld,
       tempDir: chain.dir,
       step: 'building',
     };
@@ -176,7 +212,7 @@ export async function restoreInPlace(opts: InPlaceOptions): Promise<InPlaceResul
       await opts.onMaintenance?.();
       const load = await buildDatabase(prep, plan, chain, names.restored, {
         onProgress: opts.onProgress,
-        audit: { replaced: prep.live, keptAs: opts.dropOld ? null : names.old },
+        audit: { replaced: prep.live, keptAs: dropOld ? null : names.old },
         keepMarker: true,
       });
       faultPoint('in-place:built');
@@ -214,12 +250,12 @@ export async function restoreInPlace(opts: InPlaceOptions): Promise<InPlaceResul
         writeJournal(dataDir, { ...journal, step: 'swapped' }),
       );
       swapped = true;
-      await handBack(dataDir, adminUrl, names.old, !!opts.dropOld, chain);
+      await handBack(dataDir, adminUrl, names.old, dropOld, chain);
       consistent = true;
       return {
         plan,
         database: prep.live,
-        oldDatabase: opts.dropOld ? null : names.old,
+        oldDatabase: dropOld ? null : names.old,
         checks,
         seconds: (Date.now() - t0) / 1000,
       };

@@ -1,24 +1,14 @@
 import { createReadStream } from 'node:fs';
 import { once } from 'node:events';
-import { Transform } from 'node:stream';
+import { ByteCounter } from '../archive/bytes.js';
 import { finished, pipeline } from 'node:stream/promises';
 import { join } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import type pg from 'pg';
 import { AttenduxError } from '../../errors.js';
-import { CHANGES_ENTRY, type ManifestTable } from '../backup/format.js';
-import { connectClient, ddl, type Queryable } from '../../db/pool.js';
+import { CHANGES_ENTRY, changeColumnsDdl, type ManifestTable } from '../archive/format.js';
+import { connectClient, ddl, formatSql, type Queryable } from '../../db/pool.js';
 import type { OpenedChain } from './chain.js';
-
-/** Build SQL with identifiers/literals quoted by PostgreSQL's format() (COPY takes no bind parameters). */
-export async function sqlf(c: Queryable, template: string, ...args: string[]): Promise<string> {
-  const placeholders = args.map((_, i) => `, $${i + 1}::text`).join('');
-  const { rows } = await c.query<{ sql: string }>(
-    `SELECT format($${args.length + 1}::text${placeholders}) AS sql`,
-    [...args, template],
-  );
-  return rows[0]!.sql;
-}
 
 export function databaseUrl(url: string, database: string): string {
   const u = new URL(url);
@@ -57,17 +47,10 @@ async function copyFileInto(
   if (clients.length === 1) {
     // One backend: no need to look at the rows at all.
     const stream = clients[0]!.query(copyFrom(sql));
-    let n = 0;
     await pipeline(
       createReadStream(file, { highWaterMark: 1 << 20 }),
       createGunzip({ chunkSize: 1 << 18 }),
-      new Transform({
-        transform(chunk: Buffer, _e, cb) {
-          n += chunk.length;
-          onBytes(n);
-          cb(null, chunk);
-        },
-      }),
+      new ByteCounter(onBytes),
       stream,
     );
     return stream.rowCount ?? 0;
@@ -195,7 +178,7 @@ export async function loadChain(
     const dir = chain.steps[0]!.backup.dir;
     const sizes = new Map(chain.steps[0]!.backup.entries.map((e) => [e.name, e.bytes]));
     for (const t of tables) {
-      const sql = await sqlf(main, 'COPY %I FROM STDIN', t.name);
+      const sql = await formatSql(main, 'COPY %I FROM STDIN', t.name);
       const entries = tableEntries(t);
       const seen = new Map<string, number>();
       const onBytes = (name: string) => (b: number) => {
@@ -272,10 +255,9 @@ export async function loadChain(
   }
 }
 
-/** The tar entries holding a table's rows (format 1 before per-part entries named one `entry`). */
+/** The tar entries holding a table's rows (parseManifest gives version-1 tables their `entries` too). */
 export function tableEntries(t: ManifestTable): string[] {
-  const legacy = (t as unknown as { entry?: string }).entry;
-  return t.entries?.length ? t.entries : legacy ? [legacy] : [];
+  return t.entries;
 }
 
 /** A constraint definition goes into a format() template: its own % signs must stay literal. */
@@ -305,7 +287,7 @@ export async function resetSequences(c: Queryable, tables: string[]): Promise<vo
     [tables],
   );
   for (const r of rows) {
-    const sql = await sqlf(
+    const sql = await formatSql(
       c,
       'SELECT setval(%L, coalesce((SELECT max(%I) FROM %I), 1), (SELECT max(%I) FROM %I) IS NOT NULL)',
       r.seq,
@@ -345,8 +327,7 @@ export async function applyChanges(
   const incs = chain.steps.filter((s) => s.step.kind === 'incremental');
   const byBackup: Record<string, number> = {};
   if (!incs.length) return { total: 0, byBackup };
-  await c.query(`CREATE TEMP TABLE restore_changes (id bigint, txid xid8, at timestamptz, table_name text,
-                   op char(1), tenant_id uuid, pk jsonb, "row" jsonb)`);
+  await c.query(`CREATE TEMP TABLE restore_changes (${changeColumnsDdl()})`);
   try {
     for (const s of incs) {
       const stream = c.query(copyFrom('COPY restore_changes FROM STDIN'));
@@ -382,7 +363,7 @@ export async function applyChanges(
       if (trunc !== null) {
         if (opts.tenantId)
           await c.query(
-            await sqlf(
+            await formatSql(
               c,
               'DELETE FROM %I WHERE %I = %L',
               target,
@@ -390,7 +371,7 @@ export async function applyChanges(
               opts.tenantId,
             ),
           );
-        else await c.query(await sqlf(c, 'DELETE FROM %I', target));
+        else await c.query(await formatSql(c, 'DELETE FROM %I', target));
       }
       await c.query(
         `CREATE TEMP TABLE restore_last AS
@@ -402,7 +383,7 @@ export async function applyChanges(
       // Typed keys in a table of their own, analysed, so that the delete is a plain join on the primary key.
       const cols = pk.map((_, i) => `r.%${2 + i + 1}$I`).join(', ');
       await c.query(
-        await sqlf(
+        await formatSql(
           c,
           `CREATE TEMP TABLE restore_keys AS SELECT ${cols} FROM restore_last l, jsonb_populate_record(NULL::public.%2$I, l.pk) r`,
           target,
@@ -413,11 +394,11 @@ export async function applyChanges(
       await c.query('ANALYZE restore_keys');
       const match = pk.map((_, i) => `x.%${2 + i + 1}$I = d.%${2 + i + 1}$I`).join(' AND ');
       await c.query(
-        await sqlf(c, `DELETE FROM %1$I x USING restore_keys d WHERE ${match}`, target, t, ...pk),
+        await formatSql(c, `DELETE FROM %1$I x USING restore_keys d WHERE ${match}`, target, t, ...pk),
       );
       await c.query('DROP TABLE restore_keys');
       await c.query(
-        await sqlf(
+        await formatSql(
           c,
           `INSERT INTO %I SELECT r.* FROM restore_last l, jsonb_populate_record(NULL::public.%I, l."row") r WHERE l.op IN ('I', 'U')`,
           target,

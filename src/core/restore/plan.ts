@@ -1,6 +1,6 @@
 import { AttenduxError } from '../../errors.js';
-import type { ChainStatus } from '../backup/catalog.js';
-import type { BackupKind } from '../backup/format.js';
+import type { ChainStatus } from '../archive/catalog.js';
+import type { BackupKind } from '../archive/format.js';
 
 /** What the planner needs of each backup: the sidecar facts and the catalog's judgement of the file. */
 export interface PlanBackup {

@@ -4,12 +4,12 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import type pg from 'pg';
 import { AttenduxError } from '../../errors.js';
-import { connectClient } from '../../db/pool.js';
+import { connectClient, formatSql } from '../../db/pool.js';
 import { schemaVersion } from '../../db/migrate.js';
 import { openChain, planFromCatalog, restoreIdentities } from './chain.js';
 import { registerAuditKey } from '../audit/mac.js';
-import { auditFailure, prepare, writeRestoreAudit, type RestoreOptions } from './execute.js';
-import { applyChanges, sqlf, tableEntries } from './load.js';
+import { auditFailure, prepare, writeRestoreAudit, type RestoreOptions } from './toolkit.js';
+import { applyChanges, tableEntries } from './load.js';
 import type { RestorePlan } from './plan.js';
 import { reapplyTenantLedger } from '../ledger/index.js';
 
@@ -32,16 +32,19 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const KEPT = ['audit_log', 'security_ledger'];
 const stage = (t: string) => `restore_stage_${t}`.slice(0, 63);
 
-async function livePlan(opts: TenantRestoreOptions) {
+/** The plan (or the one shown, to carry out exactly), checked against the live database's schema. */
+async function livePlan(opts: TenantRestoreOptions, shown?: RestorePlan) {
   const prep = await prepare(opts);
   try {
-    const plan = await planFromCatalog(prep.loaded, {
-      backupId: opts.backupId,
-      at: opts.at,
-      mode: 'tenant',
-      tenant: opts.tenant,
-      liveDatabase: prep.live,
-    });
+    const plan =
+      shown ??
+      (await planFromCatalog(prep.loaded, {
+        backupId: opts.backupId,
+        at: opts.at,
+        mode: 'tenant',
+        tenant: opts.tenant,
+        liveDatabase: prep.live,
+      }));
     const c = await prep.install.admin.connect();
     try {
       const live = await schemaVersion(c);
@@ -63,6 +66,7 @@ async function livePlan(opts: TenantRestoreOptions) {
   }
 }
 
+/** What --dry-run and the prompt show; restoreTenant(opts, plan) carries out exactly that. */
 export async function previewTenantRestore(opts: TenantRestoreOptions): Promise<{ plan: RestorePlan }> {
   const { prep, plan } = await livePlan(opts);
   await prep.install.close();
@@ -77,11 +81,14 @@ export async function previewTenantRestore(opts: TenantRestoreOptions): Promise<
  * or written; the company's audit log is kept and gets an entry about the restore. Change capture stays on,
  * so the next incremental backup carries the restore.
  */
-export async function restoreTenant(opts: TenantRestoreOptions): Promise<TenantRestoreResult> {
+export async function restoreTenant(
+  opts: TenantRestoreOptions,
+  planned?: { plan: RestorePlan },
+): Promise<TenantRestoreResult> {
   const t0 = Date.now();
-  const { prep, plan } = await livePlan(opts);
+  const { prep, plan } = await livePlan(opts, planned?.plan);
   try {
-    const identities = await restoreIdentities(prep.loaded, opts.identityFile);
+    const identities = await restoreIdentities(prep.loaded, opts.identityFile, opts.env);
     const chain = await openChain(prep.loaded.backupDir, plan, identities, {
       tempRoot: opts.tempRoot,
       onStep: (id) => opts.onProgress?.({ phase: 'decrypt', backup: id }),
@@ -94,13 +101,18 @@ export async function restoreTenant(opts: TenantRestoreOptions): Promise<TenantR
       const dir = chain.steps[0]!.backup.dir;
       for (const t of tables)
         await c.query(
-          await sqlf(c, 'CREATE TEMP TABLE %I (LIKE public.%I INCLUDING DEFAULTS)', stage(t.name), t.name),
+          await formatSql(
+            c,
+            'CREATE TEMP TABLE %I (LIKE public.%I INCLUDING DEFAULTS)',
+            stage(t.name),
+            t.name,
+          ),
         );
       const load = async (table: string, where: string | null) => {
         const t = tables.find((x) => x.name === table)!;
         const sql = where
-          ? await sqlf(c, 'COPY %I FROM STDIN WHERE %s', stage(table), where)
-          : await sqlf(c, 'COPY %I FROM STDIN', stage(table));
+          ? await formatSql(c, 'COPY %I FROM STDIN WHERE %s', stage(table), where)
+          : await formatSql(c, 'COPY %I FROM STDIN', stage(table));
         opts.onProgress?.({ phase: 'load', table });
         for (const e of tableEntries(t))
           await pipeline(createReadStream(join(dir, e)), createGunzip(), c.query(copyFrom(sql)));
@@ -114,7 +126,7 @@ export async function restoreTenant(opts: TenantRestoreOptions): Promise<TenantR
           opts.tenant,
         ]);
         const then = await c.query<{ id: string }>(
-          await sqlf(c, 'SELECT id::text FROM %I WHERE slug = $1', stage('tenants')),
+          await formatSql(c, 'SELECT id::text FROM %I WHERE slug = $1', stage('tenants')),
           [opts.tenant],
         );
         tenantId = live.rows[0]?.id ?? then.rows[0]?.id;
@@ -127,13 +139,13 @@ export async function restoreTenant(opts: TenantRestoreOptions): Promise<TenantR
             hint: 'give the company slug or id (`attendux tenant list`)',
           },
         );
-      await c.query(await sqlf(c, 'DELETE FROM %I WHERE id <> %L', stage('tenants'), tenantId));
+      await c.query(await formatSql(c, 'DELETE FROM %I WHERE id <> %L', stage('tenants'), tenantId));
       for (const t of tables)
-        if (t.name !== 'tenants') await load(t.name, await sqlf(c, 'tenant_id = %L', tenantId));
+        if (t.name !== 'tenants') await load(t.name, await formatSql(c, 'tenant_id = %L', tenantId));
       opts.onProgress?.({ phase: 'apply' });
       await applyChanges(c, chain, { until: plan.at, target: stage, tenantId, skip: KEPT });
       const { rows: then } = await c.query<{ slug: string }>(
-        await sqlf(c, 'SELECT slug FROM %I', stage('tenants')),
+        await formatSql(c, 'SELECT slug FROM %I', stage('tenants')),
       );
       if (!then.length)
         throw new AttenduxError('NOT_FOUND', `company ${opts.tenant} did not exist at ${plan.pointInTime}`, {
@@ -145,12 +157,14 @@ export async function restoreTenant(opts: TenantRestoreOptions): Promise<TenantR
         await c.query('SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE', [tenantId]);
         for (const t of [...tables].reverse()) {
           if (t.name === 'tenants') continue;
-          const del = await c.query(await sqlf(c, 'DELETE FROM %I WHERE tenant_id = %L', t.name, tenantId));
+          const del = await c.query(
+            await formatSql(c, 'DELETE FROM %I WHERE tenant_id = %L', t.name, tenantId),
+          );
           result[t.name] = { removed: del.rowCount ?? 0, restored: 0 };
         }
         const cols = await columnList(c, 'tenants');
         const upd = await c.query(
-          await sqlf(
+          await formatSql(
             c,
             `UPDATE tenants SET (${cols}) = (SELECT ${cols} FROM %I) WHERE id = %L`,
             stage('tenants'),
@@ -158,11 +172,13 @@ export async function restoreTenant(opts: TenantRestoreOptions): Promise<TenantR
           ),
         );
         if (!upd.rowCount)
-          await c.query(await sqlf(c, 'INSERT INTO tenants SELECT * FROM %I', stage('tenants')));
+          await c.query(await formatSql(c, 'INSERT INTO tenants SELECT * FROM %I', stage('tenants')));
         result.tenants = { removed: upd.rowCount ?? 0, restored: 1 };
         for (const t of tables) {
           if (t.name === 'tenants') continue;
-          const ins = await c.query(await sqlf(c, 'INSERT INTO %I SELECT * FROM %I', t.name, stage(t.name)));
+          const ins = await c.query(
+            await formatSql(c, 'INSERT INTO %I SELECT * FROM %I', t.name, stage(t.name)),
+          );
           result[t.name]!.restored = ins.rowCount ?? 0;
         }
         await reapplyTenantLedger(c, {
@@ -172,6 +188,7 @@ export async function restoreTenant(opts: TenantRestoreOptions): Promise<TenantR
         });
         await writeRestoreAudit(
           c,
+          prep.actor,
           plan,
           { tenant: opts.tenant, outcome: 'success', tables: result },
           tenantId,

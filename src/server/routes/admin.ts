@@ -63,7 +63,7 @@ export function adminRoutes(app: FastifyInstance, deps: ServerDeps) {
   }));
   r.patch('/api/v1/settings', { roles: OA, scope: 'admin' }, async ({ tx, req, afterCommit }) => {
     const settings = await updateSettings(tx, parse(SettingsPatchSchema, req.body, 'body'));
-    afterCommit(() => deps.hooks.onTenantSettingsChanged?.(tx.caller.tenantId));
+    afterCommit(() => deps.hooks.onTenantSettingsChanged?.(tx.caller.tenantId, tx.caller.actor));
     return { settings };
   });
 

@@ -2,19 +2,19 @@ import { constants, createReadStream, createWriteStream } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { once } from 'node:events';
+import { pack as tarPack, type Pack } from 'tar-stream';
 import { fsyncDir, writeFileAtomic } from '../fs.js';
 import { VERSION } from '../../version.js';
-import { AgeEncryptStream } from './age-stream.js';
+import { AgeEncryptStream } from '../../crypto/age-stream.js';
+import { ByteCounter, HashTap } from './bytes.js';
 import { QUARANTINE_DIR } from './catalog.js';
 import {
   FORMAT,
   ID_PATTERN,
   MANIFEST_ENTRY,
   dataFileName,
-  HashTap,
   sidecarFileName,
   type Manifest,
   type ManifestEntry,
@@ -47,107 +47,98 @@ export interface WriteArchiveOptions {
   onBytes?: (written: number) => void;
 }
 
+type ManifestBase = Omit<Manifest, 'entries' | 'format'>;
+
+/** Put one staged entry into the tar, hashing it on the way; the staged files are removed if asked. */
+async function packEntry(pack: Pack, e: StagedEntry, mtime: Date): Promise<ManifestEntry> {
+  const h = createHash('sha256');
+  let size = 0;
+  if (e.content) size = e.content.length;
+  for (const f of e.files ?? []) size += (await stat(f)).size;
+  const sink = pack.entry({ name: e.name, size, mode: 0o600, mtime });
+  const done = new Promise<void>((resolve, reject) => {
+    sink.on('error', reject);
+    sink.on('finish', () => resolve());
+    sink.on('close', () => resolve());
+  });
+  // When the output fails (disk full), the entry errors while the loop below is still waiting to
+  // write: the loop's own error is what is reported, and this one must not become an unhandled rejection.
+  done.catch(() => undefined);
+  if (e.content) {
+    h.update(e.content);
+    sink.write(e.content);
+  }
+  for (const f of e.files ?? []) {
+    const source = e.open ? e.open(f) : createReadStream(f, { highWaterMark: 256 * 1024 });
+    for await (const chunk of source as AsyncIterable<Buffer>) {
+      h.update(chunk);
+      if (!sink.write(chunk)) await once(sink, 'drain');
+    }
+  }
+  sink.end(() => undefined);
+  await done;
+  // Best effort: a staged file left behind is removed with the staging dir.
+  if (e.removeAfter) for (const f of e.files ?? []) await unlink(f).catch(() => undefined);
+  return { name: e.name, bytes: size, sha256: h.digest('hex'), ...(e.path ? { path: e.path } : {}) };
+}
+
+/** Every entry, then manifest.json (last); returns the manifest without its entries. */
+async function packAll(pack: Pack, opts: WriteArchiveOptions): Promise<ManifestBase> {
+  const mtime = opts.startedAt;
+  const entries: ManifestEntry[] = [];
+  for await (const e of opts.entries) entries.push(await packEntry(pack, e, mtime));
+  const base = opts.manifest();
+  const manifest: Manifest = { format: FORMAT, ...base, entries };
+  const text = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
+  await new Promise<void>((resolve, reject) =>
+    pack.entry({ name: MANIFEST_ENTRY, size: text.length, mode: 0o600, mtime }, text, (err) =>
+      err ? reject(err) : resolve(),
+    ),
+  );
+  pack.finalize();
+  return base;
+}
+
+/** fsync the finished part file, rename it into place, fsync the directory. */
+async function commitPart(part: string, final: string, dir: string): Promise<void> {
+  const fh = await open(part, constants.O_RDONLY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(part, final);
+  await fsyncDir(dir);
+}
+
 /**
  * Tar the staged entries plus manifest.json (last), encrypt with age, write `<id>.tar.age.part`, fsync,
  * rename to `<id>.tar.age`, then write the sidecar `<id>.json` atomically. Until the sidecar exists nothing
  * counts as a backup; a crash anywhere leaves only leftovers that `cleanupLeftovers` removes.
  */
 export async function writeArchive(opts: WriteArchiveOptions): Promise<Sidecar> {
-  const { pack: tarPack } = await import('tar-stream');
   const pack = tarPack();
   const tarTap = new HashTap();
   const outTap = new HashTap();
-  let written = 0;
-  const progress = new Transform({
-    transform(chunk: Buffer, _e, cb) {
-      written += chunk.length;
-      opts.onBytes?.(written);
-      cb(null, chunk);
-    },
-  });
   const part = join(opts.backupDir, `${dataFileName(opts.id)}.part`);
   const final = join(opts.backupDir, dataFileName(opts.id));
   const enc = await AgeEncryptStream.create(opts.recipients);
-  const mtime = opts.startedAt;
-
-  const writing = pipeline(
-    pack,
-    tarTap,
-    enc,
-    outTap,
-    progress,
-    createWriteStream(part, { mode: 0o600, flags: 'wx' }),
-  );
-  const entries: ManifestEntry[] = [];
-  let manifestBase: Omit<Manifest, 'entries' | 'format'> | undefined;
-  const feeding = (async () => {
-    for await (const e of opts.entries) {
-      const h = createHash('sha256');
-      let size = 0;
-      if (e.content) size = e.content.length;
-      for (const f of e.files ?? []) size += (await stat(f)).size;
-      const sink = pack.entry({ name: e.name, size, mode: 0o600, mtime });
-      const done = new Promise<void>((resolve, reject) => {
-        sink.on('error', reject);
-        sink.on('finish', () => resolve());
-        sink.on('close', () => resolve());
-      });
-      // When the output fails (disk full), the entry errors while the loop below is still waiting to
-      // write: the loop's own error is what is reported, and this one must not become an unhandled rejection.
-      done.catch(() => undefined);
-      if (e.content) {
-        h.update(e.content);
-        sink.write(e.content);
-      }
-      for (const f of e.files ?? []) {
-        const source = e.open ? e.open(f) : createReadStream(f, { highWaterMark: 256 * 1024 });
-        for await (const chunk of source as AsyncIterable<Buffer>) {
-          h.update(chunk);
-          if (!sink.write(chunk)) await once(sink, 'drain');
-        }
-      }
-      sink.end(() => undefined);
-      await done;
-      entries.push({
-        name: e.name,
-        bytes: size,
-        sha256: h.digest('hex'),
-        ...(e.path ? { path: e.path } : {}),
-      });
-      if (e.removeAfter) for (const f of e.files ?? []) await unlink(f).catch(() => undefined);
-    }
-    manifestBase = opts.manifest();
-    const manifest: Manifest = { format: FORMAT, ...manifestBase, entries };
-    const text = Buffer.from(JSON.stringify(manifest, null, 2) + '\n');
-    await new Promise<void>((resolve, reject) =>
-      pack.entry({ name: MANIFEST_ENTRY, size: text.length, mode: 0o600, mtime }, text, (err) =>
-        err ? reject(err) : resolve(),
-      ),
-    );
-    pack.finalize();
-  })();
+  const out = createWriteStream(part, { mode: 0o600, flags: 'wx' });
+  const writing = pipeline(pack, tarTap, enc, outTap, new ByteCounter(opts.onBytes), out);
+  let m: ManifestBase;
   try {
-    await Promise.all([
-      writing,
-      feeding.catch((err: unknown) => {
-        pack.destroy(err as Error);
-        throw err;
-      }),
-    ]);
-    const fh = await open(part, constants.O_RDONLY);
-    try {
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(part, final);
-    await fsyncDir(opts.backupDir);
+    const feeding = packAll(pack, opts).catch((err: unknown) => {
+      pack.destroy(err as Error);
+      throw err;
+    });
+    [, m] = await Promise.all([writing, feeding]);
+    await commitPart(part, final, opts.backupDir);
   } catch (err) {
+    // The part file is a leftover either way; the error that stopped the run is what is reported.
     await unlink(part).catch(() => undefined);
     throw err;
   }
   const finishedAt = new Date();
-  const m = manifestBase!;
   const sidecar: Sidecar = {
     format: FORMAT,
     id: opts.id,
@@ -178,6 +169,7 @@ export async function writeArchive(opts: WriteArchiveOptions): Promise<Sidecar> 
       0o600,
     );
   } catch (err) {
+    // Without its sidecar the data file would be quarantined by the next run: remove it now instead.
     await unlink(final).catch(() => undefined);
     throw err;
   }
