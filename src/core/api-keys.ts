@@ -1,4 +1,4 @@
-import { AttenduxError, usageError } from '../errors.js';
+import { AttenduxError } from '../errors.js';
 import { inTransaction, type Pool } from '../db/pool.js';
 import { appendAudit } from '../db/queries/audit.js';
 import {
@@ -14,10 +14,14 @@ import { requireTenant } from './tenants.js';
 
 export function parseScopes(list: string[]): ApiKeyScope[] {
   if (!list.length)
-    throw usageError('an API key needs at least one scope', `scopes: ${API_KEY_SCOPES.join(', ')}`);
+    throw new AttenduxError('USAGE', 'an API key needs at least one scope', {
+      hint: `scopes: ${API_KEY_SCOPES.join(', ')}`,
+    });
   for (const s of list) {
     if (!(API_KEY_SCOPES as readonly string[]).includes(s)) {
-      throw usageError(`unknown scope "${s}"`, `scopes: ${API_KEY_SCOPES.join(', ')}`);
+      throw new AttenduxError('USAGE', `unknown scope "${s}"`, {
+        hint: `scopes: ${API_KEY_SCOPES.join(', ')}`,
+      });
     }
   }
   return [...new Set(list)] as ApiKeyScope[];
@@ -28,13 +32,12 @@ export async function createApiKey(
   hmacKey: string,
   opts: { tenant: string; name: string; scopes: ApiKeyScope[]; actor: string; expiresAt?: Date },
 ): Promise<{ apiKey: ApiKey; key: string }> {
-  if (!opts.name.trim()) throw usageError('an API key needs a name');
+  if (!opts.name.trim()) throw new AttenduxError('USAGE', 'an API key needs a name');
   // A key that is dead on arrival is a typo in --expires, not an intent: refuse it.
   if (opts.expiresAt && opts.expiresAt.getTime() <= Date.now())
-    throw usageError(
-      `the expiry ${opts.expiresAt.toISOString()} is in the past`,
-      'give a future --expires date',
-    );
+    throw new AttenduxError('USAGE', `the expiry ${opts.expiresAt.toISOString()} is in the past`, {
+      hint: 'give a future --expires date',
+    });
   const generated = generateApiKey(hmacKey);
   return inTransaction(pool, async (c) => {
     const tenant = await requireTenant(c, opts.tenant);

@@ -1,7 +1,8 @@
 import { mkdir, readFile, copyFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { AttenduxError, isAttenduxError } from '../errors.js';
-import { pathExists, writeFileAtomic } from './fs.js';
+import { pathExists, writeFileAtomic } from '../lib/fs.js';
+import { rewriteDbUrl } from '../lib/db-url.js';
 import {
   applyEnvOverrides,
   loadConfig,
@@ -106,13 +107,8 @@ function mergeSecrets(existing: Secrets | undefined, embedded: boolean): Secrets
   return s;
 }
 
-function dbUrl(superuserUrl: string, user: string, database: string): string {
-  const u = new URL(superuserUrl);
-  u.username = user;
-  u.password = '';
-  u.pathname = `/${database}`;
-  return u.toString();
-}
+const dbUrl = (superuserUrl: string, user: string, database: string): string =>
+  rewriteDbUrl(superuserUrl, { user, password: '', database });
 
 /** What a run has done so far, in <dataDir>/install-state.json (0600): a re-run continues from here. */
 export interface InstallState {

@@ -1,7 +1,8 @@
 import { readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AttenduxError } from '../errors.js';
-import { fsyncDir, writeFileAtomic } from './fs.js';
+import { fsyncDir, writeFileAtomic } from '../lib/fs.js';
+import { processAlive } from '../lib/pid.js';
 
 /**
  * Maintenance mode is a file, not a flag in memory, because the process that switches it on (`attendux
@@ -72,16 +73,6 @@ export async function readMaintenance(dataDir: string): Promise<MaintenanceState
     };
   } catch {
     return { reason: 'maintenance', retryAfterSeconds: 60, since: '', pid: 0 };
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it exists but belongs to another user (a root restore beside an unprivileged server).
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

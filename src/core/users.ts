@@ -1,4 +1,4 @@
-import { AttenduxError, usageError } from '../errors.js';
+import { AttenduxError } from '../errors.js';
 import { inTransaction, type Pool, type PoolClient } from '../db/pool.js';
 import { appendAudit } from '../db/queries/audit.js';
 import {
@@ -37,7 +37,7 @@ export interface UserWithPassword {
 
 export function parseRole(role: string): Role {
   if (!(ROLES as readonly string[]).includes(role))
-    throw usageError(`unknown role "${role}"`, `roles: ${ROLES.join(', ')}`);
+    throw new AttenduxError('USAGE', `unknown role "${role}"`, { hint: `roles: ${ROLES.join(', ')}` });
   return role as Role;
 }
 
@@ -45,13 +45,13 @@ async function choosePassword(password: string | undefined, cost: number | undef
   const generated = password === undefined ? randomPassword() : undefined;
   const plain = password ?? generated!;
   const problem = checkPasswordPolicy(plain);
-  if (problem) throw usageError(`password ${problem}`);
+  if (problem) throw new AttenduxError('USAGE', `password ${problem}`);
   return { hash: await hashPassword(plain, cost ?? BCRYPT_COST), generated };
 }
 
 export async function createUser(pool: Pool, opts: CreateUserOptions): Promise<UserWithPassword> {
   const email = opts.email.trim().toLowerCase();
-  if (!EMAIL_RE.test(email)) throw usageError(`"${opts.email}" is not an email address`);
+  if (!EMAIL_RE.test(email)) throw new AttenduxError('USAGE', `"${opts.email}" is not an email address`);
   parseRole(opts.role);
   // Hash before the transaction: bcrypt takes ~200 ms and must not hold a connection and locks meanwhile.
   const { hash, generated } = await choosePassword(opts.password, opts.bcryptCost);

@@ -1,6 +1,7 @@
 import type { LoadedConfig } from '../core/config/load.js';
 import type { Secrets } from '../core/config/schema.js';
 import { AttenduxError } from '../errors.js';
+import { rewriteDbUrl } from '../lib/db-url.js';
 import { ensureEmbeddedCluster, EMBEDDED_SUPERUSER, type EmbeddedCluster } from './embedded.js';
 
 /** Names the embedded default uses inside its own cluster. */
@@ -27,8 +28,7 @@ export function withPassword(url: string, password: string | undefined): string 
   } catch {
     throw new AttenduxError('CONFIG_INVALID', 'database URL is not a valid postgres:// URL');
   }
-  if (!u.password) u.password = password;
-  return u.toString();
+  return u.password ? url : rewriteDbUrl(url, { password });
 }
 
 export function isEmbedded(loaded: LoadedConfig): boolean {

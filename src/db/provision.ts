@@ -1,5 +1,6 @@
 import { connectClient, ddl, type Queryable } from './pool.js';
 import { AttenduxError } from '../errors.js';
+import { rewriteDbUrl } from '../lib/db-url.js';
 import { scramSha256Verifier } from '../crypto/scram.js';
 
 export interface ProvisionOptions {
@@ -111,9 +112,10 @@ export async function provisionDatabase(opts: ProvisionOptions): Promise<Provisi
     await su.end().catch(() => undefined);
   }
   // Inside the new database: the owner owns the public schema, nobody else may create objects in it.
-  const url = new URL(opts.superuserUrl);
-  url.pathname = `/${encodeURIComponent(opts.database)}`;
-  const db = await connectClient(url.toString(), 'attendux-init');
+  const db = await connectClient(
+    rewriteDbUrl(opts.superuserUrl, { database: opts.database }),
+    'attendux-init',
+  );
   try {
     await ddl(db, 'ALTER SCHEMA public OWNER TO %I', opts.ownerRole);
     await db.query('REVOKE CREATE ON SCHEMA public FROM PUBLIC');

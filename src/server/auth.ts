@@ -5,6 +5,7 @@ import type { ApiKeyScope } from '../db/queries/api-keys.js';
 import { apiKeySecretMatches, parseApiKey } from '../crypto/apikey.js';
 import { httpError } from './errors.js';
 import type { ServerDeps } from './deps.js';
+import { UUID_PATTERN } from '../lib/uuid.js';
 
 export const SESSION_COOKIE = 'atx_session';
 /** A session lives at most this long whatever the activity; idle expiry is server.sessionIdleMinutes. */
@@ -29,7 +30,7 @@ export interface Principal {
   scopes: ApiKeyScope[];
 }
 
-const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+const UUID = UUID_PATTERN;
 const SESSION_RE = new RegExp(`^(${UUID})\\.(${UUID})\\.(\\d{1,9})\\.(\\d{10})\\.(\\d{10})$`);
 
 export const nowSeconds = () => Math.floor(Date.now() / 1000);

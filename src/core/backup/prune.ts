@@ -2,7 +2,7 @@ import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cliActor } from '../actor.js';
 import { loadConfig, type ConfigLocation } from '../config/load.js';
-import { fsyncDir } from '../fs.js';
+import { fsyncDir } from '../../lib/fs.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
 import { readCatalog } from './catalog.js';
 import { dataFileName, sidecarFileName, type BackupKind } from './format.js';

@@ -6,7 +6,7 @@ import type pg from 'pg';
 import { AttenduxError, isAttenduxError } from '../../errors.js';
 import { cliActor } from '../actor.js';
 import { loadConfig, type ConfigLocation, type LoadedConfig } from '../config/load.js';
-import { writeFileAtomic } from '../fs.js';
+import { writeFileAtomic } from '../../lib/fs.js';
 import { openInstall, withInstall, type Install } from '../install.js';
 import { connectClient } from '../../db/pool.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
@@ -15,6 +15,7 @@ import { acquireAdvisoryLock, acquireFileLock } from './lock.js';
 import { cleanupLeftovers } from './writer.js';
 import { signBackup } from './signature.js';
 import { copyAfterBackup, type CopyOutcome, type OffsiteProgress } from '../offsite/copy.js';
+import { isConnectionLost } from '../../lib/pg-errors.js';
 
 /** Progress of a running backup, for a terminal progress line. */
 export interface BackupProgress {
@@ -105,9 +106,6 @@ export async function ensureBackupDir(dir: string): Promise<void> {
   }
 }
 
-const LOST =
-  /Connection terminated|terminating connection|ECONNRESET|ECONNREFUSED|server closed the connection|Client has encountered a connection error|57P01|57P02|57P03/i;
-
 /** Turn what went wrong into one clear line: database lost, disk full, or the error as it is. */
 export function backupFailure(err: unknown, kind: BackupKind, stage: string): AttenduxError {
   if (isAttenduxError(err) && err.code !== 'DB_ERROR' && err.code !== 'IO_ERROR' && err.code !== 'INTERNAL')
@@ -119,7 +117,7 @@ export function backupFailure(err: unknown, kind: BackupKind, stage: string): At
       cause: err,
       hint: 'free space in the backup directory (or run `attendux backup prune`) and run it again',
     });
-  if (LOST.test(msg) || LOST.test(e?.code ?? ''))
+  if (isConnectionLost(err))
     return new AttenduxError(
       'BACKUP_FAILED',
       `${kind} backup failed: the database connection was lost while ${stage}`,

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { once } from 'node:events';
-import { fsyncDir, writeFileAtomic } from '../fs.js';
+import { fsyncDir, writeFileAtomic } from '../../lib/fs.js';
 import { VERSION } from '../../version.js';
 import { AgeEncryptStream } from './age-stream.js';
 import { QUARANTINE_DIR } from './catalog.js';

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import type pg from 'pg';
 import { AttenduxError } from '../../errors.js';
+import { databaseOf, rewriteDbUrl } from '../../lib/db-url.js';
 import { CHANGES_ENTRY, type ManifestTable } from '../backup/format.js';
 import { connectClient, ddl, type Queryable } from '../../db/pool.js';
 import type { OpenedChain } from './chain.js';
@@ -20,15 +21,8 @@ export async function sqlf(c: Queryable, template: string, ...args: string[]): P
   return rows[0]!.sql;
 }
 
-export function databaseUrl(url: string, database: string): string {
-  const u = new URL(url);
-  u.pathname = `/${encodeURIComponent(database)}`;
-  return u.toString();
-}
-
-export function databaseOf(url: string): string {
-  return decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
-}
+export const databaseUrl = (url: string, database: string): string => rewriteDbUrl(url, { database });
+export { databaseOf };
 
 export interface LoadProgress {
   phase: 'decrypt' | 'schema' | 'load' | 'index' | 'apply' | 'constraints' | 'migrate' | 'check';

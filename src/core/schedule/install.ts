@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { AttenduxError } from '../../errors.js';
 import { loadConfig, type ConfigLocation, type LoadedConfig } from '../config/load.js';
-import { pathExists, writeFileAtomic } from '../fs.js';
+import { pathExists, writeFileAtomic } from '../../lib/fs.js';
 import { hasSeconds, toOnCalendar } from './cron.js';
 import { ATTENDUX_BIN } from './exec.js';
 import { isActive, planJobs, scheduleTimeZone, type HasCommand, type PlannedJob } from './plan.js';

@@ -1,6 +1,6 @@
 import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../fs.js';
+import { writeFileAtomic } from '../../lib/fs.js';
 
 /**
  * Every job run is recorded in `<dataDir>/jobs/<job>.json`: files, not the database, so that a run that
