@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { inTransaction, type Queryable } from '../pool.js';
-import { auditMacFor } from '../../core/audit/mac.js';
+import { auditMacFor } from '../../crypto/audit-mac.js';
 
 /** Install-wide events (a company created from the CLI, a backup run) are chained under this tenant id. */
 export const SYSTEM_TENANT = '00000000-0000-0000-0000-000000000000';
