@@ -30,6 +30,7 @@ import { findUserByEmail } from '../db/queries/users.js';
 import { createTenant } from './tenants.js';
 import { createUser } from './users.js';
 import { identityKeyLine } from './backup/signature.js';
+import { warnSwallowed } from '../lib/log.js';
 
 export interface InitOptions {
   /** Where the config file goes; the secrets file goes beside it. */
@@ -380,7 +381,11 @@ export async function initInstall(opts: InitOptions): Promise<InitResult> {
       code: e?.code ?? 'INTERNAL',
       message: (err as Error)?.message ?? String(err),
     };
-    await writeState(dataDir, state).catch(() => undefined);
+    // The install's own error is what the user must see; a state file that could not be written only
+    // means the re-run starts from an earlier step, which every step allows.
+    await writeState(dataDir, state).catch((e2: unknown) =>
+      warnSwallowed('could not record the failed step', e2),
+    );
     const again =
       'then run init again (or npm start for the quickstart): it finishes the install with the config and secrets already written';
     if (e) {

@@ -91,6 +91,7 @@ export function maintenanceWatcher(
     const now = Date.now();
     if (now - checkedAt < ttlMs) return current;
     pending ??= readMaintenance(dataDir)
+      // A transient read error keeps the last known state rather than flapping maintenance on or off.
       .catch(() => current)
       .then((s) => {
         current = s;

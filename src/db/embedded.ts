@@ -87,7 +87,9 @@ export function clusterDir(dataDir: string): string {
 function execFileText(cmd: string, args: string[]): Promise<string> {
   return new Promise((res, rej) =>
     execFile(cmd, args, (err, stdout) =>
-      err ? rej(new Error(err.message, { cause: err })) : res(String(stdout)),
+      err
+        ? rej(new AttenduxError('DB_UNAVAILABLE', `${cmd} ${args.join(' ')}: ${err.message}`, { cause: err }))
+        : res(String(stdout)),
     ),
   );
 }
@@ -133,6 +135,7 @@ async function postgresUser(): Promise<RunAs | undefined> {
  */
 async function reachable(dir: string, who: RunAs): Promise<boolean> {
   for (let d = resolve(dir); ; d = dirname(d)) {
+    // Missing or unreadable: either way the user cannot reach the directory through it.
     const st = await stat(d).catch(() => undefined);
     if (!st) return false;
     const bit = st.uid === who.uid ? 0o100 : st.gid === who.gid ? 0o010 : 0o001;
@@ -206,6 +209,7 @@ async function binariesFor(runAs: RunAs | undefined): Promise<Binaries> {
 
 function binaries(runAs: RunAs | undefined): Promise<Binaries> {
   binariesPromise ??= binariesFor(runAs);
+  // Not a swallow: the caller gets the rejection; this only forgets it so the next call tries again.
   binariesPromise.catch(() => (binariesPromise = undefined));
   return binariesPromise;
 }
@@ -217,6 +221,7 @@ function binaries(runAs: RunAs | undefined): Promise<Binaries> {
  */
 async function resolveClusterDir(dataDir: string, runAs: RunAs | undefined): Promise<string> {
   const link = clusterDir(resolve(dataDir));
+  // No link (the common case) or a dangling one: both are handled below by what they leave undefined.
   const st = await lstat(link).catch(() => undefined);
   if (st?.isSymbolicLink()) {
     const target = await realpath(link).catch(() => undefined);
@@ -260,7 +265,7 @@ async function resolveClusterDir(dataDir: string, runAs: RunAs | undefined): Pro
   const target = join(ROOT_CLUSTERS_DIR, `${basename(data).replace(/[^\w.-]/g, '_')}-${hash}`);
   await mkdir(ROOT_CLUSTERS_DIR, { recursive: true, mode: 0o755 });
   await chmod(ROOT_CLUSTERS_DIR, 0o755);
-  const existing = await lstat(target).catch(() => undefined);
+  const existing = await lstat(target).catch(() => undefined); // none yet: it is created below
   if (existing && (await pathExists(join(target, 'PG_VERSION')))) {
     throw new AttenduxError(
       'DB_UNAVAILABLE',
@@ -471,7 +476,7 @@ async function startPostmaster(
 ): Promise<{ child: ChildProcess } | { failed: string }> {
   const logPath = join(dir, 'attendux-postgres.log');
   // Keep the log from growing for ever: one previous generation.
-  const size = (await stat(logPath).catch(() => undefined))?.size ?? 0;
+  const size = (await stat(logPath).catch(() => undefined))?.size ?? 0; // no log yet
   if (size > 10 * 1024 * 1024) await rename(logPath, `${logPath}.1`);
   const log = await open(logPath, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600);
   const args = ['-D', dir, '-p', String(port)];
@@ -502,6 +507,7 @@ async function startPostmaster(
   for (let i = 0; ; i++) {
     if (gone !== undefined) {
       started.delete(dir);
+      // The exit status is the error; the log only adds detail, and may not exist if postgres never started.
       const text = await readFile(logPath, 'utf8').catch(() => '');
       return { failed: `${gone}: ${text.slice(logStart)}` };
     }

@@ -71,7 +71,7 @@ export async function runMigrations(opts: MigrateOptions): Promise<string[]> {
       },
     );
   } finally {
-    await client.end().catch(() => undefined);
+    await client.end().catch(() => undefined); // a broken connection: the migration's own error is thrown
   }
 }
 

@@ -6,7 +6,8 @@ import { redactUrl } from '../lib/db-url.js';
 // 2^53, and strings would leak into JSON output. A value that does not fit fails loudly instead of rounding.
 pg.types.setTypeParser(20, (v: string) => {
   const n = Number(v);
-  if (!Number.isSafeInteger(n)) throw new RangeError(`int8 value ${v} exceeds the JS safe integer range`);
+  if (!Number.isSafeInteger(n))
+    throw new AttenduxError('DB_ERROR', `int8 value ${v} exceeds the JS safe integer range`);
   return n;
 });
 
@@ -52,6 +53,7 @@ export async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => 
     await client.query('COMMIT');
     return result;
   } catch (err) {
+    // A failed ROLLBACK means the connection is gone, which ends the transaction too; report the cause.
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   } finally {
@@ -94,6 +96,7 @@ export async function withTenant<T>(
     await client.query('COMMIT');
     return result;
   } catch (err) {
+    // A failed ROLLBACK means the connection is gone, which ends the transaction too; report the cause.
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   } finally {

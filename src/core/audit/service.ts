@@ -25,6 +25,7 @@ import {
 import { ChainWalker, verifyDatabase, type VerifyResult } from './verify.js';
 import { backupAuditWarning } from './backup.js';
 import { isUuid } from '../../lib/uuid.js';
+import { warnSwallowed } from '../../lib/log.js';
 
 /** `--tenant`: a company slug or id, or `system` for the install-wide chain. */
 export async function resolveTenant(q: Queryable, ref: string | undefined): Promise<string | undefined> {
@@ -177,8 +178,15 @@ export async function auditForBackup(install: Install): Promise<BackupAudit> {
       ],
     };
   }
-  const cps = await checkpointHeads(install.admin, install.secrets.signingKey, 'backup').catch(() => []);
-  await appendCheckpoints(install.loaded.config.dataDir, cps).catch(() => undefined);
+  const cps = await checkpointHeads(install.admin, install.secrets.signingKey, 'backup').catch(
+    (err: unknown) => {
+      warnSwallowed('audit checkpoints not signed', err);
+      return [];
+    },
+  );
+  await appendCheckpoints(install.loaded.config.dataDir, cps).catch((err: unknown) =>
+    warnSwallowed('audit checkpoints not recorded', err),
+  );
   return { verified, checkpoints: cps };
 }
 

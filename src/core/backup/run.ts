@@ -16,6 +16,7 @@ import { cleanupLeftovers } from './writer.js';
 import { signBackup } from './signature.js';
 import { copyAfterBackup, type CopyOutcome, type OffsiteProgress } from '../offsite/copy.js';
 import { isConnectionLost } from '../../lib/pg-errors.js';
+import { warnSwallowed } from '../../lib/log.js';
 
 /** Progress of a running backup, for a terminal progress line. */
 export interface BackupProgress {
@@ -218,12 +219,15 @@ export async function runDatabaseBackup(
         entityType: 'backup',
         details: { kind, outcome: 'failure', error: e.code, message: e.message },
       };
-      if (install) await appendAudit(install.admin, entry).catch(() => undefined);
+      // The backup's own failure is thrown below; an audit entry that cannot be written is said, not dropped.
+      const unaudited = (err: unknown) =>
+        warnSwallowed(`the failed ${kind} backup is not in the audit log`, err);
+      if (install) await appendAudit(install.admin, entry).catch(unaudited);
       else if (e.code !== 'DB_UNAVAILABLE') {
         // Failed before the database was opened (no recipients, unwritable dir): still on the record if
         // the database is reachable.
         await withInstall({ ...opts, requireMigrated: false }, (i) => appendAudit(i.admin, entry)).catch(
-          () => undefined,
+          unaudited,
         );
       }
     }

@@ -55,16 +55,17 @@ export async function readRawConfig(path: string): Promise<Record<string, unknow
       cause: err,
     });
   }
+  let value: unknown;
   try {
-    const value: unknown = JSON.parse(text);
-    if (!value || typeof value !== 'object' || Array.isArray(value))
-      throw new Error('top level must be an object');
-    return value as Record<string, unknown>;
+    value = JSON.parse(text);
   } catch (err) {
     throw new AttenduxError('CONFIG_INVALID', `${path}: not valid JSON: ${(err as Error).message}`, {
       cause: err,
     });
   }
+  if (!value || typeof value !== 'object' || Array.isArray(value))
+    throw new AttenduxError('CONFIG_INVALID', `${path}: not valid JSON: top level must be an object`);
+  return value as Record<string, unknown>;
 }
 
 export async function loadConfig(loc: ConfigLocation = {}): Promise<LoadedConfig> {

@@ -77,7 +77,8 @@ function safe(what: string, v: string): string {
 function render(template: string, values: Record<string, string>): string {
   return template.replace(/\{\{(\w+)\}\}/g, (_m, k: string) => {
     const v = values[k];
-    if (v === undefined) throw new Error(`template placeholder {{${k}}} has no value`);
+    // A template names a value the code does not provide: a bug in attendux, not in the user's config.
+    if (v === undefined) throw new AttenduxError('INTERNAL', `template placeholder {{${k}}} has no value`);
     return v;
   });
 }
@@ -121,6 +122,7 @@ function scheduledJobs(loaded: LoadedConfig, hasCommand: HasCommand, where: stri
 }
 
 async function passwdUsers(): Promise<Set<string> | undefined> {
+  // No /etc/passwd (a minimal container): the user check is skipped, not failed.
   const text = await readFile('/etc/passwd', 'utf8').catch(() => undefined);
   return text === undefined
     ? undefined
@@ -163,7 +165,7 @@ async function userNotes(
 }
 
 async function isOurs(path: string): Promise<boolean> {
-  const text = await readFile(path, 'utf8').catch(() => undefined);
+  const text = await readFile(path, 'utf8').catch(() => undefined); // unreadable is not ours to touch
   return text !== undefined && text.split('\n', 1)[0] === GENERATED;
 }
 
@@ -171,7 +173,7 @@ const UNIT_NAME = /^attendux(-[a-z0-9-]+)?\.(service|timer)$/;
 
 /** Our unit files in a dir (the first line is GENERATED). */
 async function ourUnits(dir: string): Promise<string[]> {
-  const names = await readdir(dir).catch(() => [] as string[]);
+  const names = await readdir(dir).catch(() => [] as string[]); // no unit dir: no units of ours
   const out: string[] = [];
   for (const n of names.filter((x) => UNIT_NAME.test(x)).sort()) if (await isOurs(join(dir, n))) out.push(n);
   return out;
@@ -227,7 +229,7 @@ async function writePlanned(files: WrittenFile[], mode: number, dryRun: boolean)
 }
 
 async function plannedFile(path: string, content: string, force: boolean | undefined): Promise<WrittenFile> {
-  const old = await readFile(path, 'utf8').catch(() => undefined);
+  const old = await readFile(path, 'utf8').catch(() => undefined); // absent: the file is created
   if (old === undefined) return { path, content, action: 'created' };
   if (old === content) return { path, content, action: 'unchanged' };
   if (!force && old.split('\n', 1)[0] !== GENERATED)
@@ -421,6 +423,7 @@ function cronTarget(opts: CrontabOptions): CronTarget {
 }
 
 async function readCrontab(t: CronTarget): Promise<string> {
+  // No /etc/cron.d/attendux yet is an empty block; a write error surfaces when the file is written.
   if (t.kind !== 'crontab') return readFile(t.path, 'utf8').catch(() => '');
   const r = await execa(t.command, [...(t.user ? ['-u', t.user] : []), '-l'], {
     reject: false,
