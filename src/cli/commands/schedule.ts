@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander';
 import { contextOf, intOption, table, type CliContext } from '../context.js';
 import { AttenduxError } from '../../errors.js';
+import { statusColor } from '../color.js';
 import type { HasCommand } from '../../core/schedule/plan.js';
 import type { InstallResult } from '../../core/schedule/install.js';
 import type { SchedulerEvent } from '../../core/schedule/scheduler.js';
@@ -293,7 +294,7 @@ export function registerSchedule(program: Command): void {
           .concat(
             (st.offsite?.targets ?? []).map(
               (t) =>
-                `${t.ok ? 'ok  ' : 'FAIL'} target ${t.name} (${t.type})${t.state?.lastSuccessAt ? `: last copy ${t.state.lastSuccessAt}` : ''}${t.problem ? `: ${t.problem}` : ''}`,
+                `${t.ok ? statusColor(ctx.paint, 'pass', 'ok  ') : statusColor(ctx.paint, 'fail', 'FAIL')} target ${t.name} (${t.type})${t.state?.lastSuccessAt ? `: last copy ${t.state.lastSuccessAt}` : ''}${t.problem ? `: ${t.problem}` : ''}`,
             ),
           ),
       );
