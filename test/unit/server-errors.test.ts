@@ -7,17 +7,17 @@ import { nextKeyId } from '../../src/core/keys.js';
 // A real Fastify app with the server's error handler: each route throws what a route handler might throw.
 const app = Fastify({ logger: false });
 installErrorHandler(app);
-app.get('/code/:code', async (req) => {
+app.get('/code/:code', (req) => {
   const { code } = req.params as { code: ErrorCode };
   throw new AttenduxError(code, `a ${code} error`, { details: { why: 'test' } });
 });
-app.get('/pg/:code', async (req) => {
+app.get('/pg/:code', (req) => {
   throw Object.assign(new Error('from pg'), { code: (req.params as { code: string }).code });
 });
-app.get('/lost', async () => {
+app.get('/lost', () => {
   throw new Error('Connection terminated unexpectedly');
 });
-app.get('/bug', async () => {
+app.get('/bug', () => {
   throw new TypeError('x is undefined');
 });
 beforeAll(() => app.ready());

@@ -69,18 +69,6 @@ export async function appendAudit(q: Queryable, e: AuditEntry): Promise<{ seq: n
   return { seq: next.seq, mac: m };
 }
 
-export interface AuditRow {
-  tenantId: string;
-  seq: number;
-  at: Date;
-  actor: string;
-  action: string;
-  entityType: string | null;
-  entityId: string | null;
-  ipHash: string | null;
-  details: Record<string, unknown>;
-}
-
 export interface AuditFilter {
   tenantId?: string;
   actor?: string;
@@ -113,17 +101,4 @@ export function auditWhere(f: AuditFilter, first = 1): { sql: string; values: un
      AND (${p(5)}::timestamptz IS NULL OR at >= ${p(5)}) AND (${p(6)}::timestamptz IS NULL OR at < ${p(6)})
      AND (${p(7)}::bigint IS NULL OR seq < ${p(7)})`;
   return { sql, values };
-}
-
-export const AUDIT_COLUMNS = `tenant_id AS "tenantId", seq, at, actor, action, entity_type AS "entityType",
-            entity_id AS "entityId", ip_hash AS "ipHash", details`;
-
-export async function listAudit(q: Queryable, filter: AuditFilter = {}): Promise<AuditRow[]> {
-  const w = auditWhere(filter);
-  const { rows } = await q.query<AuditRow>(
-    `SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE ${w.sql}
-      ORDER BY at DESC, seq DESC LIMIT $${w.values.length + 1}`,
-    [...w.values, filter.limit ?? 100],
-  );
-  return rows;
 }
