@@ -69,7 +69,7 @@ export async function openInstall(opts: OpenOptions = {}): Promise<Install> {
  * to finish it, instead of a bare "password authentication failed".
  */
 async function unfinishedInstall(loaded: LoadedConfig, err: unknown): Promise<AttenduxError | undefined> {
-  const { installStatus, readInstallState } = await import('./init.js');
+  const { installStatus, readInstallState } = await import('./init/state.js');
   if ((await installStatus(loaded.path)) !== 'incomplete') return undefined;
   const state = await readInstallState(loaded.config.dataDir);
   const where = state?.failed ? ` (it stopped at step "${state.failed.step}": ${state.failed.message})` : '';
