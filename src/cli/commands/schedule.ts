@@ -115,6 +115,15 @@ export function registerSchedule(program: Command): void {
     .command('schedule')
     .description('the jobs that keep an install safe: show, install (systemd or cron), run, status');
 
+  scheduleShow(schedule);
+  scheduleInstall(schedule);
+  scheduleUninstall(schedule);
+  scheduleExec(schedule);
+  scheduleRun(schedule);
+  scheduleStatus(schedule);
+}
+
+function scheduleShow(schedule: Command): void {
   schedule
     .command('show')
     .description('every job with its cron expression and next runs in the configured time zone')
@@ -133,7 +142,9 @@ export function registerSchedule(program: Command): void {
         return lines;
       });
     });
+}
 
+function scheduleInstall(schedule: Command): void {
   schedule
     .command('install')
     .description('write systemd units and timers (--systemd) or a crontab block (--crontab) for every job')
@@ -164,7 +175,9 @@ export function registerSchedule(program: Command): void {
         printInstall(ctx, await m.installCrontab({ ...common, dir: flags.dir, file: flags.crontabFile }));
       }
     });
+}
 
+function scheduleUninstall(schedule: Command): void {
   schedule
     .command('uninstall')
     .description(
@@ -194,7 +207,9 @@ export function registerSchedule(program: Command): void {
           : await m.uninstallCrontab({ ...common, dir: flags.dir, file: flags.crontabFile }),
       );
     });
+}
 
+function scheduleExec(schedule: Command): void {
   schedule
     .command('exec <job>')
     .description(
@@ -236,7 +251,9 @@ export function registerSchedule(program: Command): void {
         offSignal();
       }
     });
+}
 
+function scheduleRun(schedule: Command): void {
   schedule
     .command('run')
     .description(
@@ -258,7 +275,9 @@ export function registerSchedule(program: Command): void {
         offSignal();
       }
     });
+}
 
+function scheduleStatus(schedule: Command): void {
   schedule
     .command('status')
     .description(
