@@ -183,7 +183,7 @@ export async function resolveClusterDir(dataDir: string, runAs: RunAs | undefine
   // No link (the common case) or a dangling one: both are handled below by what they leave undefined.
   const st = await lstat(link).catch(() => undefined);
   if (st?.isSymbolicLink()) {
-    const target = await realpath(link).catch(() => undefined);
+    const target = await realpath(link).catch(() => undefined); // dangling: said below
     if (!target) {
       throw new AttenduxError('DB_UNAVAILABLE', `${link} links to a cluster directory that does not exist`, {
         hint: `restore the cluster there, or remove ${link} to create a new, empty cluster`,

@@ -181,7 +181,7 @@ async function initdb(
         `could not initialise embedded PostgreSQL in ${dir}: ${lastLines(r.output)}`,
         {
           hint: 'the data directory must be writable by the user PostgreSQL runs as; run again with --debug for the output',
-          cause: new Error(r.output),
+          cause: new Error(r.output), // not thrown: carries the full output for --debug
         },
       );
     }
@@ -318,12 +318,12 @@ export async function ensureEmbeddedCluster(opts: EmbeddedOptions): Promise<Embe
       }
     }
     if (/could not bind|Address already in use/i.test(r.failed))
-      throw portTakenError(opts.port, new Error(r.failed));
+      throw portTakenError(opts.port, new Error(r.failed)); // the log as the cause, for --debug
     throw new AttenduxError(
       'DB_UNAVAILABLE',
       `embedded PostgreSQL did not start on port ${opts.port}: ${lastLines(r.failed)}`,
       {
-        cause: new Error(r.failed),
+        cause: new Error(r.failed), // as above
         hint: `the server log is ${join(dir, 'attendux-postgres.log')}`,
       },
     );
