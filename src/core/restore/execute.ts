@@ -19,6 +19,7 @@ import {
 } from './journal.js';
 import { databaseOf, databaseUrl, loadChain, type LoadProgress, type LoadResult } from './load.js';
 import type { RestoreMode, RestorePlan } from './plan.js';
+import { warnSwallowed } from '../../lib/log.js';
 
 export interface RestoreProgress extends LoadProgress {
   backup?: string;
@@ -158,7 +159,12 @@ export async function auditFailure(
 ): Promise<void> {
   const e = err as { code?: string; message?: string };
   if (e?.code === 'USAGE') return;
-  const c = await connectClient(prep.install.db.adminUrl, 'attendux-restore').catch(() => null);
+  const unaudited = (why: unknown) =>
+    warnSwallowed(`the failed ${mode} restore is not in the audit log`, why);
+  const c = await connectClient(prep.install.db.adminUrl, 'attendux-restore').catch((why: unknown) => {
+    unaudited(why);
+    return null;
+  });
   if (!c) return;
   registerAuditKey(c, prep.install.secrets.auditKey);
   try {
@@ -175,8 +181,10 @@ export async function auditFailure(
         ...details,
       },
     });
-  } catch {
-    // The live database may be unmigrated or gone; the error itself still reaches the user.
+  } catch (why) {
+    // The live database may be unmigrated or gone; the error itself still reaches the user, and this says
+    // that it is not on the record.
+    unaudited(why);
   } finally {
     await c.end().catch(() => undefined);
   }
