@@ -31,7 +31,7 @@ export async function openInstall(opts: OpenOptions = {}): Promise<Install> {
   const secrets = await ensureInstallKeys(loaded.secretsPath, await loadSecrets(loaded.secretsPath));
   const db = await resolveDatabase(loaded, secrets);
   const admin = createPool(db.adminUrl, 4, 'attendux-cli');
-  // Audit entries written through this pool are MAC'd with this install's key (src/core/audit/mac.ts).
+  // Audit entries written through this pool are MAC'd with this install's key (src/crypto/audit-mac.ts).
   registerAuditKey(admin, secrets.auditKey);
   const close = async () => {
     await admin.end().catch(() => undefined);
