@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
+import type { ChalkInstance } from 'chalk';
 import { AttenduxError } from '../errors.js';
+import { paintFor } from './color.js';
 
 export interface GlobalOptions {
   config?: string;
@@ -41,6 +43,12 @@ export class CliContext {
   get showProgress(): boolean {
     return !this.quiet && this.stderr.isTTY === true;
   }
+
+  /** Colours for the result lines on stdout (none with --no-color, NO_COLOR or into a pipe). */
+  get paint(): ChalkInstance {
+    return (this.#paint ??= paintFor(this.stdout, this.opts));
+  }
+  #paint: ChalkInstance | undefined;
 
   get location() {
     return { configPath: this.opts.config };

@@ -3,6 +3,7 @@ import { AttenduxError, isAttenduxError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { registerCommands } from './commands/index.js';
 import { installSignalHandlers } from './lifecycle.js';
+import { paintFor } from './color.js';
 import { stopStartedClusters } from '../db/embedded.js';
 
 export function buildProgram(): Command {
@@ -83,7 +84,9 @@ async function run(argv: string[]): Promise<number> {
       return err.exitCode === 0 ? 0 : 2;
     }
     const e = toAttenduxError(err);
-    process.stderr.write(`attendux: ${e.message}\n`);
+    // argv, not the parsed options: a parse error can come before commander has read --no-color.
+    const paint = paintFor(process.stderr, { color: !argv.includes('--no-color') });
+    process.stderr.write(`${paint.red(`attendux: ${e.message}`)}\n`);
     if (e.hint) process.stderr.write(`  hint: ${e.hint}\n`);
     if (debug) {
       process.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);

@@ -31,7 +31,7 @@ export async function openInstall(opts: OpenOptions = {}): Promise<Install> {
   const secrets = await ensureInstallKeys(loaded.secretsPath, await loadSecrets(loaded.secretsPath));
   const db = await resolveDatabase(loaded, secrets);
   const admin = createPool(db.adminUrl, 4, 'attendux-cli');
-  // Audit entries written through this pool are MAC'd with this install's key (src/core/audit/mac.ts).
+  // Audit entries written through this pool are MAC'd with this install's key (src/crypto/audit-mac.ts).
   registerAuditKey(admin, secrets.auditKey);
   const close = async () => {
     await admin.end().catch(() => undefined);
@@ -69,7 +69,7 @@ export async function openInstall(opts: OpenOptions = {}): Promise<Install> {
  * to finish it, instead of a bare "password authentication failed".
  */
 async function unfinishedInstall(loaded: LoadedConfig, err: unknown): Promise<AttenduxError | undefined> {
-  const { installStatus, readInstallState } = await import('./init.js');
+  const { installStatus, readInstallState } = await import('./init/state.js');
   if ((await installStatus(loaded.path)) !== 'incomplete') return undefined;
   const state = await readInstallState(loaded.config.dataDir);
   const where = state?.failed ? ` (it stopped at step "${state.failed.step}": ${state.failed.message})` : '';

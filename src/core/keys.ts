@@ -1,7 +1,7 @@
 import type { Install } from './install.js';
 import { loadSecrets } from './config/load.js';
 import type { Secrets } from './config/schema.js';
-import { writeFileAtomic } from './fs.js';
+import { writeFileAtomic } from '../lib/fs.js';
 import { faceAad, open, seal, type DataKeyring } from '../crypto/aead.js';
 import { randomKey } from '../crypto/random.js';
 import { inTransaction } from '../db/pool.js';

@@ -1,7 +1,8 @@
 import { readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AttenduxError } from '../errors.js';
-import { fsyncDir, writeFileAtomic } from './fs.js';
+import { fsyncDir, writeFileAtomic } from '../lib/fs.js';
+import { processAlive } from '../lib/pid.js';
 
 /**
  * Maintenance mode is a file, not a flag in memory, because the process that switches it on (`attendux
@@ -75,16 +76,6 @@ export async function readMaintenance(dataDir: string): Promise<MaintenanceState
   }
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it exists but belongs to another user (a root restore beside an unprivileged server).
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * A cheap check for the request path: the file is read at most once per `ttlMs`, so a busy server does not
  * stat on every request, and a restore's switch is seen within that time.
@@ -100,6 +91,7 @@ export function maintenanceWatcher(
     const now = Date.now();
     if (now - checkedAt < ttlMs) return current;
     pending ??= readMaintenance(dataDir)
+      // A transient read error keeps the last known state rather than flapping maintenance on or off.
       .catch(() => current)
       .then((s) => {
         current = s;

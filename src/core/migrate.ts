@@ -1,5 +1,8 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import type { ConfigLocation } from './config/load.js';
-import { migrationState, runMigrations, type MigrationState } from '../db/migrate.js';
+import { AttenduxError } from '../errors.js';
+import { migrationFiles, migrationState, runMigrations, type MigrationState } from '../db/migrate.js';
 import { withInstall } from './install.js';
 import { rechainAudit } from './audit/service.js';
 
@@ -34,4 +37,21 @@ export async function migrate(
 
 export async function migrationStatus(loc: ConfigLocation): Promise<MigrationState> {
   return withInstall({ ...loc, requireMigrated: false }, (install) => migrationState(install.admin));
+}
+
+/**
+ * Create an empty SQL migration in `dir` (for developers of attendux: in a checkout, `./migrations`), numbered
+ * after the newest one there and in the installed package. Never into the installed package itself: that folder
+ * belongs to the package manager, and a file written there is lost on the next upgrade.
+ */
+export async function createMigration(name: string, dir: string): Promise<string> {
+  if (!/^[a-z0-9-]+$/.test(name))
+    throw new AttenduxError('USAGE', 'migration name must be kebab-case (a-z, 0-9, -)');
+  const target = resolve(dir);
+  await mkdir(target, { recursive: true });
+  const names = [...(await migrationFiles(target)), ...(await migrationFiles())].sort();
+  const next = names.length ? Number(names[names.length - 1]!.slice(0, 4)) + 1 : 1;
+  const file = join(target, `${String(next).padStart(4, '0')}_${name}.sql`);
+  await writeFile(file, '-- Up Migration\n\n-- Down Migration\n', { flag: 'wx' });
+  return file;
 }

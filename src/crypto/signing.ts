@@ -32,6 +32,7 @@ export function publicKeyOf(signingKey: string): string {
 
 function publicKeyObject(publicKey: string): KeyObject {
   const m = /^ed25519:([A-Za-z0-9+/]{43}=)$/.exec(publicKey);
+  // Never escapes: verifyBytes, its only caller, turns it into "does not verify".
   if (!m) throw new Error(`not an attendux public key (ed25519:...): ${publicKey.slice(0, 20)}`);
   const x = Buffer.from(m[1]!, 'base64').toString('base64url');
   return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' });

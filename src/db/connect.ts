@@ -1,11 +1,24 @@
-import type { LoadedConfig } from '../core/config/load.js';
-import type { Secrets } from '../core/config/schema.js';
 import { AttenduxError } from '../errors.js';
+import { rewriteDbUrl } from '../lib/db-url.js';
 import { ensureEmbeddedCluster, EMBEDDED_SUPERUSER, type EmbeddedCluster } from './embedded.js';
 
 /** Names the embedded default uses inside its own cluster. */
 export const EMBEDDED_DATABASE = 'attendux';
 export const EMBEDDED_OWNER_ROLE = 'attendux_owner';
+
+/**
+ * The parts of the loaded config and the secrets file that locate the database. Declared here, shaped like
+ * core's LoadedConfig and Secrets (which satisfy them), because src/db must not import src/core.
+ */
+export interface DatabaseConfig {
+  config: {
+    dataDir: string;
+    database: { url?: string; adminUrl?: string; appRole: string; embedded: { port: number } };
+  };
+}
+export interface DatabaseSecrets {
+  database: { superuserPassword?: string; adminPassword?: string; appPassword?: string };
+}
 
 export interface DatabaseTarget {
   /** The server's unprivileged connection (row-level security applies). */
@@ -27,11 +40,10 @@ export function withPassword(url: string, password: string | undefined): string 
   } catch {
     throw new AttenduxError('CONFIG_INVALID', 'database URL is not a valid postgres:// URL');
   }
-  if (!u.password) u.password = password;
-  return u.toString();
+  return u.password ? url : rewriteDbUrl(url, { password });
 }
 
-export function isEmbedded(loaded: LoadedConfig): boolean {
+export function isEmbedded(loaded: DatabaseConfig): boolean {
   return !loaded.config.database.url && !loaded.config.database.adminUrl;
 }
 
@@ -43,7 +55,10 @@ export function embeddedUrl(port: number, user: string, password: string, databa
  * Work out where the database is: the URLs from the config (passwords from the secrets file when the URL has
  * none), or the embedded cluster in <dataDir>/pg, started on demand.
  */
-export async function resolveDatabase(loaded: LoadedConfig, secrets: Secrets): Promise<DatabaseTarget> {
+export async function resolveDatabase(
+  loaded: DatabaseConfig,
+  secrets: DatabaseSecrets,
+): Promise<DatabaseTarget> {
   const db = loaded.config.database;
   if (!isEmbedded(loaded)) {
     if (!db.url || !db.adminUrl) {

@@ -1,6 +1,5 @@
-import { readdir, writeFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { join } from 'node:path';
 import { AttenduxError } from '../errors.js';
 import { connectClient, type Queryable } from './pool.js';
 
@@ -24,8 +23,9 @@ export interface MigrationState {
   pending: string[];
 }
 
-export async function migrationFiles(): Promise<string[]> {
-  const files = await readdir(MIGRATIONS_DIR);
+/** The migration names in a folder (the shipped ones by default), oldest first. */
+export async function migrationFiles(dir = MIGRATIONS_DIR): Promise<string[]> {
+  const files = await readdir(dir);
   return files
     .filter((f) => /^\d{4}_[a-z0-9-]+\.sql$/.test(f))
     .map((f) => f.replace(/\.sql$/, ''))
@@ -71,7 +71,7 @@ export async function runMigrations(opts: MigrateOptions): Promise<string[]> {
       },
     );
   } finally {
-    await client.end().catch(() => undefined);
+    await client.end().catch(() => undefined); // a broken connection: the migration's own error is thrown
   }
 }
 
@@ -101,15 +101,4 @@ export async function migrationState(c: Queryable): Promise<MigrationState> {
 export async function schemaVersion(c: Queryable): Promise<string | null> {
   const applied = await appliedMigrations(c);
   return applied.length ? applied[applied.length - 1]!.name : null;
-}
-
-/** Create an empty SQL migration after the newest one (for developers of attendux). */
-export async function createMigration(name: string): Promise<string> {
-  if (!/^[a-z0-9-]+$/.test(name))
-    throw new AttenduxError('USAGE', 'migration name must be kebab-case (a-z, 0-9, -)');
-  const files = await migrationFiles();
-  const next = files.length ? Number(files[files.length - 1]!.slice(0, 4)) + 1 : 1;
-  const file = join(MIGRATIONS_DIR, `${String(next).padStart(4, '0')}_${name}.sql`);
-  await writeFile(file, '-- Up Migration\n\n-- Down Migration\n', { flag: 'wx' });
-  return file;
 }

@@ -1,11 +1,13 @@
 import pg from 'pg';
 import { AttenduxError } from '../errors.js';
+import { redactUrl } from '../lib/db-url.js';
 
 // int8 columns (identity ids, minor-unit amounts, row counts) as JS numbers: every value we store fits in
 // 2^53, and strings would leak into JSON output. A value that does not fit fails loudly instead of rounding.
 pg.types.setTypeParser(20, (v: string) => {
   const n = Number(v);
-  if (!Number.isSafeInteger(n)) throw new RangeError(`int8 value ${v} exceeds the JS safe integer range`);
+  if (!Number.isSafeInteger(n))
+    throw new AttenduxError('DB_ERROR', `int8 value ${v} exceeds the JS safe integer range`);
   return n;
 });
 
@@ -31,16 +33,6 @@ export async function connectClient(url: string, applicationName = 'attendux'): 
   return client;
 }
 
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(unparseable database URL)';
-  }
-}
-
 export function dbUnavailable(url: string, err: unknown): AttenduxError {
   return new AttenduxError(
     'DB_UNAVAILABLE',
@@ -61,6 +53,7 @@ export async function inTransaction<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => 
     await client.query('COMMIT');
     return result;
   } catch (err) {
+    // A failed ROLLBACK means the connection is gone, which ends the transaction too; report the cause.
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   } finally {

@@ -1,5 +1,6 @@
 import { connectClient, ddl, type Queryable } from './pool.js';
 import { AttenduxError } from '../errors.js';
+import { rewriteDbUrl } from '../lib/db-url.js';
 import { scramSha256Verifier } from '../crypto/scram.js';
 
 export interface ProvisionOptions {
@@ -94,6 +95,7 @@ export async function provisionDatabase(opts: ProvisionOptions): Promise<Provisi
     if (rowCount === 0) {
       // A provisioning role that is not a superuser (CREATEROLE + CREATEDB) may only create a database for
       // an owner it is a member of; for a superuser the grant is a harmless no-op.
+      // Refused when already a member or a superuser; if it mattered, CREATE DATABASE below says so.
       await ddl(su, 'GRANT %I TO current_user', opts.ownerRole).catch(() => undefined);
       await ddl(
         su,
@@ -108,17 +110,18 @@ export async function provisionDatabase(opts: ProvisionOptions): Promise<Provisi
     await ddl(su, 'GRANT CONNECT ON DATABASE %I TO %I', opts.database, opts.appRole);
     await ddl(su, 'REVOKE TEMPORARY ON DATABASE %I FROM %I', opts.database, opts.appRole);
   } finally {
-    await su.end().catch(() => undefined);
+    await su.end().catch(() => undefined); // closing a broken connection: the error that broke it is thrown
   }
   // Inside the new database: the owner owns the public schema, nobody else may create objects in it.
-  const url = new URL(opts.superuserUrl);
-  url.pathname = `/${encodeURIComponent(opts.database)}`;
-  const db = await connectClient(url.toString(), 'attendux-init');
+  const db = await connectClient(
+    rewriteDbUrl(opts.superuserUrl, { database: opts.database }),
+    'attendux-init',
+  );
   try {
     await ddl(db, 'ALTER SCHEMA public OWNER TO %I', opts.ownerRole);
     await db.query('REVOKE CREATE ON SCHEMA public FROM PUBLIC');
   } finally {
-    await db.end().catch(() => undefined);
+    await db.end().catch(() => undefined); // as above
   }
   return { createdDatabase, createdRoles, resetRoles };
 }

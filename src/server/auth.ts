@@ -7,6 +7,7 @@ import { httpError } from './errors.js';
 import { keyNotLive } from '../core/keys/api-keys.js';
 import { apiKeyByPrefix, enterApiKey, enterSession } from '../db/queries/sessions.js';
 import type { ServerDeps } from './deps.js';
+import { UUID_PATTERN } from '../lib/uuid.js';
 
 export const SESSION_COOKIE = 'atx_session';
 /** A session lives at most this long whatever the activity; idle expiry is server.sessionIdleMinutes. */
@@ -31,7 +32,7 @@ export interface Principal {
   scopes: ApiKeyScope[];
 }
 
-const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
+const UUID = UUID_PATTERN;
 const SESSION_RE = new RegExp(`^(${UUID})\\.(${UUID})\\.(\\d{1,9})\\.(\\d{10})\\.(\\d{10})$`);
 
 export const nowSeconds = () => Math.floor(Date.now() / 1000);

@@ -1,29 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { AttenduxError, type ErrorCode } from '../errors.js';
+import { AttenduxError, ERROR_CODES } from '../errors.js';
+import { isConnectionLost } from '../lib/pg-errors.js';
 import { failure as httpError, forbidden, notFound } from '../core/service.js';
-
-/** HTTP status of each error code the server answers with. Anything unlisted is a 500 (a bug). */
-export const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
-  VALIDATION_FAILED: 400,
-  USAGE: 400,
-  UNAUTHENTICATED: 401,
-  SESSION_EXPIRED: 401,
-  LOGIN_FAILED: 401,
-  FORBIDDEN: 403,
-  CSRF_REJECTED: 403,
-  NOT_FOUND: 404,
-  ALREADY_EXISTS: 409,
-  CONFLICT: 409,
-  PAYLOAD_TOO_LARGE: 413,
-  UNSUPPORTED_MEDIA: 415,
-  OUTSIDE_GEOFENCE: 422,
-  POSITION_REQUIRED: 422,
-  FACE_MISMATCH: 422,
-  FACE_NOT_ENROLLED: 422,
-  RATE_LIMITED: 429,
-  MAINTENANCE: 503,
-  DB_UNAVAILABLE: 503,
-};
 
 // One definition of the error constructors, shared with the core services that throw them.
 export { httpError, forbidden, notFound };
@@ -38,6 +16,8 @@ export function sendError(reply: FastifyReply, status: number, body: ErrorBody):
 
 /** PostgreSQL errors caused by input (constraint violations) are the client's fault, not the server's. */
 function fromPg(err: { code?: string; constraint?: string }): AttenduxError | undefined {
+  // The database is down, restarting or full: the client may retry; this is not a bug.
+  if (isConnectionLost(err)) return httpError('DB_UNAVAILABLE', 'the database is unavailable; retry shortly');
   switch (err.code) {
     case '23505':
       return httpError('ALREADY_EXISTS', 'an object with that name or number already exists');
@@ -48,18 +28,6 @@ function fromPg(err: { code?: string; constraint?: string }): AttenduxError | un
       );
     case '23514':
       return httpError('VALIDATION_FAILED', 'a value is out of range or malformed');
-    // The database is down, restarting or full: the client may retry; this is not a bug.
-    case 'ECONNREFUSED':
-    case 'ECONNRESET':
-    case '57P01':
-    case '57P02':
-    case '57P03':
-    case '53300':
-    case '08000':
-    case '08001':
-    case '08003':
-    case '08006':
-      return httpError('DB_UNAVAILABLE', 'the database is unavailable; retry shortly');
     default:
       // Class 22 is "data exception": a value PostgreSQL cannot take (a NUL byte: 22021, a number out of
       // range: 22003, a malformed date: 22007, ...). Input that reached the database unfiltered, not a bug.
@@ -93,7 +61,7 @@ export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
     const known = err instanceof AttenduxError ? err : (fromPg(err) ?? fromFastify(err));
     if (known) {
-      const status = HTTP_STATUS[known.code] ?? 500;
+      const status = ERROR_CODES[known.code].httpStatus;
       if (status >= 500 && known.code !== 'MAINTENANCE') req.log.error({ err }, 'request failed');
       const body: ErrorBody = { error: { code: known.code, message: known.message } };
       if (known.details && status < 500) body.error.details = known.details;

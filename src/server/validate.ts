@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { httpError } from './errors.js';
+import { isUuid } from '../lib/uuid.js';
 
 /**
  * Parse untrusted input with a zod schema. A failure is a 400 that names every offending field, without
@@ -23,16 +24,14 @@ export function parse<T extends z.ZodType>(
   );
 }
 
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /** A path id that is not a uuid cannot name anything: answer as for any other missing object. */
 export function idParam(params: unknown, name = 'id'): string {
   const v = (params as Record<string, unknown> | undefined)?.[name];
-  if (typeof v !== 'string' || !UUID_RE.test(v)) throw httpError('NOT_FOUND', 'not found');
+  if (typeof v !== 'string' || !isUuid(v)) throw httpError('NOT_FOUND', 'not found');
   return v.toLowerCase();
 }
 
-export const uuid = z.string().regex(UUID_RE, 'must be a uuid');
+export const uuid = z.string().refine(isUuid, 'must be a uuid');
 export const name200 = z.string().trim().min(1).max(200);
 export const isoDate = z
   .string()

@@ -79,6 +79,30 @@ describe('exit codes and errors', () => {
   });
 });
 
+describe('colour', () => {
+  // The binary runs with pipes, not a terminal, so only FORCE_COLOR can turn colour on here.
+  const ESC = '\x1b[';
+  const failing = (env: Record<string, string>, ...flags: string[]) =>
+    runCli([...flags, 'tenant', 'list'], { cwd: '/', env });
+
+  it('prints the error in red with FORCE_COLOR=1 although stderr is no terminal', async () => {
+    const r = await failing({ FORCE_COLOR: '1' });
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toContain(`${ESC}31mattendux: no configuration file found`);
+  });
+
+  it('prints no escape codes with NO_COLOR=1, with --no-color, or into a pipe', async () => {
+    for (const r of [
+      await failing({ NO_COLOR: '1' }),
+      await failing({ FORCE_COLOR: '1' }, '--no-color'),
+      await failing({}),
+    ]) {
+      expect(r.stderr).toContain('attendux: no configuration file found');
+      expect(r.stderr).not.toContain(ESC);
+    }
+  });
+});
+
 describe('companies, users and keys from the binary', () => {
   it('creates and lists a company', async () => {
     const created = await cli(

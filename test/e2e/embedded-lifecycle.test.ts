@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { pathExists } from '../../src/core/fs.js';
+import { pathExists } from '../../src/lib/fs.js';
 import { ensureEmbeddedCluster, runningClusterPort } from '../../src/db/embedded.js';
 import { connectClient } from '../../src/db/pool.js';
 import { BIN, runCli } from '../helpers/cli.js';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it, inject } from 'vitest';
 import { dropInstall } from '../helpers/db.js';
-import { pathExists } from '../../src/core/fs.js';
+import { pathExists } from '../../src/lib/fs.js';
 import { freePort } from '../helpers/global-setup.js';
 import { runCli, spawnCli } from '../helpers/cli.js';
 import { generateAgeKeyPair } from '../../src/crypto/age.js';

@@ -8,7 +8,7 @@ import { backupFull } from '../../src/core/backup/full.js';
 import { backupIncremental } from '../../src/core/backup/incremental.js';
 import { connectClient, createPool, type Pool } from '../../src/db/pool.js';
 import { maintenancePath, readMaintenance } from '../../src/core/maintenance.js';
-import { pathExists } from '../../src/core/fs.js';
+import { pathExists } from '../../src/lib/fs.js';
 import { ageKeygen, makeInstall, type TestInstall } from '../helpers/backup.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { databaseExists, dropDatabases, tableChecksums, urlOf } from '../helpers/restore.js';

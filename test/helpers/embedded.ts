@@ -1,7 +1,7 @@
 import { chmod, lstat, mkdtemp, readFile, realpath, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathExists } from '../../src/core/fs.js';
+import { pathExists } from '../../src/lib/fs.js';
 import { freePort } from './global-setup.js';
 import { runCli } from './cli.js';
 

@@ -3,7 +3,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { pathExists } from '../../src/core/fs.js';
+import { pathExists } from '../../src/lib/fs.js';
 import { ensureEmbeddedCluster, runningClusterPort } from '../../src/db/embedded.js';
 import { connectClient } from '../../src/db/pool.js';
 import { freePort } from '../helpers/global-setup.js';

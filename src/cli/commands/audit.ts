@@ -48,6 +48,15 @@ export function registerAudit(program: Command): void {
     .command('audit')
     .description('the tamper-evident audit log: log, verify, purge, export');
 
+  auditLog(audit);
+  auditVerify(audit);
+  auditPurge(audit);
+  auditExport(audit);
+  auditCheckpoint(audit);
+  auditRechain(audit);
+}
+
+function auditLog(audit: Command): void {
   audit
     .command('log')
     .description('audit entries, newest first (logins, changes, backups); paged on a terminal')
@@ -108,7 +117,9 @@ export function registerAudit(program: Command): void {
         });
       },
     );
+}
 
+function auditVerify(audit: Command): void {
   audit
     .command('verify')
     .description('walk every chain and report every broken link and checkpoint mismatch; exit 1 on any')
@@ -154,7 +165,9 @@ export function registerAudit(program: Command): void {
       );
       printVerify(ctx, r);
     });
+}
 
+function auditPurge(audit: Command): void {
   audit
     .command('purge')
     .description('delete entries older than the retention (audit.retentionDays); the chain stays verifiable')
@@ -177,7 +190,9 @@ export function registerAudit(program: Command): void {
         ...table(r.tenants, ['tenantId', 'deleted', 'throughSeq']).map((l) => `  ${l}`),
       ]);
     });
+}
 
+function auditExport(audit: Command): void {
   audit
     .command('export')
     .description(
@@ -218,7 +233,9 @@ export function registerAudit(program: Command): void {
         ]);
       },
     );
+}
 
+function auditCheckpoint(audit: Command): void {
   audit
     .command('checkpoint')
     .description('sign the head of every chain now and append it to <dataDir>/audit/checkpoints.jsonl')
@@ -229,7 +246,9 @@ export function registerAudit(program: Command): void {
       const r = await withInstall(ctx.location, (i) => checkpointNow(i, 'manual'));
       ctx.result(r, () => `signed ${r.checkpoints.length} checkpoint(s) into ${r.file}`);
     });
+}
 
+function auditRechain(audit: Command): void {
   audit
     .command('rechain')
     .description('re-key entries still under the old unkeyed hash (migrate up does this too)')

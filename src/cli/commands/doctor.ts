@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { contextOf } from '../context.js';
+import { statusColor } from '../color.js';
 import { AttenduxError } from '../../errors.js';
 import { hasCommandOf } from './schedule.js';
 
@@ -19,12 +20,16 @@ export function registerDoctor(program: Command): void {
       const tag = { pass: 'PASS', warn: 'WARN', fail: 'FAIL', skip: 'SKIP' } as const;
       ctx.result(r, () => [
         ...r.checks.flatMap((c) => [
-          `${tag[c.status]}  ${c.id.padEnd(28)} ${c.message}`,
+          `${statusColor(ctx.paint, c.status, tag[c.status])}  ${c.id.padEnd(28)} ${c.message}`,
           ...(c.fix && c.status !== 'pass' ? [`      fix: ${c.fix}`] : []),
         ]),
         r.ok
-          ? 'ok: no check failed'
-          : `${r.checks.filter((c) => c.status === 'fail').length} check(s) FAILED`,
+          ? statusColor(ctx.paint, 'pass', 'ok: no check failed')
+          : statusColor(
+              ctx.paint,
+              'fail',
+              `${r.checks.filter((c) => c.status === 'fail').length} check(s) FAILED`,
+            ),
       ]);
       if (!r.ok)
         throw new AttenduxError(

@@ -53,11 +53,18 @@ export function registerMigrate(program: Command): void {
     });
   migrate
     .command('create <name>')
-    .description('create an empty SQL migration (for attendux developers)')
-    .action(async (name: string, _flags: unknown, cmd: Command) => {
+    .description(
+      'create an empty SQL migration in --dir (default ./migrations of the current directory; for attendux developers)',
+    )
+    .option(
+      '--dir <path>',
+      'the folder to write it to (a checkout of attendux: its migrations/)',
+      'migrations',
+    )
+    .action(async (name: string, flags: { dir: string }, cmd: Command) => {
       const ctx = contextOf(cmd);
-      const { createMigration } = await import('../../db/migrate.js');
-      const file = await createMigration(name);
-      ctx.result({ file }, () => `created ${file}`);
+      const { createMigration } = await import('../../core/migrate.js');
+      const file = await createMigration(name, flags.dir);
+      ctx.result({ file }, () => `created ${file} (in --dir ${flags.dir}, not the installed package)`);
     });
 }

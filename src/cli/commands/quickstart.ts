@@ -36,7 +36,7 @@ export function registerQuickstart(program: Command): void {
         });
         printInit(ctx, result);
         if (result.generatedPassword) {
-          const { writeFileAtomic } = await import('../../core/fs.js');
+          const { writeFileAtomic } = await import('../../lib/fs.js');
           const file = join(dir, 'initial-owner-password.txt');
           await writeFileAtomic(file, `${result.adminEmail}\n${result.generatedPassword}\n`, 0o600);
           ctx.important(`(also saved in ${file}; delete it once you have changed the password)`);

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { contextOf, type CliContext } from '../context.js';
 import { PASSPHRASE_FLAG, PASSPHRASE_HELP, usePassphrase } from '../passphrase.js';
 import { cliActor } from '../../core/actor.js';
-import { AttenduxError, usageError } from '../../errors.js';
+import { AttenduxError } from '../../errors.js';
 import type { RestoreOptions, RestoreProgress } from '../../core/restore/toolkit.js';
 import type { RestorePlan } from '../../core/restore/plan.js';
 
@@ -58,13 +58,17 @@ function checkFlags(f: RestoreFlags): void {
     f.configOnly && '--config-only',
     f.recover && '--recover',
   ].filter(Boolean);
-  if (modes.length > 1) throw usageError(`${modes.join(' and ')} cannot be combined`);
-  if (f.backup && f.at) throw usageError('give --backup ID or --at TIME, not both');
-  if (f.dropOld && !f.inPlace) throw usageError('--drop-old only goes with --in-place');
-  if (f.configOnly && f.at) throw usageError('--at does not apply to --config-only (use --backup ID)');
-  if (f.drill && (f.dryRun || f.force)) throw usageError('--drill takes neither --dry-run nor --force');
+  if (modes.length > 1) throw new AttenduxError('USAGE', `${modes.join(' and ')} cannot be combined`);
+  if (f.backup && f.at) throw new AttenduxError('USAGE', 'give --backup ID or --at TIME, not both');
+  if (f.dropOld && !f.inPlace) throw new AttenduxError('USAGE', '--drop-old only goes with --in-place');
+  if (f.configOnly && f.at)
+    throw new AttenduxError('USAGE', '--at does not apply to --config-only (use --backup ID)');
+  if (f.drill && (f.dryRun || f.force))
+    throw new AttenduxError('USAGE', '--drill takes neither --dry-run nor --force');
   if (f.at !== undefined && Number.isNaN(new Date(f.at).getTime()))
-    throw usageError(`--at "${f.at}" is not a time`, 'an ISO 8601 time such as 2026-11-23T14:30:00Z');
+    throw new AttenduxError('USAGE', `--at "${f.at}" is not a time`, {
+      hint: 'an ISO 8601 time such as 2026-11-23T14:30:00Z',
+    });
 }
 
 async function printPlan(

@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander';
 import { contextOf, intOption, table, type CliContext } from '../context.js';
 import { AttenduxError } from '../../errors.js';
+import { statusColor } from '../color.js';
 import type { HasCommand } from '../../core/schedule/plan.js';
 import type { InstallResult } from '../../core/schedule/install.js';
 import type { SchedulerEvent } from '../../core/schedule/scheduler.js';
@@ -114,6 +115,15 @@ export function registerSchedule(program: Command): void {
     .command('schedule')
     .description('the jobs that keep an install safe: show, install (systemd or cron), run, status');
 
+  scheduleShow(schedule);
+  scheduleInstall(schedule);
+  scheduleUninstall(schedule);
+  scheduleExec(schedule);
+  scheduleRun(schedule);
+  scheduleStatus(schedule);
+}
+
+function scheduleShow(schedule: Command): void {
   schedule
     .command('show')
     .description('every job with its cron expression and next runs in the configured time zone')
@@ -132,7 +142,9 @@ export function registerSchedule(program: Command): void {
         return lines;
       });
     });
+}
 
+function scheduleInstall(schedule: Command): void {
   schedule
     .command('install')
     .description('write systemd units and timers (--systemd) or a crontab block (--crontab) for every job')
@@ -163,7 +175,9 @@ export function registerSchedule(program: Command): void {
         printInstall(ctx, await m.installCrontab({ ...common, dir: flags.dir, file: flags.crontabFile }));
       }
     });
+}
 
+function scheduleUninstall(schedule: Command): void {
   schedule
     .command('uninstall')
     .description(
@@ -193,7 +207,9 @@ export function registerSchedule(program: Command): void {
           : await m.uninstallCrontab({ ...common, dir: flags.dir, file: flags.crontabFile }),
       );
     });
+}
 
+function scheduleExec(schedule: Command): void {
   schedule
     .command('exec <job>')
     .description(
@@ -235,7 +251,9 @@ export function registerSchedule(program: Command): void {
         offSignal();
       }
     });
+}
 
+function scheduleRun(schedule: Command): void {
   schedule
     .command('run')
     .description(
@@ -257,7 +275,9 @@ export function registerSchedule(program: Command): void {
         offSignal();
       }
     });
+}
 
+function scheduleStatus(schedule: Command): void {
   schedule
     .command('status')
     .description(
@@ -293,7 +313,7 @@ export function registerSchedule(program: Command): void {
           .concat(
             (st.offsite?.targets ?? []).map(
               (t) =>
-                `${t.ok ? 'ok  ' : 'FAIL'} target ${t.name} (${t.type})${t.state?.lastSuccessAt ? `: last copy ${t.state.lastSuccessAt}` : ''}${t.problem ? `: ${t.problem}` : ''}`,
+                `${t.ok ? statusColor(ctx.paint, 'pass', 'ok  ') : statusColor(ctx.paint, 'fail', 'FAIL')} target ${t.name} (${t.type})${t.state?.lastSuccessAt ? `: last copy ${t.state.lastSuccessAt}` : ''}${t.problem ? `: ${t.problem}` : ''}`,
             ),
           ),
       );

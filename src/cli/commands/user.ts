@@ -15,6 +15,15 @@ function showGenerated(ctx: CliContext, email: string, password: string | undefi
 export function registerUser(program: Command): void {
   const user = program.command('user').description('people who log in to a company');
 
+  userCreate(user);
+  userList(user);
+  userDisable(user);
+  userResetPassword(user);
+  userRevokeSessions(user);
+  userUnlock(user);
+}
+
+function userCreate(user: Command): void {
   user
     .command('create <email>')
     .description('create a user (password from --password-file, else generated and shown once)')
@@ -51,7 +60,9 @@ export function registerUser(program: Command): void {
         showGenerated(ctx, r.user.email, r.generatedPassword);
       },
     );
+}
 
+function userList(user: Command): void {
   user
     .command('list')
     .description('list the users of a company')
@@ -75,7 +86,9 @@ export function registerUser(program: Command): void {
         ),
       );
     });
+}
 
+function userDisable(user: Command): void {
   user
     .command('disable <email>')
     .description('disable a user and end their sessions (--enable to undo)')
@@ -98,7 +111,9 @@ export function registerUser(program: Command): void {
         () => `${flags.enable ? 'enabled' : 'disabled'} ${u.email}`,
       );
     });
+}
 
+function userResetPassword(user: Command): void {
   user
     .command('reset-password <email>')
     .description('set a new password (generated unless --password-file) and end all sessions')
@@ -123,7 +138,9 @@ export function registerUser(program: Command): void {
       );
       showGenerated(ctx, r.user.email, r.generatedPassword);
     });
+}
 
+function userRevokeSessions(user: Command): void {
   user
     .command('revoke-sessions <email>')
     .description('end every session of a user at once (bumps the session epoch)')
@@ -142,7 +159,9 @@ export function registerUser(program: Command): void {
         () => `sessions of ${r.user.email} revoked`,
       );
     });
+}
 
+function userUnlock(user: Command): void {
   user
     .command('unlock <email>')
     .description('clear a lock-out after failed logins or password changes (every client address)')

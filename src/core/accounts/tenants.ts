@@ -1,4 +1,4 @@
-import { AttenduxError, usageError } from '../../errors.js';
+import { AttenduxError } from '../../errors.js';
 import { inTransaction, type Pool, type Queryable } from '../../db/pool.js';
 import { cliTx, type Tx } from '../service.js';
 import { isTimeZone } from '../schedule/cron.js';
@@ -25,20 +25,19 @@ export interface CreateTenantOptions {
 
 export function validateTimeZone(tz: string): void {
   if (!isTimeZone(tz))
-    throw usageError(`unknown time zone "${tz}"`, 'use an IANA name such as Europe/Berlin or UTC');
+    throw new AttenduxError('USAGE', `unknown time zone "${tz}"`, { hint: 'use an IANA name such as Europe/Berlin or UTC' });
 }
 
 export async function createTenant(pool: Pool, opts: CreateTenantOptions): Promise<Tenant> {
   if (!SLUG_RE.test(opts.slug)) {
-    throw usageError(
-      `company slug "${opts.slug}" is invalid`,
-      'use 2-63 lower-case letters, digits and dashes',
-    );
+    throw new AttenduxError('USAGE', `company slug "${opts.slug}" is invalid`, {
+      hint: 'use 2-63 lower-case letters, digits and dashes',
+    });
   }
-  if (!opts.name.trim()) throw usageError('company name must not be empty');
+  if (!opts.name.trim()) throw new AttenduxError('USAGE', 'company name must not be empty');
   if (opts.timeZone) validateTimeZone(opts.timeZone);
   if (opts.currency && !/^[A-Z]{3}$/.test(opts.currency))
-    throw usageError('currency must be an ISO 4217 code such as EUR');
+    throw new AttenduxError('USAGE', 'currency must be an ISO 4217 code such as EUR');
   return inTransaction(pool, async (c) => {
     if (await findTenant(c, opts.slug)) {
       throw new AttenduxError('ALREADY_EXISTS', `company "${opts.slug}" already exists`);

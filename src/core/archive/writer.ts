@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { once } from 'node:events';
 import { pack as tarPack, type Pack } from 'tar-stream';
-import { fsyncDir, writeFileAtomic } from '../fs.js';
+import { fsyncDir, writeFileAtomic } from '../../lib/fs.js';
 import { VERSION } from '../../version.js';
 import { AgeEncryptStream } from '../../crypto/age-stream.js';
 import { ByteCounter, HashTap } from './bytes.js';

@@ -10,7 +10,7 @@ import { inTransaction, type Pool, type Queryable } from '../../db/pool.js';
 import { requireTenant } from '../accounts/tenants.js';
 import { AttenduxError } from '../../errors.js';
 import { publicKeyOf, signBytes, verifyBytes } from '../../crypto/signing.js';
-import { writeFileAtomic } from '../fs.js';
+import { writeFileAtomic } from '../../lib/fs.js';
 import { auditMacFor, AuditMac, encodeFields, type MacFields } from './mac.js';
 import {
   appendCheckpoints,
@@ -24,14 +24,14 @@ import {
 } from './checkpoints.js';
 import { ChainWalker, verifyDatabase, type VerifyResult } from './verify.js';
 import { backupAuditWarning } from './backup.js';
-
-const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+import { isUuid } from '../../lib/uuid.js';
+import { warnSwallowed } from '../../lib/log.js';
 
 /** `--tenant`: a company slug or id, or `system` for the install-wide chain. */
 export async function resolveTenant(q: Queryable, ref: string | undefined): Promise<string | undefined> {
   if (!ref) return undefined;
   if (ref === 'system' || ref === SYSTEM_TENANT) return SYSTEM_TENANT;
-  if (UUID_RE.test(ref)) return ref.toLowerCase();
+  if (isUuid(ref)) return ref.toLowerCase();
   return (await requireTenant(q, ref)).id;
 }
 
@@ -178,8 +178,15 @@ export async function auditForBackup(install: Install): Promise<BackupAudit> {
       ],
     };
   }
-  const cps = await checkpointHeads(install.admin, install.secrets.signingKey, 'backup').catch(() => []);
-  await appendCheckpoints(install.loaded.config.dataDir, cps).catch(() => undefined);
+  const cps = await checkpointHeads(install.admin, install.secrets.signingKey, 'backup').catch(
+    (err: unknown) => {
+      warnSwallowed('audit checkpoints not signed', err);
+      return [];
+    },
+  );
+  await appendCheckpoints(install.loaded.config.dataDir, cps).catch((err: unknown) =>
+    warnSwallowed('audit checkpoints not recorded', err),
+  );
   return { verified, checkpoints: cps };
 }
 

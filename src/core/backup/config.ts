@@ -20,7 +20,7 @@ import { newBackupId, type Sidecar } from '../archive/format.js';
 import { acquireFileLock } from './lock.js';
 import { backupFailure, ensureBackupDir, requireRecipients, lastRunFile, type LastRun } from './run.js';
 import { cleanupLeftovers, writeArchive, type StagedEntry } from '../archive/writer.js';
-import { writeFileAtomic } from '../fs.js';
+import { writeFileAtomic } from '../../lib/fs.js';
 import { ledgerBackupEntry } from '../ledger/index.js';
 import { copyAfterBackup, type CopyOutcome } from '../offsite/copy.js';
 

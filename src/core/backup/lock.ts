@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { AttenduxError } from '../../errors.js';
+import { processAlive } from '../../lib/pid.js';
 
 /**
  * PostgreSQL advisory lock key held by every backup run for its whole duration (session level):
@@ -31,15 +32,6 @@ export interface HeldLock {
   path: string;
   info: LockInfo;
   release(): Promise<void>;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function lockedError(info: LockInfo | undefined, path: string): AttenduxError {
@@ -94,13 +86,13 @@ export async function acquireFileLock(
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const cur = await readLock(path);
-      if (cur && (cur.host !== info.host || alive(cur.pid))) throw lockedError(cur, path);
+      if (cur && (cur.host !== info.host || processAlive(cur.pid))) throw lockedError(cur, path);
       if (!cur) {
         // Unreadable: a writer that has not finished writing it yet, or garbage. Give it a moment first.
         await new Promise((r) => setTimeout(r, 200));
         const again = await readLock(path);
         if (again) {
-          if (again.host !== info.host || alive(again.pid)) throw lockedError(again, path);
+          if (again.host !== info.host || processAlive(again.pid)) throw lockedError(again, path);
         }
       }
       // Stale: its process is gone. Remove and retry the exclusive create (another taker may win the race).

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { AttenduxError } from '../../errors.js';
 import { actorOf, type Acting } from '../actor.js';
 import { loadConfig, type ConfigLocation } from '../config/load.js';
-import { fsyncDir } from '../fs.js';
+import { fsyncDir } from '../../lib/fs.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
 import { readCatalog } from '../archive/catalog.js';
 import { dataFileName, sidecarFileName, type BackupKind } from '../archive/format.js';

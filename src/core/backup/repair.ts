@@ -4,7 +4,7 @@ import { AttenduxError, isAttenduxError } from '../../errors.js';
 import { actorOf, type Acting } from '../actor.js';
 import { ensureInstallKeys, loadConfig, loadSecrets, type ConfigLocation } from '../config/load.js';
 import { signBackup } from './signature.js';
-import { fsyncDir, writeFileAtomic } from '../fs.js';
+import { fsyncDir, writeFileAtomic } from '../../lib/fs.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
 import { QUARANTINE_DIR, readCatalog, type CatalogProblem } from '../archive/catalog.js';
 import { FORMAT, dataFileName, sidecarFileName, type Manifest, type Sidecar } from '../archive/format.js';

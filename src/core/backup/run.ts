@@ -6,7 +6,7 @@ import type pg from 'pg';
 import { AttenduxError, isAttenduxError } from '../../errors.js';
 import { actorOf, type Acting } from '../actor.js';
 import { loadConfig, type ConfigLocation, type LoadedConfig } from '../config/load.js';
-import { writeFileAtomic } from '../fs.js';
+import { writeFileAtomic } from '../../lib/fs.js';
 import { openInstall, withInstall, type Install } from '../install.js';
 import { connectClient } from '../../db/pool.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
@@ -15,6 +15,8 @@ import { acquireAdvisoryLock, acquireFileLock } from './lock.js';
 import { cleanupLeftovers } from '../archive/writer.js';
 import { signBackup } from './signature.js';
 import { copyAfterBackup, type CopyOutcome, type OffsiteProgress } from '../offsite/copy.js';
+import { isConnectionLost } from '../../lib/pg-errors.js';
+import { warnSwallowed } from '../../lib/log.js';
 
 /** Progress of a running backup, for a terminal progress line. */
 export interface BackupProgress {
@@ -105,9 +107,6 @@ export async function ensureBackupDir(dir: string): Promise<void> {
   }
 }
 
-const LOST =
-  /Connection terminated|terminating connection|ECONNRESET|ECONNREFUSED|server closed the connection|Client has encountered a connection error|57P01|57P02|57P03/i;
-
 /** Turn what went wrong into one clear line: database lost, disk full, or the error as it is. */
 export function backupFailure(err: unknown, kind: BackupKind, stage: string): AttenduxError {
   if (isAttenduxError(err) && err.code !== 'DB_ERROR' && err.code !== 'IO_ERROR' && err.code !== 'INTERNAL')
@@ -119,7 +118,7 @@ export function backupFailure(err: unknown, kind: BackupKind, stage: string): At
       cause: err,
       hint: 'free space in the backup directory (or run `attendux backup prune`) and run it again',
     });
-  if (LOST.test(msg) || LOST.test(e?.code ?? ''))
+  if (isConnectionLost(err))
     return new AttenduxError(
       'BACKUP_FAILED',
       `${kind} backup failed: the database connection was lost while ${stage}`,
@@ -221,12 +220,15 @@ export async function runDatabaseBackup(
         entityType: 'backup',
         details: { kind, outcome: 'failure', error: e.code, message: e.message },
       };
-      if (install) await appendAudit(install.admin, entry).catch(() => undefined);
+      // The backup's own failure is thrown below; an audit entry that cannot be written is said, not dropped.
+      const unaudited = (err: unknown) =>
+        warnSwallowed(`the failed ${kind} backup is not in the audit log`, err);
+      if (install) await appendAudit(install.admin, entry).catch(unaudited);
       else if (e.code !== 'DB_UNAVAILABLE') {
         // Failed before the database was opened (no recipients, unwritable dir): still on the record if
         // the database is reachable.
         await withInstall({ ...opts, requireMigrated: false }, (i) => appendAudit(i.admin, entry)).catch(
-          () => undefined,
+          unaudited,
         );
       }
     }

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { AttenduxError } from '../../errors.js';
 import { isPublicKey, publicKeyOf, signBytes, verifyBytes } from '../../crypto/signing.js';
 import { loadSecrets, type LoadedConfig } from '../config/load.js';
-import { writeFileAtomic } from '../fs.js';
+import { writeFileAtomic } from '../../lib/fs.js';
 import { sidecarFileName } from '../archive/format.js';
 
 /**

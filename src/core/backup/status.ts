@@ -1,5 +1,5 @@
 import { loadConfig, type ConfigLocation, type LoadedConfig } from '../config/load.js';
-import { writeFileAtomic } from '../fs.js';
+import { writeFileAtomic } from '../../lib/fs.js';
 import { gaugeText } from '../textfile.js';
 import { newestOf, readCatalog, type CatalogProblem } from '../archive/catalog.js';
 import type { BackupKind } from '../archive/format.js';

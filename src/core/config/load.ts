@@ -3,7 +3,7 @@ import { stat } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type { z } from 'zod';
 import { AttenduxError } from '../../errors.js';
-import { pathExists } from '../fs.js';
+import { pathExists } from '../../lib/fs.js';
 import { ConfigSchema, SecretsSchema, type Config, type Secrets } from './schema.js';
 
 export interface LoadedConfig {
@@ -55,16 +55,17 @@ export async function readRawConfig(path: string): Promise<Record<string, unknow
       cause: err,
     });
   }
+  let value: unknown;
   try {
-    const value: unknown = JSON.parse(text);
-    if (!value || typeof value !== 'object' || Array.isArray(value))
-      throw new Error('top level must be an object');
-    return value as Record<string, unknown>;
+    value = JSON.parse(text);
   } catch (err) {
     throw new AttenduxError('CONFIG_INVALID', `${path}: not valid JSON: ${(err as Error).message}`, {
       cause: err,
     });
   }
+  if (!value || typeof value !== 'object' || Array.isArray(value))
+    throw new AttenduxError('CONFIG_INVALID', `${path}: not valid JSON: top level must be an object`);
+  return value as Record<string, unknown>;
 }
 
 export async function loadConfig(loc: ConfigLocation = {}): Promise<LoadedConfig> {
@@ -290,7 +291,7 @@ export async function ensureInstallKeys(secretsPath: string, secrets: Secrets): 
   if (secrets.signingKey && secrets.auditKey) return secrets as InstallSecrets;
   const { generateSigningKey } = await import('../../crypto/signing.js');
   const { randomKey } = await import('../../crypto/random.js');
-  const { writeFileAtomic } = await import('../fs.js');
+  const { writeFileAtomic } = await import('../../lib/fs.js');
   // Re-read under the same name: another process may have just added them; keep what is there.
   const current = await loadSecrets(secretsPath);
   const next: Secrets = {

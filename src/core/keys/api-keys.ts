@@ -1,4 +1,4 @@
-import { AttenduxError, usageError } from '../../errors.js';
+import { AttenduxError } from '../../errors.js';
 import type { Pool } from '../../db/pool.js';
 import {
   API_KEY_SCOPES,
@@ -16,10 +16,10 @@ export { API_KEY_SCOPES, type ApiKey, type ApiKeyScope };
 
 export function parseScopes(list: string[]): ApiKeyScope[] {
   if (!list.length)
-    throw usageError('an API key needs at least one scope', `scopes: ${API_KEY_SCOPES.join(', ')}`);
+    throw new AttenduxError('USAGE', 'an API key needs at least one scope', { hint: `scopes: ${API_KEY_SCOPES.join(', ')}` });
   for (const s of list) {
     if (!(API_KEY_SCOPES as readonly string[]).includes(s)) {
-      throw usageError(`unknown scope "${s}"`, `scopes: ${API_KEY_SCOPES.join(', ')}`);
+      throw new AttenduxError('USAGE', `unknown scope "${s}"`, { hint: `scopes: ${API_KEY_SCOPES.join(', ')}` });
     }
   }
   return [...new Set(list)] as ApiKeyScope[];

@@ -3,6 +3,7 @@ import { mkdir, open, readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type pg from 'pg';
 import { connectClient, type Queryable } from '../../db/pool.js';
+import { warnSwallowed } from '../../lib/log.js';
 
 /**
  * The security ledger: changes a restore must never undo (migrations/0006_security.sql). Triggers on `users`
@@ -308,7 +309,8 @@ export async function ledgerBackupEntry(
   dataDir: string,
   q?: Queryable,
 ): Promise<{ name: string; content: Buffer } | undefined> {
-  if (q) await syncLedgerFile(q, dataDir).catch(() => undefined);
+  if (q)
+    await syncLedgerFile(q, dataDir).catch((err: unknown) => warnSwallowed('ledger mirror not synced', err));
   const content = await readFile(ledgerPath(dataDir)).catch(() => undefined);
   return content ? { name: `ledger/${LEDGER_FILE}`, content } : undefined;
 }
@@ -347,6 +349,8 @@ export async function withLedgerSync<T>(
   op: Promise<T>,
 ): Promise<T> {
   const r = await op;
-  await syncLedgerFile(install.admin, install.loaded.config.dataDir).catch(() => undefined);
+  await syncLedgerFile(install.admin, install.loaded.config.dataDir).catch((err: unknown) =>
+    warnSwallowed('ledger mirror not synced (the next config backup syncs it)', err),
+  );
   return r;
 }

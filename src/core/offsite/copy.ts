@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { AttenduxError, isAttenduxError } from '../../errors.js';
 import { actorOf, type Acting } from '../actor.js';
 import { loadSecrets, type LoadedConfig } from '../config/load.js';
-import { writeFileAtomic } from '../fs.js';
+import { writeFileAtomic } from '../../lib/fs.js';
 import type { Queryable } from '../../db/pool.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
 import { payload, runNotify } from '../schedule/notify.js';

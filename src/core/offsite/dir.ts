@@ -3,7 +3,7 @@ import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises
 import { join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { fsyncDir } from '../fs.js';
+import { fsyncDir } from '../../lib/fs.js';
 import type { DirTarget } from './schema.js';
 import { isTempName, tempName, type OffsiteTarget, type PutOptions, type RemoteFile } from './target.js';
 

@@ -10,6 +10,7 @@ import { type Manifest } from '../archive/format.js';
 import { migrationFiles } from '../../db/migrate.js';
 import { checkBackupSignature, trustedSigningKeys } from '../backup/signature.js';
 import { planRestore, type PlanBackup, type PlanOptions, type PlanStep, type RestorePlan } from './plan.js';
+import { processAlive } from '../../lib/pid.js';
 
 /** The age identities for a restore: --identity, else $ATTENDUX_BACKUP_IDENTITY, else backup.identityFile. */
 export async function restoreIdentities(
@@ -85,14 +86,7 @@ export async function sweepTempDirs(root = tmpdir()): Promise<string[]> {
     const m = /^attendux-restore-(\d+)-/.exec(n);
     if (!m) continue;
     const pid = Number(m[1]);
-    let alive = true;
-    try {
-      process.kill(pid, 0);
-    } catch (err) {
-      alive = (err as NodeJS.ErrnoException).code === 'EPERM';
-    }
-    if (alive && pid !== process.pid) continue;
-    if (pid === process.pid) continue;
+    if (pid === process.pid || processAlive(pid)) continue;
     await rm(join(root, n), { recursive: true, force: true });
     removed.push(n);
   }

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, normalize, resolve } from 'node:path';
 import { AttenduxError, isAttenduxError } from '../../errors.js';
 import { loadConfig, configCandidates, type ConfigLocation, type LoadedConfig } from '../config/load.js';
-import { pathExists, writeFileAtomic } from '../fs.js';
+import { pathExists, writeFileAtomic } from '../../lib/fs.js';
 import { readCatalog, newestOf } from '../archive/catalog.js';
 import { openBackup } from '../archive/reader.js';
 import { readIdentityFile, requireIdentityFile } from '../archive/identity.js';

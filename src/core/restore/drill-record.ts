@@ -1,7 +1,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
-import { writeFileAtomic } from '../fs.js';
+import { writeFileAtomic } from '../../lib/fs.js';
 import { signCompanion, trustedSigningKeys, verifyCompanion } from '../backup/signature.js';
 
 /**

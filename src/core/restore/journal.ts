@@ -3,9 +3,10 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { AttenduxError } from '../../errors.js';
 import { connectClient, ddl } from '../../db/pool.js';
-import { fsyncDir, writeFileAtomic } from '../fs.js';
+import { fsyncDir, writeFileAtomic } from '../../lib/fs.js';
 import { leaveMaintenance, maintenancePath } from '../maintenance.js';
 import { databaseUrl } from './load.js';
+import { processAlive } from '../../lib/pid.js';
 
 const maintenanceClient = (adminUrl: string) =>
   connectClient(databaseUrl(adminUrl, 'postgres'), 'attendux-restore');
@@ -66,15 +67,6 @@ export async function removeJournal(dataDir: string): Promise<void> {
     if (err.code !== 'ENOENT') throw err;
   });
   await fsyncDir(dataDir).catch(() => undefined);
-}
-
-export function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 export { faultPoint } from '../fault.js';

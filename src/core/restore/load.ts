@@ -1,3 +1,4 @@
+import { databaseOf, rewriteDbUrl } from '../../lib/db-url.js';
 import { createReadStream } from 'node:fs';
 import { once } from 'node:events';
 import { ByteCounter } from '../archive/bytes.js';
@@ -10,15 +11,8 @@ import { CHANGES_ENTRY, changeColumnsDdl, type ManifestTable } from '../archive/
 import { connectClient, ddl, formatSql, type Queryable } from '../../db/pool.js';
 import type { OpenedChain } from './chain.js';
 
-export function databaseUrl(url: string, database: string): string {
-  const u = new URL(url);
-  u.pathname = `/${encodeURIComponent(database)}`;
-  return u.toString();
-}
-
-export function databaseOf(url: string): string {
-  return decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
-}
+export const databaseUrl = (url: string, database: string): string => rewriteDbUrl(url, { database });
+export { databaseOf };
 
 export interface LoadProgress {
   phase: 'decrypt' | 'schema' | 'load' | 'index' | 'apply' | 'constraints' | 'migrate' | 'check';

@@ -12,6 +12,7 @@ import { auditFailure, prepare, writeRestoreAudit, type RestoreOptions } from '.
 import { applyChanges, tableEntries } from './load.js';
 import type { RestorePlan } from './plan.js';
 import { reapplyTenantLedger } from '../ledger/index.js';
+import { isUuid } from '../../lib/uuid.js';
 
 export interface TenantRestoreOptions extends RestoreOptions {
   /** The company: its slug or id. */
@@ -27,7 +28,6 @@ export interface TenantRestoreResult {
   seconds: number;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** The company's audit trail is append-only and records this restore: it is kept as it is. */
 const KEPT = ['audit_log', 'security_ledger'];
 const stage = (t: string) => `restore_stage_${t}`.slice(0, 63);
@@ -120,7 +120,7 @@ export async function restoreTenant(
       // The companies table is small: load it whole to find the company by slug at that point too.
       await load('tenants', null);
       let tenantId: string | undefined;
-      if (UUID.test(opts.tenant)) tenantId = opts.tenant.toLowerCase();
+      if (isUuid(opts.tenant)) tenantId = opts.tenant.toLowerCase();
       else {
         const live = await c.query<{ id: string }>('SELECT id::text FROM tenants WHERE slug = $1', [
           opts.tenant,

@@ -8,6 +8,7 @@ import { actorOf, type Acting } from '../actor.js';
 import { loadConfig, loadSecrets, type ConfigLocation, type LoadedConfig } from '../config/load.js';
 import { openInstall, type Install } from '../install.js';
 import { resolveDatabase } from '../../db/connect.js';
+import { warnSwallowed } from '../../lib/log.js';
 import { registerAuditKey } from '../audit/mac.js';
 import { connectClient, ddl, type Queryable } from '../../db/pool.js';
 import { migrationFiles, runMigrations } from '../../db/migrate.js';
@@ -151,7 +152,12 @@ export async function auditFailure(
 ): Promise<void> {
   const e = err as { code?: string; message?: string };
   if (e?.code === 'USAGE') return;
-  const c = await connectClient(prep.install.db.adminUrl, 'attendux-restore').catch(() => null);
+  const unaudited = (why: unknown) =>
+    warnSwallowed(`the failed ${mode} restore is not in the audit log`, why);
+  const c = await connectClient(prep.install.db.adminUrl, 'attendux-restore').catch((why: unknown) => {
+    unaudited(why);
+    return null;
+  });
   if (!c) return;
   registerAuditKey(c, prep.install.secrets.auditKey);
   try {
@@ -168,8 +174,10 @@ export async function auditFailure(
         ...details,
       },
     });
-  } catch {
-    // The live database may be unmigrated or gone; the error itself still reaches the user.
+  } catch (why) {
+    // The live database may be unmigrated or gone; the error itself still reaches the user, and this says
+    // that it is not on the record.
+    unaudited(why);
   } finally {
     await c.end().catch(() => undefined);
   }

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import type { CronExpression } from 'cron-parser';
+import { AttenduxError } from '../../errors.js';
 
 /*
  * Cron expressions are parsed by cron-parser (with its luxon time-zone support). It is loaded on first use,
@@ -155,10 +156,11 @@ const nums = (vs: readonly (number | string)[]) => vs.filter((v): v is number =>
  * makes only because of a daylight-saving jump follow as dated lines (see springForwardRuns).
  */
 export function toOnCalendar(expr: string, tz: string, from = new Date(), years = 10): string[] {
-  if (hasSeconds(expr)) throw new Error('has a seconds field, which only `schedule run` supports');
+  if (hasSeconds(expr))
+    throw new AttenduxError('CONFIG_INVALID', 'has a seconds field, which only `schedule run` supports');
   const f = parseCron(expr, tz, new Date()).fields;
   if (f.dayOfMonth.hasLastChar || f.dayOfWeek.hasLastChar || expr.includes('#'))
-    throw new Error('uses L or #, which systemd timers cannot express');
+    throw new AttenduxError('CONFIG_INVALID', 'uses L or #, which systemd timers cannot express');
   const time = `${f.hour.isWildcard ? '*' : compress(nums(f.hour.values), 2)}:${f.minute.isWildcard ? '*' : compress(nums(f.minute.values), 2)}:00`;
   const month = f.month.isWildcard ? '*' : compress(nums(f.month.values), 2);
   const dom = f.dayOfMonth.isWildcard ? '*' : compress(nums(f.dayOfMonth.values), 2);

@@ -100,24 +100,7 @@ export async function execJob(opts: ExecOptions): Promise<ExecResult> {
   const warnings: string[] = [];
   const base = { job: job.id, pid: process.pid, trigger, bytes: null };
 
-  let lock;
-  try {
-    lock = await acquireFileLock(dataDir, `schedule exec ${job.id}`, `job-${job.id}.lock`);
-  } catch (err) {
-    if (!isAttenduxError(err) || err.code !== 'BACKUP_LOCKED') throw err;
-    const holder = err.details?.lock as { pid?: number; startedAt?: string } | null | undefined;
-    const msg = `job ${job.id} is already running${holder?.pid ? ` (pid ${holder.pid}, since ${holder.startedAt})` : ''}; skipped`;
-    await recordRun(dataDir, {
-      ...base,
-      outcome: 'skipped',
-      startedAt: startedAt.toISOString(),
-      finishedAt: now().toISOString(),
-      durationMs: 0,
-      exitCode: 75,
-      error: { code: 'JOB_LOCKED', message: msg },
-    });
-    throw new AttenduxError('JOB_LOCKED', msg, { details: { lock: holder ?? null } });
-  }
+  const lock = await lockJob(dataDir, job.id, base, startedAt, now);
 
   let run: JobRun;
   try {
@@ -135,61 +118,7 @@ export async function execJob(opts: ExecOptions): Promise<ExecResult> {
     const w = await ping(config, job.id, 'start');
     if (w) warnings.push(w);
 
-    const [file, ...args] =
-      job.command.kind === 'attendux'
-        ? [process.execPath, ATTENDUX_BIN, '--config', loaded.path, '--json', ...job.command.args]
-        : job.command.argv;
-    const child = await execa(file!, args, {
-      reject: false,
-      stdin: 'ignore',
-      timeout: job.timeoutMinutes * 60_000,
-      cancelSignal: opts.signal,
-      detached: opts.detached ?? false,
-      cleanup: !opts.detached,
-      env: { ATTENDUX_JOB: job.id },
-      maxBuffer: 16 * 1024 * 1024,
-    });
-    const finishedAt = now();
-    const stdout = String(child.stdout ?? '');
-    const stderr = String(child.stderr ?? '');
-    const parsed = job.command.kind === 'attendux' ? parseChildJson(stdout) : {};
-    const exitCode = child.exitCode ?? null;
-    const timing = {
-      startedAt: startedAt.toISOString(),
-      finishedAt: finishedAt.toISOString(),
-      durationMs: finishedAt.getTime() - startedAt.getTime(),
-      exitCode,
-    };
-    if (exitCode === 0) {
-      run = { ...base, ...timing, outcome: 'success', bytes: parsed.bytes ?? null };
-    } else if (exitCode === 75) {
-      // The command's own lock (a backup started by hand): try later, not a failure.
-      run = {
-        ...base,
-        ...timing,
-        outcome: 'skipped',
-        error: parsed.error ?? { message: lastLine(stderr) ?? 'locked' },
-      };
-    } else {
-      const why = child.timedOut
-        ? `killed after ${job.timeoutMinutes} min (schedule.jobs.${job.id}.timeoutMinutes)`
-        : child.isCanceled
-          ? 'stopped (SIGTERM) before it finished'
-          : (parsed.error?.message ??
-            lastLine(stderr) ??
-            (child.signal
-              ? `killed by ${child.signal}`
-              : child.failed && exitCode === null
-                ? child.shortMessage
-                : `exit ${exitCode}`) ??
-            'failed');
-      run = {
-        ...base,
-        ...timing,
-        outcome: 'failure',
-        error: { ...(parsed.error?.code ? { code: parsed.error.code } : {}), message: why },
-      };
-    }
+    run = await runCommand(job, loaded, opts, base, startedAt, now);
     // A run its own command refused (exit 75) did not happen: overdue is still measured from the one before.
     await recordRun(dataDir, run, run.outcome === 'skipped' ? { lastStarted: startedBefore } : {});
     const pw = await ping(config, job.id, run.outcome === 'failure' ? 'fail' : 'success', run);
@@ -213,6 +142,102 @@ export async function execJob(opts: ExecOptions): Promise<ExecResult> {
   const overdueNotified = await notifyOverdue(loaded, opts.hasCommand, now(), warnings);
   await refreshPrometheusFile(loaded, opts.hasCommand, warnings);
   return { job: job.id, run, warnings, overdueNotified };
+}
+
+type RunBase = { job: string; pid: number; trigger: NonNullable<ExecOptions['trigger']>; bytes: null };
+
+/** The job's lock; when another run holds it, this run is recorded as skipped and JOB_LOCKED thrown (75). */
+async function lockJob(
+  dataDir: string,
+  jobId: string,
+  base: RunBase,
+  startedAt: Date,
+  now: () => Date,
+): Promise<{ release(): Promise<void> }> {
+  const job = { id: jobId };
+  try {
+    return await acquireFileLock(dataDir, `schedule exec ${job.id}`, `job-${job.id}.lock`);
+  } catch (err) {
+    if (!isAttenduxError(err) || err.code !== 'BACKUP_LOCKED') throw err;
+    const holder = err.details?.lock as { pid?: number; startedAt?: string } | null | undefined;
+    const msg = `job ${job.id} is already running${holder?.pid ? ` (pid ${holder.pid}, since ${holder.startedAt})` : ''}; skipped`;
+    await recordRun(dataDir, {
+      ...base,
+      outcome: 'skipped',
+      startedAt: startedAt.toISOString(),
+      finishedAt: now().toISOString(),
+      durationMs: 0,
+      exitCode: 75,
+      error: { code: 'JOB_LOCKED', message: msg },
+    });
+    throw new AttenduxError('JOB_LOCKED', msg, { details: { lock: holder ?? null } });
+  }
+}
+
+/** Run the job's command as a child process and say what came of it. */
+async function runCommand(
+  job: PlannedJob,
+  loaded: LoadedConfig,
+  opts: ExecOptions,
+  base: RunBase,
+  startedAt: Date,
+  now: () => Date,
+): Promise<JobRun> {
+  const [file, ...args] =
+    job.command.kind === 'attendux'
+      ? [process.execPath, ATTENDUX_BIN, '--config', loaded.path, '--json', ...job.command.args]
+      : job.command.argv;
+  const child = await execa(file!, args, {
+    reject: false,
+    stdin: 'ignore',
+    timeout: job.timeoutMinutes * 60_000,
+    cancelSignal: opts.signal,
+    detached: opts.detached ?? false,
+    cleanup: !opts.detached,
+    env: { ATTENDUX_JOB: job.id },
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  const finishedAt = now();
+  const stdout = String(child.stdout ?? '');
+  const stderr = String(child.stderr ?? '');
+  const parsed = job.command.kind === 'attendux' ? parseChildJson(stdout) : {};
+  const exitCode = child.exitCode ?? null;
+  const timing = {
+    startedAt: startedAt.toISOString(),
+    finishedAt: finishedAt.toISOString(),
+    durationMs: finishedAt.getTime() - startedAt.getTime(),
+    exitCode,
+  };
+  if (exitCode === 0) {
+    return { ...base, ...timing, outcome: 'success', bytes: parsed.bytes ?? null };
+  } else if (exitCode === 75) {
+    // The command's own lock (a backup started by hand): try later, not a failure.
+    return {
+      ...base,
+      ...timing,
+      outcome: 'skipped',
+      error: parsed.error ?? { message: lastLine(stderr) ?? 'locked' },
+    };
+  } else {
+    const why = child.timedOut
+      ? `killed after ${job.timeoutMinutes} min (schedule.jobs.${job.id}.timeoutMinutes)`
+      : child.isCanceled
+        ? 'stopped (SIGTERM) before it finished'
+        : (parsed.error?.message ??
+          lastLine(stderr) ??
+          (child.signal
+            ? `killed by ${child.signal}`
+            : child.failed && exitCode === null
+              ? child.shortMessage
+              : `exit ${exitCode}`) ??
+          'failed');
+    return {
+      ...base,
+      ...timing,
+      outcome: 'failure',
+      error: { ...(parsed.error?.code ? { code: parsed.error.code } : {}), message: why },
+    };
+  }
 }
 
 /** Run the notify hook once for each job that has become overdue since it was last told. */

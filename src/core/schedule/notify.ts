@@ -77,6 +77,7 @@ export async function ping(
         : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
       signal: AbortSignal.timeout(10_000),
     });
+    // Drain the body so the socket is released; the status below is the answer, the body is not read.
     await res.arrayBuffer().catch(() => undefined);
     if (!res.ok) return `ping ${kind} answered HTTP ${res.status}`;
     return undefined;

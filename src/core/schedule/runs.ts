@@ -1,6 +1,6 @@
 import { mkdir, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../fs.js';
+import { writeFileAtomic } from '../../lib/fs.js';
 
 /**
  * Every job run is recorded in `<dataDir>/jobs/<job>.json`: files, not the database, so that a run that
@@ -62,7 +62,7 @@ export async function readJobRecord(dataDir: string, job: string): Promise<JobRe
 /** Every job record in the data dir, including jobs no longer configured (doctor lists those too). */
 export async function readJobRecords(dataDir: string): Promise<Map<string, JobRecord>> {
   const out = new Map<string, JobRecord>();
-  const names = await readdir(jobsDir(dataDir)).catch(() => [] as string[]);
+  const names = await readdir(jobsDir(dataDir)).catch(() => [] as string[]); // no job has run yet
   for (const n of names) {
     if (!/^[a-z][a-z0-9-]*\.json$/.test(n) || n === 'schedule.json') continue;
     const job = n.slice(0, -5);

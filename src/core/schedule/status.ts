@@ -1,6 +1,6 @@
 import { gaugeText } from '../textfile.js';
 import { loadConfig, type ConfigLocation, type LoadedConfig } from '../config/load.js';
-import { writeFileAtomic } from '../fs.js';
+import { writeFileAtomic } from '../../lib/fs.js';
 import { offsiteStatus, type OffsiteStatus } from '../offsite/status.js';
 import { dstNote, localTime, nextRun, nextRuns, previousRun } from './cron.js';
 import { isActive, planJobs, scheduleTimeZone, type HasCommand, type PlannedJob } from './plan.js';

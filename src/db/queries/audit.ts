@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { inTransaction, type Queryable } from '../pool.js';
-import { auditMacFor } from '../../core/audit/mac.js';
+import { auditMacFor } from '../../crypto/audit-mac.js';
 
 /** Install-wide events (a company created from the CLI, a backup run) are chained under this tenant id. */
 export const SYSTEM_TENANT = '00000000-0000-0000-0000-000000000000';
@@ -113,17 +113,4 @@ export function auditWhere(f: AuditFilter, first = 1): { sql: string; values: un
      AND (${p(5)}::timestamptz IS NULL OR at >= ${p(5)}) AND (${p(6)}::timestamptz IS NULL OR at < ${p(6)})
      AND (${p(7)}::bigint IS NULL OR seq < ${p(7)})`;
   return { sql, values };
-}
-
-export const AUDIT_COLUMNS = `tenant_id AS "tenantId", seq, at, actor, action, entity_type AS "entityType",
-            entity_id AS "entityId", ip_hash AS "ipHash", details`;
-
-export async function listAudit(q: Queryable, filter: AuditFilter = {}): Promise<AuditRow[]> {
-  const w = auditWhere(filter);
-  const { rows } = await q.query<AuditRow>(
-    `SELECT ${AUDIT_COLUMNS} FROM audit_log WHERE ${w.sql}
-      ORDER BY at DESC, seq DESC LIMIT $${w.values.length + 1}`,
-    [...w.values, filter.limit ?? 100],
-  );
-  return rows;
 }

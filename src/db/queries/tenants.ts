@@ -1,4 +1,5 @@
 import type { Queryable } from '../pool.js';
+import { isUuid } from '../../lib/uuid.js';
 
 export interface Tenant {
   id: string;
@@ -35,9 +36,9 @@ export async function listTenants(q: Queryable): Promise<(Tenant & { users: numb
 
 /** Find by slug or id. */
 export async function findTenant(q: Queryable, ref: string): Promise<Tenant | undefined> {
-  const isUuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(ref);
+  const byId = isUuid(ref);
   const { rows } = await q.query<Tenant>(
-    `SELECT ${COLUMNS} FROM tenants WHERE ${isUuid ? 'id = $1::uuid' : 'slug = $1'}`,
+    `SELECT ${COLUMNS} FROM tenants WHERE ${byId ? 'id = $1::uuid' : 'slug = $1'}`,
     [ref],
   );
   return rows[0];

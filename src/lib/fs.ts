@@ -25,6 +25,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
     await fh.sync();
   } catch (err) {
     await fh.close();
+    // Tidying up after a failed write: the write's error is the one to report.
     await unlink(part).catch(() => undefined);
     throw err;
   }
@@ -32,7 +33,7 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, m
   try {
     await rename(part, path);
   } catch (err) {
-    await unlink(part).catch(() => undefined);
+    await unlink(part).catch(() => undefined); // as above: the rename's error is reported
     throw err;
   }
   await fsyncDir(dirname(path));
