@@ -39,9 +39,12 @@ export class AuditMac {
   private inner: Buffer;
   private readonly outer: Buffer;
   private readonly head: number;
+  /** The key itself, for a verify worker thread to build its own (it never leaves the process). */
+  readonly key: Buffer;
 
   constructor(key: Buffer) {
     if (key.length < 32) throw new AttenduxError('SECRETS_INVALID', 'the audit key must be 32 bytes or more');
+    this.key = key;
     const k = key.length > 64 ? createHash('sha256').update(key).digest() : key;
     const ipad = Buffer.alloc(64, 0x36);
     const opad = Buffer.alloc(64, 0x5c);
