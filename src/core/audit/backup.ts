@@ -30,6 +30,21 @@ export interface BackupAudit {
   checkpoints: Checkpoint[];
 }
 
+export type AuditVerification = BackupAudit['verified'];
+
+/** A verification as a backup sidecar or a drill record keeps it: the counts and the first breaks. */
+export function verificationSummary(r: VerifyResult, at = new Date().toISOString()): AuditVerification {
+  return {
+    ok: r.ok,
+    at,
+    checked: r.checked,
+    chains: r.chains,
+    checkpoints: r.checkpoints,
+    breakCount: r.breaks.length + r.moreBreaks,
+    breaks: r.breaks.slice(0, 20),
+  };
+}
+
 /**
  * What every database backup records (the backup writer calls this before its snapshot is taken, so the
  * snapshot holds every entry the checkpoints name): the verification of every chain and a signed checkpoint
@@ -37,23 +52,13 @@ export interface BackupAudit {
  * taken, and says so.
  */
 export async function auditForBackup(install: Install): Promise<BackupAudit> {
-  const at = new Date().toISOString();
-  let verified: BackupAudit['verified'];
+  let verified: AuditVerification;
   try {
-    const r = await verifyAudit(install);
-    verified = {
-      ok: r.ok,
-      at,
-      checked: r.checked,
-      chains: r.chains,
-      checkpoints: r.checkpoints,
-      breakCount: r.breaks.length + r.moreBreaks,
-      breaks: r.breaks.slice(0, 20),
-    };
+    verified = verificationSummary(await verifyAudit(install));
   } catch (err) {
     verified = {
       ok: false,
-      at,
+      at: new Date().toISOString(),
       checked: 0,
       chains: 0,
       checkpoints: 0,
