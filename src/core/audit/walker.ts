@@ -195,7 +195,7 @@ export class ChainWalker {
       linkOk = prev.equals(t.lastMac);
     }
     if (version !== 2) this.legacy(t, seq, atUs);
-    else if (!this.o.mac.ofEncoded(encoded).equals(hash)) this.badMac(t, seq, atUs, linkOk);
+    else if (!this.o.mac.verifyEncoded(encoded, hash)) this.badMac(t, seq, atUs, linkOk);
     else if (!linkOk) {
       this.add({
         tenantId: t.id,
