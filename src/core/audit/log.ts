@@ -1,18 +1,9 @@
 import { stringify } from 'csv-stringify/sync';
-import { auditWhere, type AuditFilter } from '../../db/queries/audit.js';
+import { auditWhere, type AuditFilter, type AuditRow } from '../../db/queries/audit.js';
 import type { Queryable } from '../../db/pool.js';
 
-export interface LogRow {
-  tenantId: string;
-  seq: number;
-  at: string;
-  actor: string;
-  action: string;
-  entityType: string | null;
-  entityId: string | null;
-  ipHash: string | null;
-  details: Record<string, unknown>;
-}
+/** An entry as `audit log` prints it: the time as ISO text with microseconds. */
+export type LogRow = Omit<AuditRow, 'at'> & { at: string };
 
 /** `audit log`: newest first, in pages of 1000 (keyset, so a large range streams in constant memory). */
 export async function streamAuditLog(
@@ -60,7 +51,7 @@ export const CSV_COLUMNS = [
   'entityId',
   'ipHash',
   'details',
-];
+] satisfies (keyof LogRow)[];
 
 /**
  * One CSV record (no line end) by csv-stringify: quoted where needed, and formula injection defused (a cell
