@@ -138,6 +138,20 @@ describe('attendux audit (binary)', () => {
     expect(rec.audit.verification.breaks.map((x) => x.kind)).toEqual(['edited']);
   });
 
+  it('verify threads, as built: worker threads in one snapshot find what one walk finds', async () => {
+    // dist/, as the binary runs it: the worker is dist/core/audit/verify-worker.js, not the TypeScript
+    type V = typeof import('../../src/core/audit/verify.js');
+    type M = typeof import('../../src/core/audit/mac.js');
+    const v = (await import(join(import.meta.dirname, '../../dist/core/audit/verify.js'))) as V;
+    const m = (await import(join(import.meta.dirname, '../../dist/core/audit/mac.js'))) as M;
+    const { auditKey } = JSON.parse(await readFile(i.secretsPath, 'utf8')) as { auditKey: string };
+    const mac = new m.AuditMac(Buffer.from(auditKey, 'base64'));
+    const one = await v.verifyWith(admin, { mac, publicKey: '', checkpoints: [], parallel: 1 });
+    const three = await v.verifyWith(admin, { mac, publicKey: '', checkpoints: [], parallel: 3 });
+    expect(one.breaks.map((b) => b.kind)).toContain('edited'); // the edit of the test above
+    expect(three).toEqual(one);
+  });
+
   it('export + verify --file: offline verification, and a changed file is caught', async () => {
     const out = join(i.dir, 'acme-audit.jsonl');
     const e = await run('audit', 'export', '-t', 'acme', '--out', out, '--json');
