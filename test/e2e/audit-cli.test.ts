@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectClient, createPool, type Pool } from '../../src/db/pool.js';
@@ -122,6 +122,34 @@ describe('attendux audit (binary)', () => {
     expect(check.ok).toBe(false);
     expect(check.detail).toMatch(/edited/);
     expect(drill.exitCode).toBe(1);
+    // and its signed record beside the backup keeps the verification: counts and the breaks themselves
+    const drills = (await readdir(i.backupDir)).filter((n) => n.endsWith('.drill.json'));
+    expect(drills).toHaveLength(1);
+    const rec = JSON.parse(await readFile(join(i.backupDir, drills[0]!), 'utf8')) as {
+      audit: {
+        ok: boolean;
+        verification: { ok: boolean; breakCount: number; checked: number; breaks: { kind: string }[] };
+      };
+    };
+    expect(rec.audit.ok).toBe(false);
+    // the edit; globex's deleted chain is not in the restored backup's checkpoints (taken after it)
+    expect(rec.audit.verification).toMatchObject({ ok: false, breakCount: 1 });
+    expect(rec.audit.verification.checked).toBeGreaterThan(0);
+    expect(rec.audit.verification.breaks.map((x) => x.kind)).toEqual(['edited']);
+  });
+
+  it('verify threads, as built: worker threads in one snapshot find what one walk finds', async () => {
+    // dist/, as the binary runs it: the worker is dist/core/audit/verify-worker.js, not the TypeScript
+    type V = typeof import('../../src/core/audit/verify.js');
+    type M = typeof import('../../src/core/audit/mac.js');
+    const v = (await import(join(import.meta.dirname, '../../dist/core/audit/verify.js'))) as V;
+    const m = (await import(join(import.meta.dirname, '../../dist/core/audit/mac.js'))) as M;
+    const { auditKey } = JSON.parse(await readFile(i.secretsPath, 'utf8')) as { auditKey: string };
+    const mac = new m.AuditMac(Buffer.from(auditKey, 'base64'));
+    const one = await v.verifyWith(admin, { mac, publicKey: '', checkpoints: [], parallel: 1 });
+    const three = await v.verifyWith(admin, { mac, publicKey: '', checkpoints: [], parallel: 3 });
+    expect(one.breaks.map((b) => b.kind)).toContain('edited'); // the edit of the test above
+    expect(three).toEqual(one);
   });
 
   it('export + verify --file: offline verification, and a changed file is caught', async () => {

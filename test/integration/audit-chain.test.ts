@@ -188,6 +188,12 @@ describe('the keyed chain', () => {
     expect(breaksOf(r, 'rewrite-key')).toEqual([{ seq: 8, kind: 'checkpoint' }]);
     expect(breaksOf(r, 'reorder').map((b) => b.seq)).toEqual(expect.arrayContaining([3, 4, 6, 7]));
     expect(r.breaks.find((b) => b.tenantId === newest)!.detail).toMatch(/newest entries were deleted/);
+    // The parallel walk (worker threads in one exported snapshot: what a large install gets) finds
+    // exactly the same, in the same order.
+    const par = await verifyAudit(ti.install, { parallel: 3 });
+    expect(par.breaks).toEqual(r.breaks);
+    expect(par.heads).toEqual(r.heads);
+    expect([par.checked, par.chains, par.checkpoints]).toEqual([r.checked, r.chains, r.checkpoints]);
 
     // The attacker also deletes the data dir's checkpoint file: the off-server copy still catches it.
     await rm(checkpointFile(ti.dataDir));

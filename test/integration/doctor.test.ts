@@ -156,8 +156,18 @@ describe('doctor: database checks', () => {
   it('db.version', async () => {
     expect((await status(dbc.dbVersion)).status).toBe('pass');
     expect(dbc.versionVerdict(130011).status).toBe('fail');
+    // The real server under a policy one major above it (no older PostgreSQL runs here to connect to).
+    const { rows } = await ti.install.admin.query<{ v: string }>(
+      "SELECT current_setting('server_version_num') AS v",
+    );
+    const major = Math.floor(Number(rows[0]!.v) / 10000);
+    const r = await status(dbc.dbVersion, { minPostgres: major + 1 });
+    expect(r).toMatchObject({
+      status: 'fail',
+      message: `PostgreSQL ${major} is not supported (${major + 1} or newer)`,
+    });
   });
-  it('db.tls', async () => {
+  it('db.tls (against a non-loopback address, plain and TLS: doctor-installs.test.ts)', async () => {
     expect((await status(dbc.dbTls)).status).toBe('pass'); // 127.0.0.1
     expect(dbc.tlsVerdict('db.internal.example', false).status).toBe('fail');
     expect(dbc.tlsVerdict('db.internal.example', true).status).toBe('pass');
@@ -344,7 +354,7 @@ describe('doctor: server checks', () => {
     await patch((c) => (c.server.host = '127.0.0.1'));
     expect((await status(srv.serverTrustProxy)).status).toBe('pass');
   });
-  it('server.embedded-loopback: skip for a system PostgreSQL; loopback passes, a public address fails', async () => {
+  it('server.embedded-loopback: skip for a system PostgreSQL (real embedded installs: doctor-installs.test.ts)', async () => {
     expect((await status(srv.serverEmbeddedLoopback)).status).toBe('skip');
     expect(srv.listenVerdict('127.0.0.1').status).toBe('pass');
     expect(srv.listenVerdict('localhost, ::1').status).toBe('pass');

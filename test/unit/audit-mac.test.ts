@@ -44,4 +44,26 @@ describe('audit MAC', () => {
     expect(new AuditMac(k).of({ ...base, seq: 43 }).equals(m)).toBe(false);
     expect(new AuditMac(k).of({ ...base, atUs: base.atUs + 1 }).equals(m)).toBe(false);
   });
+
+  it('verifyEncoded (the bulk check, outer hash in sha256-block.ts) agrees with createHmac', () => {
+    for (const keyLength of [32, 64, 100]) {
+      const key = randomBytes(keyLength);
+      const mac = new AuditMac(key);
+      for (let n = 0; n < 200; n++) {
+        const f = { ...base, seq: n, details: `{"x": "${randomBytes(n * 7).toString('hex')}"}` };
+        const encoded = encodeFields(f);
+        const want = createHmac('sha256', key).update(MAC_TAG).update(encoded).digest();
+        expect(mac.verifyEncoded(encoded, want)).toBe(true);
+        // every single bit of the MAC matters
+        const bit = n % 256;
+        const flipped = Buffer.from(want);
+        flipped[bit >> 3]! ^= 1 << (bit & 7);
+        expect(mac.verifyEncoded(encoded, flipped)).toBe(false);
+      }
+      const encoded = encodeFields(base);
+      const good = createHmac('sha256', key).update(MAC_TAG).update(encoded).digest();
+      expect(mac.verifyEncoded(encoded, good.subarray(0, 31))).toBe(false);
+      expect(mac.verifyEncoded(encodeFields({ ...base, seq: 43 }), good)).toBe(false);
+    }
+  });
 });

@@ -20,12 +20,12 @@ export const dbReachable: Check = {
 };
 
 export const MIN_PG = 14;
-export function versionVerdict(num: number) {
+export function versionVerdict(num: number, min = MIN_PG) {
   const major = Math.floor(num / 10000);
-  return major >= MIN_PG
+  return major >= min
     ? pass(`PostgreSQL ${major}`)
     : fail(
-        `PostgreSQL ${major} is not supported (${MIN_PG} or newer)`,
+        `PostgreSQL ${major} is not supported (${min} or newer)`,
         'upgrade PostgreSQL, then `attendux restore` a backup into it',
       );
 }
@@ -38,7 +38,7 @@ export const dbVersion: Check = {
     const { rows } = await env.install!.admin.query<{ v: string }>(
       "SELECT current_setting('server_version_num') AS v",
     );
-    return versionVerdict(Number(rows[0]!.v));
+    return versionVerdict(Number(rows[0]!.v), env.minPostgres);
   },
 };
 
@@ -57,9 +57,10 @@ export const dbMigrations: Check = {
   },
 };
 
+const isLocal = (host: string) => !host || host.startsWith('/') || isLoopback(host);
+
 export function tlsVerdict(host: string, ssl: boolean) {
-  if (!host || host.startsWith('/') || isLoopback(host))
-    return pass(`the database is local (${host || 'socket'})`);
+  if (isLocal(host)) return pass(`the database is local (${host || 'socket'})`);
   return ssl
     ? pass(`TLS to ${host}`)
     : fail(
@@ -68,16 +69,44 @@ export function tlsVerdict(host: string, ssl: boolean) {
       );
 }
 
+/** Does a connection made with this URL use TLS? Asked of the server, for the connection itself. */
+async function connectionUsesTls(url: string): Promise<boolean> {
+  const c = await connectClient(url, 'attendux-doctor');
+  try {
+    const { rows } = await c.query<{ ssl: boolean | null }>(
+      'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()',
+    );
+    return rows[0]?.ssl === true;
+  } finally {
+    await c.end();
+  }
+}
+
+/** Both connections, the server's (database.url) and the admin one: each is checked as it is really made. */
 export const dbTls: Check = {
   id: 'db.tls',
   async run(env) {
     const s = needDb(env);
     if (s) return s;
-    const host = new URL(env.install!.db.appUrl).hostname;
-    const { rows } = await env.install!.admin.query<{ ssl: boolean | null }>(
-      'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()',
-    );
-    return tlsVerdict(host, rows[0]?.ssl === true);
+    const urls = [
+      ['database.url', env.install!.db.appUrl],
+      ['database.adminUrl', env.install!.db.adminUrl],
+    ] as const;
+    const verdicts: { name: string; host: string; r: ReturnType<typeof tlsVerdict> }[] = [];
+    for (const [name, url] of urls) {
+      const host = new URL(url).hostname;
+      verdicts.push({ name, host, r: tlsVerdict(host, !isLocal(host) && (await connectionUsesTls(url))) });
+    }
+    const bad = verdicts.filter((v) => v.r.status === 'fail');
+    if (bad.length)
+      return fail(
+        `not encrypted: ${bad.map((v) => `${v.name} to ${v.host}`).join(', ')}`,
+        bad[0]!.r.fix ?? null,
+      );
+    const hosts = [...new Set(verdicts.map((v) => v.host))];
+    return verdicts.every((v) => isLocal(v.host))
+      ? pass(`the database is local (${hosts.join(', ') || 'socket'})`)
+      : pass(`TLS to ${hosts.filter((h) => !isLocal(h)).join(', ')}`);
   },
 };
 

@@ -79,7 +79,8 @@ export function listenVerdict(listenAddresses: string) {
   if (addrs.every((a) => isLoopback(a))) return pass(`embedded PostgreSQL listens on ${addrs.join(', ')}`);
   return fail(
     `embedded PostgreSQL listens on ${addrs.join(', ')}`,
-    "set listen_addresses = '127.0.0.1' in <dataDir>/pg/postgresql.conf",
+    // attendux starts its cluster with listen_addresses=127.0.0.1 itself: a wider one was started by hand
+    "stop that postmaster and let attendux start the cluster (it listens on 127.0.0.1 only), or set listen_addresses = '127.0.0.1' in <dataDir>/pg/postgresql.conf",
   );
 }
 

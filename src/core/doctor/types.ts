@@ -27,6 +27,8 @@ export interface DoctorEnv {
   procRoot?: string;
   sysRoot?: string;
   run?: (cmd: string, args: string[]) => Promise<string>;
+  /** The oldest PostgreSQL major db.version accepts (MIN_PG unless a test raises it). */
+  minPostgres?: number;
   /** Which attendux command lines exist (the CLI's command tree), so unavailable jobs are not overdue. */
   hasCommand?: HasCommand;
 }

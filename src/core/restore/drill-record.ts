@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { LoadedConfig } from '../config/load.js';
 import { writeFileAtomic } from '../../lib/fs.js';
 import { signCompanion, trustedSigningKeys, verifyCompanion } from '../backup/signature.js';
+import type { AuditVerification } from '../audit/backup.js';
 
 /**
  * The result of a restore drill, kept as `<id>.drill.json` beside the newest backup the drill restored
@@ -26,8 +27,11 @@ export interface DrillRecord {
   seconds: number;
   checks: { name: string; ok: boolean; detail: string }[];
   failed: string[];
-  /** The audit log verification inside the drill (the `audit-chains` check), or null if it did not run. */
-  audit: { ok: boolean; detail: string } | null;
+  /**
+   * The audit log verification inside the drill (the `audit-chains` check), or null if it did not run:
+   * with `verification`, its counts and first breaks in the shape of a backup sidecar's `audit.verified`.
+   */
+  audit: { ok: boolean; detail: string; verification?: AuditVerification } | null;
 }
 
 /** Write and sign the drill's record (atomic write, then the signature). */
@@ -37,7 +41,7 @@ export async function recordDrillResult(
   r: {
     ok: boolean;
     plan: { steps: { id: string }[] } | null;
-    checks: { name: string; ok: boolean; detail: string }[];
+    checks: { name: string; ok: boolean; detail: string; audit?: AuditVerification }[];
     seconds: number;
   },
   now = new Date(),
@@ -54,9 +58,11 @@ export async function recordDrillResult(
     at: now.toISOString(),
     ok: r.ok,
     seconds: r.seconds,
-    checks: r.checks,
+    checks: r.checks.map(({ name, ok, detail }) => ({ name, ok, detail })),
     failed: r.checks.filter((c) => !c.ok).map((c) => c.name),
-    audit: audit ? { ok: audit.ok, detail: audit.detail } : null,
+    audit: audit
+      ? { ok: audit.ok, detail: audit.detail, ...(audit.audit ? { verification: audit.audit } : {}) }
+      : null,
   };
   await writeFileAtomic(join(backupDir, drillFileName(id)), JSON.stringify(rec, null, 2) + '\n', 0o600);
   await signCompanion(backupDir, drillFileName(id), signingKey);

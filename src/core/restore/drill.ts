@@ -3,7 +3,7 @@ import { connectClient } from '../../db/pool.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
 import { verifyAuditChains } from '../audit/service.js';
 import { registerAuditKey } from '../audit/mac.js';
-import { drillAuditAnchors } from '../audit/backup.js';
+import { drillAuditAnchors, verificationSummary, type AuditVerification } from '../audit/backup.js';
 import type { SourcedCheckpoint } from '../audit/checkpoints.js';
 import { openChain, planFromCatalog, restoreIdentities, type OpenedChain } from './chain.js';
 import {
@@ -24,6 +24,8 @@ export interface DrillCheck {
   name: string;
   ok: boolean;
   detail: string;
+  /** audit-chains only: the verification itself, which the drill record keeps (issue 13). */
+  audit?: AuditVerification;
 }
 
 export interface DrillOptions extends Omit<RestoreOptions, 'into' | 'force'> {
@@ -129,6 +131,7 @@ export async function checkRestored(
             .slice(0, 10)
             .map((b) => `${b.tenantId}#${b.seq} ${b.kind}: ${b.detail}`)
             .join('; ')}`,
+      audit: verificationSummary(audit),
     });
     const { rows: t } = await c.query<{ id: string; n: number }>(
       `SELECT t.id::text, (SELECT count(*)::int FROM employees e WHERE e.tenant_id = t.id) AS n
