@@ -152,6 +152,10 @@ export const ERROR_CODES = {
     exitCode: 1,
     doc: 'audit verify: a chain has a broken link or disagrees with a checkpoint.',
   },
+  TENANT_DELETED: {
+    exitCode: 1,
+    doc: 'The company was deleted (`tenant delete`); a company restore does not bring it back.',
+  },
   DOCTOR_FAILED: { exitCode: 1, doc: 'doctor: at least one check failed (see its fix line).' },
   INTERNAL: { exitCode: 1, doc: 'A bug: an unexpected error. Run again with --debug and report it.' },
 } as const satisfies Record<string, { exitCode: number; doc: string }>;

@@ -3,6 +3,7 @@ import { mkdir, open, readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type pg from 'pg';
 import { connectClient, type Queryable } from '../../db/pool.js';
+import { reapplyDataLedger } from '../tenant-data/ledger.js';
 
 /**
  * The security ledger: changes a restore must never undo (migrations/0006_security.sql). Triggers on `users`
@@ -30,6 +31,9 @@ export const LEDGER_KINDS = [
   'user.disabled',
   'user.password',
   'user.role_downgrade',
+  // Final, like revocations: every entry is re-applied whatever the point (src/core/tenant-data/ledger.ts).
+  'attendance.retention',
+  'tenant.deleted',
 ] as const;
 
 export interface LedgerEntry {
@@ -221,6 +225,7 @@ export async function applyLedger(
         AND attendux_role_rank(u.role) >= attendux_role_rank(l.data->>'role')`,
     [t, since],
   );
+  Object.assign(applied, await reapplyDataLedger(c, t));
   await c.query("SELECT set_config('attendux.ledger_replay', 'off', true)");
   // Recorded (replay off): a later restore from an older backup must end sessions issued after this one too.
   const ended = await c.query(
