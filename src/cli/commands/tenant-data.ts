@@ -13,7 +13,7 @@ export function registerTenantData(program: Command): void {
     .description('the whole company’s data, per table and per person, in one zip (streamed)')
     .requiredOption('--out <file>', 'the zip to write (.part until complete)')
     .option('--passphrase-file <file>', 'encrypt with age, to the passphrase on the first line of this file')
-    .option('--recipient <age1...>', 'encrypt with age, to this public key')
+    .option('--recipient <key>', 'encrypt with age, to this public key (age1...)')
     .action(
       async (
         ref: string,

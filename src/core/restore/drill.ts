@@ -197,9 +197,12 @@ export async function checkLedgerEffects(
       unknown++;
       continue;
     }
-    const monotonic = ['api_key.revoked', 'user.session_epoch', 'attendance.retention', 'tenant.deleted'].includes(
-      e.kind,
-    );
+    const monotonic = [
+      'api_key.revoked',
+      'user.session_epoch',
+      'attendance.retention',
+      'tenant.deleted',
+    ].includes(e.kind);
     if (!monotonic && Date.parse(e.at) < since) {
       notChecked++;
       continue;

@@ -18,6 +18,7 @@ import {
 } from '../../db/queries/tenant-data.js';
 import { VERSION } from '../../version.js';
 import { fsyncDir } from '../fs.js';
+import { checkRecipient } from '../backup/age-stream.js';
 import { requireTenant } from '../tenants.js';
 
 /**
@@ -122,6 +123,10 @@ vector (biometric: employees.face_template_present says whether one exists, face
 export async function exportTenant(pool: Pool, opts: TenantExportOptions): Promise<TenantExportResult> {
   if (opts.passphrase && opts.recipient)
     throw new AttenduxError('USAGE', 'give --passphrase-file or --recipient, not both');
+  if (opts.recipient && !(await checkRecipient(opts.recipient)))
+    throw new AttenduxError('USAGE', `"${opts.recipient}" is not an age recipient`, {
+      hint: 'an age public key starts with age1 (`age-keygen -y identity.txt` prints it)',
+    });
   const t0 = Date.now();
   const c = await pool.connect();
   const part = `${opts.out}.part`;
