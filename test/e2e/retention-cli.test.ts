@@ -54,7 +54,7 @@ async function company(slug: string): Promise<Company> {
   );
   await admin.query(
     `INSERT INTO tenant_settings (tenant_id, key, value)
-     VALUES ($1, 'retention.attendanceYears', '3'), ($1, 'retention.locationDays', '90')`,
+     VALUES ($1, 'retention.attendanceYears', '3'), ($1, 'retention.locationDays', '90'), ($1, 'dsar.holdYears', '0')`,
     [co.id],
   );
   return co;
@@ -151,8 +151,8 @@ describe('attendux tenant export (binary)', () => {
     const names = execFileSync('unzip', ['-Z1', out], { encoding: 'utf8' }).trim().split('\n');
     for (const n of ['manifest.json', 'README.txt', 'tables/attendance_events.csv', 'tables/employees.csv'])
       expect(names).toContain(n);
-    expect(names).toContain(`people/${co.employeeId}/attendance_events.csv`);
-    expect(names).toContain(`people/${co.employeeId}/users.csv`);
+    expect(names).toContain(`people/${co.employeeId}/attendance-events.csv`);
+    expect(names).toContain(`people/${co.employeeId}/data.json`);
     const manifest = JSON.parse(
       execFileSync('unzip', ['-p', out, 'manifest.json'], { encoding: 'utf8' }),
     ) as {
@@ -170,7 +170,7 @@ describe('attendux tenant export (binary)', () => {
     }
     const events = execFileSync('unzip', ['-p', out, 'tables/attendance_events.csv'], { encoding: 'utf8' });
     expect(events.trim().split('\n')).toHaveLength(16);
-    const mine = execFileSync('unzip', ['-p', out, `people/${co.otherEmployeeId}/attendance_events.csv`], {
+    const mine = execFileSync('unzip', ['-p', out, `people/${co.otherEmployeeId}/attendance-events.csv`], {
       encoding: 'utf8',
     });
     expect(mine.trim().split('\n')).toHaveLength(1);

@@ -72,7 +72,8 @@ async function seedEvents(slug: string, settings: Record<string, unknown>): Prom
   return co;
 }
 
-const RETAIN = { 'retention.attendanceYears': 3, 'retention.locationDays': 90 };
+// No legal hold here (the DSAR default holds payroll records 6 years); the hold has a test of its own.
+const RETAIN = { 'retention.attendanceYears': 3, 'retention.locationDays': 90, 'dsar.holdYears': 0 };
 
 interface Effect {
   deleted: string[];
@@ -213,7 +214,7 @@ describe('retention apply', () => {
   });
 
   it('keeps what the payroll legal hold needs', async () => {
-    const co = await seedEvents('ret-hold', { 'retention.attendanceYears': 1, 'legalHold.payrollYears': 5 });
+    const co = await seedEvents('ret-hold', { 'retention.attendanceYears': 1, 'dsar.holdYears': 5 });
     const plan = await planRetention(install.admin, { tenant: co.slug });
     // 4 years old: past the 1-year retention, but within the 5-year hold; 200 days old: within both.
     expect(plan.tenants[0]).toMatchObject({ deleteEvents: 0, heldEvents: 6, legalHoldYears: 5 });

@@ -31,7 +31,7 @@ export interface RetentionPlan {
 }
 
 /** The DSAR work's per-company legal hold for payroll records (years), when the company set one. */
-export const LEGAL_HOLD_SETTING = 'legalHold.payrollYears';
+export const LEGAL_HOLD_SETTING = 'dsar.holdYears';
 
 async function legalHoldYears(q: Queryable, tenantId: string): Promise<number | null> {
   const settings = (await loadSettings(q, tenantId)) as unknown as Record<string, unknown>;

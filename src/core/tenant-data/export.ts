@@ -9,13 +9,10 @@ import { AttenduxError } from '../../errors.js';
 import type { Pool, PoolClient } from '../../db/pool.js';
 import { appendAudit } from '../../db/queries/audit.js';
 import { schemaVersion } from '../../db/migrate.js';
-import {
-  copyCsvSql,
-  employeeIds,
-  exportTables,
-  personTables,
-  WITHHELD_COLUMNS,
-} from '../../db/queries/tenant-data.js';
+import { copyCsvSql, employeeIds, exportTables, WITHHELD_COLUMNS } from '../../db/queries/tenant-data.js';
+import { findSubject } from '../../db/queries/dsar.js';
+import { loadSettings } from '../../server/settings.js';
+import { appendSubjectFiles } from '../dsar/export.js';
 import { VERSION } from '../../version.js';
 import { fsyncDir } from '../fs.js';
 import { checkRecipient } from '../backup/age-stream.js';
@@ -95,24 +92,28 @@ async function addTables(zip: Archive, c: PoolClient, tenantId: string, files: E
   const tables = await exportTables(c);
   for (const t of tables)
     await addEntry(zip, `tables/${t}.csv`, c.query(copyTo(await copyCsvSql(c, t, tenantId))), files);
-  const perPerson = await personTables(c, tables);
+  const s = await loadSettings(c, tenantId);
+  const overtime = {
+    dailyMinutes: s['overtime.dailyMinutes'],
+    multiplierPercent: s['overtime.multiplierPercent'],
+  };
   const people = await employeeIds(c, tenantId);
-  for (const id of people)
-    for (const t of perPerson)
-      await addEntry(
-        zip,
-        `people/${id}/${t}.csv`,
-        c.query(copyTo(await copyCsvSql(c, t, tenantId, id))),
-        files,
-      );
+  // The DSAR export's files of each person (src/core/dsar/export.ts), one person at a time.
+  for (const id of people) {
+    const [subject] = await findSubject(c, tenantId, { employeeId: id });
+    if (!subject) continue;
+    const f = appendSubjectFiles(zip, c, subject, { prefix: `people/${id}/`, overtime });
+    files.push(...(await f.done));
+  }
   return { tables, people: people.length };
 }
 
 const README = (slug: string) => `Export of company ${slug} from attendux.
 
 tables/<table>.csv       every row of the company, one file per table (CSV with a header line)
-people/<employee>/*.csv  the same rows again, per person: the employee, their user account, attendance
-                         events, correction requests and whatever else names the employee
+people/<employee>/       per person, what \`attendux dsar export\` gives them: data.json (everything about
+                         the person), attendance events, timesheets, payroll lines, corrections and the
+                         audit events about them (other staff by role only)
 manifest.json            what was exported, when, from which attendux and schema version, and the SHA-256
                          of every file
 

@@ -55,16 +55,3 @@ export async function employeeIds(q: Queryable, tenantId: string): Promise<strin
   );
   return rows.map((r) => r.id);
 }
-
-/** Of `tables`, those with rows about one person (an employee_id column), and employees itself. */
-export async function personTables(q: Queryable, tables: readonly string[]): Promise<string[]> {
-  const { rows } = await q.query<{ t: string }>(
-    `SELECT t FROM unnest($1::text[]) WITH ORDINALITY AS x(t, n)
-      WHERE t = 'employees' OR EXISTS (SELECT 1 FROM pg_attribute a
-                                        WHERE a.attrelid = format('%I', t)::regclass AND a.attname = 'employee_id'
-                                          AND NOT a.attisdropped)
-      ORDER BY n`,
-    [tables],
-  );
-  return rows.map((r) => r.t);
-}
