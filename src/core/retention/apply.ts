@@ -87,9 +87,9 @@ async function applyTenant(
 }
 
 /**
- * Apply a plan made by planRetention: one transaction per company with something to do (a company that fails
- * leaves the others applied, and is reported by the error). Companies with nothing to do are not touched,
- * audited or recorded.
+ * Apply a plan made by planRetention: one transaction per company with something to do, in the plan's order.
+ * A company that fails is rolled back and stops the run (the companies before it stay applied; the next run
+ * plans afresh). Companies with nothing to do are not touched, audited or recorded.
  */
 export async function applyRetention(
   pool: Pool,
