@@ -153,6 +153,9 @@ export async function reapplyRetention(
   const entries = `SELECT tenant_id, (data->>'deleteBefore')::timestamptz AS del,
                           (data->>'stripBefore')::timestamptz AS strip, (data->>'maxEventId')::bigint AS max_id
                      FROM security_ledger WHERE kind = 'attendance.retention' AND ($1::uuid IS NULL OR tenant_id = $1)`;
+  // Most restores have no retention entry: skip the scans of the events table.
+  const { rowCount } = await q.query(`${entries} LIMIT 1`, [tenantId]);
+  if (!rowCount) return { events: 0, positions: 0 };
   const old = (col: string, a: string) =>
     `EXISTS (SELECT 1 FROM (${entries}) l WHERE l.tenant_id = ${a}.tenant_id AND ${a}.occurred_at < l.${col}
                                              AND ${a}.id <= l.max_id)`;
