@@ -110,8 +110,13 @@ describe('attendux retention apply (binary)', () => {
     const { DEFAULT_JOBS } = await import('../../src/core/schedule/jobs.js');
     const job = DEFAULT_JOBS.find((j) => j.id === 'retention-apply')!;
     expect(job.args).toEqual(['retention', 'apply', '--yes']);
-    const help = await run('retention', 'apply', '--help');
-    expect(help.stdout).toContain('--yes');
+    // `schedule exec` runs it only when this command line exists in the binary's command tree.
+    const { buildProgram } = await import('../../src/cli/main.js');
+    const { hasCommandOf } = await import('../../src/cli/commands/schedule.js');
+    expect(hasCommandOf(buildProgram())(job.args)).toBe(true);
+    const show = await run('--json', 'schedule', 'show');
+    const jobs = (JSON.parse(show.stdout) as { jobs: { id: string; available: boolean }[] }).jobs;
+    expect(jobs.find((j) => j.id === 'retention-apply')!.available).toBe(true);
   });
 });
 
