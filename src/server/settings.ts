@@ -18,6 +18,8 @@ export const SETTINGS_SHAPE = {
   'overtime.dailyMinutes': z.number().int().min(0).max(1440),
   /** Overtime pay in percent of the hourly rate. */
   'overtime.multiplierPercent': z.number().int().min(100).max(1000),
+  /** Legal hold of payroll records (hours, pay) in years: a DSAR erasure keeps them that long, pseudonymised. */
+  'dsar.holdYears': z.number().int().min(0).max(30),
 } as const;
 
 export type SettingKey = keyof typeof SETTINGS_SHAPE;
@@ -30,6 +32,7 @@ export const DEFAULT_SETTINGS: TenantSettings = {
   'face.required': false,
   'overtime.dailyMinutes': 480,
   'overtime.multiplierPercent': 150,
+  'dsar.holdYears': 6,
 };
 
 export const SettingsPatchSchema = z.strictObject(

@@ -3,6 +3,7 @@ import { mkdir, open, readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type pg from 'pg';
 import { connectClient, type Queryable } from '../../db/pool.js';
+import { reapplyErasures } from '../dsar/reapply.js';
 
 /**
  * The security ledger: changes a restore must never undo (migrations/0006_security.sql). Triggers on `users`
@@ -30,6 +31,7 @@ export const LEDGER_KINDS = [
   'user.disabled',
   'user.password',
   'user.role_downgrade',
+  'dsar.erasure',
 ] as const;
 
 export interface LedgerEntry {
@@ -221,6 +223,8 @@ export async function applyLedger(
         AND attendux_role_rank(u.role) >= attendux_role_rank(l.data->>'role')`,
     [t, since],
   );
+  // DSAR erasures: every one ever recorded, whatever the restored point (src/core/dsar/reapply.ts).
+  applied['dsar.erasure'] = await reapplyErasures(c, t);
   await c.query("SELECT set_config('attendux.ledger_replay', 'off', true)");
   // Recorded (replay off): a later restore from an older backup must end sessions issued after this one too.
   const ended = await c.query(

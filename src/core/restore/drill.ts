@@ -197,7 +197,8 @@ export async function checkLedgerEffects(
       unknown++;
       continue;
     }
-    const monotonic = e.kind === 'api_key.revoked' || e.kind === 'user.session_epoch';
+    const monotonic =
+      e.kind === 'api_key.revoked' || e.kind === 'user.session_epoch' || e.kind === 'dsar.erasure';
     if (!monotonic && Date.parse(e.at) < since) {
       notChecked++;
       continue;
@@ -226,6 +227,9 @@ export async function checkLedgerEffects(
                                        WHERE u.tenant_id = x."tenantId" AND u.id = x."entityId")
          WHEN 'user.role_downgrade' THEN (SELECT attendux_role_rank(u.role) <= attendux_role_rank(x.data->>'role')
                                        FROM users u WHERE u.tenant_id = x."tenantId" AND u.id = x."entityId")
+         WHEN 'dsar.erasure' THEN (SELECT e.full_name = 'Erased ' || (x.data->>'pseudonym') AND e.email IS NULL
+                                       FROM employees e WHERE e.tenant_id = x."tenantId"
+                                        AND e.id = (x.data->>'employeeId')::uuid)
        END AS holds
        FROM jsonb_to_recordset($1::jsonb) AS x(id text, kind text, "tenantId" uuid, "entityId" uuid, data jsonb)`,
     [JSON.stringify(wanted)],
