@@ -13,6 +13,7 @@ import { registerRestore } from './restore.js';
 import { registerSchedule } from './schedule.js';
 import { registerAudit } from './audit.js';
 import { registerDoctor } from './doctor.js';
+import { registerDsar } from './dsar.js';
 
 /** Each module only declares flags; the work it does is imported lazily when the command runs. */
 export function registerCommands(program: Command): void {
@@ -30,4 +31,5 @@ export function registerCommands(program: Command): void {
   registerSchedule(program);
   registerAudit(program);
   registerDoctor(program);
+  registerDsar(program);
 }

@@ -119,6 +119,8 @@ export function appendSubjectFiles(
         }
       })(),
     );
+    // archiver pipes sources without forwarding their errors: a failed query would leave it waiting forever.
+    src.on('error', (err) => archive.emit('error', err));
     archive.append(src, { name: prefix + name });
   }
   // An unobserved rejection must not crash the process: the archive's own error reports it.
@@ -147,6 +149,7 @@ export function appendText(
       done(digests[0]!);
     })(),
   );
+  src.on('error', (err) => archive.emit('error', err));
   archive.append(src, { name });
   return read;
 }

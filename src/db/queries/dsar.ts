@@ -175,7 +175,7 @@ export async function subjectAuditPage(
             entity_id AS "entityId", details
        FROM audit_log
       WHERE tenant_id = $1 AND seq > $3
-        AND (entity_id = ANY($2::uuid::text[]) OR actor = ANY(SELECT 'user:' || x FROM unnest($2::uuid::text[]) x))
+        AND (entity_id = ANY($2::text[]) OR actor = ANY(SELECT 'user:' || x FROM unnest($2::text[]) x))
       ORDER BY seq LIMIT $4`,
     [tenantId, ids, afterSeq, limit],
   );
