@@ -24,7 +24,7 @@ export function registerDsar(program: Command): void {
     .requiredOption('-o, --out <file>', 'the zip to write (written as .part, then renamed)')
     .option('--reason <text>', 'why (recorded in the audit log and the register)')
     .option('--passphrase-file <file>', 'encrypt with age to the passphrase in this file (scrypt)')
-    .option('--recipient <age1...>', "encrypt with age to the requester's key")
+    .option('--recipient <age1>', "encrypt with age to the requester's key (age1...)")
     .action(
       async (
         flags: SubjectFlags & { out: string; reason?: string; passphraseFile?: string; recipient?: string },

@@ -78,7 +78,7 @@ async function encryptionOf(o: ExportRequestOptions): Promise<ExportEncryption |
   if (o.passphraseFile && o.recipient)
     throw new AttenduxError('USAGE', 'give --passphrase-file or --recipient, not both');
   if (o.recipient) {
-    if (!/^age1[0-9a-z]+$/.test(o.recipient))
+    if (typeof o.recipient !== 'string' || !/^age1[0-9a-z]+$/.test(o.recipient))
       throw new AttenduxError('USAGE', `--recipient "${o.recipient}" is not an age recipient (age1...)`);
     return { recipient: o.recipient };
   }
