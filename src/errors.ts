@@ -156,6 +156,15 @@ export const ERROR_CODES = {
     exitCode: 1,
     doc: 'The company was deleted (`tenant delete`); a company restore does not bring it back.',
   },
+  DSAR_OVERDUE: { exitCode: 1, doc: 'dsar list: a data subject request is past its due date.' },
+  DSAR_PLAN_CHANGED: {
+    exitCode: 1,
+    doc: 'dsar erase: the data changed between the plan and its execution; nothing was erased.',
+  },
+  DSAR_EXTEND_REFUSED: {
+    exitCode: 1,
+    doc: 'dsar extend: the request is closed or was already extended once.',
+  },
   DOCTOR_FAILED: { exitCode: 1, doc: 'doctor: at least one check failed (see its fix line).' },
   INTERNAL: { exitCode: 1, doc: 'A bug: an unexpected error. Run again with --debug and report it.' },
 } as const satisfies Record<string, { exitCode: number; doc: string }>;

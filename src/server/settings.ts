@@ -22,6 +22,8 @@ export const SETTINGS_SHAPE = {
   'retention.attendanceYears': z.number().int().min(1).max(100).nullable(),
   /** `retention apply` drops the GPS position of events older than this many days, keeping the verdict; null keeps it. */
   'retention.locationDays': z.number().int().min(1).max(36500).nullable(),
+  /** Legal hold of payroll records (hours, pay) in years: a DSAR erasure keeps them that long, pseudonymised. */
+  'dsar.holdYears': z.number().int().min(0).max(30),
 } as const;
 
 export type SettingKey = keyof typeof SETTINGS_SHAPE;
@@ -36,6 +38,7 @@ export const DEFAULT_SETTINGS: TenantSettings = {
   'overtime.multiplierPercent': 150,
   'retention.attendanceYears': null,
   'retention.locationDays': null,
+  'dsar.holdYears': 6,
 };
 
 export const SettingsPatchSchema = z.strictObject(

@@ -15,6 +15,7 @@ import { registerAudit } from './audit.js';
 import { registerDoctor } from './doctor.js';
 import { registerRetention } from './retention.js';
 import { registerTenantData } from './tenant-data.js';
+import { registerDsar } from './dsar.js';
 
 /** Each module only declares flags; the work it does is imported lazily when the command runs. */
 export function registerCommands(program: Command): void {
@@ -34,4 +35,5 @@ export function registerCommands(program: Command): void {
   registerDoctor(program);
   registerRetention(program);
   registerTenantData(program);
+  registerDsar(program);
 }

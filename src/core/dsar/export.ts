@@ -21,7 +21,7 @@ import { payrollForDays, splitOvertime, type OvertimeRule } from '../payroll.js'
  * `tenant export` once per person under a prefix. Every file is produced by a lazy generator reading the
  * database in pages, so memory stays constant whatever the number of events. archiver pipes every source
  * into a PassThrough at once, so the generators run side by side, each held back by backpressure: their
- * queries interleave on `q` (a pg client queues them). Run them inside one REPEATABLE READ transaction for a
+ * queries interleave on `db`, one at a time (serialized). Run them inside one REPEATABLE READ transaction for a
  * consistent export.
  */
 
@@ -52,10 +52,11 @@ type Chunks = AsyncGenerator<string | Buffer, void, undefined>;
 /** Append the subject's data files (data.json and the CSVs) to `archive`. */
 export function appendSubjectFiles(
   archive: Archiver,
-  q: Queryable,
+  db: Queryable,
   subject: Subject,
   opts: SubjectFileOptions,
 ): SubjectFiles {
+  const q = serialized(db);
   const prefix = opts.prefix ?? '';
   const page = opts.pageSize ?? PAGE;
   const { tenantId, employeeId } = subject;
@@ -119,11 +120,27 @@ export function appendSubjectFiles(
         }
       })(),
     );
+    // archiver pipes sources without forwarding their errors: a failed query would leave it waiting forever.
+    src.on('error', (err) => archive.emit('error', err));
     archive.append(src, { name: prefix + name });
   }
   // An unobserved rejection must not crash the process: the archive's own error reports it.
   done.catch(() => undefined);
   return { done, names: files.map(([n]) => prefix + n) };
+}
+
+/**
+ * The generators run side by side; a pg client must be sent one query at a time (pg 9 will refuse a query
+ * while another runs): chain them.
+ */
+function serialized(q: Queryable): Queryable {
+  let tail: Promise<unknown> = Promise.resolve();
+  const query = (...args: Parameters<Queryable['query']>) => {
+    const run = tail.then(() => (q.query as (...a: unknown[]) => Promise<unknown>)(...args));
+    tail = run.catch(() => undefined);
+    return run;
+  };
+  return { query: query as Queryable['query'] };
 }
 
 /** A lazy stream of text that hashes itself as archiver reads it; resolves with its digest once read. */
@@ -147,6 +164,7 @@ export function appendText(
       done(digests[0]!);
     })(),
   );
+  src.on('error', (err) => archive.emit('error', err));
   archive.append(src, { name });
   return read;
 }

@@ -71,8 +71,11 @@ export async function writeExport(
     return JSON.stringify(manifest, null, 2) + '\n';
   });
   const finalized = archive.finalize();
+  // A failure surfaces through the pipeline; finalize's own rejection must not go unhandled.
+  finalized.catch(() => undefined);
   const source = opts.encryption ? await encrypted(archive, opts.encryption) : archive;
-  await Promise.all([pipeline(source, out), finalized]);
+  await pipeline(source, out);
+  await finalized;
   return manifest!;
 }
 

@@ -200,6 +200,7 @@ export async function checkLedgerEffects(
     const monotonic = [
       'api_key.revoked',
       'user.session_epoch',
+      'dsar.erasure',
       'attendance.retention',
       'tenant.deleted',
     ].includes(e.kind);
@@ -231,6 +232,9 @@ export async function checkLedgerEffects(
                                        WHERE u.tenant_id = x."tenantId" AND u.id = x."entityId")
          WHEN 'user.role_downgrade' THEN (SELECT attendux_role_rank(u.role) <= attendux_role_rank(x.data->>'role')
                                        FROM users u WHERE u.tenant_id = x."tenantId" AND u.id = x."entityId")
+         WHEN 'dsar.erasure' THEN (SELECT e.full_name = 'Erased ' || (x.data->>'pseudonym') AND e.email IS NULL
+                                       FROM employees e WHERE e.tenant_id = x."tenantId"
+                                        AND e.id = (x.data->>'employeeId')::uuid)
          WHEN 'tenant.deleted' THEN NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = x."entityId")
          WHEN 'attendance.retention' THEN NOT EXISTS (SELECT 1 FROM attendance_events a
                                        WHERE a.tenant_id = x."tenantId" AND a.id <= (x.data->>'maxEventId')::bigint

@@ -30,23 +30,6 @@ export interface RetentionPlan {
   totals: { deleteEvents: number; deleteCorrections: number; stripEvents: number; heldEvents: number };
 }
 
-/** The DSAR work's per-company legal hold for payroll records (years), when the company set one. */
-export const LEGAL_HOLD_SETTING = 'dsar.holdYears';
-
-async function legalHoldYears(q: Queryable, tenantId: string): Promise<number | null> {
-  const settings = (await loadSettings(q, tenantId)) as unknown as Record<string, unknown>;
-  let v = settings[LEGAL_HOLD_SETTING];
-  if (v === undefined) {
-    // Until the settings model knows the key, read the stored value itself.
-    const { rows } = await q.query<{ value: unknown }>(
-      'SELECT value FROM tenant_settings WHERE tenant_id = $1 AND key = $2',
-      [tenantId, LEGAL_HOLD_SETTING],
-    );
-    v = rows[0]?.value;
-  }
-  return typeof v === 'number' && Number.isInteger(v) && v > 0 ? v : null;
-}
-
 function yearsBefore(now: Date, years: number): Date {
   const d = new Date(now);
   d.setUTCFullYear(d.getUTCFullYear() - years);
@@ -61,7 +44,8 @@ async function planTenant(q: Queryable, tenant: Tenant, now: Date): Promise<Tena
   const s = await loadSettings(q, tenant.id);
   const attendanceYears = s['retention.attendanceYears'];
   const locationDays = s['retention.locationDays'];
-  const hold = await legalHoldYears(q, tenant.id);
+  // The DSAR legal hold of payroll records (src/core/dsar): attendance is what payroll is computed from.
+  const hold = s['dsar.holdYears'] || null;
   const retain = attendanceYears ? yearsBefore(now, attendanceYears) : null;
   // Under legal hold, only what is older than both the retention and the hold goes.
   const del = retain && hold ? new Date(Math.min(+retain, +yearsBefore(now, hold))) : retain;
