@@ -123,10 +123,22 @@ describe('attendux retention apply (binary)', () => {
 describe('attendux tenant delete (binary)', () => {
   it('previews, wants the typed slug, deletes every row and keeps the audit log', async () => {
     const co = await company('del-cli');
+    // A register entry names the employee without ON DELETE CASCADE: the deletion orders the tables itself.
+    await admin.query(
+      `INSERT INTO dsar_requests (tenant_id, kind, employee_id, source, due_at)
+       VALUES ($1, 'export', $2, 'cli', now() + interval '1 month')`,
+      [co.id, co.employeeId],
+    );
     const dry = await run('--json', 'tenant', 'delete', co.slug, '--dry-run');
     expect(dry.exitCode, dry.stderr).toBe(0);
     const preview = JSON.parse(dry.stdout) as { rows: Record<string, number>; total: number };
-    expect(preview.rows).toMatchObject({ attendance_events: 15, employees: 2, users: 5, tenants: 1 });
+    expect(preview.rows).toMatchObject({
+      attendance_events: 15,
+      dsar_requests: 1,
+      employees: 2,
+      users: 5,
+      tenants: 1,
+    });
     expect((await run('tenant', 'delete', co.slug)).exitCode).toBe(2);
     expect((await run('tenant', 'delete', co.slug, '--yes')).exitCode).toBe(2);
     const wrong = await run('tenant', 'delete', co.slug, '--yes', '--confirm-slug', 'del-cl');

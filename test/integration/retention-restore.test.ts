@@ -181,6 +181,16 @@ describe('retention apply', () => {
     const left = await ids(admin, co.id, 'true');
     expect(left.filter((i) => planned.includes(i))).toEqual([]);
     expect(left).toHaveLength(12);
+    // The next incremental backup carries no older copy of what was deleted or stripped.
+    const copies = await admin.query<{ deleted: number; positioned: number; deletes: number }>(
+      `SELECT count(*) FILTER (WHERE op IN ('I', 'U') AND pk->>'id' = ANY($2::text[]))::int AS deleted,
+              count(*) FILTER (WHERE op IN ('I', 'U') AND "row"->>'latitude' IS NOT NULL
+                                 AND ("row"->>'occurred_at')::timestamptz < $3::timestamptz)::int AS positioned,
+              count(*) FILTER (WHERE op = 'D' AND pk->>'id' = ANY($2::text[]))::int AS deletes
+         FROM change_log WHERE tenant_id = $1 AND table_name = 'attendance_events'`,
+      [co.id, planned, t.stripBefore],
+    );
+    expect(copies.rows[0]).toEqual({ deleted: 0, positioned: 0, deletes: 6 });
     const audit = await admin.query<{ details: { deletedEvents: number } }>(
       `SELECT details FROM audit_log WHERE tenant_id = $1 AND action = 'retention.apply'`,
       [co.id],
@@ -231,6 +241,12 @@ describe('retention and company deletion survive every restore', () => {
     expect((await previewTenantDelete(admin, d.slug)).total).toBeGreaterThan(20);
     await deleteCompany(d);
     await expectGone(db.adminUrl, d, true);
+    const copies = await admin.query(
+      `SELECT DISTINCT table_name FROM change_log WHERE tenant_id = $1 AND op IN ('I', 'U')
+          AND table_name NOT IN ('audit_log', 'security_ledger')`,
+      [d.id],
+    );
+    expect(copies.rows).toEqual([]);
     const into = `${db.name}_ri`.slice(0, 63);
     made.push(into);
     await restoreInto({ ...cfg(), into });

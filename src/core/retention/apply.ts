@@ -1,7 +1,12 @@
 import { AttenduxError } from '../../errors.js';
 import { inTransaction, type Pool } from '../../db/pool.js';
 import { appendAudit } from '../../db/queries/audit.js';
-import { deleteOldEvents, insertLedgerEntry, stripOldPositions } from '../../db/queries/retention.js';
+import {
+  deleteOldEvents,
+  insertLedgerEntry,
+  scrubRetentionChanges,
+  stripOldPositions,
+} from '../../db/queries/retention.js';
 import { isEmptyPlan, type RetentionPlan, type TenantRetentionPlan } from './plan.js';
 
 /** The ledger kind (src/core/ledger) that makes every restore repeat a retention run. */
@@ -50,6 +55,7 @@ async function applyTenant(
     const strip = await stripOldPositions(c, t);
     if (strip.events !== t.stripEvents || strip.fingerprint !== t.stripFingerprint)
       throw mismatch(t, 'position removal(s)', t.stripEvents, strip.events);
+    await scrubRetentionChanges(c, t);
     const details = {
       deleteBefore: t.deleteBefore,
       stripBefore: t.stripBefore,

@@ -5,6 +5,7 @@ import {
   auditHead,
   deleteTenantRows,
   insertLedgerEntry,
+  scrubTenantChanges,
   tenantRowCounts,
 } from '../../db/queries/retention.js';
 import { requireTenant } from '../tenants.js';
@@ -59,6 +60,7 @@ export async function deleteTenant(
     const entry = { actor: opts.actor, action: 'tenant.delete', entityType: 'tenant', entityId: t.id };
     await appendAudit(c, { ...entry, tenantId: t.id, details });
     const deleted = await deleteTenantRows(c, t.id);
+    await scrubTenantChanges(c, t.id);
     const left = Object.entries(await tenantRowCounts(c, t.id)).filter(([, n]) => n > 0);
     if (left.length)
       throw new AttenduxError(

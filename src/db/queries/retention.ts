@@ -186,3 +186,44 @@ export async function deletedTenants(
   );
   return rows;
 }
+
+/*
+ * Incremental backups read changed rows from change_log (migrations/0003): older copies of rows that
+ * retention deleted or stripped, or of a deleted company, would carry the data into the next backup. Restores
+ * only use the newest change of a row, and the ledger repeats these deletions after every restore, so the older
+ * copies can go (deleted rows: their inserts and updates; the delete itself stays) or lose the position.
+ */
+
+/** change_log copies of the events (and correction requests) retention deleted and stripped in `b`. */
+export async function scrubRetentionChanges(q: Queryable, b: RetentionBounds): Promise<number> {
+  const old = `tenant_id = $1 AND table_name = 'attendance_events' AND op IN ('I', 'U')
+               AND (pk->>'id')::bigint <= $3::bigint AND ("row"->>'occurred_at')::timestamptz < $2::timestamptz`;
+  let n = 0;
+  if (b.deleteBefore) {
+    const d = await q.query(`DELETE FROM change_log WHERE ${old}`, [
+      b.tenantId,
+      b.deleteBefore,
+      b.maxEventId,
+    ]);
+    n += d.rowCount ?? 0;
+  }
+  if (b.stripBefore) {
+    const u = await q.query(
+      `UPDATE change_log SET "row" = "row" || '{"latitude": null, "longitude": null, "accuracy_m": null}'::jsonb
+        WHERE ${old} AND ("row"->>'latitude' IS NOT NULL OR "row"->>'longitude' IS NOT NULL
+                          OR "row"->>'accuracy_m' IS NOT NULL)`,
+      [b.tenantId, b.stripBefore, b.maxEventId],
+    );
+    n += u.rowCount ?? 0;
+  }
+  return n;
+}
+
+/** change_log copies of a deleted company's rows (its deletes stay, so the next incremental carries them). */
+export async function scrubTenantChanges(q: Queryable, tenantId: string): Promise<number> {
+  const r = await q.query(
+    `DELETE FROM change_log WHERE tenant_id = $1 AND op IN ('I', 'U') AND table_name NOT IN ('audit_log', 'security_ledger')`,
+    [tenantId],
+  );
+  return r.rowCount ?? 0;
+}
