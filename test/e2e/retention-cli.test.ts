@@ -156,6 +156,25 @@ describe('attendux tenant delete (binary)', () => {
     const mirror = await readFile(join(inst.dataDir, 'security-ledger.jsonl'), 'utf8');
     expect(mirror).toContain(`"kind":"tenant.deleted","entityId":"${co.id}"`);
   });
+  it('on a terminal, asks for the slug after the preview and deletes only when it is typed exactly', async () => {
+    const co = await company('del-tty');
+    // A terminal for the binary (script(1) gives it a pty; the answer comes in as typed).
+    const typed = (answer: string) =>
+      execa(
+        'script',
+        ['-qec', `node ${BIN} --config ${inst.configPath} tenant delete ${co.slug}`, '/dev/null'],
+        { input: `${answer}\r`, reject: false, env: { ATTENDUX_BACKUP_IDENTITY: '' } },
+      );
+    const wrong = await typed('del-tt');
+    expect(wrong.exitCode).toBe(1);
+    expect(wrong.stdout).toContain('attendance_events');
+    expect(wrong.stdout).toContain('not the slug');
+    expect(await eventIds(co.id)).toHaveLength(15);
+    const right = await typed(co.slug);
+    expect(right.exitCode, right.stdout).toBe(0);
+    expect(right.stdout).toMatch(/deleted company del-tty/);
+    expect(await eventIds(co.id)).toEqual([]);
+  });
 });
 
 describe('attendux tenant export (binary)', () => {
