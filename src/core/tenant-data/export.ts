@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { constants, createWriteStream } from 'node:fs';
-import { open, rename, unlink } from 'node:fs/promises';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { PassThrough, Readable, Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -17,6 +17,7 @@ import { VERSION } from '../../version.js';
 import { fsyncDir } from '../fs.js';
 import { checkRecipient } from '../backup/age-stream.js';
 import { requireTenant } from '../tenants.js';
+import type { Tenant } from '../../db/queries/tenants.js';
 
 /**
  * `attendux tenant export T --out FILE`: the whole company's data in one zip, streamed in constant memory
@@ -121,6 +122,46 @@ Withheld: password hashes, API key secrets and the audit chain's MACs (secrets),
 vector (biometric: employees.face_template_present says whether one exists, face_enrolled_at when).
 `;
 
+/** The zip (encrypted when asked) written to the open file `fh`, fsynced; returns what went in. */
+async function writeZip(
+  c: PoolClient,
+  tenant: Tenant,
+  fh: FileHandle,
+  opts: TenantExportOptions,
+): Promise<{ files: ExportedFile[]; people: number }> {
+  // archiver 7 (installed) exports a factory; @types/archiver describes version 8's classes.
+  const archiver = (await import('archiver')) as unknown as {
+    default: (format: 'zip', o: import('archiver').ZipOptions) => Archive;
+  };
+  const zip = archiver.default('zip', { zlib: { level: 6 } });
+  const sink: Writable = createWriteStream('', { fd: fh.fd, autoClose: false });
+  const written = pipeline(await encrypted(zip, opts), sink);
+  const files: ExportedFile[] = [];
+  try {
+    const { people } = await addTables(zip, c, tenant.id, files);
+    zip.append(README(tenant.slug), { name: 'README.txt' });
+    const manifest = {
+      kind: 'attendux-tenant-export',
+      tenant: { id: tenant.id, slug: tenant.slug, name: tenant.name },
+      generatedAt: new Date().toISOString(),
+      attendux: VERSION,
+      schemaVersion: await schemaVersion(c),
+      withheldColumns: WITHHELD_COLUMNS,
+      people,
+      files,
+    };
+    zip.append(JSON.stringify(manifest, null, 2) + '\n', { name: 'manifest.json' });
+    await zip.finalize();
+    await written;
+    await fh.sync();
+    return { files, people };
+  } catch (err) {
+    zip.abort();
+    await written.catch(() => undefined);
+    throw err;
+  }
+}
+
 export async function exportTenant(pool: Pool, opts: TenantExportOptions): Promise<TenantExportResult> {
   if (opts.passphrase && opts.recipient)
     throw new AttenduxError('USAGE', 'give --passphrase-file or --recipient, not both');
@@ -145,41 +186,8 @@ export async function exportTenant(pool: Pool, opts: TenantExportOptions): Promi
         });
       },
     );
-    // archiver 7 (installed) exports a factory; @types/archiver describes version 8's classes.
     created = true;
-    const archiver = (await import('archiver')) as unknown as {
-      default: (format: 'zip', o: import('archiver').ZipOptions) => Archive;
-    };
-    const zip = archiver.default('zip', { zlib: { level: 6 } });
-    const sink: Writable = createWriteStream('', { fd: fh.fd, autoClose: false });
-    const written = pipeline(await encrypted(zip, opts), sink);
-    const files: ExportedFile[] = [];
-    let people = 0;
-    try {
-      const r = await addTables(zip, c, tenant.id, files);
-      people = r.people;
-      zip.append(README(tenant.slug), { name: 'README.txt' });
-      const manifest = {
-        kind: 'attendux-tenant-export',
-        tenant: { id: tenant.id, slug: tenant.slug, name: tenant.name },
-        generatedAt: new Date().toISOString(),
-        attendux: VERSION,
-        schemaVersion: await schemaVersion(c),
-        withheldColumns: WITHHELD_COLUMNS,
-        people,
-        files,
-      };
-      zip.append(JSON.stringify(manifest, null, 2) + '\n', { name: 'manifest.json' });
-      await zip.finalize();
-      await written;
-      await fh.sync();
-    } catch (err) {
-      zip.abort();
-      await written.catch(() => undefined);
-      throw err;
-    } finally {
-      await fh.close();
-    }
+    const { files, people } = await writeZip(c, tenant, fh, opts).finally(() => fh.close());
     await c.query('COMMIT');
     await rename(part, opts.out);
     await fsyncDir(dirname(opts.out));
