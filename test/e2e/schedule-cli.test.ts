@@ -34,6 +34,7 @@ const ALL_OFF = Object.fromEntries(
     'audit-verify',
     'audit-purge',
     'retention-apply',
+    'dsar-overdue',
   ].map((id) => [id, { enabled: false }]),
 );
 
@@ -198,6 +199,8 @@ describe('schedule install --systemd', () => {
       'attendux-backup-incremental.timer',
       'attendux-backup-prune.service',
       'attendux-backup-prune.timer',
+      'attendux-dsar-overdue.service',
+      'attendux-dsar-overdue.timer',
       'attendux-retention-apply.service',
       'attendux-retention-apply.timer',
       'attendux.service',
@@ -248,7 +251,7 @@ describe('schedule install --systemd', () => {
       'attendux',
     ]);
     expect((JSON.parse(again.stdout) as { files: { action: string }[] }).files.map((f) => f.action)).toEqual(
-      Array(15).fill('unchanged'),
+      Array(17).fill('unchanged'),
     );
     await patchConfig(i, (c) => (c.schedule.jobs = { 'backup-prune': { enabled: false } }));
     const fewer = await run(i, [
@@ -281,7 +284,7 @@ describe('schedule install --systemd', () => {
     const dry = await run(i, ['schedule', 'uninstall', '--systemd', '--dir', dir, '--dry-run']);
     expect(dry.exitCode).toBe(0);
     expect(dry.stdout).toContain('would be removed');
-    expect((await readdir(dir)).length).toBe(15);
+    expect((await readdir(dir)).length).toBe(17);
     const un = await run(i, ['schedule', 'uninstall', '--systemd', '--dir', dir]);
     expect(un.exitCode, un.stderr).toBe(0);
     expect(un.stdout).toMatch(/systemctl disable --now .*attendux-backup-config\.timer/);
