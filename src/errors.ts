@@ -262,6 +262,26 @@ export const ERROR_CODES = {
     exitCode: 1,
     doc: 'audit verify: a chain has a broken link or disagrees with a checkpoint.',
   },
+  TENANT_DELETED: {
+    httpStatus: 410,
+    exitCode: 1,
+    doc: 'The company was deleted (`tenant delete`); a company restore does not bring it back.',
+  },
+  DSAR_OVERDUE: {
+    httpStatus: 500,
+    exitCode: 1,
+    doc: 'dsar list: a data subject request is past its due date.',
+  },
+  DSAR_PLAN_CHANGED: {
+    httpStatus: 409,
+    exitCode: 1,
+    doc: 'dsar erase: the data changed between the plan and its execution; nothing was erased.',
+  },
+  DSAR_EXTEND_REFUSED: {
+    httpStatus: 409,
+    exitCode: 1,
+    doc: 'dsar extend: the request is closed or was already extended once.',
+  },
   DOCTOR_FAILED: {
     httpStatus: 500,
     exitCode: 1,

@@ -31,6 +31,7 @@ import { peopleRoutes } from './routes/people.js';
 import { attendanceRoutes } from './routes/attendance.js';
 import { reportRoutes } from './routes/reports.js';
 import { adminRoutes } from './routes/admin.js';
+import { dsarRoutes } from './routes/dsar.js';
 
 export type { AppHooks } from './deps.js';
 
@@ -182,6 +183,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   attendanceRoutes(app, deps);
   reportRoutes(app, deps);
   adminRoutes(app, deps);
+  dsarRoutes(app, deps);
 
   await app.ready();
   return app;

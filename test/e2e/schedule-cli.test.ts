@@ -26,9 +26,16 @@ const installs: TestInstall[] = [];
 
 /** Every built-in job off, so a test schedules only what it is about. */
 const ALL_OFF = Object.fromEntries(
-  ['backup-full', 'backup-incremental', 'backup-config', 'backup-prune', 'audit-verify', 'audit-purge'].map(
-    (id) => [id, { enabled: false }],
-  ),
+  [
+    'backup-full',
+    'backup-incremental',
+    'backup-config',
+    'backup-prune',
+    'audit-verify',
+    'audit-purge',
+    'retention-apply',
+    'dsar-overdue',
+  ].map((id) => [id, { enabled: false }]),
 );
 
 async function install(opts: Parameters<typeof makeInstall>[1] = {}): Promise<TestInstall> {
@@ -192,6 +199,10 @@ describe('schedule install --systemd', () => {
       'attendux-backup-incremental.timer',
       'attendux-backup-prune.service',
       'attendux-backup-prune.timer',
+      'attendux-dsar-overdue.service',
+      'attendux-dsar-overdue.timer',
+      'attendux-retention-apply.service',
+      'attendux-retention-apply.timer',
       'attendux.service',
     ]);
     const verify = await execa('systemd-analyze', ['verify', ...ours.map((n) => join(dir, n))], {
@@ -240,7 +251,7 @@ describe('schedule install --systemd', () => {
       'attendux',
     ]);
     expect((JSON.parse(again.stdout) as { files: { action: string }[] }).files.map((f) => f.action)).toEqual(
-      Array(13).fill('unchanged'),
+      Array(17).fill('unchanged'),
     );
     await patchConfig(i, (c) => (c.schedule.jobs = { 'backup-prune': { enabled: false } }));
     const fewer = await run(i, [
@@ -273,7 +284,7 @@ describe('schedule install --systemd', () => {
     const dry = await run(i, ['schedule', 'uninstall', '--systemd', '--dir', dir, '--dry-run']);
     expect(dry.exitCode).toBe(0);
     expect(dry.stdout).toContain('would be removed');
-    expect((await readdir(dir)).length).toBe(13);
+    expect((await readdir(dir)).length).toBe(17);
     const un = await run(i, ['schedule', 'uninstall', '--systemd', '--dir', dir]);
     expect(un.exitCode, un.stderr).toBe(0);
     expect(un.stdout).toMatch(/systemctl disable --now .*attendux-backup-config\.timer/);

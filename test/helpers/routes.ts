@@ -262,6 +262,24 @@ export const ROUTE_CASES: RouteCase[] = [
     scopes: NONE,
   },
   { method: 'GET', pattern: '/api/v1/audit', url: () => '/api/v1/audit', roles: OA, scopes: NONE },
+  // Data subject requests: anyone may export their own data or file an erasure request (users not linked to
+  // an employee get 404); the register is for owners and HR.
+  { method: 'GET', pattern: '/api/v1/me/export', url: () => '/api/v1/me/export', roles: ALL, scopes: NONE },
+  {
+    method: 'POST',
+    pattern: '/api/v1/me/erasure-request',
+    url: () => '/api/v1/me/erasure-request',
+    body: () => ({ reason: 'please erase my data' }),
+    roles: ALL,
+    scopes: NONE,
+  },
+  {
+    method: 'GET',
+    pattern: '/api/v1/dsar/requests',
+    url: () => '/api/v1/dsar/requests',
+    roles: ['owner', 'hr'],
+    scopes: NONE,
+  },
   // Last: it ends the session that made the request.
   {
     method: 'POST',

@@ -13,6 +13,9 @@ import { registerRestore } from './restore.js';
 import { registerSchedule } from './schedule.js';
 import { registerAudit } from './audit.js';
 import { registerDoctor } from './doctor.js';
+import { registerRetention } from './retention.js';
+import { registerTenantData } from './tenant-data.js';
+import { registerDsar } from './dsar.js';
 
 /** Each module only declares flags; the work it does is imported lazily when the command runs. */
 export function registerCommands(program: Command): void {
@@ -30,4 +33,7 @@ export function registerCommands(program: Command): void {
   registerSchedule(program);
   registerAudit(program);
   registerDoctor(program);
+  registerRetention(program);
+  registerTenantData(program);
+  registerDsar(program);
 }

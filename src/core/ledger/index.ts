@@ -4,6 +4,8 @@ import { dirname, isAbsolute, join, resolve } from 'node:path';
 import type pg from 'pg';
 import { connectClient, type Queryable } from '../../db/pool.js';
 import { warnSwallowed } from '../../lib/log.js';
+import { reapplyDataLedger } from '../tenant-data/ledger.js';
+import { reapplyErasures } from '../dsar/reapply.js';
 
 /**
  * The security ledger: changes a restore must never undo (migrations/0006_security.sql). Triggers on `users`
@@ -31,6 +33,10 @@ export const LEDGER_KINDS = [
   'user.disabled',
   'user.password',
   'user.role_downgrade',
+  // Final, like revocations: every entry is re-applied whatever the point (src/core/tenant-data/ledger.ts).
+  'attendance.retention',
+  'tenant.deleted',
+  'dsar.erasure',
 ] as const;
 
 export interface LedgerEntry {
@@ -222,6 +228,9 @@ export async function applyLedger(
         AND attendux_role_rank(u.role) >= attendux_role_rank(l.data->>'role')`,
     [t, since],
   );
+  // DSAR erasures: every one ever recorded, whatever the restored point (src/core/dsar/reapply.ts).
+  applied['dsar.erasure'] = await reapplyErasures(c, t);
+  Object.assign(applied, await reapplyDataLedger(c, t));
   await c.query("SELECT set_config('attendux.ledger_replay', 'off', true)");
   // Recorded (replay off): a later restore from an older backup must end sessions issued after this one too.
   const ended = await c.query(

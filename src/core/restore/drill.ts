@@ -199,7 +199,13 @@ export async function checkLedgerEffects(
       unknown++;
       continue;
     }
-    const monotonic = e.kind === 'api_key.revoked' || e.kind === 'user.session_epoch';
+    const monotonic = [
+      'api_key.revoked',
+      'user.session_epoch',
+      'dsar.erasure',
+      'attendance.retention',
+      'tenant.deleted',
+    ].includes(e.kind);
     if (!monotonic && Date.parse(e.at) < since) {
       notChecked++;
       continue;
@@ -228,6 +234,16 @@ export async function checkLedgerEffects(
                                        WHERE u.tenant_id = x."tenantId" AND u.id = x."entityId")
          WHEN 'user.role_downgrade' THEN (SELECT attendux_role_rank(u.role) <= attendux_role_rank(x.data->>'role')
                                        FROM users u WHERE u.tenant_id = x."tenantId" AND u.id = x."entityId")
+         WHEN 'dsar.erasure' THEN (SELECT e.full_name = 'Erased ' || (x.data->>'pseudonym') AND e.email IS NULL
+                                       FROM employees e WHERE e.tenant_id = x."tenantId"
+                                        AND e.id = (x.data->>'employeeId')::uuid)
+         WHEN 'tenant.deleted' THEN NOT EXISTS (SELECT 1 FROM tenants t WHERE t.id = x."entityId")
+         WHEN 'attendance.retention' THEN NOT EXISTS (SELECT 1 FROM attendance_events a
+                                       WHERE a.tenant_id = x."tenantId" AND a.id <= (x.data->>'maxEventId')::bigint
+                                         AND (a.occurred_at < (x.data->>'deleteBefore')::timestamptz
+                                              OR (a.occurred_at < (x.data->>'stripBefore')::timestamptz
+                                                  AND (a.latitude IS NOT NULL OR a.longitude IS NOT NULL
+                                                       OR a.accuracy_m IS NOT NULL))))
        END AS holds
        FROM jsonb_to_recordset($1::jsonb) AS x(id text, kind text, "tenantId" uuid, "entityId" uuid, data jsonb)`,
     [JSON.stringify(wanted)],

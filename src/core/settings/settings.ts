@@ -20,6 +20,12 @@ export const SETTINGS_SHAPE = {
   'overtime.dailyMinutes': z.number().int().min(0).max(1440),
   /** Overtime pay in percent of the hourly rate. */
   'overtime.multiplierPercent': z.number().int().min(100).max(1000),
+  /** `retention apply` deletes attendance events older than this many years (not under legal hold); null keeps them. */
+  'retention.attendanceYears': z.number().int().min(1).max(100).nullable(),
+  /** `retention apply` drops the GPS position of events older than this many days, keeping the verdict; null keeps it. */
+  'retention.locationDays': z.number().int().min(1).max(36500).nullable(),
+  /** Legal hold of payroll records (hours, pay) in years: a DSAR erasure keeps them that long, pseudonymised. */
+  'dsar.holdYears': z.number().int().min(0).max(30),
 } as const;
 
 export type SettingKey = keyof typeof SETTINGS_SHAPE;
@@ -32,6 +38,9 @@ export const DEFAULT_SETTINGS: TenantSettings = {
   'face.required': false,
   'overtime.dailyMinutes': 480,
   'overtime.multiplierPercent': 150,
+  'retention.attendanceYears': null,
+  'retention.locationDays': null,
+  'dsar.holdYears': 6,
 };
 
 export const SettingsPatchSchema = z.strictObject(
