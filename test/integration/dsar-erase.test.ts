@@ -5,6 +5,7 @@ import { backupIncremental } from '../../src/core/backup/incremental.js';
 import { restoreInto } from '../../src/core/restore/execute.js';
 import { restoreTenant } from '../../src/core/restore/tenant.js';
 import { restoreDrill } from '../../src/core/restore/drill.js';
+import { restoreInPlace } from '../../src/core/restore/in-place.js';
 import { executeErasurePlan, planErasureFor } from '../../src/core/dsar/service.js';
 import { describePlan } from '../../src/core/dsar/erase.js';
 import { openInstall, type Install } from '../../src/core/install.js';
@@ -268,5 +269,18 @@ describe('erasures survive restores', () => {
     const check = r.checks.find((c) => c.name === 'security-ledger')!;
     expect(check.detail).toContain(`dsar.erasure `);
     expect(done.plan.pseudonym).toMatch(/^[0-9a-f]{12}$/);
+  });
+
+  // Last: it swaps the live database, so the pools of the other tests are closed first.
+  it('restore --in-place re-applies it before the swap', async () => {
+    const p = await person('erase-inplace');
+    await backupFull({ configPath: inst.configPath });
+    await erase(p);
+    await install.close();
+    await admin.end();
+    await restoreInPlace({ ...cfg(), dropOld: true });
+    admin = createPool(db.adminUrl, 4);
+    install = await openInstall({ configPath: inst.configPath });
+    await expectErased(admin, p);
   });
 });

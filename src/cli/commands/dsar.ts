@@ -14,7 +14,12 @@ export function registerDsar(program: Command): void {
   const dsar = program
     .command('dsar')
     .description('data subject requests (GDPR): export, erase, and the register of requests');
+  registerExport(dsar);
+  registerErase(dsar);
+  registerList(dsar);
+}
 
+function registerExport(dsar: Command): void {
   dsar
     .command('export')
     .description("write one person's data as a zip (data.json, CSVs, README.txt, manifest.json); audited")
@@ -52,7 +57,9 @@ export function registerDsar(program: Command): void {
         ]);
       },
     );
+}
 
+function registerErase(dsar: Command): void {
   dsar
     .command('erase')
     .description(
@@ -109,7 +116,9 @@ export function registerDsar(program: Command): void {
         });
       },
     );
+}
 
+function registerList(dsar: Command): void {
   dsar
     .command('list')
     .description('the register of requests with due dates; exit 1 when one is overdue (for cron)')

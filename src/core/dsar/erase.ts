@@ -1,17 +1,14 @@
 import { createHmac } from 'node:crypto';
 import type { Queryable } from '../../db/pool.js';
 import { appendAudit } from '../../db/queries/audit.js';
+import { closeRequest, insertRequest, openRequestFor } from '../../db/queries/dsar-requests.js';
 import {
-  closeRequest,
   erasureCounts,
   executeErasure,
   insertErasureLedger,
-  insertRequest,
-  openRequestFor,
-  subjectUsers,
   type ErasureSpec,
-  type Subject,
-} from '../../db/queries/dsar.js';
+} from '../../db/queries/dsar-erasure.js';
+import { subjectUsers, type Subject } from '../../db/queries/dsar.js';
 import { AttenduxError } from '../../errors.js';
 
 /**

@@ -49,7 +49,10 @@ const PAGE = 5000;
 
 type Chunks = AsyncGenerator<string | Buffer, void, undefined>;
 
-/** Append the subject's data files (data.json and the CSVs) to `archive`. */
+/**
+ * Append the subject's data files (data.json and the CSVs) to `archive`. Until `done`, send nothing on `db`
+ * yourself except through another appendSubjectFiles call (they share one queue per client).
+ */
 export function appendSubjectFiles(
   archive: Archiver,
   db: Queryable,
@@ -59,48 +62,8 @@ export function appendSubjectFiles(
   const q = serialized(db);
   const prefix = opts.prefix ?? '';
   const page = opts.pageSize ?? PAGE;
-  const { tenantId, employeeId } = subject;
   const digests: FileDigest[] = [];
-  const files: [string, () => Chunks][] = [
-    ['data.json', () => dataJson(q, subject, page)],
-    [
-      'attendance-events.csv',
-      () =>
-        csv(
-          EVENT_COLUMNS as unknown as string[],
-          pages(
-            (after) => eventPage(q, tenantId, employeeId, after, page),
-            '0',
-            (r) => String(r.id),
-          ),
-        ),
-    ],
-    [
-      'timesheets.csv',
-      () =>
-        csv(
-          ['day', 'worked_minutes', 'regular_minutes', 'overtime_minutes'],
-          timesheetRows(q, subject, page, opts.overtime),
-        ),
-    ],
-    ['payroll-lines.csv', () => csv(PAYROLL_COLUMNS, payrollRows(q, subject, page, opts.overtime))],
-    [
-      'corrections.csv',
-      () =>
-        csv(
-          CORRECTION_COLUMNS,
-          once(() => subjectCorrections(q, tenantId, employeeId)),
-        ),
-    ],
-    [
-      'audit-events.csv',
-      () =>
-        csv(
-          ['seq', 'at', 'actor', 'action', 'entity_type', 'entity_id', 'details'],
-          auditRows(q, subject, page),
-        ),
-    ],
-  ];
+  const files = subjectFileList(q, subject, page, opts.overtime);
   let finish!: (d: FileDigest[]) => void;
   let fail!: (err: unknown) => void;
   const done = new Promise<FileDigest[]>((res, rej) => {
@@ -129,18 +92,74 @@ export function appendSubjectFiles(
   return { done, names: files.map(([n]) => prefix + n) };
 }
 
+/** The files of one subject: name, and the generator that produces its content. */
+function subjectFileList(
+  q: Queryable,
+  subject: Subject,
+  page: number,
+  overtime: OvertimeRule,
+): [string, () => Chunks][] {
+  const { tenantId, employeeId } = subject;
+  return [
+    ['data.json', () => dataJson(q, subject, page)],
+    [
+      'attendance-events.csv',
+      () =>
+        csv(
+          EVENT_COLUMNS as unknown as string[],
+          pages(
+            (after) => eventPage(q, tenantId, employeeId, after, page),
+            '0',
+            (r) => String(r.id),
+          ),
+        ),
+    ],
+    [
+      'timesheets.csv',
+      () =>
+        csv(
+          ['day', 'worked_minutes', 'regular_minutes', 'overtime_minutes'],
+          timesheetRows(q, subject, page, overtime),
+        ),
+    ],
+    ['payroll-lines.csv', () => csv(PAYROLL_COLUMNS, payrollRows(q, subject, page, overtime))],
+    [
+      'corrections.csv',
+      () =>
+        csv(
+          CORRECTION_COLUMNS,
+          once(() => subjectCorrections(q, tenantId, employeeId)),
+        ),
+    ],
+    [
+      'audit-events.csv',
+      () =>
+        csv(
+          ['seq', 'at', 'actor', 'action', 'entity_type', 'entity_id', 'details'],
+          auditRows(q, subject, page),
+        ),
+    ],
+  ];
+}
+
 /**
  * The generators run side by side; a pg client must be sent one query at a time (pg 9 will refuse a query
  * while another runs): chain them.
  */
+const chains = new WeakMap<Queryable, Queryable>();
 function serialized(q: Queryable): Queryable {
+  // One chain per client, so that several subjects appended to one archive (tenant export) share it too.
+  let wrapped = chains.get(q);
+  if (wrapped) return wrapped;
   let tail: Promise<unknown> = Promise.resolve();
   const query = (...args: Parameters<Queryable['query']>) => {
     const run = tail.then(() => (q.query as (...a: unknown[]) => Promise<unknown>)(...args));
     tail = run.catch(() => undefined);
     return run;
   };
-  return { query: query as Queryable['query'] };
+  wrapped = { query: query as Queryable['query'] };
+  chains.set(q, wrapped);
+  return wrapped;
 }
 
 /** A lazy stream of text that hashes itself as archiver reads it; resolves with its digest once read. */

@@ -1,5 +1,5 @@
 import type { Queryable } from '../../db/pool.js';
-import { executeErasure, ledgerErasures } from '../../db/queries/dsar.js';
+import { executeErasure, ledgerErasures } from '../../db/queries/dsar-erasure.js';
 
 /**
  * Re-apply every erasure of the security ledger (of one company with tenantId) inside the caller's

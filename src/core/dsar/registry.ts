@@ -202,7 +202,11 @@ export const REGISTRY: Record<string, TableClass> = {
       entity_id: p('technical', 'pseudonymise'),
       ip_hash: p('technical', 'hold', 'peppered hash, never the address'),
       ua_hash: p('technical', 'hold', 'peppered hash, never the user agent'),
-      details: p('technical', 'hold', 'ids and what changed, never names'),
+      details: p(
+        'technical',
+        'hold',
+        'what changed; some older writers put an email or employee number here',
+      ),
       prev_hash: no(),
       hash: no(),
       mac_version: no(),

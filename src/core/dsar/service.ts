@@ -8,13 +8,12 @@ import {
   closeRequest,
   extendRequest,
   findRequest,
-  findSubject,
   insertRequest,
   listRequests,
   openRequestFor,
   type DsarRequest,
-  type Subject,
-} from '../../db/queries/dsar.js';
+} from '../../db/queries/dsar-requests.js';
+import { findSubject, type Subject } from '../../db/queries/dsar.js';
 import { AttenduxError } from '../../errors.js';
 import { loadSettings } from '../settings/settings.js';
 import { requireTenant } from '../accounts/tenants.js';
@@ -92,19 +91,11 @@ async function encryptionOf(o: ExportRequestOptions): Promise<ExportEncryption |
 }
 
 /** Run `fn` in one REPEATABLE READ transaction: an export is one consistent snapshot. */
-async function snapshot<T>(install: Install, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-  const c = await install.admin.connect();
-  try {
-    await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-    const r = await fn(c);
-    await c.query('COMMIT');
-    return r;
-  } catch (err) {
-    await c.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    c.release();
-  }
+function snapshot<T>(install: Install, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  return inTransaction(install.admin, async (c) => {
+    await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ');
+    return fn(c);
+  });
 }
 
 /**
@@ -195,18 +186,9 @@ export async function executeErasurePlan(
   plan: ErasurePlan,
   o: { actor: string; reason?: string; legalBasis: string; receiptOut?: string; now?: Date },
 ): Promise<ErasureResult & { receiptFiles: string[] }> {
-  const c = await install.admin.connect();
-  let r: ErasureResult;
-  try {
-    await c.query('BEGIN');
-    r = await applyErasure(c, plan, { ...o, now: o.now ?? new Date() });
-    await c.query('COMMIT');
-  } catch (err) {
-    await c.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    c.release();
-  }
+  const r = await inTransaction(install.admin, (c) =>
+    applyErasure(c, plan, { ...o, now: o.now ?? new Date() }),
+  );
   await syncLedgerFile(install.admin, install.loaded.config.dataDir).catch(() => undefined);
   const receiptFiles: string[] = [];
   if (o.receiptOut) {
@@ -251,9 +233,7 @@ export async function extendDsarRequest(
   if (!o.reason.trim())
     throw new AttenduxError('USAGE', '--reason must say why (it is told to the requester)');
   const now = o.now ?? new Date();
-  const c = await install.admin.connect();
-  try {
-    await c.query('BEGIN');
+  return inTransaction(install.admin, async (c) => {
     const r = await findRequest(c, o.id);
     if (!r) throw new AttenduxError('NOT_FOUND', `no request ${o.id}`);
     if (r.status !== 'open' || r.extendedAt)
@@ -272,13 +252,6 @@ export async function extendDsarRequest(
       entityId: r.id,
       details: { reason: o.reason },
     });
-    const after = (await findRequest(c, o.id))!;
-    await c.query('COMMIT');
-    return after;
-  } catch (err) {
-    await c.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    c.release();
-  }
+    return (await findRequest(c, o.id))!;
+  });
 }
