@@ -75,26 +75,35 @@ export class AuditMac {
    * answers no one who could learn the MAC from its timing.
    */
   verifyEncoded(encoded: Buffer, mac: Buffer): boolean {
-    if (mac.length !== 32) return false;
-    const inner = this.innerDigest(encoded);
+    return this.verifyAt(encoded, 0, encoded.length, 0, 0, mac);
+  }
+
+  /** verifyEncoded of b[start, end) against the MAC b[macStart, macEnd) (or `mac`), without slicing b. */
+  verifyAt(b: Buffer, start: number, end: number, macStart: number, macEnd: number, mac = b): boolean {
+    if (mac !== b) {
+      macStart = 0;
+      macEnd = mac.length;
+    }
+    if (macEnd - macStart !== 32) return false;
+    const inner = this.innerDigest(b, start, end);
     const { w, out } = this;
     for (let i = 0; i < 8; i++) w[i] = inner.readInt32BE(i * 4);
     w[8] = 0x80000000 | 0;
     w.fill(0, 9, 15);
     w[15] = (64 + 32) * 8; // the message length in bits: K^opad and the inner digest
     compressBlock(this.outerState, w, out);
-    for (let i = 0; i < 8; i++) if (out[i] !== mac.readInt32BE(i * 4)) return false;
+    for (let i = 0; i < 8; i++) if (out[i] !== mac.readInt32BE(macStart + i * 4)) return false;
     return true;
   }
 
-  private innerDigest(encoded: Buffer): Buffer {
-    const need = this.head + encoded.length;
+  private innerDigest(encoded: Buffer, start = 0, end = encoded.length): Buffer {
+    const need = this.head + end - start;
     if (need > this.inner.length) {
       const bigger = Buffer.alloc(need * 2);
       this.inner.copy(bigger, 0, 0, this.head);
       this.inner = bigger;
     }
-    encoded.copy(this.inner, this.head);
+    encoded.copy(this.inner, this.head, start, end);
     return hashOnce('sha256', this.inner.subarray(0, need), 'buffer');
   }
 
