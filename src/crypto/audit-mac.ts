@@ -1,7 +1,6 @@
 import { createHash, hash as hashOnce, timingSafeEqual } from 'node:crypto';
 import pg from 'pg';
 import { AttenduxError } from '../errors.js';
-import { compressBlock, SHA256_IV } from './sha256-block.js';
 
 /**
  * The MAC of an audit entry: HMAC-SHA256 under the install's audit key (secrets `auditKey`, never in the
@@ -60,42 +59,38 @@ export class AuditMac {
     MAC_TAG.copy(this.inner, 64);
     this.outer = Buffer.alloc(96);
     opad.copy(this.outer, 0);
-    for (let i = 0; i < 16; i++) this.w[i] = opad.readInt32BE(i * 4);
-    compressBlock(SHA256_IV, this.w, this.outerState);
   }
-
-  /** The SHA-256 state after the K^opad block, and scratch words for verifyEncoded. */
-  private readonly outerState = new Int32Array(8);
-  private readonly w = new Int32Array(64);
-  private readonly out = new Int32Array(8);
 
   /**
    * Is `mac` the MAC of these encoded fields? The bulk check of `audit verify`: the same HMAC as ofEncoded,
-   * with its outer hash as one block compressed from the precomputed K^opad state (sha256-block.ts) and
-   * compared word by word, so no digest Buffer is made. Not constant-time, which a verifier need not be: it
-   * answers no one who could learn the MAC from its timing.
+   * compared in place with Buffer.compare, so no slice is made. Both hashes stay in node:crypto: a hand-written
+   * SHA-256 block for the outer hash measured ~0.4 µs per entry faster, but crypto code we would have to keep
+   * correct ourselves is not worth 14 % of a verify (README, Audit log performance). Not constant-time, which a
+   * verifier need not be: it answers no one who could learn the MAC from its timing.
    */
   verifyEncoded(encoded: Buffer, mac: Buffer): boolean {
-    if (mac.length !== 32) return false;
-    const inner = this.innerDigest(encoded);
-    const { w, out } = this;
-    for (let i = 0; i < 8; i++) w[i] = inner.readInt32BE(i * 4);
-    w[8] = 0x80000000 | 0;
-    w.fill(0, 9, 15);
-    w[15] = (64 + 32) * 8; // the message length in bits: K^opad and the inner digest
-    compressBlock(this.outerState, w, out);
-    for (let i = 0; i < 8; i++) if (out[i] !== mac.readInt32BE(i * 4)) return false;
-    return true;
+    return this.verifyAt(encoded, 0, encoded.length, 0, 0, mac);
   }
 
-  private innerDigest(encoded: Buffer): Buffer {
-    const need = this.head + encoded.length;
+  /** verifyEncoded of b[start, end) against the MAC b[macStart, macEnd) (or `mac`), without slicing b. */
+  verifyAt(b: Buffer, start: number, end: number, macStart: number, macEnd: number, mac = b): boolean {
+    if (mac !== b) {
+      macStart = 0;
+      macEnd = mac.length;
+    }
+    if (macEnd - macStart !== 32) return false;
+    this.innerDigest(b, start, end).copy(this.outer, 64);
+    return hashOnce('sha256', this.outer, 'buffer').compare(mac, macStart, macEnd) === 0;
+  }
+
+  private innerDigest(encoded: Buffer, start = 0, end = encoded.length): Buffer {
+    const need = this.head + end - start;
     if (need > this.inner.length) {
       const bigger = Buffer.alloc(need * 2);
       this.inner.copy(bigger, 0, 0, this.head);
       this.inner = bigger;
     }
-    encoded.copy(this.inner, this.head);
+    encoded.copy(this.inner, this.head, start, end);
     return hashOnce('sha256', this.inner.subarray(0, need), 'buffer');
   }
 

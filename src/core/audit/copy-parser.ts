@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import type pg from 'pg';
 import copyStreams from 'pg-copy-streams';
 import { PG_EPOCH_US } from './mac.js';
-import type { ChainWalker } from './walker.js';
+import type { ChainWalker, RowAt } from './walker.js';
 
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 const PURGE = Buffer.from('audit.purge');
@@ -29,6 +29,8 @@ class CopyParser extends Writable {
   private tenant: Buffer = Buffer.alloc(0);
   private readonly ends = new Int32Array(NFIELDS);
   private readonly starts = new Int32Array(NFIELDS);
+  /** Reused for every row: the walker reads it before the next one. */
+  private readonly r: RowAt = { seq: 0, atUs: 0, version: 0, enc: 0, prev: 0, prevEnd: 0, mac: 0, end: 0 };
 
   private readonly w: ChainWalker;
 
@@ -88,16 +90,18 @@ class CopyParser extends Writable {
         ends[4]! - starts[4]! === PURGE.length && b.compare(PURGE, 0, PURGE.length, starts[4], ends[4]) === 0
           ? b.toString('utf8', starts[9]! + 1, ends[9])
           : undefined;
-      this.w.entry(
-        int8At(b, starts[1]!),
-        int8At(b, starts[2]!) + PG_EPOCH_US,
-        // fields 0..10 with their length words: from the first length word to the end of prev_hash
-        b.subarray(off + 2, ends[10]),
-        b.subarray(starts[10], ends[10]),
-        b.subarray(starts[11], ends[11]),
-        b.readInt16BE(starts[12]),
-        purge,
-      );
+      const r = this.r;
+      r.seq = int8At(b, starts[1]!);
+      r.atUs = int8At(b, starts[2]!) + PG_EPOCH_US;
+      r.version = b.readInt16BE(starts[12]);
+      // the MAC input: fields 0..10 with their length words, from the first length word to prev_hash's end
+      // (prev_hash and hash are NOT NULL: both have their bytes)
+      r.enc = off + 2;
+      r.prev = starts[10]!;
+      r.prevEnd = ends[10]!;
+      r.mac = starts[11]!;
+      r.end = ends[11]!;
+      this.w.entryAt(b, r, purge);
       off = p;
     }
     // Keep the unparsed tail (a row split across chunks); copy it so the old chunk can be released.
