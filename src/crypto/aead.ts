@@ -40,9 +40,13 @@ export function open(ring: DataKeyring, keyId: string, data: Buffer, aad: string
   try {
     return Buffer.concat([decipher.update(data.subarray(NONCE + TAG)), decipher.final()]);
   } catch (err) {
-    throw new AttenduxError('DECRYPT_FAILED', 'sealed data failed authentication (wrong key, row or tampering)', {
-      cause: err,
-    });
+    throw new AttenduxError(
+      'DECRYPT_FAILED',
+      'sealed data failed authentication (wrong key, row or tampering)',
+      {
+        cause: err,
+      },
+    );
   }
 }
 

@@ -235,7 +235,7 @@ describe('restore --config-only writes only to recorded, allowed paths', () => {
   it('records every file it took, with its absolute path, in the signed manifest', async () => {
     const cb = await backupConfig({ configPath: inst.configPath, serviceFiles: [service] });
     const { openBackup } = await import('../../src/core/archive/reader.js');
-  const { readIdentityFile } = await import('../../src/core/archive/identity.js');
+    const { readIdentityFile } = await import('../../src/core/archive/identity.js');
     const opened = await openBackup({
       backupDir: inst.backupDir,
       id: cb.sidecar!.id,

@@ -78,7 +78,8 @@ export const sidecarFileName = (id: string) => `${id}.json`;
 const kind = z.enum(['full', 'incremental', 'config']);
 const nullableString = z.string().nullable();
 const sha256 = z.string().regex(/^[0-9a-f]{64}$/);
-const count = z.number().int().nonnegative();
+// Not .int(): zod's int() stops at 2^53, and a size is a size (a test pretends a file of 10^16 bytes).
+const count = z.number().nonnegative();
 /** The audit section is written and read by src/core/audit; the archive only carries it. */
 const audit = z.custom<BackupAudit>((v) => !!v && typeof v === 'object' && !Array.isArray(v));
 

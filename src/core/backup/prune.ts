@@ -1,10 +1,10 @@
+import { auditBackupOperation } from './audit-entry.js';
 import { unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AttenduxError } from '../../errors.js';
-import { actorOf, type Acting } from '../actor.js';
+import type { Acting } from '../actor.js';
 import { loadConfig, type ConfigLocation } from '../config/load.js';
 import { fsyncDir } from '../../lib/fs.js';
-import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
 import { readCatalog } from '../archive/catalog.js';
 import { dataFileName, sidecarFileName, type BackupKind } from '../archive/format.js';
 import { acquireFileLock } from './lock.js';
@@ -173,7 +173,10 @@ export async function applyPrune(opts: PruneOptions, plan: PruneRunPlan): Promis
   } finally {
     await lock.release();
   }
-  if (result.delete.length) await auditPrune(opts, result);
+  if (result.delete.length)
+    await auditBackupOperation(opts, 'backup.prune', {
+      deleted: result.delete.map((d) => ({ id: d.id, reason: d.reason })),
+    });
   return result;
 }
 
@@ -186,23 +189,6 @@ async function deleteBackupFiles(backupDir: string, id: string): Promise<void> {
   // The drill's record and its signature (restore/drill-record.ts) go with their backup.
   for (const c of [`${id}.drill.json`, `${id}.drill.json.sig`])
     await unlink(join(backupDir, c)).catch(() => undefined);
-}
-
-async function auditPrune(opts: PruneOptions, result: PruneResult): Promise<void> {
-  try {
-    const { withInstall } = await import('../install.js');
-    await withInstall({ ...opts, requireMigrated: false }, (install) =>
-      appendAudit(install.admin, {
-        tenantId: SYSTEM_TENANT,
-        actor: actorOf(opts),
-        action: 'backup.prune',
-        entityType: 'backup',
-        details: { deleted: result.delete.map((d) => ({ id: d.id, reason: d.reason })) },
-      }),
-    );
-  } catch {
-    // The deletion happened; a database that is down must not turn a successful prune into a failure.
-  }
 }
 
 /** Plan and (without dryRun) apply at once: for unattended callers that show no plan (cron runs --yes). */

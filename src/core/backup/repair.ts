@@ -1,11 +1,11 @@
+import { auditBackupOperation } from './audit-entry.js';
 import { open, mkdir, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AttenduxError, isAttenduxError } from '../../errors.js';
-import { actorOf, type Acting } from '../actor.js';
+import type { Acting } from '../actor.js';
 import { ensureInstallKeys, loadConfig, loadSecrets, type ConfigLocation } from '../config/load.js';
 import { signBackup } from './signature.js';
 import { fsyncDir, writeFileAtomic } from '../../lib/fs.js';
-import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
 import { QUARANTINE_DIR, readCatalog, type CatalogProblem } from '../archive/catalog.js';
 import { FORMAT, dataFileName, sidecarFileName, type Manifest, type Sidecar } from '../archive/format.js';
 import { readBackup } from '../archive/reader.js';
@@ -155,21 +155,9 @@ export async function repairBackups(opts: RepairOptions): Promise<RepairResult> 
   } finally {
     await lock?.release();
   }
-  if (!opts.dryRun && items.length) {
-    try {
-      const { withInstall } = await import('../install.js');
-      await withInstall({ ...opts, requireMigrated: false }, (install) =>
-        appendAudit(install.admin, {
-          tenantId: SYSTEM_TENANT,
-          actor: actorOf(opts),
-          action: 'backup.repair',
-          entityType: 'backup',
-          details: { items: items.map((i) => ({ id: i.id, was: i.was, outcome: i.outcome })) },
-        }),
-      );
-    } catch {
-      // The files were repaired; a database that is down must not turn that into a failure.
-    }
-  }
+  if (!opts.dryRun && items.length)
+    await auditBackupOperation(opts, 'backup.repair', {
+      items: items.map((i) => ({ id: i.id, was: i.was, outcome: i.outcome })),
+    });
   return { backupDir, dryRun: !!opts.dryRun, items };
 }

@@ -7,7 +7,8 @@ import type { CatalogEntry } from '../archive/catalog.js';
 import { dataFileName, sidecarFileName } from '../archive/format.js';
 import { TargetsSchema, type TargetConfig } from './schema.js';
 import { companionNames, connect, type OffsiteProgress } from './copy.js';
-import { audit, readStreamText, remoteCatalog } from './remote.js';
+import { readStreamText, remoteCatalog } from './remote.js';
+import { auditBackupOperation } from '../backup/audit-entry.js';
 import { offsiteError, resolveTargetPaths } from './target.js';
 import { download, privateDir } from './download.js';
 
@@ -124,7 +125,7 @@ export async function fetchForRestore(
     }
     const fetched: FetchedBackups = { dir, target: cfg.name, backups: [...ids], bytes, cleanup };
     if (loaded)
-      await audit(
+      await auditBackupOperation(
         loc,
         'restore.fetch',
         { target: cfg.name, backups: fetched.backups, bytes, outcome: 'success' },
@@ -134,7 +135,7 @@ export async function fetchForRestore(
   } catch (err) {
     await cleanup();
     if (loaded && isAttenduxError(err))
-      await audit(loc, 'restore.fetch', {
+      await auditBackupOperation(loc, 'restore.fetch', {
         target: cfg.name,
         outcome: 'failure',
         error: err.code,

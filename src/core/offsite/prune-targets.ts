@@ -4,7 +4,8 @@ import type { ConfigLocation, LoadedConfig } from '../config/load.js';
 import { sidecarFileName } from '../archive/format.js';
 import { planPrune, type PrunePlan } from '../backup/prune.js';
 import { configuredTargets, connect } from './copy.js';
-import { audit, remoteCatalog } from './remote.js';
+import { remoteCatalog } from './remote.js';
+import { auditBackupOperation } from '../backup/audit-entry.js';
 import { offsiteError } from './target.js';
 
 // The same retention as the local prune, on each target (`backup prune`).
@@ -65,7 +66,7 @@ export async function pruneTargets(
       r.error = { code: e.code, message: e.message };
     }
     if (!opts.dryRun && (r.delete.length || r.error))
-      await audit(opts.loc ?? { configPath: loaded.path }, 'backup.offsite.prune', {
+      await auditBackupOperation(opts.loc ?? { configPath: loaded.path }, 'backup.offsite.prune', {
         target: t.name,
         outcome: r.error ? 'failure' : 'success',
         deleted: r.delete.map((d) => ({ id: d.id, reason: d.reason })),

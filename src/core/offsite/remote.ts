@@ -1,14 +1,13 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AttenduxError, isAttenduxError } from '../../errors.js';
-import { actorOf, type Acting } from '../actor.js';
 import { loadConfig, type ConfigLocation, type LoadedConfig } from '../config/load.js';
-import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
 import { computeChains, readCatalog, type CatalogEntry } from '../archive/catalog.js';
 import { dataFileName, ID_PATTERN, parseSidecar, sidecarFileName, type Sidecar } from '../archive/format.js';
 import { readBackup } from '../archive/reader.js';
 import { identityFileFrom, readIdentityFile } from '../archive/identity.js';
 import { acquireFileLock } from '../backup/lock.js';
+import { auditBackupOperation } from '../backup/audit-entry.js';
 import type { TargetConfig, TargetSecrets } from './schema.js';
 import {
   configuredTargets,
@@ -106,29 +105,6 @@ export async function listTarget(loc: ConfigLocation, name: string): Promise<Rem
   return withTarget(loaded, name, (t) => remoteCatalog(t));
 }
 
-export async function audit(
-  loc: ConfigLocation & Acting,
-  action: string,
-  details: Record<string, unknown>,
-  entityId?: string,
-): Promise<void> {
-  try {
-    const { withInstall } = await import('../install.js');
-    await withInstall({ ...loc, requireMigrated: false }, (i) =>
-      appendAudit(i.admin, {
-        tenantId: SYSTEM_TENANT,
-        actor: actorOf(loc),
-        action,
-        entityType: 'backup',
-        entityId,
-        details,
-      }),
-    );
-  } catch {
-    // The database may be down (or not there yet, in a disaster recovery): the operation itself stands.
-  }
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // sync
 
@@ -214,7 +190,7 @@ export async function syncTargets(
   }
   const ok = results.every((r) => !r.error && r.copied.every((c) => c.ok));
   if (!loc.dryRun)
-    await audit(loc, 'backup.offsite.sync', {
+    await auditBackupOperation(loc, 'backup.offsite.sync', {
       outcome: ok ? 'success' : 'failure',
       targets: results.map((r) => ({
         target: r.target,

@@ -60,9 +60,6 @@ export async function planRestoreInto(opts: RestoreOptions, mode: RestoreMode = 
   }
 }
 
-/** The plan, for printing (the same value planRestoreInto returns). */
-export const previewRestore = planRestoreInto;
-
 /**
  * `attendux restore [--into NAME]`: the chain's state in a new database; the live database is never touched.
  * Every file is decrypted and verified before any database is created or replaced.

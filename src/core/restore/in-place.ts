@@ -78,9 +78,6 @@ export async function planInPlace(opts: InPlaceOptions): Promise<InPlacePlan> {
   }
 }
 
-/** The plan, for printing (the same value planInPlace returns). */
-export const previewInPlace = planInPlace;
-
 /** Whether sessions that this role may not terminate are connected to `database`. */
 async function foreignSessions(m: pg.Client, database: string): Promise<boolean> {
   const { rows } = await m.query<{ n: number }>(
