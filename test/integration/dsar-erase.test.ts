@@ -14,6 +14,8 @@ import { makeInstall, type TestInstall } from '../helpers/backup.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { dropDatabases, urlOf } from '../helpers/restore.js';
 import { seedCompany, type Company } from '../helpers/server.js';
+import { inCompany } from '../../src/core/accounts/tenants.js';
+import { changeUser } from '../../src/core/accounts/users.js';
 
 let db: TestDatabase;
 let admin: Pool;
@@ -80,6 +82,10 @@ async function person(slug: string): Promise<Person> {
      VALUES ($1, $2, $3, 'add', 'check_out', '2015-01-06T16:00:00Z', $5, '2015-01-07T09:00:00Z'),
             ($1, $2, $3, 'add', 'check_out', now() - interval '1 day', $4, now())`,
     [co.id, co.employeeId, co.users.employee.id, `${name} left at 16:00, call ${email}`, `forgot ${device}`],
+  );
+  // Through the audited service too: the entry it writes must not keep the name (audit entries stay).
+  await inCompany(install.admin, slug, actor, (tx) =>
+    changeUser(tx, co.users.employee.id, { displayName: name }),
   );
   await admin.query(
     `INSERT INTO api_keys (tenant_id, name, prefix, secret_hmac, scopes, created_by)

@@ -124,7 +124,11 @@ export async function changeUser(tx: Tx, id: string, patch: UserPatch): Promise<
     throw forbidden('you cannot disable yourself or change your own role');
   await requireEmployee(tx, patch.employeeId);
   const user = (await updateUser(tx.q, caller.tenantId, id, patch))!;
-  await tx.audit('user.update', 'user', id, { ...patch });
+  // Which fields changed, and the new values that are not personal data: never the display name, since audit
+  // entries are append-only and an erasure (dsar erase) could not remove it.
+  const facts = { ...patch };
+  delete facts.displayName;
+  await tx.audit('user.update', 'user', id, { fields: Object.keys(patch), ...facts });
   return user;
 }
 

@@ -205,7 +205,7 @@ export const REGISTRY: Record<string, TableClass> = {
       details: p(
         'technical',
         'hold',
-        'what changed; some older writers put an email or employee number here',
+        'what changed, as ids and field names: no writer puts a name, email or number here',
       ),
       prev_hash: no(),
       hash: no(),

@@ -34,8 +34,10 @@ export async function createEmployee(tx: Tx, b: EmployeeFields & { fullName: str
   const { tenantId } = tx.caller;
   if (b.teamId) await requireTeam(tx.q, tenantId, b.teamId);
   const row = await insertEmployee(tx.q, tenantId, b);
+  // Ids and facts only, never the number or the name: audit entries are append-only, so an erasure (dsar erase)
+  // could not remove them.
   await tx.audit('employee.create', 'employee', row.id, {
-    employeeNumber: b.employeeNumber ?? null,
+    hasEmployeeNumber: b.employeeNumber != null,
     teamId: b.teamId ?? null,
   });
   return row;
