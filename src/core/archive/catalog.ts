@@ -93,6 +93,7 @@ export async function readCatalog(backupDir: string): Promise<Catalog> {
     if (!n.endsWith('.json') || !ID_PATTERN.test(n.slice(0, -5))) continue;
     try {
       const s = parseSidecar(await readFile(join(backupDir, n), 'utf8'), n);
+      // An internal signal: caught just below and recorded as this file's problem.
       if (s.id !== n.slice(0, -5)) throw new Error(`${n}: the sidecar names backup ${s.id}`);
       sidecars.push(s);
     } catch (err) {

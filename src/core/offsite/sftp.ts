@@ -82,7 +82,11 @@ class ParallelReader extends Readable {
       if (err || n === 0) {
         this.failed = true;
         return this.destroy(
-          err ?? new Error(`${this.path}: file ended at ${pos} bytes, expected ${this.size}`),
+          err ??
+            new AttenduxError(
+              'OFFSITE_FAILED',
+              `${this.path}: file ended at ${pos} bytes, expected ${this.size}`,
+            ),
         );
       }
       this.pieces.set(pos, buf.subarray(0, n));

@@ -43,6 +43,7 @@ export function grossPayMinor(
     hourlyRateMinor,
     multiplierPercent,
   })) {
+    // RangeError kept: a programming contract (callers pass validated integers), asserted by payroll.test.ts.
     if (!Number.isSafeInteger(v) || v < 0)
       throw new RangeError(`${name} must be a non-negative integer, got ${v}`);
   }

@@ -49,6 +49,7 @@ export async function readJournal(dataDir: string): Promise<RestoreJournal | nul
   }
   try {
     const j = JSON.parse(text) as RestoreJournal;
+    // An internal signal: caught below and rethrown as an AttenduxError naming the journal.
     if (j.version !== 1 || !j.live || !j.restored || !j.old) throw new Error('missing fields');
     return j;
   } catch (err) {
