@@ -62,6 +62,7 @@ export async function checkRecipient(recipient: string): Promise<boolean> {
     await makeHeader([recipient]);
     return true;
   } catch {
+    // the throw is the answer: not a valid recipient
     return false;
   }
 }

@@ -24,7 +24,11 @@ export function unjustified(text: string, pattern: RegExp): number[] {
   const out: number[] = [];
   lines.forEach((line, i) => {
     if (!pattern.test(line)) return;
-    if (hasComment(line) || hasComment(lines[i - 1]) || /warnSwallowed\(/.test(line)) return;
+    if (hasComment(line) || /warnSwallowed\(/.test(line)) return;
+    // One comment may cover a run of adjacent similar lines (closing several clients in a finally).
+    let j = i - 1;
+    while (j >= 0 && pattern.test(lines[j]!) && !hasComment(lines[j])) j--;
+    if (j >= 0 && hasComment(lines[j])) return;
     out.push(i + 1);
   });
   return out;
@@ -55,10 +59,16 @@ const loudBody = (lines: string[], n: number): boolean => {
 describe('no silently swallowed errors (issue 11)', () => {
   it('the scanner flags an uncommented swallow and accepts a commented one', () => {
     expect(unjustified('x;\nawait a.end().catch(() => undefined);\n', SWALLOW_CATCH)).toEqual([2]);
-    expect(unjustified('// closing a dead client\nawait a.end().catch(() => undefined);\n', SWALLOW_CATCH)).toEqual(
-      [],
-    );
+    expect(
+      unjustified('// closing a dead client\nawait a.end().catch(() => undefined);\n', SWALLOW_CATCH),
+    ).toEqual([]);
     expect(unjustified('await a.end().catch(() => undefined); // why\n', SWALLOW_CATCH)).toEqual([]);
+    expect(
+      unjustified(
+        '// closing both\nawait a.end().catch(() => {});\nawait b.end().catch(() => {});\n',
+        SWALLOW_CATCH,
+      ),
+    ).toEqual([]);
     expect(unjustified('try {\n} catch {\n  return;\n}\n', BARE_CATCH)).toEqual([2]);
     expect(unjustified('throw new Error("x");\n', PLAIN_ERROR)).toEqual([1]);
   });

@@ -72,6 +72,7 @@ export async function readCatalog(backupDir: string): Promise<Catalog> {
   try {
     names = await readdir(backupDir);
   } catch {
+    // no backup dir yet: an empty catalog
     return { backupDir, backups: [], invalid: [], problems: [] };
   }
   const sidecars: Sidecar[] = [];
@@ -106,6 +107,7 @@ export async function readCatalog(backupDir: string): Promise<Catalog> {
       });
     }
   }
+  // no quarantine dir: nothing quarantined
   for (const n of (await readdir(join(backupDir, QUARANTINE_DIR)).catch(() => [] as string[])).sort()) {
     if (!n.endsWith('.tar.age') || !ID_PATTERN.test(n.slice(0, -8))) continue;
     problems.push({

@@ -239,6 +239,7 @@ export async function cleanupLeftovers(
   try {
     names = await readdir(backupDir);
   } catch {
+    // no backup dir: no leftovers to remove
     return [];
   }
   const removed: string[] = [];

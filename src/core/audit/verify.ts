@@ -185,7 +185,7 @@ export async function verifyWith(pool: Pool | pg.ClientBase, o: DatabaseWalkOpti
     try {
       return await verifyDatabase(client, o);
     } finally {
-      await client.query('COMMIT').catch(() => undefined);
+      await client.query('COMMIT').catch(() => undefined); // ending a read-only transaction: nothing to lose
     }
   } finally {
     c?.release();

@@ -185,7 +185,7 @@ async function deleteBackupFiles(backupDir: string, id: string): Promise<void> {
   await unlink(join(backupDir, signatureFileName(id))).catch(() => undefined);
   // The drill's record and its signature (restore/drill-record.ts) go with their backup.
   for (const c of [`${id}.drill.json`, `${id}.drill.json.sig`])
-    await unlink(join(backupDir, c)).catch(() => undefined);
+    await unlink(join(backupDir, c)).catch(() => undefined); // as above
 }
 
 async function auditPrune(opts: PruneOptions, result: PruneResult): Promise<void> {

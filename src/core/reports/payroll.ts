@@ -43,8 +43,8 @@ export function grossPayMinor(
     hourlyRateMinor,
     multiplierPercent,
   })) {
-    // RangeError kept: a programming contract (callers pass validated integers), asserted by payroll.test.ts.
     if (!Number.isSafeInteger(v) || v < 0)
+      // RangeError kept: a programming contract (callers pass validated integers); payroll.test.ts asserts it.
       throw new RangeError(`${name} must be a non-negative integer, got ${v}`);
   }
   const rate = BigInt(hourlyRateMinor);
