@@ -67,7 +67,8 @@ class CopyParser extends Writable {
     let off = 0;
     if (!this.headerDone) {
       if (b.length < 19) return;
-      if (!b.subarray(0, 11).equals(SIGNATURE)) throw new AttenduxError('DB_ERROR', 'not a binary COPY stream');
+      if (!b.subarray(0, 11).equals(SIGNATURE))
+        throw new AttenduxError('DB_ERROR', 'not a binary COPY stream');
       off = 19 + b.readInt32BE(15);
       this.headerDone = true;
     }
