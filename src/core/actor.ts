@@ -6,6 +6,7 @@ export function cliActor(): string {
   try {
     user = userInfo().username;
   } catch {
+    // no passwd entry for this uid (containers): fall back to $USER
     user = process.env.USER ?? 'unknown';
   }
   return `cli:${user}@${hostname()}`;

@@ -34,7 +34,7 @@ export async function openInstall(opts: OpenOptions = {}): Promise<Install> {
   // Audit entries written through this pool are MAC'd with this install's key (src/crypto/audit-mac.ts).
   registerAuditKey(admin, secrets.auditKey);
   const close = async () => {
-    await admin.end().catch(() => undefined);
+    await admin.end().catch(() => undefined); // closing the pool at the end: nothing is pending on it
     await db.release();
   };
   try {

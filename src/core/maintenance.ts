@@ -72,6 +72,7 @@ export async function readMaintenance(dataDir: string): Promise<MaintenanceState
       pid: typeof v.pid === 'number' ? v.pid : 0,
     };
   } catch {
+    // a torn or unreadable flag file still means maintenance: the defaults
     return { reason: 'maintenance', retryAfterSeconds: 60, since: '', pid: 0 };
   }
 }

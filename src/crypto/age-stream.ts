@@ -48,6 +48,7 @@ export async function makeHeader(
   // Encrypting nothing yields header || nonce(16) || tag of an empty final chunk(16); we keep the header only
   // and draw a fresh nonce for the payload, so the discarded empty chunk never shares a key with real data.
   const whole = await e.encrypt(new Uint8Array(0));
+  // A programming assertion: the age library always calls the wrap hook before encrypt resolves.
   if (!fileKey) throw new Error('age: no file key');
   return {
     header: Buffer.from(whole.subarray(0, whole.length - NONCE - TAG)),
@@ -61,6 +62,7 @@ export async function checkRecipient(recipient: string): Promise<boolean> {
     await makeHeader([recipient]);
     return true;
   } catch {
+    // the throw is the answer: not a valid recipient
     return false;
   }
 }

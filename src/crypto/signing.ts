@@ -48,6 +48,7 @@ export function verifyBytes(publicKey: string, data: Uint8Array | string, signat
   try {
     return verify(null, Buffer.from(data), publicKeyObject(publicKey), Buffer.from(signature, 'base64'));
   } catch {
+    // malformed input is false, as documented above
     return false;
   }
 }

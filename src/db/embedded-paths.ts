@@ -63,6 +63,7 @@ export async function postgresUser(): Promise<RunAs | undefined> {
   try {
     return await lookup();
   } catch {
+    // no postgres user yet: create it
     try {
       await execFileText('useradd', [
         '--system',

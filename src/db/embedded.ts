@@ -70,6 +70,7 @@ async function readPostmasterPid(dir: string): Promise<{ pid: number; port: numb
   try {
     text = await readFile(join(dir, 'postmaster.pid'), 'utf8');
   } catch {
+    // no postmaster.pid: not running
     return undefined;
   }
   const lines = text.split('\n');

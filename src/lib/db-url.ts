@@ -29,6 +29,7 @@ export function redactUrl(url: string): string {
     if (u.password) u.password = '***';
     return u.toString();
   } catch {
+    // the throw is the answer: not a URL, and nothing of it is shown
     return '(unparseable database URL)';
   }
 }

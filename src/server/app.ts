@@ -32,6 +32,7 @@ import { attendanceRoutes } from './routes/attendance.js';
 import { reportRoutes } from './routes/reports.js';
 import { adminRoutes } from './routes/admin.js';
 import { dsarRoutes } from './routes/dsar.js';
+import { warnSwallowed } from '../lib/log.js';
 
 export type { AppHooks } from './deps.js';
 
@@ -288,7 +289,9 @@ async function buildDeps(opts: AppOptions, app: FastifyInstance): Promise<Server
         );
         if (m !== secretsMtime) {
           secretsMtime = m;
-          await reloadKeyring().catch(() => ring);
+          await reloadKeyring().catch((err: unknown) =>
+            warnSwallowed('the secrets file was not reloaded; the current keys stay in use', err),
+          );
         }
       }
       return ring;
@@ -329,6 +332,7 @@ function publicRoutes(app: FastifyInstance, deps: ServerDeps, opts: AppOptions):
       if (pending.length) return reply.code(503).send({ status: 'schema_outdated', pending });
       return { status: 'ready' };
     } catch {
+      // an unreachable database is readyz's answer (503), not an error
       return reply.code(503).send({ status: 'database_unavailable' });
     }
   });

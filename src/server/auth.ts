@@ -245,6 +245,7 @@ function requestOrigin(req: FastifyRequest): string | undefined {
     try {
       return new URL(referer).origin;
     } catch {
+      // an unparseable Referer has no origin: the CSRF check rejects it
       return undefined;
     }
   }
@@ -256,6 +257,7 @@ function normalOrigin(s: string): string | undefined {
   try {
     return new URL(s).origin;
   } catch {
+    // an unparseable origin is none: the CSRF check rejects it
     return undefined;
   }
 }

@@ -6,6 +6,7 @@ import { contextOf, table, type CliContext } from '../context.js';
 /** `tenant export` and `tenant delete`, registered beside the other `tenant` subcommands. */
 export function registerTenantData(program: Command): void {
   const tenant = program.commands.find((c) => c.name() === 'tenant');
+  // A programming assertion (registration order in cli/index.ts), not reachable by input.
   if (!tenant) throw new Error('registerTenant must run first');
 
   tenant

@@ -72,6 +72,7 @@ export async function readCatalog(backupDir: string): Promise<Catalog> {
   try {
     names = await readdir(backupDir);
   } catch {
+    // no backup dir yet: an empty catalog
     return { backupDir, backups: [], invalid: [], problems: [] };
   }
   const sidecars: Sidecar[] = [];
@@ -93,6 +94,7 @@ export async function readCatalog(backupDir: string): Promise<Catalog> {
     if (!n.endsWith('.json') || !ID_PATTERN.test(n.slice(0, -5))) continue;
     try {
       const s = parseSidecar(await readFile(join(backupDir, n), 'utf8'), n);
+      // An internal signal: caught just below and recorded as this file's problem.
       if (s.id !== n.slice(0, -5)) throw new Error(`${n}: the sidecar names backup ${s.id}`);
       sidecars.push(s);
     } catch (err) {
@@ -105,6 +107,7 @@ export async function readCatalog(backupDir: string): Promise<Catalog> {
       });
     }
   }
+  // no quarantine dir: nothing quarantined
   for (const n of (await readdir(join(backupDir, QUARANTINE_DIR)).catch(() => [] as string[])).sort()) {
     if (!n.endsWith('.tar.age') || !ID_PATTERN.test(n.slice(0, -8))) continue;
     problems.push({

@@ -191,7 +191,8 @@ async function readFailure(
     if (/no identity matches/.test(err.message)) {
       // A damaged header stanza looks exactly like a foreign key; the sidecar's checksum tells them apart.
       const damaged = opts.sidecar
-        ? (await hashFile(opts.file).catch(() => null))?.sha256 !== opts.sidecar.sha256
+        ? // an unreadable file counts as damaged, which is what is reported
+          (await hashFile(opts.file).catch(() => null))?.sha256 !== opts.sidecar.sha256
         : false;
       if (damaged)
         return new AttenduxError(
@@ -321,6 +322,7 @@ export async function openBackup(opts: {
 }): Promise<OpenedBackup> {
   const sidecar = await readSidecar(opts.backupDir, opts.id);
   const file = join(opts.backupDir, dataFileName(opts.id));
+  // Not swallowed: a missing file is BACKUP_CORRUPT.
   await stat(file).catch(() => {
     throw new AttenduxError('BACKUP_CORRUPT', `${file} is missing (the sidecar exists)`);
   });

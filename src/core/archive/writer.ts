@@ -199,7 +199,8 @@ export class EntryQueue implements AsyncIterable<StagedEntry> {
         ? undefined
         : err instanceof Error
           ? err
-          : new Error('backup entry producer failed', { cause: err });
+          : // an internal stream cause: wraps a non-Error throw so the stream can be destroyed with it
+            new Error('backup entry producer failed', { cause: err });
     if (this.waiting) {
       const [w, f] = [this.waiting, this.failWaiting!];
       this.waiting = this.failWaiting = undefined;
@@ -238,6 +239,7 @@ export async function cleanupLeftovers(
   try {
     names = await readdir(backupDir);
   } catch {
+    // no backup dir: no leftovers to remove
     return [];
   }
   const removed: string[] = [];

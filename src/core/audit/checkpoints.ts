@@ -97,6 +97,7 @@ export async function readCheckpointFile(path: string): Promise<SourcedCheckpoin
 
 /** Checkpoints recorded in backup sidecars (`audit.checkpoints`, written by auditForBackup). */
 export async function readBackupCheckpoints(backupDir: string): Promise<SourcedCheckpoint[]> {
+  // no backup dir: no checkpoints from backups
   const names = await readdir(backupDir).catch(() => [] as string[]);
   const out: SourcedCheckpoint[] = [];
   for (const n of names.filter((x) => x.endsWith('.json') && !x.startsWith('last-run'))) {

@@ -2,6 +2,7 @@ import { pipeline } from 'node:stream/promises';
 import { Writable } from 'node:stream';
 import type pg from 'pg';
 import copyStreams from 'pg-copy-streams';
+import { AttenduxError } from '../../errors.js';
 import { PG_EPOCH_US } from './mac.js';
 import type { ChainWalker, RowAt } from './walker.js';
 
@@ -68,7 +69,8 @@ class CopyParser extends Writable {
     let off = 0;
     if (!this.headerDone) {
       if (b.length < 19) return;
-      if (!b.subarray(0, 11).equals(SIGNATURE)) throw new Error('not a binary COPY stream');
+      if (!b.subarray(0, 11).equals(SIGNATURE))
+        throw new AttenduxError('DB_ERROR', 'not a binary COPY stream');
       off = 19 + b.readInt32BE(15);
       this.headerDone = true;
     }
@@ -122,7 +124,7 @@ const lit = (v: string) => `'${v.replace(/'/g, "''")}'`;
  */
 export function walkWhere(o: { tenantId?: string; since?: Date; from?: string; to?: string }): string[] {
   const uuid = (v: string) => {
-    if (!/^[0-9a-f-]{36}$/i.test(v)) throw new Error('bad tenant id');
+    if (!/^[0-9a-f-]{36}$/i.test(v)) throw new AttenduxError('USAGE', 'bad tenant id');
     return `${lit(v)}::uuid`;
   };
   const where: string[] = [];

@@ -21,7 +21,7 @@ function parseCsvLine(line: string): string[] {
       i++;
       for (;;) {
         const j = line.indexOf('"', i);
-        if (j < 0) throw new Error('unterminated quote');
+        if (j < 0) throw new AttenduxError('AUDIT_BROKEN', 'unterminated quote');
         s += line.slice(i, j);
         if (line[j + 1] === '"') {
           s += '"';

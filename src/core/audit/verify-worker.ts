@@ -36,7 +36,7 @@ async function run(): Promise<WorkerOutput> {
     await c.query('COMMIT');
     return { ...walker.finishPart(), seen: [...walker.seen] };
   } finally {
-    await c.end().catch(() => undefined);
+    await c.end().catch(() => undefined); // closing the client: the walk's outcome is decided
   }
 }
 

@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import pg from 'pg';
 import type { Pool } from '../../db/pool.js';
+import { AttenduxError } from '../../errors.js';
 import type { SourcedCheckpoint } from './checkpoints.js';
 import { walkCopy, walkWhere } from './copy-parser.js';
 import {
@@ -104,10 +105,10 @@ function runWorker(input: WorkerInput): { done: Promise<WorkerOutput>; stop: () 
   const w = startWorker(input);
   const done = new Promise<WorkerOutput>((resolve, reject) => {
     w.once('message', (m: WorkerOutput | { error: string }) =>
-      'error' in m ? reject(new Error(m.error)) : resolve(m),
+      'error' in m ? reject(new AttenduxError('DB_ERROR', m.error)) : resolve(m),
     );
     w.once('error', reject);
-    w.once('exit', (code) => reject(new Error(`audit verify worker exited (${code})`)));
+    w.once('exit', (code) => reject(new AttenduxError('INTERNAL', `audit verify worker exited (${code})`)));
   });
   return { done, stop: () => void w.terminate() };
 }
@@ -184,7 +185,7 @@ export async function verifyWith(pool: Pool | pg.ClientBase, o: DatabaseWalkOpti
     try {
       return await verifyDatabase(client, o);
     } finally {
-      await client.query('COMMIT').catch(() => undefined);
+      await client.query('COMMIT').catch(() => undefined); // ending a read-only transaction: nothing to lose
     }
   } finally {
     c?.release();

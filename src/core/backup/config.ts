@@ -60,6 +60,7 @@ async function defaultServiceFiles(): Promise<string[]> {
     ['/etc/systemd/system', /^attendux.*\.(service|timer)$/],
     ['/etc/cron.d', /^attendux/],
   ] as const) {
+    // no such dir on this host: no units to back up
     const names = await readdir(dir).catch(() => [] as string[]);
     for (const n of names.sort()) if (re.test(n)) out.push(join(dir, n));
   }

@@ -165,6 +165,7 @@ async function openLockedSnapshot(main: pg.ClientBase): Promise<{
       const r = rows[0]!;
       return { ...r, at: r.at.toISOString(), locked };
     } catch (err) {
+      // ROLLBACK of a failed transaction: its error is handled below
       await main.query('ROLLBACK').catch(() => undefined);
       if ((err as { code?: string }).code !== '42P01' || attempt >= 2) throw err;
     }
@@ -262,7 +263,7 @@ async function stageTables(
         );
         helpers.push(helper);
       } catch (err) {
-        await helper.end().catch(() => undefined);
+        await helper.end().catch(() => undefined); // closing a helper that failed: its error is handled below
         if ((err as { code?: string }).code !== '55P03') throw err;
       }
     }
@@ -308,6 +309,7 @@ async function stageTables(
       rows: total,
     };
   } finally {
+    // closing the clients: the dump's outcome is decided
     for (const h of helpers) await h.end().catch(() => undefined);
     await main.end().catch(() => undefined);
   }
@@ -399,6 +401,7 @@ export async function trimChangeLog(c: pg.ClientBase, snapshot: string): Promise
     await c.query('DELETE FROM change_commits WHERE txid < pg_snapshot_xmin($1::pg_snapshot)', [snapshot]);
     await c.query('COMMIT');
   } catch (err) {
+    // ROLLBACK of a failed transaction: its error is rethrown
     await c.query('ROLLBACK').catch(() => undefined);
     throw err;
   }

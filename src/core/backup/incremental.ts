@@ -168,10 +168,11 @@ async function incrementalBody(
         audit,
       }),
     });
+    // trimming the change log is housekeeping: the next backup trims it
     await trimChangeLog(env.lockClient, snapshot).catch(() => undefined);
     return { sidecar, note: backupAuditWarning(audit) };
   } finally {
-    await c.end().catch(() => undefined);
+    await c.end().catch(() => undefined); // closing the client: the backup's outcome is decided
     await rm(staging, { recursive: true, force: true });
   }
 }

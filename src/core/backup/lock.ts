@@ -49,6 +49,7 @@ async function readLock(path: string): Promise<LockInfo | undefined> {
     const v = JSON.parse(await readFile(path, 'utf8')) as LockInfo;
     return typeof v.pid === 'number' ? v : undefined;
   } catch {
+    // absent or torn lock file: no holder
     return undefined;
   }
 }
@@ -80,7 +81,7 @@ export async function acquireFileLock(
         release: async () => {
           const cur = await readLock(path);
           if (cur && cur.pid === info.pid && cur.startedAt === info.startedAt)
-            await unlink(path).catch(() => undefined);
+            await unlink(path).catch(() => undefined); // a lock file already gone is released
         },
       };
     } catch (err) {
@@ -116,7 +117,7 @@ export async function acquireAdvisoryLock(client: pg.ClientBase): Promise<void> 
       [BACKUP_ADVISORY_KEY],
     )
     .then((r) => r.rows[0])
-    .catch(() => undefined);
+    .catch(() => undefined); // the holder only names who holds the lock: unknown if this fails
   const who = holder
     ? `database session ${holder.pid} (${holder.app || 'unknown'} from ${holder.addr ?? 'local'}, since ${holder.started.toISOString()})`
     : 'another session';

@@ -188,7 +188,7 @@ async function deleteBackupFiles(backupDir: string, id: string): Promise<void> {
   await unlink(join(backupDir, signatureFileName(id))).catch(() => undefined);
   // The drill's record and its signature (restore/drill-record.ts) go with their backup.
   for (const c of [`${id}.drill.json`, `${id}.drill.json.sig`])
-    await unlink(join(backupDir, c)).catch(() => undefined);
+    await unlink(join(backupDir, c)).catch(() => undefined); // as above
 }
 
 /** Plan and (without dryRun) apply at once: for unattended callers that show no plan (cron runs --yes). */

@@ -1,5 +1,6 @@
 import { auditBackupOperation } from './audit-entry.js';
 import { open, mkdir, rename, stat } from 'node:fs/promises';
+import { warnSwallowed } from '../../lib/log.js';
 import { join } from 'node:path';
 import { AttenduxError, isAttenduxError } from '../../errors.js';
 import type { Acting } from '../actor.js';
@@ -116,12 +117,14 @@ export async function repairBackups(opts: RepairOptions): Promise<RepairResult> 
         }
         // Out of the way of every other command, kept for inspection.
         await mkdir(q, { recursive: true, mode: 0o700 });
-        await rename(file, join(q, dataFileName(p.id))).catch(() => undefined);
+        await rename(file, join(q, dataFileName(p.id))).catch((err: unknown) =>
+          warnSwallowed(`${file} not moved to quarantine`, err),
+        );
         if (p.kind === 'sidecar-invalid')
           await rename(
             join(backupDir, sidecarFileName(p.id)),
             join(q, `${sidecarFileName(p.id)}.damaged`),
-          ).catch(() => undefined);
+          ).catch((err: unknown) => warnSwallowed(`the sidecar of ${p.id} not moved to quarantine`, err));
         items.push({ id: p.id, was: p.kind, outcome: 'quarantined', detail });
         continue;
       }

@@ -69,6 +69,7 @@ export async function readLastRun(backupDir: string, kind: BackupKind): Promise<
   try {
     return JSON.parse(await readFile(lastRunFile(backupDir, kind), 'utf8')) as LastRun;
   } catch {
+    // no run recorded yet (or a torn file): no last run
     return null;
   }
 }
@@ -187,7 +188,9 @@ export async function runDatabaseBackup(
         bytes: out.sidecar.bytes,
         parent: out.sidecar.parent,
       },
-    }).catch(() => undefined);
+    }).catch((err: unknown) =>
+      warnSwallowed(`the ${out.sidecar.kind} backup ${out.sidecar.id} is not in the audit log`, err),
+    );
     await recordRun(backupDir, {
       kind: out.sidecar.kind,
       id: out.sidecar.id,
@@ -234,6 +237,7 @@ export async function runDatabaseBackup(
     }
     throw e;
   } finally {
+    // closing the lock client: the outcome is decided, the lock ends with the session
     await lockClient?.end().catch(() => undefined);
     await install?.close();
     await release?.();

@@ -75,6 +75,7 @@ export async function trustedSigningKeys(opts: {
   const identityFile =
     opts.identityFile ?? env.ATTENDUX_BACKUP_IDENTITY ?? opts.loaded?.config.backup.identityFile;
   if (identityFile) {
+    // an unreadable identity file adds no keys: a signature then fails to verify, loudly
     const text = await readFile(identityFile, 'utf8').catch(() => '');
     for (const k of keysInIdentityText(text)) keys.add(k);
   }
@@ -176,6 +177,7 @@ export async function verifyCompanion(
     const data = companionBytes(name, content);
     return trusted.some((k) => verifyBytes(k, data, sig.signature as string));
   } catch {
+    // a malformed signature file does not verify: false is the answer
     return false;
   }
 }

@@ -24,6 +24,7 @@ export class StagingCipher {
   /** The plaintext of a staged file, streamed. */
   read(path: string): Readable {
     const iv = this.ivs.get(path);
+    // A programming assertion: only paths this staging area wrote are read back.
     if (!iv) throw new Error(`no staging key for ${path}`);
     return createReadStream(path, { highWaterMark: 256 * 1024 }).pipe(
       createDecipheriv('aes-256-ctr', this.key, iv),

@@ -94,7 +94,7 @@ export const backupDisk: Check = {
     const cat = await readCatalog(env.loaded.backupDir);
     const full = cat.backups.filter((b) => b.kind === 'full').pop();
     if (!full) return skip('no full backup yet to estimate from');
-    const fs = await statfs(env.loaded.backupDir).catch(() => null);
+    const fs = await statfs(env.loaded.backupDir).catch(() => null); // reported as a skip below
     if (!fs) return skip(`cannot stat ${env.loaded.backupDir}`);
     const free = fs.bavail * fs.bsize;
     // The next full is about the last one; staging holds the big table once more.

@@ -21,7 +21,7 @@ export const secretsMode: Check = {
   async run(env) {
     if (!env.loaded) return needConfig;
     const path = env.loaded.secretsPath;
-    const st = await stat(path).catch(() => null);
+    const st = await stat(path).catch(() => null); // a missing file is this check's failure, below
     if (!st)
       return fail(
         `${path} does not exist`,
@@ -43,7 +43,7 @@ export const secretsOwner: Check = {
     if (!env.loaded) return needConfig;
     const path = env.loaded.secretsPath;
     const [s, d] = await Promise.all([
-      stat(path).catch(() => null),
+      stat(path).catch(() => null), // missing: reported as a skip below
       stat(env.loaded.config.dataDir).catch(() => null),
     ]);
     if (!s || !d) return skip('the secrets file or the data dir does not exist');
@@ -77,6 +77,7 @@ export const noSecretInConfig: Check = {
     try {
       walk(JSON.parse(await readFile(env.loaded.path, 'utf8')), '');
     } catch {
+      // the error is this check's answer: a skip
       return skip('the config file is not readable JSON');
     }
     if (found.length)
@@ -96,6 +97,7 @@ export const keyLength: Check = {
     try {
       s = JSON.parse(await readFile(env.loaded.secretsPath, 'utf8')) as Record<string, unknown>;
     } catch {
+      // the error is this check's answer: a skip
       return skip('the secrets file is not readable');
     }
     const bad: string[] = [];
@@ -112,6 +114,7 @@ export const keyLength: Check = {
       });
       if (k.asymmetricKeyType !== 'ed25519') bad.push('signingKey');
     } catch {
+      // an unparseable key is reported as bad
       bad.push('signingKey');
     }
     if (bad.length)

@@ -28,14 +28,16 @@ async function mountOf(env: DoctorEnv, path: string) {
 /** dm-crypt (LUKS) anywhere below the device: itself, or a slave of it (LVM on LUKS). */
 async function isCrypt(env: DoctorEnv, dev: string, depth = 0): Promise<boolean> {
   const base = join(env.sysRoot ?? '/sys', 'dev/block', dev);
+  // no dm/uuid: not a device-mapper device
   const uuid = await readFile(join(base, 'dm/uuid'), 'utf8').catch(() => '');
   if (uuid.startsWith('CRYPT-')) return true;
   if (depth > 4) return false;
+  // no slaves dir: a plain device
   const slaves = await readdir(join(base, 'slaves')).catch(() => [] as string[]);
   for (const s of slaves) {
-    const d = (
-      await readFile(join(env.sysRoot ?? '/sys', 'class/block', s, 'dev'), 'utf8').catch(() => '')
-    ).trim();
+    // a slave without a dev file is skipped
+    const dev = await readFile(join(env.sysRoot ?? '/sys', 'class/block', s, 'dev'), 'utf8').catch(() => '');
+    const d = dev.trim();
     if (d && (await isCrypt(env, d, depth + 1))) return true;
   }
   return false;
@@ -45,7 +47,9 @@ export const hostEncrypted: Check = {
   id: 'host.encrypted',
   async run(env) {
     if (!env.loaded) return skip('no valid config');
+    // an unresolvable path is looked up as given
     const dir = await realpath(env.loaded.config.dataDir).catch(() => env.loaded!.config.dataDir);
+    // an unknown mount is reported as a warning below
     const m = await mountOf(env, dir).catch(() => undefined);
     if (!m)
       return warn(`cannot tell which device holds ${dir}`, 'put the data dir on a LUKS (dm-crypt) volume');
@@ -64,6 +68,7 @@ export const hostClock: Check = {
   async run(env) {
     const run =
       env.run ?? (async (cmd: string, args: string[]) => (await exec(cmd, args, { timeout: 3000 })).stdout);
+    // no timedatectl (containers): a warning below
     const out = await run('timedatectl', ['show', '--property=NTPSynchronized', '--value']).catch(() => null);
     if (out?.trim() === 'yes') return pass('the clock is synchronised (NTP)');
     if (out?.trim() === 'no')

@@ -17,6 +17,7 @@ export const serverProbe: Check = {
     try {
       res = await (env.fetch ?? fetch)(url, { signal: AbortSignal.timeout(3000) });
     } catch {
+      // the error is this check's answer: a skip
       return skip(`the server is not running at ${url}`);
     }
     if (res.status !== 200)

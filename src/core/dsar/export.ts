@@ -154,6 +154,7 @@ function serialized(q: Queryable): Queryable {
   let tail: Promise<unknown> = Promise.resolve();
   const query = (...args: Parameters<Queryable['query']>) => {
     const run = tail.then(() => (q.query as (...a: unknown[]) => Promise<unknown>)(...args));
+    // the tail only orders queries; each error reaches its caller through `run`
     tail = run.catch(() => undefined);
     return run;
   };

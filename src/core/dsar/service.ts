@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { warnSwallowed } from '../../lib/log.js';
 import { readFile, unlink } from 'node:fs/promises';
 import type pg from 'pg';
 import type { Install } from '../install.js';
@@ -157,7 +158,7 @@ export async function exportRequest(
       });
     });
   } catch (err) {
-    await unlink(o.out).catch(() => undefined);
+    await unlink(o.out).catch(() => undefined); // removing the partial export: its error is rethrown
     throw err;
   }
   const { bytes, ...manifest } = m;
@@ -189,7 +190,9 @@ export async function executeErasurePlan(
   const r = await inTransaction(install.admin, (c) =>
     applyErasure(c, plan, { ...o, now: o.now ?? new Date() }),
   );
-  await syncLedgerFile(install.admin, install.loaded.config.dataDir).catch(() => undefined);
+  await syncLedgerFile(install.admin, install.loaded.config.dataDir).catch((err: unknown) =>
+    warnSwallowed('ledger mirror not synced (the next config backup syncs it)', err),
+  );
   const receiptFiles: string[] = [];
   if (o.receiptOut) {
     await writeFileAtomic(`${o.receiptOut}.json`, JSON.stringify(r.receipt, null, 2) + '\n', 0o600);

@@ -117,7 +117,7 @@ export async function writeExportFile(
     await fsyncDir(dirname(path));
     return { ...manifest, bytes };
   } catch (err) {
-    await unlink(part).catch(() => undefined);
+    await unlink(part).catch(() => undefined); // removing the .part: its error is rethrown
     throw err;
   }
 }

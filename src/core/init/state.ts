@@ -47,6 +47,7 @@ export async function readInstallState(dataDir: string): Promise<InstallState | 
   try {
     return JSON.parse(await readFile(installStatePath(dataDir), 'utf8')) as InstallState;
   } catch {
+    // no state file (not initialised yet) or a torn one: no state
     return undefined;
   }
 }

@@ -95,6 +95,7 @@ export function parseLedger(text: string): LedgerEntry[] {
     try {
       v = JSON.parse(line);
     } catch {
+      // a torn line (a crash mid-append) is skipped, as documented above
       continue;
     }
     if (isEntry(v) && !seen.has(v.id)) {
@@ -255,14 +256,19 @@ export async function readLiveLedger(adminUrl: string): Promise<LedgerEntry[]> {
   try {
     c = await connectClient(adminUrl, 'attendux-restore');
   } catch {
+    // the live database is gone (a new server): nothing to merge
     return [];
   }
   try {
     return await readLedgerFromDb(c);
-  } catch {
+  } catch (err) {
+    // A live database that predates the ledger has no table (42P01): nothing to merge. Anything else would
+    // silently drop entries the restore must re-apply.
+    if ((err as { code?: string }).code !== '42P01')
+      warnSwallowed('the live database ledger not read; the mirror file alone is re-applied', err);
     return [];
   } finally {
-    await c.end().catch(() => undefined);
+    await c.end().catch(() => undefined); // closing the client after the read
   }
 }
 
@@ -272,7 +278,11 @@ export async function collectLedger(opts: {
   dataDir: string;
 }): Promise<LedgerEntry[]> {
   const live = opts.liveAdminUrl ? await readLiveLedger(opts.liveAdminUrl) : [];
-  const file = await readLedgerFile(ledgerPath(opts.dataDir)).catch(() => [] as LedgerEntry[]);
+  const file = await readLedgerFile(ledgerPath(opts.dataDir)).catch((err: unknown) => {
+    // readLedgerFile already answers [] for a missing mirror: this is an unreadable one.
+    warnSwallowed('ledger mirror not read; its entries are not re-applied', err);
+    return [] as LedgerEntry[];
+  });
   return mergeLedgers(live, file);
 }
 
@@ -296,10 +306,11 @@ export async function reapplyLedger(opts: {
     await c.query('COMMIT');
     return r;
   } catch (err) {
+    // ROLLBACK of a failed transaction: its error is rethrown
     await c.query('ROLLBACK').catch(() => undefined);
     throw err;
   } finally {
-    await c.end().catch(() => undefined);
+    await c.end().catch(() => undefined); // closing the client: the outcome is decided
   }
 }
 
@@ -308,7 +319,11 @@ export async function reapplyTenantLedger(
   c: Queryable,
   opts: { tenantId: string; dataDir: string; pointInTime: string },
 ): Promise<ApplyLedgerResult> {
-  const file = await readLedgerFile(ledgerPath(opts.dataDir)).catch(() => [] as LedgerEntry[]);
+  const file = await readLedgerFile(ledgerPath(opts.dataDir)).catch((err: unknown) => {
+    // readLedgerFile already answers [] for a missing mirror: this is an unreadable one.
+    warnSwallowed('ledger mirror not read; its entries are not re-applied', err);
+    return [] as LedgerEntry[];
+  });
   const entries = mergeLedgers(await readLedgerFromDb(c, opts.tenantId), file);
   return applyLedger(c, entries, { pointInTime: opts.pointInTime, tenantId: opts.tenantId });
 }
@@ -320,7 +335,11 @@ export async function ledgerBackupEntry(
 ): Promise<{ name: string; content: Buffer } | undefined> {
   if (q)
     await syncLedgerFile(q, dataDir).catch((err: unknown) => warnSwallowed('ledger mirror not synced', err));
-  const content = await readFile(ledgerPath(dataDir)).catch(() => undefined);
+  const content = await readFile(ledgerPath(dataDir)).catch((err: NodeJS.ErrnoException) => {
+    // No mirror yet: nothing to back up. An unreadable one would leave the ledger out of the backup.
+    if (err.code !== 'ENOENT') warnSwallowed('ledger mirror not in the config backup', err);
+    return undefined;
+  });
   return content ? { name: `ledger/${LEDGER_FILE}`, content } : undefined;
 }
 
@@ -343,6 +362,7 @@ export function dataDirOf(configText: string, configDir: string): string {
   try {
     d = (JSON.parse(configText) as { dataDir?: unknown }).dataDir;
   } catch {
+    // an unparseable config: the default data dir
     d = undefined;
   }
   const dir = typeof d === 'string' && d ? d : '/var/lib/attendux';

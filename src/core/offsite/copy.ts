@@ -1,4 +1,5 @@
 import { readdir, readFile } from 'node:fs/promises';
+import { warnSwallowed } from '../../lib/log.js';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AttenduxError, isAttenduxError } from '../../errors.js';
@@ -100,6 +101,7 @@ export function companionNames(names: readonly string[], id: string): string[] {
 }
 
 async function companions(backupDir: string, id: string): Promise<string[]> {
+  // no backup dir: no companions
   return companionNames(await readdir(backupDir).catch(() => [] as string[]), id);
 }
 
@@ -131,6 +133,7 @@ export async function copyBackupTo(
   });
   const got = await hashRemote(target, data, progress('verify'));
   if (got.bytes !== sidecar.bytes || got.sha256 !== sidecar.sha256) {
+    // removing a bad remote copy: the mismatch is thrown below, the next run replaces it
     await target.remove(data).catch(() => undefined);
     throw new AttenduxError(
       'OFFSITE_FAILED',
@@ -177,6 +180,7 @@ export async function copyWithRetries(
         } catch (err) {
           lastErr =
             isAttenduxError(err) && PERMANENT.has(err.code) ? err : offsiteError(t, `copying ${s.id}`, err);
+          // closing a target after a failed attempt: its error is lastErr
           await target?.close().catch(() => undefined);
           target = undefined;
           if (PERMANENT.has(lastErr.code) || attempts > t.retries) break;
@@ -207,7 +211,9 @@ export async function copyWithRetries(
             attempts,
             ...(o.error ? { error: o.error.code, message: o.error.message } : {}),
           },
-        }).catch(() => undefined);
+        }).catch((err: unknown) =>
+          warnSwallowed(`the off-site copy of ${s.id} to ${t.name} is not in the audit log`, err),
+        );
       // A host key mismatch will not go away for the next file either.
       if (lastErr && PERMANENT.has(lastErr.code)) {
         for (const rest of sidecars.slice(sidecars.indexOf(s) + 1))
@@ -224,7 +230,7 @@ export async function copyWithRetries(
       }
     }
   } finally {
-    await target?.close().catch(() => undefined);
+    await target?.close().catch(() => undefined); // closing the target: the outcomes are recorded
   }
   return out;
 }
@@ -248,6 +254,7 @@ export async function readTargetState(backupDir: string, target: string): Promis
   try {
     return JSON.parse(await readFile(stateFile(backupDir, target), 'utf8')) as TargetState;
   } catch {
+    // no state recorded for this target yet
     return null;
   }
 }
@@ -340,5 +347,9 @@ async function notifyFailedCopies(loaded: LoadedConfig, sidecar: Sidecar, all: C
         failed: failed.map((o) => ({ target: o.target, error: o.error ?? null })),
       },
     }),
-  ).catch(() => undefined);
+  ).then(
+    // runNotify answers a failed command with its problem; either way the admin was not told.
+    (problem) => problem && warnSwallowed('the off-site failure was not notified', problem),
+    (err: unknown) => warnSwallowed('the off-site failure was not notified', err),
+  );
 }

@@ -36,6 +36,7 @@ export function openDirTarget(t: DirTarget): OffsiteTarget {
       });
       const out: RemoteFile[] = [];
       for (const n of names) {
+        // a file that vanished while listing is not listed
         const st = await stat(join(root, n)).catch(() => null);
         if (st?.isFile()) out.push({ name: n, bytes: st.size });
       }
@@ -59,7 +60,7 @@ export function openDirTarget(t: DirTarget): OffsiteTarget {
         );
         await finish(tmp, name);
       } catch (err) {
-        await unlink(tmp).catch(() => undefined);
+        await unlink(tmp).catch(() => undefined); // removing the temp file: its error is rethrown
         throw err;
       }
     },
@@ -75,7 +76,7 @@ export function openDirTarget(t: DirTarget): OffsiteTarget {
         }
         await finish(tmp, name);
       } catch (err) {
-        await unlink(tmp).catch(() => undefined);
+        await unlink(tmp).catch(() => undefined); // removing the temp file: its error is rethrown
         throw err;
       }
     },

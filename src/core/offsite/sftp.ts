@@ -82,7 +82,11 @@ class ParallelReader extends Readable {
       if (err || n === 0) {
         this.failed = true;
         return this.destroy(
-          err ?? new Error(`${this.path}: file ended at ${pos} bytes, expected ${this.size}`),
+          err ??
+            new AttenduxError(
+              'OFFSITE_FAILED',
+              `${this.path}: file ended at ${pos} bytes, expected ${this.size}`,
+            ),
         );
       }
       this.pieces.set(pos, buf.subarray(0, n));
@@ -171,7 +175,7 @@ export async function openSftpTarget(t: SftpTarget, creds: TargetCredentials): P
       },
     });
   } catch (err) {
-    await client.end().catch(() => undefined);
+    await client.end().catch(() => undefined); // closing after a failed connect: its error is handled below
     if (seen !== undefined && seen !== want)
       throw new AttenduxError(
         'OFFSITE_HOST_KEY',
@@ -206,7 +210,7 @@ export async function openSftpTarget(t: SftpTarget, creds: TargetCredentials): P
         posixRenameWorks = false;
       }
     }
-    await client.delete(remote(name), true).catch(() => undefined);
+    await client.delete(remote(name), true).catch(() => undefined); // no previous file to replace
     await client.rename(tmp, remote(name));
   };
   const target: OffsiteTarget = {
@@ -229,6 +233,7 @@ export async function openSftpTarget(t: SftpTarget, creds: TargetCredentials): P
         });
         await moveIntoPlace(tmp, name);
       } catch (err) {
+        // removing the temp file: its error is rethrown
         await client.delete(tmp, true).catch(() => undefined);
         throw err;
       }
@@ -240,6 +245,7 @@ export async function openSftpTarget(t: SftpTarget, creds: TargetCredentials): P
         await client.put(data, tmp, { writeStreamOptions: { mode: 0o600 } });
         await moveIntoPlace(tmp, name);
       } catch (err) {
+        // removing the temp file: its error is rethrown
         await client.delete(tmp, true).catch(() => undefined);
         throw err;
       }
@@ -261,7 +267,7 @@ export async function openSftpTarget(t: SftpTarget, creds: TargetCredentials): P
       return (await target.list()).map((f: RemoteFile) => f.name).filter(isTempName);
     },
     async close(): Promise<void> {
-      await client.end().catch(() => undefined);
+      await client.end().catch(() => undefined); // closing the session: nothing is pending on it
     },
   };
   return target;

@@ -139,7 +139,7 @@ export async function checkTargetCredentials(
     const r: CredentialCheck = { target: t.name, errors: [], warnings: [] };
     if (t.type === 'sftp') {
       if (t.privateKeyFile) {
-        const st = await stat(t.privateKeyFile).catch(() => null);
+        const st = await stat(t.privateKeyFile).catch(() => null); // missing: the error pushed below
         if (!st) r.errors.push(`backup.targets ${t.name}: privateKeyFile ${t.privateKeyFile} does not exist`);
         else if ((st.mode & 0o077) !== 0)
           r.errors.push(

@@ -44,6 +44,7 @@ export function grossPayMinor(
     multiplierPercent,
   })) {
     if (!Number.isSafeInteger(v) || v < 0)
+      // RangeError kept: a programming contract (callers pass validated integers); payroll.test.ts asserts it.
       throw new RangeError(`${name} must be a non-negative integer, got ${v}`);
   }
   const rate = BigInt(hourlyRateMinor);

@@ -151,6 +151,7 @@ function currencyDecimals(currency: string): number {
       2
     );
   } catch {
+    // a currency code Intl does not know: two decimals
     return 2;
   }
 }

@@ -80,7 +80,7 @@ const TEMP_PREFIX = 'attendux-restore-';
  * they hold decrypted data.
  */
 export async function sweepTempDirs(root = tmpdir()): Promise<string[]> {
-  const names = await readdir(root).catch(() => [] as string[]);
+  const names = await readdir(root).catch(() => [] as string[]); // no temp dir: nothing to sweep
   const removed: string[] = [];
   for (const n of names) {
     const m = /^attendux-restore-(\d+)-/.exec(n);

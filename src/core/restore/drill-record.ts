@@ -79,6 +79,7 @@ export interface NewestDrill {
 /** The newest drill record in the backup dir (by its time), with whether its signature verifies. */
 export async function readNewestDrill(loaded: LoadedConfig): Promise<NewestDrill | null> {
   const dir = loaded.backupDir;
+  // no backup dir: no drill yet
   const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => DRILL_FILE.test(n));
   let best: { record: DrillRecord; file: string } | null = null;
   for (const n of names) {

@@ -1,4 +1,5 @@
 import { AttenduxError } from '../../errors.js';
+import { warnSwallowed } from '../../lib/log.js';
 import { connectClient } from '../../db/pool.js';
 import { appendAudit, SYSTEM_TENANT } from '../../db/queries/audit.js';
 import { verifyAuditChains } from '../audit/service.js';
@@ -163,11 +164,11 @@ export async function checkRestored(
           detail: `app role cannot read: ${(err as Error).message}`,
         });
       } finally {
-        await a.end().catch(() => undefined);
+        await a.end().catch(() => undefined); // closing the check client: the check is recorded
       }
     }
   } finally {
-    await c.end().catch(() => undefined);
+    await c.end().catch(() => undefined); // closing the check client: the checks are recorded
   }
   return checks;
 }
@@ -290,7 +291,7 @@ export async function sweepOldDrills(adminUrl: string, live: string, now = new D
     );
     names = rows.map((r) => r.datname);
   } finally {
-    await m.end().catch(() => undefined);
+    await m.end().catch(() => undefined); // closing the maintenance client after the read
   }
   const old = names.filter((n) => {
     const t = /_drill_(\d{4})(\d{2})(\d{2})_(\d{2})(\d{2})(\d{2})\d{0,3}$/.exec(n);
@@ -371,7 +372,7 @@ export async function restoreDrill(opts: DrillOptions): Promise<DrillResult> {
         try {
           checks.push(await checkLedgerEffects(lc, ledger, plan.pointInTime));
         } finally {
-          await lc.end().catch(() => undefined);
+          await lc.end().catch(() => undefined); // closing the check client: the check is recorded
         }
       } finally {
         await chain.cleanup();
@@ -381,6 +382,7 @@ export async function restoreDrill(opts: DrillOptions): Promise<DrillResult> {
       if (err instanceof AttenduxError && (err.code === 'USAGE' || err.code === 'CONFIG_INVALID')) throw err;
       checks.push({ name: 'restore', ok: false, detail: (err as Error).message });
     } finally {
+      // a drill database left behind is dropped by the next drill's sweep
       if (created) await dropDatabase(prep.install.db.adminUrl, database).catch(() => undefined);
     }
     const ok = checks.length > 0 && checks.every((c) => c.ok);
@@ -395,7 +397,7 @@ export async function restoreDrill(opts: DrillOptions): Promise<DrillResult> {
         backups: plan?.steps.map((s) => s.id) ?? [],
         failed: checks.filter((c) => !c.ok).map((c) => c.name),
       },
-    }).catch(() => undefined);
+    }).catch((err: unknown) => warnSwallowed('the drill is not in the audit log', err));
     const seconds = (Date.now() - t0) / 1000;
     // The signed `<id>.drill.json` companion that `backup status` and `doctor` read (drill-record.ts).
     await recordDrillResult(prep.loaded.backupDir, prep.install.secrets.signingKey, {
@@ -403,7 +405,9 @@ export async function restoreDrill(opts: DrillOptions): Promise<DrillResult> {
       plan,
       checks,
       seconds,
-    }).catch(() => undefined);
+    }).catch((err: unknown) =>
+      warnSwallowed('the drill record (read by backup status and doctor) was not written', err),
+    );
     return { ok, database, plan, checks, seconds };
   } finally {
     await prep.install.close();

@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { warnSwallowed } from '../../lib/log.js';
 import type pg from 'pg';
 import { AttenduxError } from '../../errors.js';
 import { ddl } from '../../db/pool.js';
@@ -122,6 +123,7 @@ async function swap(
         break;
       } catch (err) {
         lastError = err;
+        // ROLLBACK of the failed swap: its error is lastError
         await m.query('ROLLBACK').catch(() => undefined);
         if ((err as { code?: string }).code !== '55006') break;
         // Retrying helps against sessions of our own role that came back (they are terminated again); a
@@ -131,7 +133,12 @@ async function swap(
       }
     }
     if (lastError) {
-      await ddl(m, 'ALTER DATABASE %I CONNECTION LIMIT -1', live).catch(() => undefined);
+      await ddl(m, 'ALTER DATABASE %I CONNECTION LIMIT -1', live).catch((err: unknown) =>
+        warnSwallowed(
+          `${live} keeps CONNECTION LIMIT 0; run ALTER DATABASE ${live} CONNECTION LIMIT -1`,
+          err,
+        ),
+      );
       throw new AttenduxError(
         'RESTORE_FAILED',
         `could not swap ${restored} in for ${live}: ${(lastError as Error).message}`,
@@ -147,7 +154,7 @@ async function swap(
     await ddl(m, 'ALTER DATABASE %I CONNECTION LIMIT -1', old);
     faultPoint('in-place:old-unlimited');
   } finally {
-    await m.end().catch(() => undefined);
+    await m.end().catch(() => undefined); // closing the maintenance client: the outcome is decided
   }
 }
 
@@ -266,7 +273,10 @@ export async function restoreInPlace(opts: InPlaceOptions, planned?: InPlacePlan
       throw err;
     } finally {
       await chain.cleanup();
-      if (consistent) await leaveMaintenance(dataDir).catch(() => undefined);
+      if (consistent)
+        await leaveMaintenance(dataDir).catch((err: unknown) =>
+          warnSwallowed('maintenance mode not left; remove the maintenance flag in the data dir', err),
+        );
     }
   } finally {
     await prep.install.close();

@@ -1,4 +1,5 @@
 import { readFile, rm, unlink } from 'node:fs/promises';
+import { warnSwallowed } from '../../lib/log.js';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { AttenduxError } from '../../errors.js';
@@ -49,6 +50,7 @@ export async function readJournal(dataDir: string): Promise<RestoreJournal | nul
   }
   try {
     const j = JSON.parse(text) as RestoreJournal;
+    // An internal signal: caught below and rethrown as an AttenduxError naming the journal.
     if (j.version !== 1 || !j.live || !j.restored || !j.old) throw new Error('missing fields');
     return j;
   } catch (err) {
@@ -66,7 +68,9 @@ export async function removeJournal(dataDir: string): Promise<void> {
   await unlink(journalPath(dataDir)).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') throw err;
   });
-  await fsyncDir(dataDir).catch(() => undefined);
+  await fsyncDir(dataDir).catch((err: unknown) =>
+    warnSwallowed('the removal of the restore journal is not durable', err),
+  );
 }
 
 export { faultPoint } from '../fault.js';
@@ -134,7 +138,7 @@ export async function recoverJournal(
       }
     }
   } finally {
-    await m.end().catch(() => undefined);
+    await m.end().catch(() => undefined); // closing the maintenance client: the outcome is decided
   }
   if (j.tempDir) {
     await rm(j.tempDir, { recursive: true, force: true });
@@ -182,7 +186,7 @@ export async function sweepHalfBuilt(adminUrl: string, live: string): Promise<st
       dropped.push(r.datname);
     }
   } finally {
-    await m.end().catch(() => undefined);
+    await m.end().catch(() => undefined); // closing the maintenance client: the outcome is decided
   }
   return dropped;
 }

@@ -244,7 +244,7 @@ export async function loadChain(
     for (const t of names) await ddl(main, 'ALTER TABLE %I ENABLE TRIGGER USER', t);
     return { rows, changes: applied.total, changesByBackup: applied.byBackup };
   } finally {
-    await helper.end().catch(() => undefined);
+    await helper.end().catch(() => undefined); // closing the clients: the load's outcome is decided
     await main.end().catch(() => undefined);
   }
 }
@@ -404,6 +404,7 @@ export async function applyChanges(
     const total = Object.values(byBackup).reduce((a, b) => a + b, 0);
     return { total, byBackup };
   } finally {
+    // a temp table: it goes with the session anyway
     await c.query('DROP TABLE IF EXISTS restore_changes').catch(() => undefined);
   }
 }

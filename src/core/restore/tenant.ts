@@ -195,6 +195,7 @@ export async function restoreTenant(
         );
         await c.query('COMMIT');
       } catch (err) {
+        // ROLLBACK of a failed transaction: its error is thrown below
         await c.query('ROLLBACK').catch(() => undefined);
         throw new AttenduxError(
           'RESTORE_FAILED',
@@ -207,7 +208,7 @@ export async function restoreTenant(
       await auditFailure(prep, 'tenant', err, { tenant: opts.tenant });
       throw err;
     } finally {
-      await c.end().catch(() => undefined);
+      await c.end().catch(() => undefined); // closing the client: the outcome is decided
       await chain.cleanup();
     }
   } finally {

@@ -80,7 +80,7 @@ export async function targetState(adminUrl: string, name: string): Promise<Targe
     const { rowCount } = await m.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
     if (!rowCount) return { exists: false, notEmpty: false };
   } finally {
-    await m.end().catch(() => undefined);
+    await m.end().catch(() => undefined); // closing the maintenance client after the read
   }
   const c = await connectClient(databaseUrl(adminUrl, name), 'attendux-restore');
   try {
@@ -90,7 +90,7 @@ export async function targetState(adminUrl: string, name: string): Promise<Targe
     );
     return { exists: true, notEmpty: rows[0]!.n > 0 };
   } finally {
-    await c.end().catch(() => undefined);
+    await c.end().catch(() => undefined); // closing the client after the read
   }
 }
 
@@ -99,7 +99,7 @@ export async function dropDatabase(adminUrl: string, name: string): Promise<void
   try {
     await ddl(m, 'DROP DATABASE IF EXISTS %I WITH (FORCE)', name);
   } finally {
-    await m.end().catch(() => undefined);
+    await m.end().catch(() => undefined); // closing the maintenance client: the outcome is decided
   }
 }
 
@@ -112,7 +112,7 @@ async function createDatabase(adminUrl: string, name: string, appRole: string): 
     await ddl(m, 'REVOKE ALL ON DATABASE %I FROM PUBLIC', name);
     await ddl(m, 'GRANT CONNECT ON DATABASE %I TO %I', name, appRole);
   } finally {
-    await m.end().catch(() => undefined);
+    await m.end().catch(() => undefined); // closing the maintenance client: the outcome is decided
   }
 }
 
@@ -179,7 +179,7 @@ export async function auditFailure(
     // that it is not on the record.
     unaudited(why);
   } finally {
-    await c.end().catch(() => undefined);
+    await c.end().catch(() => undefined); // closing the client: the outcome is decided
   }
 }
 
@@ -201,7 +201,7 @@ export async function clearBuildingMarker(adminUrl: string, name: string): Promi
   try {
     await ddl(m, 'COMMENT ON DATABASE %I IS NULL', name);
   } finally {
-    await m.end().catch(() => undefined);
+    await m.end().catch(() => undefined); // closing the maintenance client: the outcome is decided
   }
 }
 
@@ -249,7 +249,7 @@ async function auditRecovery(install: Install, r: RecoveryReport, actor: string)
       killedPid: r.journal.pid,
       steps: r.steps,
     },
-  }).catch(() => undefined);
+  }).catch((err: unknown) => warnSwallowed('the recovery is not in the audit log', err));
 }
 
 function restoreFailure(err: unknown, stage: string, name: string, dropped: boolean): AttenduxError {
@@ -342,11 +342,12 @@ export async function buildDatabase(
         ...(opts.audit ?? {}),
       });
     } finally {
-      await c.end().catch(() => undefined);
+      await c.end().catch(() => undefined); // closing the client: the outcome is decided
     }
     if (!opts.keepMarker) await clearBuildingMarker(install.db.adminUrl, name);
     return r;
   } catch (err) {
+    // a half-built database keeps its building marker: the next restore sweeps it
     await dropDatabase(install.db.adminUrl, name).catch(() => undefined);
     throw restoreFailure(err, stage, name, true);
   }

@@ -19,6 +19,7 @@ export function isTimeZone(tz: string): boolean {
     new Intl.DateTimeFormat('en-US', { timeZone: tz });
     return true;
   } catch {
+    // the throw is the answer: not a time zone
     return false;
   }
 }

@@ -79,6 +79,7 @@ function parseChildJson(stdout: string): { error?: { code?: string; message: str
     const bytes = v.sidecar?.bytes ?? v.bytes;
     return typeof bytes === 'number' ? { bytes } : {};
   } catch {
+    // the job printed no JSON result (a crash or an old version): no details
     return {};
   }
 }

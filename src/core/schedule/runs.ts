@@ -55,6 +55,7 @@ export async function readJobRecord(dataDir: string, job: string): Promise<JobRe
       ...(JSON.parse(await readFile(recordFile(dataDir, job), 'utf8')) as JobRecord),
     };
   } catch {
+    // no record yet (the job never ran) or a torn one: an empty record
     return emptyRecord(job);
   }
 }
@@ -98,6 +99,7 @@ export async function readScheduleMarker(dataDir: string): Promise<ScheduleMarke
   try {
     return JSON.parse(await readFile(markerFile(dataDir), 'utf8')) as ScheduleMarker;
   } catch {
+    // no marker: the schedule was never installed
     return null;
   }
 }

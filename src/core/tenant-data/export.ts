@@ -157,7 +157,7 @@ async function writeZip(
     return { files, people };
   } catch (err) {
     zip.abort();
-    await written.catch(() => undefined);
+    await written.catch(() => undefined); // the aborted zip's own error: the cause is rethrown
     throw err;
   }
 }
@@ -210,8 +210,9 @@ export async function exportTenant(pool: Pool, opts: TenantExportOptions): Promi
       seconds: (Date.now() - t0) / 1000,
     };
   } catch (err) {
+    // ROLLBACK of a failed transaction: its error is rethrown
     await c.query('ROLLBACK').catch(() => undefined);
-    if (created) await unlink(part).catch(() => undefined);
+    if (created) await unlink(part).catch(() => undefined); // removing the .part: the error is rethrown
     throw err;
   } finally {
     c.release();
