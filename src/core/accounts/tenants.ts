@@ -25,7 +25,9 @@ export interface CreateTenantOptions {
 
 export function validateTimeZone(tz: string): void {
   if (!isTimeZone(tz))
-    throw new AttenduxError('USAGE', `unknown time zone "${tz}"`, { hint: 'use an IANA name such as Europe/Berlin or UTC' });
+    throw new AttenduxError('USAGE', `unknown time zone "${tz}"`, {
+      hint: 'use an IANA name such as Europe/Berlin or UTC',
+    });
 }
 
 export async function createTenant(pool: Pool, opts: CreateTenantOptions): Promise<Tenant> {

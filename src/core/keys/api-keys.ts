@@ -16,10 +16,14 @@ export { API_KEY_SCOPES, type ApiKey, type ApiKeyScope };
 
 export function parseScopes(list: string[]): ApiKeyScope[] {
   if (!list.length)
-    throw new AttenduxError('USAGE', 'an API key needs at least one scope', { hint: `scopes: ${API_KEY_SCOPES.join(', ')}` });
+    throw new AttenduxError('USAGE', 'an API key needs at least one scope', {
+      hint: `scopes: ${API_KEY_SCOPES.join(', ')}`,
+    });
   for (const s of list) {
     if (!(API_KEY_SCOPES as readonly string[]).includes(s)) {
-      throw new AttenduxError('USAGE', `unknown scope "${s}"`, { hint: `scopes: ${API_KEY_SCOPES.join(', ')}` });
+      throw new AttenduxError('USAGE', `unknown scope "${s}"`, {
+        hint: `scopes: ${API_KEY_SCOPES.join(', ')}`,
+      });
     }
   }
   return [...new Set(list)] as ApiKeyScope[];
