@@ -5,7 +5,7 @@ import { AttenduxError } from '../../errors.js';
 import { ddl } from '../../db/pool.js';
 import { enterMaintenance, leaveMaintenance } from '../maintenance.js';
 import { openChain, planFromCatalog, restoreIdentities } from './chain.js';
-import { checkRestored, type DrillCheck } from './drill.js';
+import { checkRestored, type DrillCheck } from './drill-checks.js';
 import { drillAuditAnchors } from '../audit/backup.js';
 import {
   auditFailure,
