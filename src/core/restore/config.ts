@@ -59,43 +59,14 @@ export interface ConfigRestoreResult {
  * without `force`; every file is checked before the first one is written.
  */
 export async function restoreConfig(opts: ConfigRestoreOptions): Promise<ConfigRestoreResult> {
-  let loaded: LoadedConfig | undefined;
-  try {
-    loaded = await loadConfig(opts);
-  } catch (err) {
-    if (!isAttenduxError(err) || err.code !== 'CONFIG_NOT_FOUND') throw err;
-  }
-  const env = opts.env ?? process.env;
-  const backupDir = opts.backupDir ?? loaded?.backupDir ?? env.ATTENDUX_BACKUP_DIR;
-  if (!backupDir)
-    throw new AttenduxError('USAGE', 'no config found, so the backup directory is not known', {
-      hint: 'set ATTENDUX_BACKUP_DIR to the directory holding the backups (e.g. copied from the old server)',
-    });
-  const target =
-    loaded?.path ??
-    (opts.configPath || env.ATTENDUX_CONFIG ? configCandidates(opts)[0]! : '/etc/attendux/attendux.json');
+  const { loaded, env, backupDir, target } = await locate(opts);
   const identityFile = requireIdentityFile({
     identityFile: opts.identityFile,
     env,
     configured: loaded?.config.backup.identityFile,
   });
   const identities = await readIdentityFile(identityFile);
-  const catalog = await readCatalog(backupDir);
-  const chosen = opts.backupId
-    ? catalog.backups.find((b) => b.id === opts.backupId)
-    : newestOf(catalog, 'config');
-  if (!chosen)
-    throw new AttenduxError(
-      'RESTORE_NO_BACKUP',
-      opts.backupId
-        ? `no backup "${opts.backupId}" in ${backupDir}`
-        : `no intact config backup in ${backupDir}`,
-      { hint: 'see `attendux backup list`' },
-    );
-  if (chosen.kind !== 'config')
-    throw new AttenduxError('USAGE', `${chosen.id} is a ${chosen.kind} backup, not a config backup`, {
-      hint: 'drop --config-only to restore a database backup',
-    });
+  const chosen = chooseBackup(await readCatalog(backupDir), opts.backupId, backupDir);
   await checkBackupSignature(backupDir, chosen.id, await trustedSigningKeys({ loaded, identityFile }));
   await sweepTempDirs(opts.tempRoot);
   const opened = await openBackup({ backupDir, id: chosen.id, identities, tempRoot: opts.tempRoot });
@@ -116,48 +87,7 @@ export async function restoreConfig(opts: ConfigRestoreOptions): Promise<ConfigR
         ? secretsFile
         : resolve(configDir, secretsFile)
       : join(configDir, 'attendux.secrets.json');
-    const files: ConfigRestoreFile[] = [];
-    const allow = {
-      systemd: resolve(opts.systemdDir ?? '/etc/systemd/system'),
-      cron: resolve(opts.cronDir ?? '/etc/cron.d'),
-    };
-    // A backup made by this version records every file's path; then every service file must have one.
-    const recorded = entries.some((e) => e.path !== undefined);
-    for (const [i, e] of entries.entries()) {
-      const name = basename(e.name);
-      const refuse = (why: string) =>
-        new AttenduxError('BACKUP_CORRUPT', `${chosen.id}: entry ${e.name} ${why}; nothing was written`, {
-          hint: `service files are written only to ${allow.systemd}/attendux*.{service,timer} and ${allow.cron}/attendux*`,
-        });
-      let path: string;
-      if (i === 0) path = resolve(target);
-      else if (i === 1) path = secretsTarget;
-      else if (recorded) {
-        // The signed manifest says where the file came from: write it back there and nowhere else, and only
-        // when that is one of attendux's own unit or cron files in the allowed directories.
-        const p = e.path;
-        if (typeof p !== 'string' || !isAbsolute(p) || normalize(p) !== p)
-          throw refuse(`records no absolute path (${JSON.stringify(p ?? null)})`);
-        const allowed =
-          (dirname(p) === allow.systemd && SERVICE_FILE.test(basename(p))) ||
-          (dirname(p) === allow.cron && CRON_FILE.test(basename(p)));
-        if (!allowed) throw refuse(`would be written to ${p}, which is not a path a config restore writes`);
-        path = p;
-      } else {
-        // Older backups: only what `backup config` records, attendux's own unit and cron files, by their
-        // names, into the service directories; a backup naming anything else (a forged one) is refused.
-        if (!SERVICE_FILE.test(name) && !CRON_FILE.test(name))
-          throw refuse('is not a file a config backup records');
-        path = /\.(service|timer)$/.test(name) ? join(allow.systemd, name) : join(allow.cron, name);
-      }
-      files.push({
-        entry: e.name,
-        path,
-        bytes: e.bytes,
-        mode: i === 1 ? 0o600 : 0o644,
-        exists: await pathExists(path),
-      });
-    }
+    const files = await filesToWrite(entries, chosen.id, resolve(target), secretsTarget, opts);
     const existing = files.filter((f) => f.exists);
     if (existing.length && !opts.force && !opts.dryRun)
       throw new AttenduxError(
@@ -174,4 +104,102 @@ export async function restoreConfig(opts: ConfigRestoreOptions): Promise<ConfigR
   } finally {
     await opened.cleanup();
   }
+}
+
+/** The config (if there is one yet), the backup directory and where the config file is written. */
+async function locate(opts: ConfigRestoreOptions): Promise<{
+  loaded: LoadedConfig | undefined;
+  env: NodeJS.ProcessEnv;
+  backupDir: string;
+  target: string;
+}> {
+  let loaded: LoadedConfig | undefined;
+  try {
+    loaded = await loadConfig(opts);
+  } catch (err) {
+    if (!isAttenduxError(err) || err.code !== 'CONFIG_NOT_FOUND') throw err;
+  }
+  const env = opts.env ?? process.env;
+  const backupDir = opts.backupDir ?? loaded?.backupDir ?? env.ATTENDUX_BACKUP_DIR;
+  if (!backupDir)
+    throw new AttenduxError('USAGE', 'no config found, so the backup directory is not known', {
+      hint: 'set ATTENDUX_BACKUP_DIR to the directory holding the backups (e.g. copied from the old server)',
+    });
+  const target =
+    loaded?.path ??
+    (opts.configPath || env.ATTENDUX_CONFIG ? configCandidates(opts)[0]! : '/etc/attendux/attendux.json');
+  return { loaded, env, backupDir, target };
+}
+
+type Catalog = Awaited<ReturnType<typeof readCatalog>>;
+
+/** The config backup asked for, or the newest intact one. */
+function chooseBackup(catalog: Catalog, backupId: string | undefined, backupDir: string) {
+  const chosen = backupId ? catalog.backups.find((b) => b.id === backupId) : newestOf(catalog, 'config');
+  if (!chosen)
+    throw new AttenduxError(
+      'RESTORE_NO_BACKUP',
+      backupId ? `no backup "${backupId}" in ${backupDir}` : `no intact config backup in ${backupDir}`,
+      { hint: 'see `attendux backup list`' },
+    );
+  if (chosen.kind !== 'config')
+    throw new AttenduxError('USAGE', `${chosen.id} is a ${chosen.kind} backup, not a config backup`, {
+      hint: 'drop --config-only to restore a database backup',
+    });
+  return chosen;
+}
+
+type ManifestEntry = Awaited<ReturnType<typeof openBackup>>['manifest']['entries'][number];
+
+/** Where each config entry is written (config, secrets, then service files), checked before any is written. */
+async function filesToWrite(
+  entries: ManifestEntry[],
+  id: string,
+  configTarget: string,
+  secretsTarget: string,
+  opts: ConfigRestoreOptions,
+): Promise<ConfigRestoreFile[]> {
+  const files: ConfigRestoreFile[] = [];
+  const allow = {
+    systemd: resolve(opts.systemdDir ?? '/etc/systemd/system'),
+    cron: resolve(opts.cronDir ?? '/etc/cron.d'),
+  };
+  // A backup made by this version records every file's path; then every service file must have one.
+  const recorded = entries.some((e) => e.path !== undefined);
+  for (const [i, e] of entries.entries()) {
+    const name = basename(e.name);
+    const refuse = (why: string) =>
+      new AttenduxError('BACKUP_CORRUPT', `${id}: entry ${e.name} ${why}; nothing was written`, {
+        hint: `service files are written only to ${allow.systemd}/attendux*.{service,timer} and ${allow.cron}/attendux*`,
+      });
+    let path: string;
+    if (i === 0) path = configTarget;
+    else if (i === 1) path = secretsTarget;
+    else if (recorded) {
+      // The signed manifest says where the file came from: write it back there and nowhere else, and only
+      // when that is one of attendux's own unit or cron files in the allowed directories.
+      const p = e.path;
+      if (typeof p !== 'string' || !isAbsolute(p) || normalize(p) !== p)
+        throw refuse(`records no absolute path (${JSON.stringify(p ?? null)})`);
+      const allowed =
+        (dirname(p) === allow.systemd && SERVICE_FILE.test(basename(p))) ||
+        (dirname(p) === allow.cron && CRON_FILE.test(basename(p)));
+      if (!allowed) throw refuse(`would be written to ${p}, which is not a path a config restore writes`);
+      path = p;
+    } else {
+      // Older backups: only what `backup config` records, attendux's own unit and cron files, by their
+      // names, into the service directories; a backup naming anything else (a forged one) is refused.
+      if (!SERVICE_FILE.test(name) && !CRON_FILE.test(name))
+        throw refuse('is not a file a config backup records');
+      path = /\.(service|timer)$/.test(name) ? join(allow.systemd, name) : join(allow.cron, name);
+    }
+    files.push({
+      entry: e.name,
+      path,
+      bytes: e.bytes,
+      mode: i === 1 ? 0o600 : 0o644,
+      exists: await pathExists(path),
+    });
+  }
+  return files;
 }

@@ -4,8 +4,8 @@ import type pg from 'pg';
 import { AttenduxError } from '../../errors.js';
 import { ddl } from '../../db/pool.js';
 import { enterMaintenance, leaveMaintenance } from '../maintenance.js';
-import { openChain, planFromCatalog, restoreIdentities } from './chain.js';
-import { checkRestored, type DrillCheck } from './drill.js';
+import { openChain, planFromCatalog, restoreIdentities, type OpenedChain } from './chain.js';
+import { checkRestored, type DrillCheck } from './drill-checks.js';
 import { drillAuditAnchors } from '../audit/backup.js';
 import {
   auditFailure,
@@ -19,7 +19,7 @@ import {
   type RestoreOptions,
 } from './toolkit.js';
 import { faultPoint, recoverJournal, removeJournal, writeJournal, type RestoreJournal } from './journal.js';
-import { databaseUrl } from './load.js';
+import { databaseUrl, type LoadResult } from './load.js';
 import type { RestorePlan } from './plan.js';
 
 export interface InPlaceOptions extends Omit<RestoreOptions, 'into' | 'force'> {
@@ -170,15 +170,7 @@ export async function restoreInPlace(opts: InPlaceOptions, planned?: InPlacePlan
   const t0 = Date.now();
   const prep = await prepare(opts);
   try {
-    const shown = planned ?? (await planWith(prep, opts));
-    if (shown.live !== prep.live)
-      throw new AttenduxError(
-        'CONFLICT',
-        `the plan replaces ${shown.live}, but the live database is ${prep.live}`,
-        {
-          hint: 'run the restore again to see the new plan',
-        },
-      );
+    const shown = await shownPlan(prep, opts, planned);
     const { plan } = shown;
     const names = { restored: shown.restored, old: shown.old };
     const dropOld = shown.dropOld;
@@ -189,18 +181,7 @@ export async function restoreInPlace(opts: InPlaceOptions, planned?: InPlacePlan
     });
     const dataDir = prep.loaded.config.dataDir;
     const adminUrl = prep.install.db.adminUrl;
-    const journal: RestoreJournal = {
-      version: 1,
-      pid: process.pid,
-      host: hostname(),
-      startedAt: new Date(t0).toISOString(),
-      live: prep.live,
-      restored: names.restored,
-      old: names.old,
-      dropOld: dropOld,
-      tempDir: chain.dir,
-      step: 'building',
-    };
+    const journal = newJournal(prep.live, names, dropOld, chain.dir, t0);
     // The CLI's own pool must not keep the live database open during the swap.
     await prep.install.admin.end().catch(() => undefined);
     let swapped = false;
@@ -221,30 +202,7 @@ export async function restoreInPlace(opts: InPlaceOptions, planned?: InPlacePlan
       });
       faultPoint('in-place:built');
       opts.onProgress?.({ phase: 'check' });
-      const checks = await checkRestored(
-        databaseUrl(adminUrl, names.restored),
-        databaseUrl(prep.install.db.appUrl, names.restored),
-        chain,
-        plan,
-        load,
-        {
-          maxEventAgeHours: Number.POSITIVE_INFINITY,
-          audit: await drillAuditAnchors(
-            prep.loaded.backupDir,
-            plan,
-            prep.install.secrets.signingKey,
-            prep.install.secrets.auditKey,
-          ),
-        },
-      );
-      const failed = checks.filter((c) => !c.ok);
-      if (failed.length) {
-        throw new AttenduxError(
-          'RESTORE_FAILED',
-          `the restored database failed its checks (${failed.map((c) => `${c.name}: ${c.detail}`).join('; ')})`,
-          { hint: 'the live database was not touched' },
-        );
-      }
+      const checks = await checkBuilt(prep, plan, chain, load, names.restored);
       faultPoint('in-place:checked');
       await writeJournal(dataDir, { ...journal, step: 'swapping' });
       // From here the journal, not the marker, says what becomes of the restored database.
@@ -281,6 +239,77 @@ export async function restoreInPlace(opts: InPlaceOptions, planned?: InPlacePlan
   } finally {
     await prep.install.close();
   }
+}
+
+/** The journal of a restore that starts building (journal.ts: what a later run does after a kill). */
+function newJournal(
+  live: string,
+  names: { restored: string; old: string },
+  dropOld: boolean,
+  tempDir: string,
+  t0: number,
+): RestoreJournal {
+  return {
+    version: 1,
+    pid: process.pid,
+    host: hostname(),
+    startedAt: new Date(t0).toISOString(),
+    live,
+    restored: names.restored,
+    old: names.old,
+    dropOld: dropOld,
+    tempDir,
+    step: 'building',
+  };
+}
+
+/** The plan shown (or a new one), refused when the live database changed since it was shown. */
+async function shownPlan(prep: Prepared, opts: InPlaceOptions, planned?: InPlacePlan): Promise<InPlacePlan> {
+  const shown = planned ?? (await planWith(prep, opts));
+  if (shown.live !== prep.live)
+    throw new AttenduxError(
+      'CONFLICT',
+      `the plan replaces ${shown.live}, but the live database is ${prep.live}`,
+      {
+        hint: 'run the restore again to see the new plan',
+      },
+    );
+  return shown;
+}
+
+/** The drill's checks on the built database (any event age); any failing one stops the restore before the swap. */
+async function checkBuilt(
+  prep: Prepared,
+  plan: RestorePlan,
+  chain: OpenedChain,
+  load: LoadResult,
+  restored: string,
+): Promise<DrillCheck[]> {
+  const checks = await checkRestored(
+    databaseUrl(prep.install.db.adminUrl, restored),
+    databaseUrl(prep.install.db.appUrl, restored),
+    chain,
+    plan,
+    load,
+    {
+      maxEventAgeHours: Number.POSITIVE_INFINITY,
+      audit: await drillAuditAnchors(
+        prep.loaded.backupDir,
+        plan,
+        prep.install.secrets.signingKey,
+        prep.install.secrets.auditKey,
+      ),
+    },
+  );
+  const failed = checks.filter((c) => !c.ok);
+  if (failed.length) {
+    throw new AttenduxError(
+      'RESTORE_FAILED',
+      `the restored database failed its checks (${failed.map((c) => `${c.name}: ${c.detail}`).join('; ')})`,
+      { hint: 'the live database was not touched' },
+    );
+  }
+  return checks;
 }
 
 /**

@@ -7,9 +7,13 @@ import { join } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import type pg from 'pg';
 import { AttenduxError } from '../../errors.js';
-import { CHANGES_ENTRY, changeColumnsDdl, type ManifestTable } from '../archive/format.js';
+import type { ManifestTable } from '../archive/format.js';
 import { connectClient, ddl, formatSql, type Queryable } from '../../db/pool.js';
 import type { OpenedChain } from './chain.js';
+import { applyChanges } from './apply.js';
+
+// applyChanges lives in apply.ts; its names stay importable from here.
+export { applyChanges, type ApplyOptions } from './apply.js';
 
 export const databaseUrl = (url: string, database: string): string => rewriteDbUrl(url, { database });
 export { databaseOf };
@@ -128,36 +132,8 @@ export async function loadChain(
     // before the session's first temporary table.
     for (const c of [main, helper])
       await c.query("SET maintenance_work_mem = '256MB'; SET work_mem = '64MB'; SET temp_buffers = '256MB'");
-    const tables = chain.full.tables;
-    const names = tables.map((t) => t.name);
-    const { rows: present } = await main.query<{ t: string }>(
-      `SELECT c.relname::text AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname = ANY($1::text[])`,
-      [names],
-    );
-    const missing = names.filter((n) => !present.some((p) => p.t === n));
-    if (missing.length)
-      throw new AttenduxError(
-        'RESTORE_FAILED',
-        `the schema ${chain.full.schemaVersion ?? ''} has no table ${missing.join(', ')} named in ${chain.full.id}`,
-      );
-    const { rows: cons } = await main.query<SavedConstraint>(
-      `SELECT c.conrelid::regclass::text AS "table", c.conname::text AS name, pg_get_constraintdef(c.oid) AS def,
-              c.contype::text AS type
-         FROM pg_constraint c
-        WHERE c.conrelid = ANY (SELECT format('%I', t)::regclass FROM unnest($1::text[]) t)
-          AND c.contype IN ('p', 'u', 'f', 'x')
-        ORDER BY c.contype = 'f', c.conname`,
-      [names],
-    );
-    const { rows: idx } = await main.query<{ table: string; name: string; def: string }>(
-      `SELECT i.indrelid::regclass::text AS "table", i.indexrelid::regclass::text AS name,
-              pg_get_indexdef(i.indexrelid) AS def
-         FROM pg_index i
-        WHERE i.indrelid = ANY (SELECT format('%I', t)::regclass FROM unnest($1::text[]) t)
-          AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)`,
-      [names],
-    );
+    const names = chain.full.tables.map((t) => t.name);
+    const { cons, idx } = await readKeys(main, chain, names);
     progress({ phase: 'schema' });
     for (const f of cons.filter((c) => c.type === 'f'))
       await ddl(main, 'ALTER TABLE %s DROP CONSTRAINT %I', f.table, f.name);
@@ -166,42 +142,7 @@ export async function loadChain(
     for (const i of idx) await ddl(main, 'DROP INDEX %s', i.name);
     for (const t of names) await ddl(main, 'ALTER TABLE %I DISABLE TRIGGER USER', t);
 
-    // Load: tables in turn; a table's block-range entries go to both connections at once, and a single
-    // big entry is split between them (COPY parsing is the server's work, one core per connection).
-    const rows: Record<string, number> = {};
-    const dir = chain.steps[0]!.backup.dir;
-    const sizes = new Map(chain.steps[0]!.backup.entries.map((e) => [e.name, e.bytes]));
-    for (const t of tables) {
-      const sql = await formatSql(main, 'COPY %I FROM STDIN', t.name);
-      const entries = tableEntries(t);
-      const seen = new Map<string, number>();
-      const onBytes = (name: string) => (b: number) => {
-        seen.set(name, b);
-        progress({ phase: 'load', table: t.name, bytes: [...seen.values()].reduce((x, y) => x + y, 0) });
-      };
-      if (entries.length === 1) {
-        const big = (sizes.get(entries[0]!) ?? 0) > 4 << 20;
-        rows[t.name] = await copyFileInto(
-          big ? [main, helper] : [main],
-          sql,
-          join(dir, entries[0]!),
-          onBytes(entries[0]!),
-        );
-      } else {
-        const queue = [...entries];
-        let n = 0;
-        const worker = async (c: pg.Client) => {
-          for (let e = queue.shift(); e; e = queue.shift()) {
-            // Not `n += await ...`: that reads n before the await, so two workers would overwrite each
-            // other's running total (the row-count check then failed on every table loaded in parts).
-            const loaded = await copyFileInto([c], sql, join(dir, e), onBytes(e));
-            n += loaded;
-          }
-        };
-        await Promise.all([worker(main), worker(helper)]);
-        rows[t.name] = n;
-      }
-    }
+    const rows = await loadTables(main, helper, chain, progress);
 
     // The changes go in before the keys exist: matching them is one hash join per table, and inserting
     // them an append, instead of random index lookups and updates in freshly built indexes.
@@ -212,41 +153,143 @@ export async function loadChain(
     });
 
     progress({ phase: 'index' });
-    // Keys and indexes on two connections, biggest tables first.
-    const size = (tbl: string) => rows[tbl.replace(/^"|"$/g, '')] ?? 0;
-    const jobs = [
-      ...cons
-        .filter((c) => c.type !== 'f')
-        .map((k) => ({
-          table: k.table,
-          run: (c: pg.Client) =>
-            ddl(c, 'ALTER TABLE %s ADD CONSTRAINT %I ' + escapePercent(k.def), k.table, k.name),
-        })),
-      ...idx.map((i) => ({ table: i.table, run: (c: pg.Client) => c.query(i.def).then(() => undefined) })),
-    ].sort((a, b) => size(b.table) - size(a.table));
-    await runOnTwo(jobs, main, helper);
-
-    progress({ phase: 'constraints' });
-    // Foreign keys (each validates every row), sequences and planner statistics, on two connections.
-    const fks = cons
-      .filter((c) => c.type === 'f')
-      .map((f) => ({
-        weight: size(f.table),
-        run: (c: pg.Client) =>
-          ddl(c, 'ALTER TABLE %s ADD CONSTRAINT %I ' + escapePercent(f.def), f.table, f.name),
-      }));
-    const tail = [
-      ...fks,
-      { weight: (rows.attendance_events ?? 0) / 2, run: (c: pg.Client) => resetSequences(c, names) },
-      ...names.map((t) => ({ weight: (rows[t] ?? 0) / 4, run: (c: pg.Client) => ddl(c, 'ANALYZE %I', t) })),
-    ].sort((a, b) => b.weight - a.weight);
-    await runOnTwo(tail, main, helper);
+    await rebuildKeys(main, helper, cons, idx, names, rows, progress);
     for (const t of names) await ddl(main, 'ALTER TABLE %I ENABLE TRIGGER USER', t);
     return { rows, changes: applied.total, changesByBackup: applied.byBackup };
   } finally {
     await helper.end().catch(() => undefined); // closing the clients: the load's outcome is decided
     await main.end().catch(() => undefined);
   }
+}
+
+interface SavedIndex {
+  table: string;
+  name: string;
+  def: string;
+}
+
+/** The keys and indexes of the full's tables as migrated (they are dropped for the load, then re-made). */
+async function readKeys(
+  main: pg.Client,
+  chain: OpenedChain,
+  names: string[],
+): Promise<{ cons: SavedConstraint[]; idx: SavedIndex[] }> {
+  const { rows: present } = await main.query<{ t: string }>(
+    `SELECT c.relname::text AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname = ANY($1::text[])`,
+    [names],
+  );
+  const missing = names.filter((n) => !present.some((p) => p.t === n));
+  if (missing.length)
+    throw new AttenduxError(
+      'RESTORE_FAILED',
+      `the schema ${chain.full.schemaVersion ?? ''} has no table ${missing.join(', ')} named in ${chain.full.id}`,
+    );
+  const { rows: cons } = await main.query<SavedConstraint>(
+    `SELECT c.conrelid::regclass::text AS "table", c.conname::text AS name, pg_get_constraintdef(c.oid) AS def,
+            c.contype::text AS type
+       FROM pg_constraint c
+      WHERE c.conrelid = ANY (SELECT format('%I', t)::regclass FROM unnest($1::text[]) t)
+        AND c.contype IN ('p', 'u', 'f', 'x')
+      ORDER BY c.contype = 'f', c.conname`,
+    [names],
+  );
+  const { rows: idx } = await main.query<SavedIndex>(
+    `SELECT i.indrelid::regclass::text AS "table", i.indexrelid::regclass::text AS name,
+            pg_get_indexdef(i.indexrelid) AS def
+       FROM pg_index i
+      WHERE i.indrelid = ANY (SELECT format('%I', t)::regclass FROM unnest($1::text[]) t)
+        AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)`,
+    [names],
+  );
+  return { cons, idx };
+}
+
+/** COPY every table of the full; rows per table as COPY counted them. */
+async function loadTables(
+  main: pg.Client,
+  helper: pg.Client,
+  chain: OpenedChain,
+  progress: (p: LoadProgress) => void,
+): Promise<Record<string, number>> {
+  // Load: tables in turn; a table's block-range entries go to both connections at once, and a single
+  // big entry is split between them (COPY parsing is the server's work, one core per connection).
+  const rows: Record<string, number> = {};
+  const dir = chain.steps[0]!.backup.dir;
+  const sizes = new Map(chain.steps[0]!.backup.entries.map((e) => [e.name, e.bytes]));
+  for (const t of chain.full.tables) {
+    const sql = await formatSql(main, 'COPY %I FROM STDIN', t.name);
+    const entries = tableEntries(t);
+    const seen = new Map<string, number>();
+    const onBytes = (name: string) => (b: number) => {
+      seen.set(name, b);
+      progress({ phase: 'load', table: t.name, bytes: [...seen.values()].reduce((x, y) => x + y, 0) });
+    };
+    if (entries.length === 1) {
+      const big = (sizes.get(entries[0]!) ?? 0) > 4 << 20;
+      rows[t.name] = await copyFileInto(
+        big ? [main, helper] : [main],
+        sql,
+        join(dir, entries[0]!),
+        onBytes(entries[0]!),
+      );
+    } else {
+      const queue = [...entries];
+      let n = 0;
+      const worker = async (c: pg.Client) => {
+        for (let e = queue.shift(); e; e = queue.shift()) {
+          // Not `n += await ...`: that reads n before the await, so two workers would overwrite each
+          // other's running total (the row-count check then failed on every table loaded in parts).
+          const loaded = await copyFileInto([c], sql, join(dir, e), onBytes(e));
+          n += loaded;
+        }
+      };
+      await Promise.all([worker(main), worker(helper)]);
+      rows[t.name] = n;
+    }
+  }
+  return rows;
+}
+
+/** Re-make the keys and indexes, then the foreign keys, sequences and statistics, on two connections. */
+async function rebuildKeys(
+  main: pg.Client,
+  helper: pg.Client,
+  cons: SavedConstraint[],
+  idx: SavedIndex[],
+  names: string[],
+  rows: Record<string, number>,
+  progress: (p: LoadProgress) => void,
+): Promise<void> {
+  // Keys and indexes on two connections, biggest tables first.
+  const size = (tbl: string) => rows[tbl.replace(/^"|"$/g, '')] ?? 0;
+  const jobs = [
+    ...cons
+      .filter((c) => c.type !== 'f')
+      .map((k) => ({
+        table: k.table,
+        run: (c: pg.Client) =>
+          ddl(c, 'ALTER TABLE %s ADD CONSTRAINT %I ' + escapePercent(k.def), k.table, k.name),
+      })),
+    ...idx.map((i) => ({ table: i.table, run: (c: pg.Client) => c.query(i.def).then(() => undefined) })),
+  ].sort((a, b) => size(b.table) - size(a.table));
+  await runOnTwo(jobs, main, helper);
+
+  progress({ phase: 'constraints' });
+  // Foreign keys (each validates every row), sequences and planner statistics, on two connections.
+  const fks = cons
+    .filter((c) => c.type === 'f')
+    .map((f) => ({
+      weight: size(f.table),
+      run: (c: pg.Client) =>
+        ddl(c, 'ALTER TABLE %s ADD CONSTRAINT %I ' + escapePercent(f.def), f.table, f.name),
+    }));
+  const tail = [
+    ...fks,
+    { weight: (rows.attendance_events ?? 0) / 2, run: (c: pg.Client) => resetSequences(c, names) },
+    ...names.map((t) => ({ weight: (rows[t] ?? 0) / 4, run: (c: pg.Client) => ddl(c, 'ANALYZE %I', t) })),
+  ].sort((a, b) => b.weight - a.weight);
+  await runOnTwo(tail, main, helper);
 }
 
 /** The tar entries holding a table's rows (parseManifest gives version-1 tables their `entries` too). */
@@ -291,120 +334,5 @@ export async function resetSequences(c: Queryable, tables: string[]): Promise<vo
       r.t,
     );
     await c.query(sql);
-  }
-}
-
-export interface ApplyOptions {
-  /** Only transactions whose last change is at or before this time (--at). */
-  until: string | null;
-  /** The table the changes of `table` are applied to (the table itself, or a staging table). */
-  target: (table: string) => string;
-  /** Only changes of this company (restore --tenant); truncates then only clear its rows. */
-  tenantId?: string;
-  /** Tables to skip (restore --tenant keeps the live audit log). */
-  skip?: string[];
-  onTable?: (table: string) => void;
-}
-
-/**
- * Apply the incrementals of a chain: load all their change rows into a temporary table, keep whole
- * transactions up to --at, and per table replace every touched key by its last state. Conflicting writes
- * to one row are serialised by PostgreSQL's row locks, so the change with the highest id is the row's
- * final state even across incrementals; no foreign keys exist on the targets meanwhile.
- */
-export async function applyChanges(
-  c: pg.Client,
-  chain: OpenedChain,
-  opts: ApplyOptions,
-): Promise<{ total: number; byBackup: Record<string, number> }> {
-  const { from: copyFrom } = await import('pg-copy-streams');
-  const incs = chain.steps.filter((s) => s.step.kind === 'incremental');
-  const byBackup: Record<string, number> = {};
-  if (!incs.length) return { total: 0, byBackup };
-  await c.query(`CREATE TEMP TABLE restore_changes (${changeColumnsDdl()})`);
-  try {
-    for (const s of incs) {
-      const stream = c.query(copyFrom('COPY restore_changes FROM STDIN'));
-      await pipeline(createReadStream(join(s.backup.dir, CHANGES_ENTRY)), createGunzip(), stream);
-      byBackup[s.step.id] = stream.rowCount ?? 0;
-    }
-    if (opts.until)
-      await c.query(
-        `DELETE FROM restore_changes WHERE txid IN
-           (SELECT txid FROM restore_changes GROUP BY txid HAVING max(at) > $1::timestamptz)`,
-        [opts.until],
-      );
-    if (opts.tenantId)
-      await c.query('DELETE FROM restore_changes WHERE tenant_id IS DISTINCT FROM $1 AND op <> $2', [
-        opts.tenantId,
-        'T',
-      ]);
-    const { rows: touched } = await c.query<{ t: string; trunc: number | null }>(
-      `SELECT table_name AS t, max(id) FILTER (WHERE op = 'T') AS trunc FROM restore_changes GROUP BY table_name`,
-    );
-    const order = chain.full.tables.map((t) => t.name);
-    const pkOf = new Map(chain.full.tables.map((t: ManifestTable) => [t.name, t.primaryKey]));
-    for (const { t, trunc } of touched.sort((a, b) => order.indexOf(a.t) - order.indexOf(b.t))) {
-      if (opts.skip?.includes(t)) continue;
-      const pk = pkOf.get(t);
-      if (!pk || !pk.length)
-        throw new AttenduxError(
-          'RESTORE_FAILED',
-          `changes for table ${t}, which the full backup ${chain.full.id} does not hold`,
-        );
-      opts.onTable?.(t);
-      const target = opts.target(t);
-      if (trunc !== null) {
-        if (opts.tenantId)
-          await c.query(
-            await formatSql(
-              c,
-              'DELETE FROM %I WHERE %I = %L',
-              target,
-              t === 'tenants' ? 'id' : 'tenant_id',
-              opts.tenantId,
-            ),
-          );
-        else await c.query(await formatSql(c, 'DELETE FROM %I', target));
-      }
-      await c.query(
-        `CREATE TEMP TABLE restore_last AS
-           SELECT DISTINCT ON (pk) op, pk, "row" FROM restore_changes
-            WHERE table_name = $1 AND op <> 'T' AND id > $2 ORDER BY pk, id DESC`,
-        [t, trunc ?? 0],
-      );
-      await c.query('ANALYZE restore_last');
-      // Typed keys in a table of their own, analysed, so that the delete is a plain join on the primary key.
-      const cols = pk.map((_, i) => `r.%${2 + i + 1}$I`).join(', ');
-      await c.query(
-        await formatSql(
-          c,
-          `CREATE TEMP TABLE restore_keys AS SELECT ${cols} FROM restore_last l, jsonb_populate_record(NULL::public.%2$I, l.pk) r`,
-          target,
-          t,
-          ...pk,
-        ),
-      );
-      await c.query('ANALYZE restore_keys');
-      const match = pk.map((_, i) => `x.%${2 + i + 1}$I = d.%${2 + i + 1}$I`).join(' AND ');
-      await c.query(
-        await formatSql(c, `DELETE FROM %1$I x USING restore_keys d WHERE ${match}`, target, t, ...pk),
-      );
-      await c.query('DROP TABLE restore_keys');
-      await c.query(
-        await formatSql(
-          c,
-          `INSERT INTO %I SELECT r.* FROM restore_last l, jsonb_populate_record(NULL::public.%I, l."row") r WHERE l.op IN ('I', 'U')`,
-          target,
-          t,
-        ),
-      );
-      await c.query('DROP TABLE restore_last');
-    }
-    const total = Object.values(byBackup).reduce((a, b) => a + b, 0);
-    return { total, byBackup };
-  } finally {
-    // a temp table: it goes with the session anyway
-    await c.query('DROP TABLE IF EXISTS restore_changes').catch(() => undefined);
   }
 }

@@ -97,9 +97,46 @@ export function planRestore(backups: readonly PlanBackup[], opts: PlanOptions): 
   const db = backups
     .filter((b) => b.kind !== 'config')
     .sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  const notes: string[] = [];
+  const { target, at } = pickTarget(db, byId, opts);
+  const chain = walkChain(target, byId);
+  const root = chain[0]!;
+  const { version, idx } = checkSchema(chain, opts.knownMigrations);
+
+  const steps: PlanStep[] = chain.map((b) => ({
+    id: b.id,
+    kind: b.kind === 'full' ? 'full' : 'incremental',
+    createdAt: b.createdAt,
+    file: b.file,
+    bytes: b.bytes,
+    rows: b.rows,
+    applyUntil: null,
+  }));
+  if (at) addChangesUntil(db, target, at.toISOString(), steps, notes);
+  const mode = opts.mode ?? 'into';
+  const pointInTime = at ? at.toISOString() : target.createdAt;
+  return {
+    steps,
+    pointInTime,
+    at: at ? at.toISOString() : null,
+    schemaVersion: version,
+    newerMigrations: opts.knownMigrations.slice(idx + 1),
+    databaseId: root.databaseId,
+    totalBytes: steps.reduce((s, x) => s + x.bytes, 0),
+    mode,
+    effect: describeEffect(mode, opts, pointInTime),
+    notes,
+  };
+}
+
+/** The backup the restore ends at: --backup, the newest at or before --at, or the newest. */
+function pickTarget(
+  db: PlanBackup[],
+  byId: Map<string, PlanBackup>,
+  opts: PlanOptions,
+): { target: PlanBackup; at: Date | null } {
   let target: PlanBackup | undefined;
   let at: Date | null = null;
-  const notes: string[] = [];
   if (opts.backupId) {
     target = byId.get(opts.backupId);
     if (!target)
@@ -130,7 +167,11 @@ export function planRestore(backups: readonly PlanBackup[], opts: PlanOptions): 
         hint: 'run `attendux backup full` first, or check backup.dir',
       });
   }
+  return { target, at };
+}
 
+/** The chain from its full to `target`, every link present and undamaged. */
+function walkChain(target: PlanBackup, byId: Map<string, PlanBackup>): PlanBackup[] {
   // Walk from the target back to its full, checking every link.
   const chain: PlanBackup[] = [];
   const seen = new Set<string>();
@@ -157,6 +198,14 @@ export function planRestore(backups: readonly PlanBackup[], opts: PlanOptions): 
       throw broken(`backup ${b.id}${where} is damaged: ${b.problem ?? b.status}`);
     }
   });
+  return chain;
+}
+
+/** One schema and one database along the chain, a schema this attendux knows; its index in the migrations. */
+function checkSchema(
+  chain: PlanBackup[],
+  knownMigrations: readonly string[],
+): { version: string; idx: number } {
   const root = chain[0]!;
   for (const b of chain) {
     if (b.schemaVersion !== root.schemaVersion)
@@ -168,63 +217,47 @@ export function planRestore(backups: readonly PlanBackup[], opts: PlanOptions): 
   }
   const version = root.schemaVersion;
   if (!version) throw broken(`${root.id} records no schema version`);
-  const idx = opts.knownMigrations.indexOf(version);
+  const idx = knownMigrations.indexOf(version);
   if (idx < 0)
     throw new AttenduxError(
       'RESTORE_NEWER_SCHEMA',
-      `backup ${root.id} was made with schema version ${version}, which this attendux does not know (newest known: ${opts.knownMigrations[opts.knownMigrations.length - 1] ?? 'none'})`,
+      `backup ${root.id} was made with schema version ${version}, which this attendux does not know (newest known: ${knownMigrations[knownMigrations.length - 1] ?? 'none'})`,
       { hint: `install attendux ${root.attenduxVersion} or newer to restore it` },
     );
+  return { version, idx };
+}
 
-  const steps: PlanStep[] = chain.map((b) => ({
-    id: b.id,
-    kind: b.kind === 'full' ? 'full' : 'incremental',
-    createdAt: b.createdAt,
-    file: b.file,
-    bytes: b.bytes,
-    rows: b.rows,
-    applyUntil: null,
-  }));
-  if (at) {
-    const t = at.toISOString();
-    // The incremental after the target holds the changes between it and --at; transactions open across the
-    // boundary can land in it too.
-    const child = db.find((b) => b.kind === 'incremental' && b.parent === target.id);
-    if (child) {
-      if (child.status !== 'ok' && child.status !== 'parent-broken' && child.status !== 'parent-missing')
-        throw broken(
-          `backup ${child.id}, which holds the changes up to ${t}, is damaged: ${child.problem ?? child.status}`,
-        );
-      steps.push({
-        id: child.id,
-        kind: 'incremental',
-        createdAt: child.createdAt,
-        file: child.file,
-        bytes: child.bytes,
-        rows: child.rows,
-        applyUntil: t,
-      });
-    } else {
-      notes.push(
-        `no backup was taken after ${target.id}: the newest state at or before ${t} is the state of ${target.id}`,
+/** --at: add the incremental after the target (if any) and apply every incremental's changes up to `t`. */
+function addChangesUntil(
+  db: PlanBackup[],
+  target: PlanBackup,
+  t: string,
+  steps: PlanStep[],
+  notes: string[],
+): void {
+  // The incremental after the target holds the changes between it and --at; transactions open across the
+  // boundary can land in it too.
+  const child = db.find((b) => b.kind === 'incremental' && b.parent === target.id);
+  if (child) {
+    if (child.status !== 'ok' && child.status !== 'parent-broken' && child.status !== 'parent-missing')
+      throw broken(
+        `backup ${child.id}, which holds the changes up to ${t}, is damaged: ${child.problem ?? child.status}`,
       );
-    }
-    for (const s of steps) if (s.kind === 'incremental') s.applyUntil = t;
+    steps.push({
+      id: child.id,
+      kind: 'incremental',
+      createdAt: child.createdAt,
+      file: child.file,
+      bytes: child.bytes,
+      rows: child.rows,
+      applyUntil: t,
+    });
+  } else {
+    notes.push(
+      `no backup was taken after ${target.id}: the newest state at or before ${t} is the state of ${target.id}`,
+    );
   }
-  const mode = opts.mode ?? 'into';
-  const pointInTime = at ? at.toISOString() : target.createdAt;
-  return {
-    steps,
-    pointInTime,
-    at: at ? at.toISOString() : null,
-    schemaVersion: version,
-    newerMigrations: opts.knownMigrations.slice(idx + 1),
-    databaseId: root.databaseId,
-    totalBytes: steps.reduce((s, x) => s + x.bytes, 0),
-    mode,
-    effect: describeEffect(mode, opts, pointInTime),
-    notes,
-  };
+  for (const s of steps) if (s.kind === 'incremental') s.applyUntil = t;
 }
 
 function describeEffect(mode: RestoreMode, o: PlanOptions, point: string): string {

@@ -6,9 +6,10 @@ import type pg from 'pg';
 import { AttenduxError } from '../../errors.js';
 import { connectClient, formatSql } from '../../db/pool.js';
 import { schemaVersion } from '../../db/migrate.js';
-import { openChain, planFromCatalog, restoreIdentities } from './chain.js';
+import { openChain, planFromCatalog, restoreIdentities, type OpenedChain } from './chain.js';
 import { registerAuditKey } from '../audit/mac.js';
-import { auditFailure, prepare, writeRestoreAudit, type RestoreOptions } from './toolkit.js';
+import { auditFailure, prepare, writeRestoreAudit, type Prepared, type RestoreOptions } from './toolkit.js';
+import type { ManifestTable } from '../archive/format.js';
 import { applyChanges, tableEntries } from './load.js';
 import type { RestorePlan } from './plan.js';
 import { reapplyTenantLedger } from '../ledger/index.js';
@@ -96,114 +97,10 @@ export async function restoreTenant(
     const c = await connectClient(prep.install.db.adminUrl, 'attendux-restore');
     registerAuditKey(c, prep.install.secrets.auditKey);
     try {
-      const { from: copyFrom } = await import('pg-copy-streams');
       const tables = chain.full.tables.filter((t) => !KEPT.includes(t.name));
-      const dir = chain.steps[0]!.backup.dir;
-      for (const t of tables)
-        await c.query(
-          await formatSql(
-            c,
-            'CREATE TEMP TABLE %I (LIKE public.%I INCLUDING DEFAULTS)',
-            stage(t.name),
-            t.name,
-          ),
-        );
-      const load = async (table: string, where: string | null) => {
-        const t = tables.find((x) => x.name === table)!;
-        const sql = where
-          ? await formatSql(c, 'COPY %I FROM STDIN WHERE %s', stage(table), where)
-          : await formatSql(c, 'COPY %I FROM STDIN', stage(table));
-        opts.onProgress?.({ phase: 'load', table });
-        for (const e of tableEntries(t))
-          await pipeline(createReadStream(join(dir, e)), createGunzip(), c.query(copyFrom(sql)));
-      };
-      // The companies table is small: load it whole to find the company by slug at that point too.
-      await load('tenants', null);
-      let tenantId: string | undefined;
-      if (isUuid(opts.tenant)) tenantId = opts.tenant.toLowerCase();
-      else {
-        const live = await c.query<{ id: string }>('SELECT id::text FROM tenants WHERE slug = $1', [
-          opts.tenant,
-        ]);
-        const then = await c.query<{ id: string }>(
-          await formatSql(c, 'SELECT id::text FROM %I WHERE slug = $1', stage('tenants')),
-          [opts.tenant],
-        );
-        tenantId = live.rows[0]?.id ?? then.rows[0]?.id;
-      }
-      if (!tenantId)
-        throw new AttenduxError(
-          'NOT_FOUND',
-          `no company "${opts.tenant}" in the live database or the backup`,
-          {
-            hint: 'give the company slug or id (`attendux tenant list`)',
-          },
-        );
-      await c.query(await formatSql(c, 'DELETE FROM %I WHERE id <> %L', stage('tenants'), tenantId));
-      for (const t of tables)
-        if (t.name !== 'tenants') await load(t.name, await formatSql(c, 'tenant_id = %L', tenantId));
-      opts.onProgress?.({ phase: 'apply' });
-      await applyChanges(c, chain, { until: plan.at, target: stage, tenantId, skip: KEPT });
-      const { rows: then } = await c.query<{ slug: string }>(
-        await formatSql(c, 'SELECT slug FROM %I', stage('tenants')),
-      );
-      if (!then.length)
-        throw new AttenduxError('NOT_FOUND', `company ${opts.tenant} did not exist at ${plan.pointInTime}`, {
-          hint: 'pick a later point (--backup or --at)',
-        });
-      const result: TenantRestoreResult['tables'] = {};
-      await c.query('BEGIN');
-      try {
-        await c.query('SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE', [tenantId]);
-        for (const t of [...tables].reverse()) {
-          if (t.name === 'tenants') continue;
-          const del = await c.query(
-            await formatSql(c, 'DELETE FROM %I WHERE tenant_id = %L', t.name, tenantId),
-          );
-          result[t.name] = { removed: del.rowCount ?? 0, restored: 0 };
-        }
-        const cols = await columnList(c, 'tenants');
-        const upd = await c.query(
-          await formatSql(
-            c,
-            `UPDATE tenants SET (${cols}) = (SELECT ${cols} FROM %I) WHERE id = %L`,
-            stage('tenants'),
-            tenantId,
-          ),
-        );
-        if (!upd.rowCount)
-          await c.query(await formatSql(c, 'INSERT INTO tenants SELECT * FROM %I', stage('tenants')));
-        result.tenants = { removed: upd.rowCount ?? 0, restored: 1 };
-        for (const t of tables) {
-          if (t.name === 'tenants') continue;
-          const ins = await c.query(
-            await formatSql(c, 'INSERT INTO %I SELECT * FROM %I', t.name, stage(t.name)),
-          );
-          result[t.name]!.restored = ins.rowCount ?? 0;
-        }
-        await reapplyTenantLedger(c, {
-          tenantId,
-          dataDir: prep.loaded.config.dataDir,
-          pointInTime: plan.pointInTime,
-        });
-        await writeRestoreAudit(
-          c,
-          prep.actor,
-          plan,
-          { tenant: opts.tenant, outcome: 'success', tables: result },
-          tenantId,
-        );
-        await c.query('COMMIT');
-      } catch (err) {
-        // ROLLBACK of a failed transaction: its error is thrown below
-        await c.query('ROLLBACK').catch(() => undefined);
-        throw new AttenduxError(
-          'RESTORE_FAILED',
-          `restoring company ${opts.tenant} failed: ${(err as Error).message}`,
-          { cause: err, hint: 'the transaction was rolled back: the live database is unchanged' },
-        );
-      }
-      return { plan, tenantId, slug: then[0]!.slug, tables: result, seconds: (Date.now() - t0) / 1000 };
+      const { tenantId, slug } = await stageCompany(c, chain, tables, plan, opts);
+      const result = await replaceCompany(c, tables, tenantId, prep, plan, opts);
+      return { plan, tenantId, slug, tables: result, seconds: (Date.now() - t0) / 1000 };
     } catch (err) {
       await auditFailure(prep, 'tenant', err, { tenant: opts.tenant });
       throw err;
@@ -214,6 +111,129 @@ export async function restoreTenant(
   } finally {
     await prep.install.close();
   }
+}
+
+/** Build the company's state at the point in temporary `stage` tables: its rows of the full, then its changes. */
+async function stageCompany(
+  c: pg.Client,
+  chain: OpenedChain,
+  tables: ManifestTable[],
+  plan: RestorePlan,
+  opts: TenantRestoreOptions,
+): Promise<{ tenantId: string; slug: string }> {
+  const { from: copyFrom } = await import('pg-copy-streams');
+  const dir = chain.steps[0]!.backup.dir;
+  for (const t of tables)
+    await c.query(
+      await formatSql(c, 'CREATE TEMP TABLE %I (LIKE public.%I INCLUDING DEFAULTS)', stage(t.name), t.name),
+    );
+  const load = async (table: string, where: string | null) => {
+    const t = tables.find((x) => x.name === table)!;
+    const sql = where
+      ? await formatSql(c, 'COPY %I FROM STDIN WHERE %s', stage(table), where)
+      : await formatSql(c, 'COPY %I FROM STDIN', stage(table));
+    opts.onProgress?.({ phase: 'load', table });
+    for (const e of tableEntries(t))
+      await pipeline(createReadStream(join(dir, e)), createGunzip(), c.query(copyFrom(sql)));
+  };
+  // The companies table is small: load it whole to find the company by slug at that point too.
+  await load('tenants', null);
+  const tenantId = await resolveTenant(c, opts.tenant);
+  await c.query(await formatSql(c, 'DELETE FROM %I WHERE id <> %L', stage('tenants'), tenantId));
+  for (const t of tables)
+    if (t.name !== 'tenants') await load(t.name, await formatSql(c, 'tenant_id = %L', tenantId));
+  opts.onProgress?.({ phase: 'apply' });
+  await applyChanges(c, chain, { until: plan.at, target: stage, tenantId, skip: KEPT });
+  const { rows: then } = await c.query<{ slug: string }>(
+    await formatSql(c, 'SELECT slug FROM %I', stage('tenants')),
+  );
+  if (!then.length)
+    throw new AttenduxError('NOT_FOUND', `company ${opts.tenant} did not exist at ${plan.pointInTime}`, {
+      hint: 'pick a later point (--backup or --at)',
+    });
+  return { tenantId, slug: then[0]!.slug };
+}
+
+/** The company's id: the one given, else its slug in the live database or (if gone) in the staged backup. */
+async function resolveTenant(c: pg.Client, tenant: string): Promise<string> {
+  let tenantId: string | undefined;
+  if (isUuid(tenant)) tenantId = tenant.toLowerCase();
+  else {
+    const live = await c.query<{ id: string }>('SELECT id::text FROM tenants WHERE slug = $1', [tenant]);
+    const then = await c.query<{ id: string }>(
+      await formatSql(c, 'SELECT id::text FROM %I WHERE slug = $1', stage('tenants')),
+      [tenant],
+    );
+    tenantId = live.rows[0]?.id ?? then.rows[0]?.id;
+  }
+  if (!tenantId)
+    throw new AttenduxError('NOT_FOUND', `no company "${tenant}" in the live database or the backup`, {
+      hint: 'give the company slug or id (`attendux tenant list`)',
+    });
+  return tenantId;
+}
+
+/** The live transaction: delete the company's rows (children first), insert the staged ones (parents first). */
+async function replaceCompany(
+  c: pg.Client,
+  tables: ManifestTable[],
+  tenantId: string,
+  prep: Prepared,
+  plan: RestorePlan,
+  opts: TenantRestoreOptions,
+): Promise<TenantRestoreResult['tables']> {
+  const result: TenantRestoreResult['tables'] = {};
+  await c.query('BEGIN');
+  try {
+    await c.query('SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE', [tenantId]);
+    for (const t of [...tables].reverse()) {
+      if (t.name === 'tenants') continue;
+      const del = await c.query(await formatSql(c, 'DELETE FROM %I WHERE tenant_id = %L', t.name, tenantId));
+      result[t.name] = { removed: del.rowCount ?? 0, restored: 0 };
+    }
+    const cols = await columnList(c, 'tenants');
+    const upd = await c.query(
+      await formatSql(
+        c,
+        `UPDATE tenants SET (${cols}) = (SELECT ${cols} FROM %I) WHERE id = %L`,
+        stage('tenants'),
+        tenantId,
+      ),
+    );
+    if (!upd.rowCount)
+      await c.query(await formatSql(c, 'INSERT INTO tenants SELECT * FROM %I', stage('tenants')));
+    result.tenants = { removed: upd.rowCount ?? 0, restored: 1 };
+    for (const t of tables) {
+      if (t.name === 'tenants') continue;
+      const ins = await c.query(await formatSql(c, 'INSERT INTO %I SELECT * FROM %I', t.name, stage(t.name)));
+      result[t.name]!.restored = ins.rowCount ?? 0;
+    }
+    await reapplyTenantLedger(c, {
+      tenantId,
+      dataDir: prep.loaded.config.dataDir,
+      pointInTime: plan.pointInTime,
+    });
+    await writeRestoreAudit(
+      c,
+      prep.actor,
+      plan,
+      { tenant: opts.tenant, outcome: 'success', tables: result },
+      tenantId,
+    );
+    await c.query('COMMIT');
+  } catch (err) {
+    // ROLLBACK of a failed transaction: its error is thrown below
+    await c.query('ROLLBACK').catch(() => undefined);
+    throw new AttenduxError(
+      'RESTORE_FAILED',
+      `restoring company ${opts.tenant} failed: ${(err as Error).message}`,
+      {
+        cause: err,
+        hint: 'the transaction was rolled back: the live database is unchanged',
+      },
+    );
+  }
+  return result;
 }
 
 async function columnList(c: pg.ClientBase, table: string): Promise<string> {
