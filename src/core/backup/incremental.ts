@@ -113,6 +113,25 @@ async function copyChanges(
   );
 }
 
+/**
+ * Open the incremental's repeatable-read transaction: its snapshot, the server version and createdAt.
+ */
+async function openChangeSnapshot(
+  c: pg.ClientBase,
+  parentSnapshot: string | null,
+): Promise<{ snapshot: string; version: string; at: Date }> {
+  await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  // The parent snapshot travels as a transaction-local setting: COPY cannot take bind parameters.
+  await c.query("SELECT set_config('attendux.parent_snapshot', $1, true)", [parentSnapshot]);
+  // createdAt is the snapshot's time (read just after it, rounded up to the millisecond): every change in
+  // this backup committed before it, every later one is in the next incremental.
+  const { rows } = await c.query<{ snapshot: string; version: string; at: Date }>(
+    `SELECT pg_current_snapshot()::text AS snapshot, current_setting('server_version') AS version,
+            date_trunc('milliseconds', clock_timestamp()) + interval '1 millisecond' AS at`,
+  );
+  return rows[0]!;
+}
+
 async function incrementalBody(
   env: RunEnv,
   opts: IncrementalOptions,
@@ -144,15 +163,7 @@ async function incrementalBody(
   const c = await connectClient(env.install.db.adminUrl, 'attendux-backup');
   try {
     stage('opening the snapshot');
-    await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    // The parent snapshot travels as a transaction-local setting: COPY cannot take bind parameters.
-    await c.query("SELECT set_config('attendux.parent_snapshot', $1, true)", [parent.snapshot]);
-    // createdAt is the snapshot's time (read just after it, rounded up to the millisecond): every change in
-    // this backup committed before it, every later one is in the next incremental.
-    const { rows: snap } = await c.query<{ snapshot: string; version: string; at: Date }>(
-      `SELECT pg_current_snapshot()::text AS snapshot, current_setting('server_version') AS version,
-              date_trunc('milliseconds', clock_timestamp()) + interval '1 millisecond' AS at`,
-    );
+    const snap = await openChangeSnapshot(c, parent.snapshot);
     // Changes of transactions not visible in the parent's snapshot; this transaction's own snapshot (MVCC)
     // hides those that commit later: they go to the next incremental. txid >= xmin(parent) uses the index.
     const where = `txid >= pg_snapshot_xmin(current_setting('attendux.parent_snapshot')::pg_snapshot)
@@ -166,7 +177,7 @@ async function incrementalBody(
     const cipher = new StagingCipher();
     await copyChanges(c, where, file, cipher, opts);
     await c.query('COMMIT');
-    const snapshot = snap[0]!.snapshot;
+    const snapshot = snap.snapshot;
     stage('writing the archive');
     const sidecar = await writeArchive({
       backupDir: env.backupDir,
@@ -184,10 +195,10 @@ async function incrementalBody(
         kind: 'incremental',
         parent: parent.id,
         chainRoot: parent.chainRoot ?? parent.chain[0] ?? null,
-        createdAt: snap[0]!.at.toISOString(),
+        createdAt: snap.at.toISOString(),
         attenduxVersion: VERSION,
         schemaVersion: version,
-        postgresVersion: snap[0]!.version,
+        postgresVersion: snap.version,
         snapshot,
         parentSnapshot: parent.snapshot,
         databaseId: dbId,
