@@ -110,82 +110,19 @@ async function backupConfigWith(
     const recipients = requireRecipients(loaded);
     await ensureBackupDir(backupDir);
     const files = [loaded.path, loaded.secretsPath, ...(opts.serviceFiles ?? (await defaultServiceFiles()))];
-    const entries: StagedEntry[] = [];
-    const used = new Set<string>();
-    for (const f of files) {
-      let content: Buffer;
-      try {
-        content = await readFile(f);
-      } catch (err) {
-        throw new AttenduxError('IO_ERROR', `cannot read ${f}: ${(err as Error).message}`, { cause: err });
-      }
-      let name = `config/${basename(f)}`;
-      for (let i = 2; used.has(name); i++) name = `config/${i}-${basename(f)}`;
-      used.add(name);
-      // Where it came from: `restore --config-only` writes service files back only there (and only when the
-      // path is on its allow-list). Not part of contentHash, so --if-changed compares as before.
-      entries.push({ name, content, path: resolve(f) });
-    }
-    let settingsSkipped: string | undefined = opts.tenantSettings === false ? 'disabled' : db.skipped;
-    if (db.install && opts.tenantSettings !== false) {
-      try {
-        const rows = await allStoredSettings(db.install.admin);
-        entries.push({
-          name: 'settings/tenant-settings.json',
-          content: Buffer.from(JSON.stringify(rows, null, 2) + '\n'),
-        });
-      } catch (err) {
-        settingsSkipped = `cannot read tenant settings: ${(err as Error).message}`;
-      }
-    }
+    const entries = await configFileEntries(files);
+    const settings = await tenantSettingsEntry(opts, db);
+    if (settings.entry) entries.push(settings.entry);
+    const settingsSkipped = settings.skipped;
     const ledger = await ledgerBackupEntry(loaded.config.dataDir, db.install?.admin);
     if (ledger) entries.push(ledger);
-    const h = createHash('sha256');
-    for (const e of entries)
-      h.update(`${e.name}\0${createHash('sha256').update(e.content!).digest('hex')}\n`);
-    const contentHash = h.digest('hex');
+    const contentHash = contentHashOf(entries);
     if (opts.ifChanged) {
       const newest = newestOf(await readCatalog(backupDir), 'config');
       if (newest && newest.contentHash === contentHash)
         return { written: false, previous: newest.id, files, contentHash };
     }
-    // Its own lock file: a config change during a long full backup must still be backed up.
-    const lock = await acquireFileLock(loaded.config.dataDir, 'backup config', 'backup-config.lock');
-    let sidecar: Sidecar;
-    try {
-      await cleanupLeftovers(backupDir, 'config');
-      const id = newBackupId('config', startedAt);
-      sidecar = await writeArchive({
-        backupDir,
-        id,
-        recipients,
-        entries,
-        startedAt,
-        rows: () => 0,
-        manifest: () => ({
-          id,
-          kind: 'config',
-          parent: null,
-          chainRoot: null,
-          createdAt: startedAt.toISOString(),
-          attenduxVersion: VERSION,
-          schemaVersion: null,
-          postgresVersion: null,
-          snapshot: null,
-          parentSnapshot: null,
-          databaseId: null,
-          tables: [],
-          changes: null,
-          contentHash,
-        }),
-      });
-      const signingKey =
-        db.install?.secrets.signingKey ??
-        (await ensureInstallKeys(loaded.secretsPath, await loadSecrets(loaded.secretsPath))).signingKey;
-      await signBackup(backupDir, sidecar.id, signingKey);
-    } finally {
-      await lock.release();
-    }
+    const sidecar = await writeSignedConfigArchive(loaded, db, entries, contentHash, recipients, startedAt);
     await record({
       kind: 'config',
       id: sidecar.id,
@@ -217,6 +154,103 @@ async function backupConfigWith(
         error: { code: e.code, message: e.message },
       });
     throw e;
+  }
+}
+
+/** The config, secrets and service files as archive entries, each under a unique name. */
+async function configFileEntries(files: string[]): Promise<StagedEntry[]> {
+  const entries: StagedEntry[] = [];
+  const used = new Set<string>();
+  for (const f of files) {
+    let content: Buffer;
+    try {
+      content = await readFile(f);
+    } catch (err) {
+      throw new AttenduxError('IO_ERROR', `cannot read ${f}: ${(err as Error).message}`, { cause: err });
+    }
+    let name = `config/${basename(f)}`;
+    for (let i = 2; used.has(name); i++) name = `config/${i}-${basename(f)}`;
+    used.add(name);
+    // Where it came from: `restore --config-only` writes service files back only there (and only when the
+    // path is on its allow-list). Not part of contentHash, so --if-changed compares as before.
+    entries.push({ name, content, path: resolve(f) });
+  }
+  return entries;
+}
+
+/** The tenant settings entry, or why it was skipped. */
+async function tenantSettingsEntry(
+  opts: ConfigBackupOptions,
+  db: MaybeInstall,
+): Promise<{ entry?: StagedEntry; skipped?: string }> {
+  const skipped: string | undefined = opts.tenantSettings === false ? 'disabled' : db.skipped;
+  if (!db.install || opts.tenantSettings === false) return { skipped };
+  try {
+    const rows = await allStoredSettings(db.install.admin);
+    return {
+      entry: {
+        name: 'settings/tenant-settings.json',
+        content: Buffer.from(JSON.stringify(rows, null, 2) + '\n'),
+      },
+      skipped,
+    };
+  } catch (err) {
+    return { skipped: `cannot read tenant settings: ${(err as Error).message}` };
+  }
+}
+
+function contentHashOf(entries: StagedEntry[]): string {
+  const h = createHash('sha256');
+  for (const e of entries) h.update(`${e.name}\0${createHash('sha256').update(e.content!).digest('hex')}\n`);
+  return h.digest('hex');
+}
+
+/** Write and sign the config backup archive under its own lock. */
+async function writeSignedConfigArchive(
+  loaded: LoadedConfig,
+  db: MaybeInstall,
+  entries: StagedEntry[],
+  contentHash: string,
+  recipients: ReturnType<typeof requireRecipients>,
+  startedAt: Date,
+): Promise<Sidecar> {
+  const backupDir = loaded.backupDir;
+  // Its own lock file: a config change during a long full backup must still be backed up.
+  const lock = await acquireFileLock(loaded.config.dataDir, 'backup config', 'backup-config.lock');
+  try {
+    await cleanupLeftovers(backupDir, 'config');
+    const id = newBackupId('config', startedAt);
+    const sidecar = await writeArchive({
+      backupDir,
+      id,
+      recipients,
+      entries,
+      startedAt,
+      rows: () => 0,
+      manifest: () => ({
+        id,
+        kind: 'config',
+        parent: null,
+        chainRoot: null,
+        createdAt: startedAt.toISOString(),
+        attenduxVersion: VERSION,
+        schemaVersion: null,
+        postgresVersion: null,
+        snapshot: null,
+        parentSnapshot: null,
+        databaseId: null,
+        tables: [],
+        changes: null,
+        contentHash,
+      }),
+    });
+    const signingKey =
+      db.install?.secrets.signingKey ??
+      (await ensureInstallKeys(loaded.secretsPath, await loadSecrets(loaded.secretsPath))).signingKey;
+    await signBackup(backupDir, sidecar.id, signingKey);
+    return sidecar;
+  } finally {
+    await lock.release();
   }
 }
 

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { ByteCounter } from '../archive/bytes.js';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
+import type pg from 'pg';
 import { AttenduxError } from '../../errors.js';
 import { connectClient } from '../../db/pool.js';
 import { schemaVersion } from '../../db/migrate.js';
@@ -45,12 +46,13 @@ function unusableParent(
   return null;
 }
 
-async function incrementalBody(
-  env: RunEnv,
-  opts: IncrementalOptions,
-  stage: (s: string) => void,
-): Promise<{ sidecar: Sidecar; note?: string }> {
-  stage('finding the parent backup');
+/** The chain head and why it cannot be the parent of a new incremental (null when it can). */
+async function findParent(env: RunEnv): Promise<{
+  head: CatalogEntry | undefined;
+  why: string | null;
+  dbId: string | null;
+  version: string | null;
+}> {
   const catalog = await readCatalog(env.backupDir);
   const head = chainHead(catalog);
   const { rows: meta } = await env.lockClient.query<{ dbid: string | null; trimmed: string | null }>(
@@ -66,6 +68,77 @@ async function incrementalBody(
   if (!head) why = 'there is no full backup yet';
   else if (attached.length) why = `change capture was missing on ${attached.map((r) => r.t).join(', ')}`;
   else why = unusableParent(head, dbId, version, trimmedBefore);
+  return { head, why, dbId, version };
+}
+
+/** Change counts per table, their total and the first and last change_log ids. */
+function summarizeChanges(counts: { table_name: string; n: number; first: number; last: number }[]) {
+  const byTable: Record<string, number> = {};
+  let count = 0;
+  let first: number | null = null;
+  let last: number | null = null;
+  for (const r of counts.sort((a, b) => a.table_name.localeCompare(b.table_name))) {
+    byTable[r.table_name] = r.n;
+    count += r.n;
+    first = first === null ? r.first : Math.min(first, r.first);
+    last = last === null ? r.last : Math.max(last, r.last);
+  }
+  return { count, byTable, first, last };
+}
+
+/** Copy the selected changes, gzip'd and encrypted, into `file`. */
+async function copyChanges(
+  c: pg.ClientBase,
+  where: string,
+  file: string,
+  cipher: StagingCipher,
+  opts: IncrementalOptions,
+): Promise<void> {
+  const { to: copyTo } = await import('pg-copy-streams');
+  // `at` is the transaction's commit time (migration 0005's marker) where one was recorded, else the time
+  // of the change (rows captured before that migration): --at keeps whole transactions by it.
+  const source = c.query(
+    copyTo(
+      `COPY (SELECT ${changeColumnsSelect({ at: 'coalesce(cc.committed_at, l.at)' })}
+               FROM change_log l LEFT JOIN change_commits cc ON cc.txid = l.txid
+              WHERE ${where.replace(/\btxid\b/g, 'l.txid')} ORDER BY l.id) TO STDOUT`,
+    ),
+  );
+  await pipeline(
+    source,
+    createGzip({ level: 1 }),
+    new ByteCounter((bytes) => opts.onProgress?.({ phase: 'copy', table: 'change_log', bytes })),
+    cipher.encryptTo(file),
+    createWriteStream(file, { mode: 0o600 }),
+  );
+}
+
+/**
+ * Open the incremental's repeatable-read transaction: its snapshot, the server version and createdAt.
+ */
+async function openChangeSnapshot(
+  c: pg.ClientBase,
+  parentSnapshot: string | null,
+): Promise<{ snapshot: string; version: string; at: Date }> {
+  await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  // The parent snapshot travels as a transaction-local setting: COPY cannot take bind parameters.
+  await c.query("SELECT set_config('attendux.parent_snapshot', $1, true)", [parentSnapshot]);
+  // createdAt is the snapshot's time (read just after it, rounded up to the millisecond): every change in
+  // this backup committed before it, every later one is in the next incremental.
+  const { rows } = await c.query<{ snapshot: string; version: string; at: Date }>(
+    `SELECT pg_current_snapshot()::text AS snapshot, current_setting('server_version') AS version,
+            date_trunc('milliseconds', clock_timestamp()) + interval '1 millisecond' AS at`,
+  );
+  return rows[0]!;
+}
+
+async function incrementalBody(
+  env: RunEnv,
+  opts: IncrementalOptions,
+  stage: (s: string) => void,
+): Promise<{ sidecar: Sidecar; note?: string }> {
+  stage('finding the parent backup');
+  const { head, why, dbId, version } = await findParent(env);
   if (why) {
     if (!opts.fullIfNeeded) {
       throw new AttenduxError(
@@ -90,15 +163,7 @@ async function incrementalBody(
   const c = await connectClient(env.install.db.adminUrl, 'attendux-backup');
   try {
     stage('opening the snapshot');
-    await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    // The parent snapshot travels as a transaction-local setting: COPY cannot take bind parameters.
-    await c.query("SELECT set_config('attendux.parent_snapshot', $1, true)", [parent.snapshot]);
-    // createdAt is the snapshot's time (read just after it, rounded up to the millisecond): every change in
-    // this backup committed before it, every later one is in the next incremental.
-    const { rows: snap } = await c.query<{ snapshot: string; version: string; at: Date }>(
-      `SELECT pg_current_snapshot()::text AS snapshot, current_setting('server_version') AS version,
-              date_trunc('milliseconds', clock_timestamp()) + interval '1 millisecond' AS at`,
-    );
+    const snap = await openChangeSnapshot(c, parent.snapshot);
     // Changes of transactions not visible in the parent's snapshot; this transaction's own snapshot (MVCC)
     // hides those that commit later: they go to the next incremental. txid >= xmin(parent) uses the index.
     const where = `txid >= pg_snapshot_xmin(current_setting('attendux.parent_snapshot')::pg_snapshot)
@@ -106,38 +171,13 @@ async function incrementalBody(
     const { rows: counts } = await c.query<{ table_name: string; n: number; first: number; last: number }>(
       `SELECT table_name, count(*)::int AS n, min(id) AS first, max(id) AS last FROM change_log WHERE ${where} GROUP BY table_name`,
     );
-    const byTable: Record<string, number> = {};
-    let count = 0;
-    let first: number | null = null;
-    let last: number | null = null;
-    for (const r of counts.sort((a, b) => a.table_name.localeCompare(b.table_name))) {
-      byTable[r.table_name] = r.n;
-      count += r.n;
-      first = first === null ? r.first : Math.min(first, r.first);
-      last = last === null ? r.last : Math.max(last, r.last);
-    }
+    const { count, byTable, first, last } = summarizeChanges(counts);
     stage('copying the changes');
-    const { to: copyTo } = await import('pg-copy-streams');
     const file = join(staging, 'changes.gz');
     const cipher = new StagingCipher();
-    // `at` is the transaction's commit time (migration 0005's marker) where one was recorded, else the time
-    // of the change (rows captured before that migration): --at keeps whole transactions by it.
-    const source = c.query(
-      copyTo(
-        `COPY (SELECT ${changeColumnsSelect({ at: 'coalesce(cc.committed_at, l.at)' })}
-                 FROM change_log l LEFT JOIN change_commits cc ON cc.txid = l.txid
-                WHERE ${where.replace(/\btxid\b/g, 'l.txid')} ORDER BY l.id) TO STDOUT`,
-      ),
-    );
-    await pipeline(
-      source,
-      createGzip({ level: 1 }),
-      new ByteCounter((bytes) => opts.onProgress?.({ phase: 'copy', table: 'change_log', bytes })),
-      cipher.encryptTo(file),
-      createWriteStream(file, { mode: 0o600 }),
-    );
+    await copyChanges(c, where, file, cipher, opts);
     await c.query('COMMIT');
-    const snapshot = snap[0]!.snapshot;
+    const snapshot = snap.snapshot;
     stage('writing the archive');
     const sidecar = await writeArchive({
       backupDir: env.backupDir,
@@ -155,10 +195,10 @@ async function incrementalBody(
         kind: 'incremental',
         parent: parent.id,
         chainRoot: parent.chainRoot ?? parent.chain[0] ?? null,
-        createdAt: snap[0]!.at.toISOString(),
+        createdAt: snap.at.toISOString(),
         attenduxVersion: VERSION,
         schemaVersion: version,
-        postgresVersion: snap[0]!.version,
+        postgresVersion: snap.version,
         snapshot,
         parentSnapshot: parent.snapshot,
         databaseId: dbId,

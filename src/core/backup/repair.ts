@@ -54,6 +54,49 @@ function rowsOf(m: Manifest): number {
   return 0;
 }
 
+/** The sidecar the encrypted file itself describes, once every entry checked out against its manifest. */
+async function rebuildSidecar(file: string, p: CatalogProblem, identities: string[]): Promise<Sidecar> {
+  const r = await readBackup({ file, identities });
+  const m = r.manifest;
+  if (m.id !== p.id) throw new AttenduxError('BACKUP_CORRUPT', `${p.file} holds backup ${m.id}, not ${p.id}`);
+  const finishedAt = (await stat(file)).mtime;
+  return {
+    format: FORMAT,
+    id: m.id,
+    kind: m.kind,
+    parent: m.parent,
+    chainRoot: m.chainRoot,
+    createdAt: m.createdAt,
+    finishedAt: finishedAt.toISOString(),
+    durationMs: Math.max(0, finishedAt.getTime() - Date.parse(m.createdAt)),
+    file: dataFileName(m.id),
+    bytes: r.bytes,
+    sha256: r.sha256,
+    tarBytes: r.tarBytes,
+    snapshot: m.snapshot,
+    schemaVersion: m.schemaVersion,
+    databaseId: m.databaseId,
+    attenduxVersion: m.attenduxVersion,
+    contentHash: m.contentHash,
+    rows: rowsOf(m),
+    recipients: await countRecipients(file),
+    outcome: 'success',
+    repairedAt: new Date().toISOString(),
+  };
+}
+
+/** Move a file that did not decrypt or check out, and its damaged sidecar, into quarantine/. */
+async function quarantine(backupDir: string, q: string, file: string, p: CatalogProblem): Promise<void> {
+  await mkdir(q, { recursive: true, mode: 0o700 });
+  await rename(file, join(q, dataFileName(p.id))).catch((err: unknown) =>
+    warnSwallowed(`${file} not moved to quarantine`, err),
+  );
+  if (p.kind === 'sidecar-invalid')
+    await rename(join(backupDir, sidecarFileName(p.id)), join(q, `${sidecarFileName(p.id)}.damaged`)).catch(
+      (err: unknown) => warnSwallowed(`the sidecar of ${p.id} not moved to quarantine`, err),
+    );
+}
+
 /**
  * `attendux backup repair`: for every backup whose sidecar is unreadable or missing (in the backup dir or
  * set aside in quarantine/), decrypt the encrypted file, check every entry against its manifest, and write
@@ -80,34 +123,7 @@ export async function repairBackups(opts: RepairOptions): Promise<RepairResult> 
       const file = join(backupDir, p.file);
       let sidecar: Sidecar;
       try {
-        const r = await readBackup({ file, identities });
-        const m = r.manifest;
-        if (m.id !== p.id)
-          throw new AttenduxError('BACKUP_CORRUPT', `${p.file} holds backup ${m.id}, not ${p.id}`);
-        const finishedAt = (await stat(file)).mtime;
-        sidecar = {
-          format: FORMAT,
-          id: m.id,
-          kind: m.kind,
-          parent: m.parent,
-          chainRoot: m.chainRoot,
-          createdAt: m.createdAt,
-          finishedAt: finishedAt.toISOString(),
-          durationMs: Math.max(0, finishedAt.getTime() - Date.parse(m.createdAt)),
-          file: dataFileName(m.id),
-          bytes: r.bytes,
-          sha256: r.sha256,
-          tarBytes: r.tarBytes,
-          snapshot: m.snapshot,
-          schemaVersion: m.schemaVersion,
-          databaseId: m.databaseId,
-          attenduxVersion: m.attenduxVersion,
-          contentHash: m.contentHash,
-          rows: rowsOf(m),
-          recipients: await countRecipients(file),
-          outcome: 'success',
-          repairedAt: new Date().toISOString(),
-        };
+        sidecar = await rebuildSidecar(file, p, identities);
       } catch (err) {
         if (isAttenduxError(err) && err.code === 'BACKUP_BAD_IDENTITY') throw err;
         const detail = (err as Error).message;
@@ -116,15 +132,7 @@ export async function repairBackups(opts: RepairOptions): Promise<RepairResult> 
           continue;
         }
         // Out of the way of every other command, kept for inspection.
-        await mkdir(q, { recursive: true, mode: 0o700 });
-        await rename(file, join(q, dataFileName(p.id))).catch((err: unknown) =>
-          warnSwallowed(`${file} not moved to quarantine`, err),
-        );
-        if (p.kind === 'sidecar-invalid')
-          await rename(
-            join(backupDir, sidecarFileName(p.id)),
-            join(q, `${sidecarFileName(p.id)}.damaged`),
-          ).catch((err: unknown) => warnSwallowed(`the sidecar of ${p.id} not moved to quarantine`, err));
+        await quarantine(backupDir, q, file, p);
         items.push({ id: p.id, was: p.kind, outcome: 'quarantined', detail });
         continue;
       }

@@ -140,6 +140,42 @@ async function recordRun(backupDir: string, run: LastRun): Promise<void> {
   );
 }
 
+/** A failed run on the record: the last-run file and an audit entry (when the database can be reached). */
+async function recordFailure(
+  kind: 'full' | 'incremental',
+  opts: BackupRunOptions,
+  backupDir: string,
+  startedAt: Date,
+  e: AttenduxError,
+  install: Install | undefined,
+): Promise<void> {
+  await recordRun(backupDir, {
+    kind,
+    id: null,
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    outcome: 'failure',
+    error: { code: e.code, message: e.message },
+  });
+  const entry = {
+    tenantId: SYSTEM_TENANT,
+    actor: actorOf(opts),
+    action: `backup.${kind}`,
+    entityType: 'backup',
+    details: { kind, outcome: 'failure', error: e.code, message: e.message },
+  };
+  // The backup's own failure is thrown by the caller; an audit entry that cannot be written is said, not dropped.
+  const unaudited = (err: unknown) => warnSwallowed(`the failed ${kind} backup is not in the audit log`, err);
+  if (install) await appendAudit(install.admin, entry).catch(unaudited);
+  else if (e.code !== 'DB_UNAVAILABLE') {
+    // Failed before the database was opened (no recipients, unwritable dir): still on the record if
+    // the database is reachable.
+    await withInstall({ ...opts, requireMigrated: false }, (i) => appendAudit(i.admin, entry)).catch(
+      unaudited,
+    );
+  }
+}
+
 /**
  * Everything around one database backup run: config, recipients, backup dir, the lock file, the database,
  * the advisory lock, leftovers of earlier runs, then `fn`; afterwards the audit entry and the last-run
@@ -207,34 +243,7 @@ export async function runDatabaseBackup(
     return { sidecar: out.sidecar, cleanedUp, note: out.note, ...(offsite.length ? { offsite } : {}) };
   } catch (err) {
     const e = backupFailure(err, kind, stage);
-    if (e.code !== 'BACKUP_LOCKED') {
-      await recordRun(backupDir, {
-        kind,
-        id: null,
-        startedAt: startedAt.toISOString(),
-        finishedAt: new Date().toISOString(),
-        outcome: 'failure',
-        error: { code: e.code, message: e.message },
-      });
-      const entry = {
-        tenantId: SYSTEM_TENANT,
-        actor: actorOf(opts),
-        action: `backup.${kind}`,
-        entityType: 'backup',
-        details: { kind, outcome: 'failure', error: e.code, message: e.message },
-      };
-      // The backup's own failure is thrown below; an audit entry that cannot be written is said, not dropped.
-      const unaudited = (err: unknown) =>
-        warnSwallowed(`the failed ${kind} backup is not in the audit log`, err);
-      if (install) await appendAudit(install.admin, entry).catch(unaudited);
-      else if (e.code !== 'DB_UNAVAILABLE') {
-        // Failed before the database was opened (no recipients, unwritable dir): still on the record if
-        // the database is reachable.
-        await withInstall({ ...opts, requireMigrated: false }, (i) => appendAudit(i.admin, entry)).catch(
-          unaudited,
-        );
-      }
-    }
+    if (e.code !== 'BACKUP_LOCKED') await recordFailure(kind, opts, backupDir, startedAt, e, install);
     throw e;
   } finally {
     // closing the lock client: the outcome is decided, the lock ends with the session

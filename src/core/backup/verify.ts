@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { AttenduxError, isAttenduxError } from '../../errors.js';
 import { loadConfig, type ConfigLocation } from '../config/load.js';
-import { readCatalog, type CatalogEntry } from '../archive/catalog.js';
+import { readCatalog, type Catalog, type CatalogEntry } from '../archive/catalog.js';
 import { dataFileName } from '../archive/format.js';
 import { hashFile } from '../archive/bytes.js';
 import { readBackup } from '../archive/reader.js';
@@ -34,6 +34,45 @@ export interface VerifyResult {
   ok: boolean;
   backups: VerifyItem[];
 }
+/** The backups asked for: all, one named id, or the newest. */
+function pickTargets(catalog: Catalog, opts: VerifyOptions, backupDir: string): CatalogEntry[] {
+  if (opts.all) return catalog.backups;
+  if (opts.id) {
+    const hit = catalog.backups.find((b) => b.id === opts.id);
+    if (!hit)
+      throw new AttenduxError('NOT_FOUND', `no backup "${opts.id}" in ${backupDir}`, {
+        hint: 'run `attendux backup list` to see the backups',
+      });
+    return [hit];
+  }
+  const newest = catalog.backups[catalog.backups.length - 1];
+  if (!newest) throw new AttenduxError('NOT_FOUND', `no backups in ${backupDir}`);
+  return [newest];
+}
+
+/** Without an identity: the encrypted file's size and SHA-256 against its sidecar (its size goes in `item`). */
+async function checkChecksum(
+  file: string,
+  b: CatalogEntry,
+  opts: VerifyOptions,
+  item: VerifyItem,
+): Promise<void> {
+  const h = await hashFile(file, (n) => opts.onProgress?.({ id: b.id, bytes: n, total: b.bytes })).catch(
+    (err: unknown) => {
+      const missing = (err as { code?: string }).code === 'ENOENT';
+      throw new AttenduxError(
+        'BACKUP_CORRUPT',
+        missing ? `${file} is missing` : `${file}: ${(err as Error).message}`,
+      );
+    },
+  );
+  item.bytes = h.bytes;
+  if (h.bytes !== b.bytes || h.sha256 !== b.sha256)
+    throw new AttenduxError(
+      'BACKUP_CORRUPT',
+      `${file}: SHA-256 of the file does not match its sidecar${h.bytes !== b.bytes ? ` (${h.bytes} bytes, expected ${b.bytes})` : ''}`,
+    );
+}
 
 /**
  * Check backups without touching the database: with an identity, decrypt in a stream and check every entry
@@ -48,20 +87,7 @@ export async function verifyBackups(opts: VerifyOptions): Promise<VerifyResult> 
   });
   const identities = identityFile ? await readIdentityFile(identityFile) : null;
   const catalog = await readCatalog(loaded.backupDir);
-  let targets: CatalogEntry[];
-  if (opts.all) targets = catalog.backups;
-  else if (opts.id) {
-    const hit = catalog.backups.find((b) => b.id === opts.id);
-    if (!hit)
-      throw new AttenduxError('NOT_FOUND', `no backup "${opts.id}" in ${loaded.backupDir}`, {
-        hint: 'run `attendux backup list` to see the backups',
-      });
-    targets = [hit];
-  } else {
-    const newest = catalog.backups[catalog.backups.length - 1];
-    if (!newest) throw new AttenduxError('NOT_FOUND', `no backups in ${loaded.backupDir}`);
-    targets = [newest];
-  }
+  const targets = pickTargets(catalog, opts, loaded.backupDir);
   const trusted = await trustedSigningKeys({ loaded, identityFile });
   const out: VerifyItem[] = [];
   // Unreadable or missing sidecars are failures of their own, whatever was asked for (except one named id).
@@ -101,21 +127,7 @@ export async function verifyBackups(opts: VerifyOptions): Promise<VerifyResult> 
         item.bytes = r.bytes;
         item.entries = r.entries.length;
       } else {
-        const h = await hashFile(file, (n) =>
-          opts.onProgress?.({ id: b.id, bytes: n, total: b.bytes }),
-        ).catch((err: unknown) => {
-          const missing = (err as { code?: string }).code === 'ENOENT';
-          throw new AttenduxError(
-            'BACKUP_CORRUPT',
-            missing ? `${file} is missing` : `${file}: ${(err as Error).message}`,
-          );
-        });
-        item.bytes = h.bytes;
-        if (h.bytes !== b.bytes || h.sha256 !== b.sha256)
-          throw new AttenduxError(
-            'BACKUP_CORRUPT',
-            `${file}: SHA-256 of the file does not match its sidecar${h.bytes !== b.bytes ? ` (${h.bytes} bytes, expected ${b.bytes})` : ''}`,
-          );
+        await checkChecksum(file, b, opts, item);
       }
       // The file is fine, but a restore needs its whole chain: a gap or a damaged link is a failure too.
       if (b.status !== 'ok')

@@ -139,6 +139,34 @@ export interface ErasureResult {
   receiptText: string;
 }
 
+/** The receipt of a done erasure (stored with the closed request) and its printable text. */
+function erasureReceipt(
+  plan: ErasurePlan,
+  requestId: string,
+  opts: { actor: string; legalBasis: string; now: Date },
+) {
+  const receipt = {
+    requestId,
+    tenant: plan.tenantSlug,
+    employeeId: plan.employeeId,
+    pseudonym: plan.pseudonym,
+    erasedAt: opts.now.toISOString(),
+    actor: opts.actor,
+    legalBasis: opts.legalBasis,
+    holdYears: plan.holdYears,
+    keepSince: plan.keepSince,
+    heldUntil: plan.heldUntil,
+    counts: plan.counts,
+    backupsUntil: plan.backups.until,
+  };
+  const receiptText = [
+    `Erasure receipt ${requestId}`,
+    `Done ${receipt.erasedAt} by ${opts.actor}; legal basis: ${opts.legalBasis}.`,
+    ...describePlan(plan),
+  ].join('\n');
+  return { receipt, receiptText };
+}
+
 /**
  * Execute the plan in one transaction on `c` (the caller's): re-count under a lock on the employee row,
  * refuse when anything moved, erase, record the ledger entry, the audit entry and the receipt.
@@ -181,25 +209,7 @@ export async function applyErasure(
     entityId: ledgerEntityId(plan.subjectHash),
     data: { employeeId: plan.employeeId, pseudonym: plan.pseudonym, keepSince: plan.keepSince, requestId },
   });
-  const receipt = {
-    requestId,
-    tenant: plan.tenantSlug,
-    employeeId: plan.employeeId,
-    pseudonym: plan.pseudonym,
-    erasedAt: opts.now.toISOString(),
-    actor: opts.actor,
-    legalBasis: opts.legalBasis,
-    holdYears: plan.holdYears,
-    keepSince: plan.keepSince,
-    heldUntil: plan.heldUntil,
-    counts: plan.counts,
-    backupsUntil: plan.backups.until,
-  };
-  const receiptText = [
-    `Erasure receipt ${requestId}`,
-    `Done ${receipt.erasedAt} by ${opts.actor}; legal basis: ${opts.legalBasis}.`,
-    ...describePlan(plan),
-  ].join('\n');
+  const { receipt, receiptText } = erasureReceipt(plan, requestId, opts);
   await closeRequest(c, {
     tenantId: plan.tenantId,
     id: requestId,

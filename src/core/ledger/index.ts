@@ -159,6 +159,19 @@ export interface ApplyLedgerResult {
   sessionsEnded: number;
 }
 
+/** Merge `entries` into the database's security_ledger; entries it already holds are kept as they are. */
+async function mergeLedgerEntries(c: Queryable, entries: readonly LedgerEntry[]): Promise<void> {
+  if (!entries.length) return;
+  await c.query(
+    `INSERT INTO security_ledger (id, at, tenant_id, kind, entity_id, data)
+     SELECT id, at, "tenantId", kind, "entityId", data
+       FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, at timestamptz, "tenantId" uuid, kind text,
+                                               "entityId" uuid, data jsonb)
+     ON CONFLICT (id) DO NOTHING`,
+    [JSON.stringify(entries)],
+  );
+}
+
 /**
  * Re-apply the ledger inside the caller's transaction on `c` (the restored database, or the live one for a
  * company restore): merge `entries` into its security_ledger, re-apply them as described above, then end
@@ -174,15 +187,7 @@ export async function applyLedger(
   const since = new Date(Date.parse(opts.pointInTime) - LEDGER_MARGIN_MS).toISOString();
   const t = opts.tenantId ?? null;
   await c.query("SELECT set_config('attendux.ledger_replay', 'on', true)");
-  if (scoped.length)
-    await c.query(
-      `INSERT INTO security_ledger (id, at, tenant_id, kind, entity_id, data)
-       SELECT id, at, "tenantId", kind, "entityId", data
-         FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, at timestamptz, "tenantId" uuid, kind text,
-                                                 "entityId" uuid, data jsonb)
-       ON CONFLICT (id) DO NOTHING`,
-      [JSON.stringify(scoped)],
-    );
+  await mergeLedgerEntries(c, scoped);
   const applied: Record<string, number> = {};
   const run = async (kind: string, sql: string, values: unknown[]) => {
     const r = await c.query(sql, values);

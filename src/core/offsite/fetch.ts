@@ -7,7 +7,7 @@ import type { CatalogEntry } from '../archive/catalog.js';
 import { dataFileName, sidecarFileName } from '../archive/format.js';
 import { TargetsSchema, type TargetConfig } from './schema.js';
 import { companionNames, connect, type OffsiteProgress } from './copy.js';
-import { readStreamText, remoteCatalog } from './remote.js';
+import { readStreamText, remoteCatalog, type RemoteCatalog } from './remote.js';
 import { auditBackupOperation } from '../backup/audit-entry.js';
 import { offsiteError, resolveTargetPaths } from './target.js';
 import { download, privateDir } from './download.js';
@@ -50,6 +50,28 @@ async function targetsForRestore(
     return { targets: r.data.map((t) => resolveTargetPaths(t, join(process.cwd(), 'attendux.json'))) };
   }
 }
+/** The backup to restore from the target's catalog: `backupId`, the newest at or before `at`, or the newest. */
+function chooseBackup(
+  cat: RemoteCatalog,
+  loc: { kind: 'config' | 'database'; backupId?: string; at?: string },
+  targetName: string,
+): CatalogEntry {
+  const ok = cat.backups.filter((b) => b.status === 'ok');
+  let chosen: CatalogEntry | undefined;
+  const pool = ok.filter((b) => (loc.kind === 'config' ? b.kind === 'config' : b.kind !== 'config'));
+  if (loc.backupId) chosen = cat.backups.find((b) => b.id === loc.backupId);
+  else if (loc.at) chosen = pool.filter((b) => Date.parse(b.createdAt) <= Date.parse(loc.at!)).at(-1);
+  else chosen = pool.at(-1);
+  if (!chosen)
+    throw new AttenduxError(
+      'RESTORE_NO_BACKUP',
+      loc.backupId
+        ? `no backup "${loc.backupId}" on target ${targetName}`
+        : `no intact ${loc.kind === 'config' ? 'config' : 'database'} backup on target ${targetName}${loc.at ? ` at or before ${loc.at}` : ''}`,
+      { hint: `see \`attendux backup list --target ${targetName}\`` },
+    );
+  return chosen;
+}
 
 /**
  * `restore ... --from NAME`: download what the restore needs from a target into a private temp dir and
@@ -87,20 +109,7 @@ export async function fetchForRestore(
   const cleanup = () => rm(dir, { recursive: true, force: true });
   try {
     const cat = await remoteCatalog(target);
-    const ok = cat.backups.filter((b) => b.status === 'ok');
-    let chosen: CatalogEntry | undefined;
-    const pool = ok.filter((b) => (loc.kind === 'config' ? b.kind === 'config' : b.kind !== 'config'));
-    if (loc.backupId) chosen = cat.backups.find((b) => b.id === loc.backupId);
-    else if (loc.at) chosen = pool.filter((b) => Date.parse(b.createdAt) <= Date.parse(loc.at!)).at(-1);
-    else chosen = pool.at(-1);
-    if (!chosen)
-      throw new AttenduxError(
-        'RESTORE_NO_BACKUP',
-        loc.backupId
-          ? `no backup "${loc.backupId}" on target ${cfg.name}`
-          : `no intact ${loc.kind === 'config' ? 'config' : 'database'} backup on target ${cfg.name}${loc.at ? ` at or before ${loc.at}` : ''}`,
-        { hint: `see \`attendux backup list --target ${cfg.name}\`` },
-      );
+    const chosen = chooseBackup(cat, loc, cfg.name);
     const ids = new Set(chosen.chain);
     const next = cat.backups.find(
       (b) => b.kind === 'incremental' && b.parent === chosen.id && b.status === 'ok',

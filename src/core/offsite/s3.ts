@@ -4,6 +4,77 @@ import type { Readable } from 'node:stream';
 import { AttenduxError } from '../../errors.js';
 import type { S3Target } from './schema.js';
 import type { OffsiteTarget, PutOptions, RemoteFile, TargetCredentials } from './target.js';
+import type * as S3 from '@aws-sdk/client-s3';
+
+type S3Module = typeof S3;
+type ObjectLockState = { enabled: boolean; mode?: 'GOVERNANCE' | 'COMPLIANCE' };
+
+function clientConfig(t: S3Target, creds: TargetCredentials, checksums: boolean): S3.S3ClientConfig {
+  return {
+    region: t.region,
+    ...(t.endpoint ? { endpoint: t.endpoint } : {}),
+    forcePathStyle: t.pathStyle,
+    // Credentials from the secrets file; otherwise the SDK's own chain (AWS_* env, profile, instance role).
+    ...(creds.accessKeyId && creds.secretAccessKey
+      ? {
+          credentials: {
+            accessKeyId: creds.accessKeyId,
+            secretAccessKey: creds.secretAccessKey,
+            ...(creds.sessionToken ? { sessionToken: creds.sessionToken } : {}),
+          },
+        }
+      : {}),
+    // The SDK's default trailing CRC checksums (aws-chunked uploads) are not understood by every
+    // S3-compatible service; we verify with SHA-256 after upload anyway. Object Lock uploads need a
+    // checksum, so a locked bucket gets them.
+    requestChecksumCalculation: checksums ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    maxAttempts: 3,
+  };
+}
+
+/** The bucket's Object Lock configuration: whether uploads are locked, and in which mode. */
+async function readObjectLock(s3: S3Module, client: S3.S3Client, bucket: string): Promise<ObjectLockState> {
+  try {
+    const r = await client.send(new s3.GetObjectLockConfigurationCommand({ Bucket: bucket }));
+    const c = r.ObjectLockConfiguration;
+    return c?.ObjectLockEnabled === 'Enabled'
+      ? {
+          enabled: true,
+          mode: c.Rule?.DefaultRetention?.Mode ?? 'COMPLIANCE',
+        }
+      : { enabled: false };
+  } catch {
+    // No lock configuration (or a service without Object Lock): plain uploads.
+    return { enabled: false };
+  }
+}
+
+/** Every object directly under `prefix` (not in a deeper "directory"), following continuation tokens. */
+async function listObjects(
+  s3: S3Module,
+  client: S3.S3Client,
+  bucket: string,
+  prefix: string,
+): Promise<RemoteFile[]> {
+  const out: RemoteFile[] = [];
+  let token: string | undefined;
+  do {
+    const r = await client.send(
+      new s3.ListObjectsV2Command({
+        Bucket: bucket,
+        Prefix: prefix ? `${prefix}/` : undefined,
+        ContinuationToken: token,
+      }),
+    );
+    for (const o of r.Contents ?? []) {
+      const name = prefix ? o.Key!.slice(prefix.length + 1) : o.Key!;
+      if (!name.includes('/')) out.push({ name, bytes: o.Size ?? 0 });
+    }
+    token = r.IsTruncated ? r.NextContinuationToken : undefined;
+  } while (token);
+  return out;
+}
 
 /**
  * An S3-compatible bucket (AWS, Backblaze B2, Wasabi, MinIO, Cloudflare R2). An object becomes visible only
@@ -16,48 +87,14 @@ export async function openS3Target(t: S3Target, creds: TargetCredentials): Promi
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const s3 = await import('@aws-sdk/client-s3');
   const { Upload } = await import('@aws-sdk/lib-storage');
-  let lock: { enabled: boolean; mode?: 'GOVERNANCE' | 'COMPLIANCE' } | undefined;
-  const makeClient = (checksums: boolean) =>
-    new s3.S3Client({
-      region: t.region,
-      ...(t.endpoint ? { endpoint: t.endpoint } : {}),
-      forcePathStyle: t.pathStyle,
-      // Credentials from the secrets file; otherwise the SDK's own chain (AWS_* env, profile, instance role).
-      ...(creds.accessKeyId && creds.secretAccessKey
-        ? {
-            credentials: {
-              accessKeyId: creds.accessKeyId,
-              secretAccessKey: creds.secretAccessKey,
-              ...(creds.sessionToken ? { sessionToken: creds.sessionToken } : {}),
-            },
-          }
-        : {}),
-      // The SDK's default trailing CRC checksums (aws-chunked uploads) are not understood by every
-      // S3-compatible service; we verify with SHA-256 after upload anyway. Object Lock uploads need a
-      // checksum, so a locked bucket gets them.
-      requestChecksumCalculation: checksums ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED',
-      responseChecksumValidation: 'WHEN_REQUIRED',
-      maxAttempts: 3,
-    });
+  let lock: ObjectLockState | undefined;
+  const makeClient = (checksums: boolean) => new s3.S3Client(clientConfig(t, creds, checksums));
   let client = makeClient(false);
   const prefix = t.prefix.replace(/^\/+/, '').replace(/\/+$/, '');
   const key = (name: string) => (prefix ? posix.join(prefix, name) : name);
   const objectLock = async () => {
     if (lock) return lock;
-    try {
-      const r = await client.send(new s3.GetObjectLockConfigurationCommand({ Bucket: t.bucket }));
-      const c = r.ObjectLockConfiguration;
-      lock =
-        c?.ObjectLockEnabled === 'Enabled'
-          ? {
-              enabled: true,
-              mode: c.Rule?.DefaultRetention?.Mode ?? 'COMPLIANCE',
-            }
-          : { enabled: false };
-    } catch {
-      // No lock configuration (or a service without Object Lock): plain uploads.
-      lock = { enabled: false };
-    }
+    lock = await readObjectLock(s3, client, t.bucket);
     if (lock.enabled) client = makeClient(true);
     return lock;
   };
@@ -70,24 +107,8 @@ export async function openS3Target(t: S3Target, creds: TargetCredentials): Promi
     name: t.name,
     type: 's3',
     url: `s3://${t.bucket}/${prefix}${t.endpoint ? ` at ${t.endpoint}` : ''}`,
-    async list(): Promise<RemoteFile[]> {
-      const out: RemoteFile[] = [];
-      let token: string | undefined;
-      do {
-        const r = await client.send(
-          new s3.ListObjectsV2Command({
-            Bucket: t.bucket,
-            Prefix: prefix ? `${prefix}/` : undefined,
-            ContinuationToken: token,
-          }),
-        );
-        for (const o of r.Contents ?? []) {
-          const name = prefix ? o.Key!.slice(prefix.length + 1) : o.Key!;
-          if (!name.includes('/')) out.push({ name, bytes: o.Size ?? 0 });
-        }
-        token = r.IsTruncated ? r.NextContinuationToken : undefined;
-      } while (token);
-      return out;
+    list(): Promise<RemoteFile[]> {
+      return listObjects(s3, client, t.bucket, prefix);
     },
     async putFile(localPath: string, name: string, opts: PutOptions): Promise<void> {
       const extra = await lockParams(opts.retainUntil);

@@ -3,6 +3,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { posix } from 'node:path';
 import { Readable } from 'node:stream';
 import type { SFTPWrapper } from 'ssh2';
+import type SftpSession from 'ssh2-sftp-client';
 import { AttenduxError } from '../../errors.js';
 import type { SftpTarget } from './schema.js';
 import {
@@ -122,42 +123,37 @@ class ParallelReader extends Readable {
   }
 }
 
-/**
- * An SFTP server (ssh2-sftp-client over ssh2). The host key must match the configured fingerprint before
- * any credential is sent: there is no trust on first use. Uploads go to a hidden temporary name and are
- * renamed (posix-rename@openssh.com where the server has it, so the final name appears atomically).
- */
-export async function openSftpTarget(t: SftpTarget, creds: TargetCredentials): Promise<OffsiteTarget> {
-  const { default: SftpClient } = await import('ssh2-sftp-client');
-  // The library's default listeners print to stdout/stderr; the failing operation reports the error itself.
-  const quiet = () => undefined;
-  const client = new SftpClient(`attendux-${t.name}`, { error: quiet, end: quiet, close: quiet });
+/** The target's private key, refused when others can read it; undefined when none is configured. */
+async function readPrivateKey(t: SftpTarget): Promise<Buffer | undefined> {
+  if (!t.privateKeyFile) return undefined;
+  try {
+    const st = await stat(t.privateKeyFile);
+    if ((st.mode & 0o077) !== 0)
+      throw new AttenduxError(
+        'SECRETS_INSECURE',
+        `target ${t.name}: key file ${t.privateKeyFile} is readable by others (mode ${(st.mode & 0o777).toString(8)})`,
+        { hint: `run: chmod 600 ${t.privateKeyFile}` },
+      );
+    return await readFile(t.privateKeyFile);
+  } catch (err) {
+    if (err instanceof AttenduxError) throw err;
+    throw new AttenduxError(
+      'OFFSITE_FAILED',
+      `target ${t.name}: cannot read key file ${t.privateKeyFile}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+}
+
+/** Connect, checking the host key against the configured fingerprint before any credential is sent. */
+async function connectSftp(
+  client: SftpSession,
+  t: SftpTarget,
+  creds: TargetCredentials,
+  privateKey: Buffer | undefined,
+): Promise<void> {
   const want = t.hostKeyFingerprint.replace(/=$/, '');
   let seen: string | undefined;
-  let privateKey: Buffer | undefined;
-  if (t.privateKeyFile) {
-    try {
-      const st = await stat(t.privateKeyFile);
-      if ((st.mode & 0o077) !== 0)
-        throw new AttenduxError(
-          'SECRETS_INSECURE',
-          `target ${t.name}: key file ${t.privateKeyFile} is readable by others (mode ${(st.mode & 0o777).toString(8)})`,
-          { hint: `run: chmod 600 ${t.privateKeyFile}` },
-        );
-      privateKey = await readFile(t.privateKeyFile);
-    } catch (err) {
-      if (err instanceof AttenduxError) throw err;
-      throw new AttenduxError(
-        'OFFSITE_FAILED',
-        `target ${t.name}: cannot read key file ${t.privateKeyFile}: ${(err as Error).message}`,
-        { cause: err },
-      );
-    }
-  }
-  if (!privateKey && !creds.password)
-    throw new AttenduxError('OFFSITE_FAILED', `target ${t.name}: no SFTP credentials`, {
-      hint: `set privateKeyFile in the target, or a password in the secrets file (backupTargets.${t.name}.password)`,
-    });
   try {
     await client.connect({
       host: t.host,
@@ -190,7 +186,13 @@ export async function openSftpTarget(t: SftpTarget, creds: TargetCredentials): P
       { cause: err },
     );
   }
-  const root = t.path;
+}
+
+/**
+ * Writes under `root` through a hidden temporary name, then renamed into place; `root` is created on first
+ * use.
+ */
+function tempUploader(client: SftpSession, root: string) {
   const remote = (name: string) => posix.join(root, name);
   let madeRoot = false;
   const ensureRoot = async () => {
@@ -213,6 +215,40 @@ export async function openSftpTarget(t: SftpTarget, creds: TargetCredentials): P
     await client.delete(remote(name), true).catch(() => undefined); // no previous file to replace
     await client.rename(tmp, remote(name));
   };
+  /** Upload to a temporary name with `upload`, then move it into place; the temp file is removed on failure. */
+  const put = async (name: string, upload: (tmp: string) => Promise<unknown>) => {
+    await ensureRoot();
+    const tmp = remote(tempName(name));
+    try {
+      await upload(tmp);
+      await moveIntoPlace(tmp, name);
+    } catch (err) {
+      // removing the temp file: its error is rethrown
+      await client.delete(tmp, true).catch(() => undefined);
+      throw err;
+    }
+  };
+  return { remote, put };
+}
+
+/**
+ * An SFTP server (ssh2-sftp-client over ssh2). The host key must match the configured fingerprint before
+ * any credential is sent: there is no trust on first use. Uploads go to a hidden temporary name and are
+ * renamed (posix-rename@openssh.com where the server has it, so the final name appears atomically).
+ */
+export async function openSftpTarget(t: SftpTarget, creds: TargetCredentials): Promise<OffsiteTarget> {
+  const { default: SftpClient } = await import('ssh2-sftp-client');
+  // The library's default listeners print to stdout/stderr; the failing operation reports the error itself.
+  const quiet = () => undefined;
+  const client = new SftpClient(`attendux-${t.name}`, { error: quiet, end: quiet, close: quiet });
+  const privateKey = await readPrivateKey(t);
+  if (!privateKey && !creds.password)
+    throw new AttenduxError('OFFSITE_FAILED', `target ${t.name}: no SFTP credentials`, {
+      hint: `set privateKeyFile in the target, or a password in the secrets file (backupTargets.${t.name}.password)`,
+    });
+  await connectSftp(client, t, creds, privateKey);
+  const root = t.path;
+  const { remote, put } = tempUploader(client, root);
   const target: OffsiteTarget = {
     name: t.name,
     type: 'sftp',
@@ -224,31 +260,15 @@ export async function openSftpTarget(t: SftpTarget, creds: TargetCredentials): P
         .map((f) => ({ name: f.name, bytes: f.size }));
     },
     async putFile(localPath: string, name: string, opts: PutOptions): Promise<void> {
-      await ensureRoot();
-      const tmp = remote(tempName(name));
-      try {
-        await client.fastPut(localPath, tmp, {
+      await put(name, (tmp) =>
+        client.fastPut(localPath, tmp, {
           mode: 0o600,
           step: (done: number) => opts.onBytes?.(done),
-        });
-        await moveIntoPlace(tmp, name);
-      } catch (err) {
-        // removing the temp file: its error is rethrown
-        await client.delete(tmp, true).catch(() => undefined);
-        throw err;
-      }
+        }),
+      );
     },
     async putBytes(name: string, data: Buffer): Promise<void> {
-      await ensureRoot();
-      const tmp = remote(tempName(name));
-      try {
-        await client.put(data, tmp, { writeStreamOptions: { mode: 0o600 } });
-        await moveIntoPlace(tmp, name);
-      } catch (err) {
-        // removing the temp file: its error is rethrown
-        await client.delete(tmp, true).catch(() => undefined);
-        throw err;
-      }
+      await put(name, (tmp) => client.put(data, tmp, { writeStreamOptions: { mode: 0o600 } }));
     },
     async read(name: string): Promise<Readable> {
       let size: number;
