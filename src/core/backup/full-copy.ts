@@ -64,7 +64,11 @@ async function copyItem(
     cipher.encryptTo(item.file),
     createWriteStream(item.file, { mode: 0o600 }),
   );
-  item.rows = source.rowCount ?? 0;
+  // The stream ends at CopyDone, but pg-copy-streams sets rowCount only when the CommandComplete that follows
+  // is handled, which under load can be after pipeline() resolved (a manifest then said 0 rows). The client runs
+  // queries in order, so once this one answers, that message has been handled.
+  await c.query('SELECT 1');
+  item.rows = source.rowCount;
 }
 
 export async function lockTables(c: pg.ClientBase, names: string[], nowait = false): Promise<void> {
