@@ -18,13 +18,8 @@ import { metricsAllowed } from './metrics-access.js';
 import { httpError } from './errors.js';
 import { pepperedHash } from '../crypto/random.js';
 import { PasswordWork } from './password-work.js';
-import {
-  HTML_PAGE,
-  loginPage,
-  registerSecurityHeaders,
-  securityTxt,
-  STATIC_SECURITY_HEADERS,
-} from './security.js';
+import { registerSecurityHeaders, securityTxt, STATIC_SECURITY_HEADERS } from './security.js';
+import { registerPages } from './pages/index.js';
 import type { AppHooks, ServerDeps } from './deps.js';
 import { authRoutes } from './routes/auth.js';
 import { peopleRoutes } from './routes/people.js';
@@ -179,12 +174,14 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
   });
   publicRoutes(app, deps, opts);
 
-  authRoutes(app, deps, opts.loginRateLimit ?? { max: server.loginRateLimitPerMinute, timeWindow: 60_000 });
+  const loginLimit = opts.loginRateLimit ?? { max: server.loginRateLimitPerMinute, timeWindow: 60_000 };
+  authRoutes(app, deps, loginLimit);
   peopleRoutes(app, deps);
   attendanceRoutes(app, deps);
   reportRoutes(app, deps);
   adminRoutes(app, deps);
   dsarRoutes(app, deps);
+  await registerPages(app, deps, loginLimit);
 
   await app.ready();
   return app;
@@ -315,7 +312,7 @@ async function buildDeps(opts: AppOptions, app: FastifyInstance): Promise<Server
   return deps;
 }
 
-/** The unauthenticated endpoints: liveness, readiness, metrics, security.txt and the login page. */
+/** The unauthenticated endpoints: liveness, readiness, metrics and security.txt (the pages are in pages/). */
 function publicRoutes(app: FastifyInstance, deps: ServerDeps, opts: AppOptions): void {
   const server = opts.install.loaded.config.server;
   const pool = deps.pool;
@@ -348,8 +345,5 @@ function publicRoutes(app: FastifyInstance, deps: ServerDeps, opts: AppOptions):
   });
   app.get('/.well-known/security.txt', publicLimit, (_req, reply) =>
     reply.type('text/plain; charset=utf-8').header('cache-control', 'max-age=86400').send(securityTxt(deps)),
-  );
-  app.get('/', { config: { ...publicLimit.config, ...HTML_PAGE } }, (_req, reply) =>
-    reply.type('text/html; charset=utf-8').send(loginPage(reply.cspNonce)),
   );
 }

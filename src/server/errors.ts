@@ -57,9 +57,16 @@ function fromFastify(err: FastifyError): AttenduxError | undefined {
   }
 }
 
+/** The catalog error an error stands for (ours, PostgreSQL's input errors, Fastify's), or undefined: a fault. */
+export function knownError(err: unknown): AttenduxError | undefined {
+  if (err instanceof AttenduxError) return err;
+  if (err === null || typeof err !== 'object') return undefined;
+  return fromPg(err) ?? fromFastify(err as FastifyError);
+}
+
 export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
-    const known = err instanceof AttenduxError ? err : (fromPg(err) ?? fromFastify(err));
+    const known = knownError(err);
     if (known) {
       const status = ERROR_CODES[known.code].httpStatus;
       if (status >= 500 && known.code !== 'MAINTENANCE') req.log.error({ err }, 'request failed');

@@ -175,7 +175,7 @@ function requestAudit(c: PoolClient, p: Principal, req: FastifyRequest, deps: Se
 }
 
 /** One authenticated request in its tenant transaction; after commit: ledger mirror, hooks, cookie refresh. */
-async function runRoute(
+export async function runRoute(
   deps: ServerDeps,
   spec: RouteSpec,
   req: FastifyRequest,

@@ -69,8 +69,21 @@ export async function registerSecurityHeaders(app: FastifyInstance): Promise<voi
   });
 }
 
-/** Route options of an HTML page: helmet with a per-response CSP nonce. */
-export const HTML_PAGE = { helmet: { enableCSPNonces: true } } as const;
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** @fastify/helmet's per-route options (it reads them from the route config). */
+    helmet?: { enableCSPNonces?: boolean; referrerPolicy?: { policy: 'same-origin' | 'no-referrer' } };
+  }
+}
+
+/**
+ * Route options of an HTML page: helmet with a per-response CSP nonce. Pages send the referrer to their own origin
+ * only ("same-origin", still nothing to another site): under "no-referrer" browsers send `Origin: null` with a
+ * form post, and the CSRF check could not tell the page's own forms from a foreign one.
+ */
+export const HTML_PAGE = {
+  helmet: { enableCSPNonces: true, referrerPolicy: { policy: 'same-origin' } },
+} as const;
 
 export function securityTxt(deps: ServerDeps): string {
   const expires = new Date(Date.now() + 365 * 86_400_000);
@@ -85,35 +98,4 @@ export function securityTxt(deps: ServerDeps): string {
       : []),
     '',
   ].join('\n');
-}
-
-/** The one HTML page: a login form whose only script carries the per-response CSP nonce. */
-export function loginPage(nonce: { script: string; style: string }): string {
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>attendux: log in</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style nonce="${nonce.style}">body{font-family:system-ui,sans-serif;max-width:24rem;margin:4rem auto;padding:0 1rem}
-label{display:block;margin:.6rem 0}input{width:100%;padding:.4rem}button{margin-top:.8rem;padding:.5rem 1rem}</style>
-</head><body>
-<h1>attendux</h1>
-<form id="login">
-<label>Company <input name="company" autocomplete="organization" required></label>
-<label>Email <input name="email" type="email" autocomplete="username" required></label>
-<label>Password <input name="password" type="password" autocomplete="current-password" required></label>
-<button type="submit">Log in</button>
-</form>
-<pre id="out"></pre>
-<script nonce="${nonce.script}">
-document.getElementById('login').addEventListener('submit', async (ev) => {
-  ev.preventDefault();
-  const f = new FormData(ev.target);
-  const r = await fetch('/api/v1/auth/login', { method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ company: f.get('company'), email: f.get('email'), password: f.get('password') }) });
-  const body = await r.json();
-  document.getElementById('out').textContent = r.ok ? 'Logged in as ' + body.user.email + ' (' + body.user.role + ')'
-    : body.error.message;
-});
-</script>
-</body></html>
-`;
 }

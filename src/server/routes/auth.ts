@@ -10,7 +10,7 @@ import { parse } from '../validate.js';
 import { ALL_ROLES, auditHashes, defineRoute, noContent } from '../route.js';
 import type { ServerDeps } from '../deps.js';
 
-const LoginSchema = z.strictObject({
+export const LoginSchema = z.strictObject({
   company: z.string().min(1).max(63),
   email: z.string().min(3).max(254),
   password: z.string().min(1).max(200),
@@ -23,14 +23,11 @@ const PasswordSchema = z.strictObject({
 /** Compared against when the company or user does not exist, so that answering takes as long either way. */
 let dummyHash: Promise<string> | undefined;
 
-const LOGIN_FAILED = 'wrong company, email or password, or the account is locked for a while';
+export const LOGIN_FAILED = 'wrong company, email or password, or the account is locked for a while';
 
-export function authRoutes(
-  app: FastifyInstance,
-  deps: ServerDeps,
-  loginRateLimit: { max: number; timeWindow: number },
-) {
-  const loginDeps: LoginDeps = {
+/** What a login needs from the server (the API's and the sign-in page's are the same). */
+export function loginDepsOf(deps: ServerDeps): LoginDeps {
+  return {
     pool: deps.pool,
     verify: (password, hash) => deps.passwords.verify(password, hash),
     dummyHash: () => (dummyHash ??= hashPassword('attendux-dummy-password', deps.bcryptCost)),
@@ -38,6 +35,14 @@ export function authRoutes(
     maxFailedLogins: deps.server.maxFailedLogins,
     lockoutMinutes: deps.server.lockoutMinutes,
   };
+}
+
+export function authRoutes(
+  app: FastifyInstance,
+  deps: ServerDeps,
+  loginRateLimit: { max: number; timeWindow: number },
+) {
+  const loginDeps = loginDepsOf(deps);
 
   app.post(
     '/api/v1/auth/login',
