@@ -142,6 +142,7 @@ export const REGISTRY: Record<string, TableClass> = {
       device_id: p('technical', 'redact'),
       flagged: p('employment', 'hold'),
       correction_id: p('employment', 'hold'),
+      offline: p('employment', 'hold'),
     },
   },
   correction_requests: {
