@@ -18,3 +18,23 @@ export function parseIdentityFile(text: string): string[] {
     .map((l) => l.trim())
     .filter((l) => l.startsWith('AGE-SECRET-KEY-1'));
 }
+
+/** Who may open a hand-over file (a DSAR export, a company export): a passphrase (age scrypt) or an age recipient. */
+export type AgeHandover = { passphrase: string } | { recipient: string };
+
+/**
+ * A stream encrypted with age for hand-over. typage encrypts a web stream chunk by chunk (age STREAM, 64 KiB), so
+ * memory stays constant whatever the size.
+ */
+export async function ageEncrypted(
+  source: import('node:stream').Readable,
+  to: AgeHandover,
+): Promise<import('node:stream').Readable> {
+  const { Readable } = await import('node:stream');
+  const age = await import('age-encryption');
+  const e = new age.Encrypter();
+  if ('passphrase' in to) e.setPassphrase(to.passphrase);
+  else e.addRecipient(to.recipient);
+  const sealed = await e.encrypt(Readable.toWeb(source) as unknown as ReadableStream<Uint8Array>);
+  return Readable.fromWeb(sealed as import('node:stream/web').ReadableStream<Uint8Array>);
+}

@@ -2,11 +2,12 @@ import { constants, createWriteStream } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { Readable, type Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createRequire } from 'node:module';
 import type { Archiver, ZipOptions } from 'archiver';
 import type { Queryable } from '../../db/pool.js';
+import { ageEncrypted, type AgeHandover } from '../../crypto/age.js';
 import { appliedSchemaVersion, type Subject } from '../../db/queries/dsar.js';
 import { VERSION } from '../../version.js';
 import { fsyncDir } from '../../lib/fs.js';
@@ -37,7 +38,7 @@ export interface ExportOptions {
 }
 
 /** Encrypt for hand-over: to a passphrase (age scrypt) or an age recipient. */
-export type ExportEncryption = { passphrase: string } | { recipient: string };
+export type ExportEncryption = AgeHandover;
 
 /**
  * Write the subject's export zip to `out` (a stream): data files, README.txt, then manifest.json with every
@@ -73,21 +74,10 @@ export async function writeExport(
   const finalized = archive.finalize();
   // A failure surfaces through the pipeline; finalize's own rejection must not go unhandled.
   finalized.catch(() => undefined);
-  const source = opts.encryption ? await encrypted(archive, opts.encryption) : archive;
+  const source = opts.encryption ? await ageEncrypted(archive, opts.encryption) : archive;
   await pipeline(source, out);
   await finalized;
   return manifest!;
-}
-
-async function encrypted(archive: Readable, enc: ExportEncryption): Promise<Readable> {
-  const age = await import('age-encryption');
-  const e = new age.Encrypter();
-  if ('passphrase' in enc) e.setPassphrase(enc.passphrase);
-  else e.addRecipient(enc.recipient);
-  // typage encrypts a web stream chunk by chunk (age STREAM, 64 KiB): memory stays constant.
-  const web = Readable.toWeb(archive) as unknown as ReadableStream<Uint8Array>;
-  const sealed = await e.encrypt(web);
-  return Readable.fromWeb(sealed);
 }
 
 /** The same, to a file: written as a `.part`, fsynced, then renamed, so a reader never sees half a zip. */

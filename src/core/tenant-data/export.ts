@@ -16,6 +16,7 @@ import { appendSubjectFiles } from '../dsar/export.js';
 import { VERSION } from '../../version.js';
 import { fsyncDir } from '../../lib/fs.js';
 import { checkRecipient } from '../../crypto/age-stream.js';
+import { ageEncrypted } from '../../crypto/age.js';
 import { requireTenant } from '../accounts/tenants.js';
 import type { Tenant } from '../../db/queries/tenants.js';
 
@@ -67,14 +68,10 @@ function hashing(name: string, files: ExportedFile[]): Transform {
   });
 }
 
-async function encrypted(source: Readable, opts: TenantExportOptions): Promise<Readable> {
-  if (!opts.passphrase && !opts.recipient) return source;
-  const age = await import('age-encryption');
-  const e = new age.Encrypter();
-  if (opts.passphrase) e.setPassphrase(opts.passphrase);
-  else e.addRecipient(opts.recipient!);
-  const out = await e.encrypt(Readable.toWeb(source) as unknown as ReadableStream<Uint8Array>);
-  return Readable.fromWeb(out);
+function encrypted(source: Readable, opts: TenantExportOptions): Promise<Readable> {
+  if (opts.passphrase) return ageEncrypted(source, { passphrase: opts.passphrase });
+  if (opts.recipient) return ageEncrypted(source, { recipient: opts.recipient });
+  return Promise.resolve(source);
 }
 
 type Archive = import('archiver').Archiver;
