@@ -1,5 +1,8 @@
-import { connectClient, ddl } from '../../src/db/pool.js';
-import type { TestDatabase } from './db.js';
+import { readFile } from 'node:fs/promises';
+import { connectClient, createPool, ddl, type Pool } from '../../src/db/pool.js';
+import { openInstall, type Install } from '../../src/core/install.js';
+import { createTestDatabase, type TestDatabase } from './db.js';
+import { makeInstall, type TestInstall as BackupTestInstall } from './backup.js';
 
 /**
  * Content checksum of every application table: row count and md5 of all rows in primary-key order. The
@@ -73,4 +76,42 @@ export function urlOf(db: TestDatabase, name: string, which: 'admin' | 'super' =
   const u = new URL(which === 'admin' ? db.adminUrl : db.superuserUrl);
   u.pathname = `/${name}`;
   return u.toString();
+}
+
+/** What the restore-around-a-change tests share: a database, an install with a backup set, its admin pool. */
+export interface RestoreFixture {
+  db: TestDatabase;
+  admin: Pool;
+  inst: BackupTestInstall;
+  install: Install;
+  /** The install's API-key HMAC key (seedCompany needs it). */
+  hmacKey: string;
+  /**
+   * Drop the databases a test restored into (`made`), then everything of the fixture; `current` are the pool and
+   * install the test re-opened after swapping the database in place (the fixture's own are closed by then).
+   */
+  close(made: string[], current?: { admin: Pool; install: Install }): Promise<void>;
+}
+
+export async function restoreFixture(label: string): Promise<RestoreFixture> {
+  const db = await createTestDatabase(label);
+  const admin = createPool(db.adminUrl, 4);
+  const inst = await makeInstall(db);
+  const hmacKey = (JSON.parse(await readFile(inst.secretsPath, 'utf8')) as { apiKeyHmacKey: string })
+    .apiKeyHmacKey;
+  const install = await openInstall({ configPath: inst.configPath });
+  return {
+    db,
+    admin,
+    inst,
+    install,
+    hmacKey,
+    close: async (made, current = { admin, install }) => {
+      await current.install.close();
+      await current.admin.end();
+      await dropDatabases(db.superuserUrl, made);
+      await db.drop();
+      await inst.cleanup();
+    },
+  };
 }

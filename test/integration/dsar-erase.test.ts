@@ -10,13 +10,14 @@ import { executeErasurePlan, planErasureFor } from '../../src/core/dsar/service.
 import { describePlan } from '../../src/core/dsar/erase.js';
 import { openInstall, type Install } from '../../src/core/install.js';
 import { createPool, type Pool, type Queryable } from '../../src/db/pool.js';
-import { makeInstall, type TestInstall } from '../helpers/backup.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { dropDatabases, urlOf } from '../helpers/restore.js';
+import type { TestInstall } from '../helpers/backup.js';
+import type { TestDatabase } from '../helpers/db.js';
+import { restoreFixture, urlOf, type RestoreFixture } from '../helpers/restore.js';
 import { seedCompany, type Company } from '../helpers/server.js';
 import { inCompany } from '../../src/core/accounts/tenants.js';
 import { changeUser } from '../../src/core/accounts/users.js';
 
+let f: RestoreFixture;
 let db: TestDatabase;
 let admin: Pool;
 let inst: TestInstall;
@@ -27,20 +28,11 @@ const cfg = () => ({ configPath: inst.configPath, identityFile: inst.identityFil
 const actor = 'cli:compliance@test';
 
 beforeAll(async () => {
-  db = await createTestDatabase('dsarerase');
-  admin = createPool(db.adminUrl, 4);
-  inst = await makeInstall(db);
-  hmacKey = (JSON.parse(await readFile(inst.secretsPath, 'utf8')) as { apiKeyHmacKey: string }).apiKeyHmacKey;
-  install = await openInstall({ configPath: inst.configPath });
+  f = await restoreFixture('dsarerase');
+  ({ db, admin, inst, install, hmacKey } = f);
 });
 
-afterAll(async () => {
-  await install.close();
-  await admin.end();
-  await dropDatabases(db.superuserUrl, made);
-  await db.drop();
-  await inst.cleanup();
-});
+afterAll(async () => f?.close(made, { admin, install }));
 
 interface Person {
   co: Company;

@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backupFull } from '../../src/core/backup/full.js';
 import { backupIncremental } from '../../src/core/backup/incremental.js';
@@ -12,11 +11,12 @@ import { deleteTenant, previewTenantDelete } from '../../src/core/tenant-data/de
 import { withLedgerSync } from '../../src/core/ledger/index.js';
 import { openInstall, type Install } from '../../src/core/install.js';
 import { createPool, type Pool } from '../../src/db/pool.js';
-import { makeInstall, type TestInstall } from '../helpers/backup.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { dropDatabases, urlOf } from '../helpers/restore.js';
+import type { TestInstall } from '../helpers/backup.js';
+import type { TestDatabase } from '../helpers/db.js';
+import { restoreFixture, urlOf, type RestoreFixture } from '../helpers/restore.js';
 import { seedCompany, type Company } from '../helpers/server.js';
 
+let f: RestoreFixture;
 let db: TestDatabase;
 let admin: Pool;
 let inst: TestInstall;
@@ -26,20 +26,11 @@ const made: string[] = [];
 const cfg = () => ({ configPath: inst.configPath, identityFile: inst.identityFile });
 
 beforeAll(async () => {
-  db = await createTestDatabase('retention');
-  admin = createPool(db.adminUrl, 4);
-  inst = await makeInstall(db);
-  hmacKey = (JSON.parse(await readFile(inst.secretsPath, 'utf8')) as { apiKeyHmacKey: string }).apiKeyHmacKey;
-  install = await openInstall({ configPath: inst.configPath });
+  f = await restoreFixture('retention');
+  ({ db, admin, inst, install, hmacKey } = f);
 });
 
-afterAll(async () => {
-  await install.close();
-  await admin.end();
-  await dropDatabases(db.superuserUrl, made);
-  await db.drop();
-  await inst.cleanup();
-});
+afterAll(async () => f?.close(made, { admin, install }));
 
 /**
  * A company with events of three ages, all with a GPS position: 6 of four years ago (past a 3-year

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -24,13 +24,14 @@ import {
 import { openInstall, type Install } from '../../src/core/install.js';
 import { buildApp } from '../../src/server/app.js';
 import { createPool, type Pool } from '../../src/db/pool.js';
-import { makeInstall, type TestInstall } from '../helpers/backup.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { dropDatabases, urlOf } from '../helpers/restore.js';
+import type { TestInstall } from '../helpers/backup.js';
+import type { TestDatabase } from '../helpers/db.js';
+import { restoreFixture, urlOf, type RestoreFixture } from '../helpers/restore.js';
 import { ORIGIN, PASSWORD, seedCompany, type Company } from '../helpers/server.js';
 
 const NEW_PASSWORD = 'a brand new password after the leak';
 
+let f: RestoreFixture;
 let db: TestDatabase;
 let admin: Pool;
 let inst: TestInstall;
@@ -40,20 +41,11 @@ const made: string[] = [];
 const cfg = () => ({ configPath: inst.configPath, identityFile: inst.identityFile });
 
 beforeAll(async () => {
-  db = await createTestDatabase('ledger');
-  admin = createPool(db.adminUrl, 4);
-  inst = await makeInstall(db);
-  hmacKey = (JSON.parse(await readFile(inst.secretsPath, 'utf8')) as { apiKeyHmacKey: string }).apiKeyHmacKey;
-  install = await openInstall({ configPath: inst.configPath });
+  f = await restoreFixture('ledger');
+  ({ db, admin, inst, install, hmacKey } = f);
 });
 
-afterAll(async () => {
-  await install.close();
-  await admin.end();
-  await dropDatabases(db.superuserUrl, made);
-  await db.drop();
-  await inst.cleanup();
-});
+afterAll(async () => f?.close(made, { admin, install }));
 
 /**
  * After the backup: revoke the check-in key, disable the manager, reset the hr user's password (it leaked),
