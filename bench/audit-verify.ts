@@ -14,8 +14,8 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import copyStreams from 'pg-copy-streams';
-import { connectClient, ddl } from '../src/db/pool.js';
-import { runMigrations } from '../src/db/migrate.js';
+import { connectClient } from '../src/db/pool.js';
+import { throwawayDatabase } from './throwaway.js';
 import { availableParallelism } from 'node:os';
 import { AuditMac } from '../src/core/audit/mac.js';
 import type * as VerifyModule from '../src/core/audit/verify.js';
@@ -37,20 +37,10 @@ const threads = Number(values.threads ?? Math.max(2, Math.min(4, availableParall
 
 const N = Number(values.entries);
 const T = Number(values.tenants);
-const name = `attendux_bench_audit_${process.pid}`;
-const dbUrl = (() => {
-  const u = new URL(values.url);
-  u.pathname = `/${name}`;
-  return u.toString();
-})();
+const bench = await throwawayDatabase(values.url, 'audit');
+const dbUrl = bench.url;
 
-const su = await connectClient(values.url);
-await su.query(
-  `DO $$ BEGIN CREATE ROLE attendux_bench_app NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`,
-);
-await ddl(su, 'CREATE DATABASE %I', name);
 try {
-  await runMigrations({ adminUrl: dbUrl, appRole: 'attendux_bench_app', direction: 'up' });
   // BENCH_KEY (hex): a fixed key, to time a database kept with KEEP=1 from another script
   const key = process.env.BENCH_KEY ? Buffer.from(process.env.BENCH_KEY, 'hex') : randomBytes(32);
   const mac = new AuditMac(key);
@@ -138,6 +128,5 @@ try {
     await c.end();
   }
 } finally {
-  if (!process.env.KEEP) await ddl(su, 'DROP DATABASE IF EXISTS %I WITH (FORCE)', name);
-  await su.end();
+  await bench.drop();
 }

@@ -11,8 +11,8 @@ import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { connectClient, ddl } from '../src/db/pool.js';
-import { runMigrations } from '../src/db/migrate.js';
+import { connectClient } from '../src/db/pool.js';
+import { throwawayDatabase } from './throwaway.js';
 import { findSubject } from '../src/db/queries/dsar.js';
 import { writeExportFile } from '../src/core/dsar/zip.js';
 
@@ -23,20 +23,10 @@ const { values } = parseArgs({
   },
 });
 const N = Number(values.events);
-const name = `attendux_bench_dsar_${process.pid}`;
-const dbUrl = (() => {
-  const u = new URL(values.url);
-  u.pathname = `/${name}`;
-  return u.toString();
-})();
+const bench = await throwawayDatabase(values.url, 'dsar');
+const dbUrl = bench.url;
 
-const su = await connectClient(values.url);
-await su.query(
-  `DO $$ BEGIN CREATE ROLE attendux_bench_app NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`,
-);
-await ddl(su, 'CREATE DATABASE %I', name);
 try {
-  await runMigrations({ adminUrl: dbUrl, appRole: 'attendux_bench_app', direction: 'up' });
   const c = await connectClient(dbUrl);
   try {
     await c.query("SET session_replication_role = 'replica'"); // seeding: no change capture
@@ -104,6 +94,5 @@ try {
     await c.end();
   }
 } finally {
-  await ddl(su, 'DROP DATABASE IF EXISTS %I WITH (FORCE)', name);
-  await su.end();
+  await bench.drop();
 }

@@ -11,8 +11,8 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { connectClient, createPool, ddl } from '../src/db/pool.js';
-import { runMigrations } from '../src/db/migrate.js';
+import { createPool } from '../src/db/pool.js';
+import { throwawayDatabase } from './throwaway.js';
 import { registerAuditKey } from '../src/core/audit/mac.js';
 import { planRetention } from '../src/core/retention/plan.js';
 import { applyRetention } from '../src/core/retention/apply.js';
@@ -28,22 +28,12 @@ const { values } = parseArgs({
 });
 const N = Number(values.events);
 const E = Number(values.employees);
-const name = `attendux_bench_retention_${process.pid}`;
-const dbUrl = (() => {
-  const u = new URL(values.url);
-  u.pathname = `/${name}`;
-  return u.toString();
-})();
+const bench = await throwawayDatabase(values.url, 'retention');
+const dbUrl = bench.url;
 const secs = (t0: number) => ((Date.now() - t0) / 1000).toFixed(2);
 
-const su = await connectClient(values.url);
-await su.query(
-  `DO $$ BEGIN CREATE ROLE attendux_bench_app NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$`,
-);
-await ddl(su, 'CREATE DATABASE %I', name);
 const tmp = await mkdtemp(join(tmpdir(), 'attendux-bench-retention-'));
 try {
-  await runMigrations({ adminUrl: dbUrl, appRole: 'attendux_bench_app', direction: 'up' });
   const pool = createPool(dbUrl, 2);
   registerAuditKey(pool, randomBytes(32).toString('base64'));
   let t0 = Date.now();
@@ -98,6 +88,5 @@ try {
   await pool.end();
 } finally {
   await rm(tmp, { recursive: true, force: true });
-  if (!process.env.KEEP) await ddl(su, 'DROP DATABASE IF EXISTS %I WITH (FORCE)', name);
-  await su.end();
+  await bench.drop();
 }
