@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { login, ORIGIN, serverFixture, type Company, type ServerFixture } from '../helpers/server.js';
 import { routeTable } from '../../src/server/route.js';
+import { idsOf, ROUTE_CASES } from '../helpers/routes.js';
 
 interface Schema {
   type?: string | string[];
@@ -211,5 +212,42 @@ describe('the documented schemas are the validator', () => {
       headers: { cookie: owner },
     });
     expect(ok.statusCode).toBe(200);
+  });
+});
+
+describe('the documented responses', () => {
+  it('are the 2xx statuses the routes really answer (every route of the matrix, as the owner)', async () => {
+    const cookie = await login(app, a, 'owner');
+    // Well-formed ids that name nothing answer 404, which is documented (4XX) like any refusal.
+    const ids = idsOf(a, {
+      userId: a.users.manager.id,
+      deletableSiteId: randomUUID(),
+      correctionId: randomUUID(),
+      apiKeyId: randomUUID(),
+    });
+    // Logging out ends the session the others use: last.
+    const cases = [...ROUTE_CASES].sort(
+      (x, y) => Number(x.pattern.endsWith('/logout')) - Number(y.pattern.endsWith('/logout')),
+    );
+    const seen: string[] = [];
+    const wrong: string[] = [];
+    for (const [n, route] of cases.entries()) {
+      const body = route.body?.(ids, n);
+      const res = await app.inject({
+        method: route.method,
+        url: route.url(ids),
+        headers: { origin: ORIGIN, cookie },
+        ...(body !== undefined ? { payload: body as object } : {}),
+      });
+      const op = doc.paths[oasPath(route.pattern)]![route.method.toLowerCase()]!;
+      const status = String(res.statusCode);
+      const documented = status.startsWith('4') ? '4XX' in op.responses : status in op.responses;
+      if (!documented) wrong.push(`${route.method} ${route.pattern} -> ${status}`);
+      else if (status.startsWith('2')) seen.push(status);
+    }
+    expect(wrong).toEqual([]);
+    // Most routes succeed with these requests, and all three success statuses occur.
+    expect(seen.length).toBeGreaterThan(25);
+    expect(new Set(seen)).toEqual(new Set(['200', '201', '204']));
   });
 });
