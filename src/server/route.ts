@@ -162,7 +162,8 @@ export function defineRoute<B = undefined, Q = undefined, P = undefined>(
   app.route({
     method: spec.method,
     url: spec.url,
-    config: { swaggerTransform: documented(spec.url, spec) },
+    // The API is documented; pages (server-rendered HTML under other paths) are not part of it.
+    config: spec.url.startsWith('/api/') ? { swaggerTransform: documented(spec.url, spec) } : {},
     handler: async (req, reply) => {
       const claim = await readClaim(req, deps);
       checkCsrf(req, deps, claim);
