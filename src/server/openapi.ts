@@ -85,9 +85,25 @@ function access(doc: RouteDoc): string {
     : `${roles} Not callable with an API key.`;
 }
 
+const cap = (w: string) => w.charAt(0).toUpperCase() + w.slice(1);
+
+/**
+ * A stable name for client generators, unique as method and path are: `PUT /api/v1/teams/:id/managers/:userId`
+ * is `putTeamsByIdManagersByUserId`.
+ */
+export function operationId(method: string, url: string): string {
+  const words = url
+    .replace(/^\/api\/v1\//, '/')
+    .split(/[/.-]+/)
+    .filter(Boolean)
+    .map((w) => (w.startsWith(':') ? `By${cap(w.slice(1))}` : cap(w)));
+  return method.toLowerCase() + words.join('');
+}
+
 /** The route's operation in fastify-swagger's terms (body, querystring, params, response as JSON Schema). */
-export function operationSchema(url: string, doc: RouteDoc): FastifySchema {
+export function operationSchema(method: string, url: string, doc: RouteDoc): FastifySchema {
   const s: Record<string, unknown> = {
+    operationId: operationId(method, url),
     tags: [url.split('/')[3] ?? url.split('/')[1] ?? 'server'],
     description: access(doc),
     security: doc.public ? [] : [{ session: [] }, ...(doc.scope ? [{ apiKey: [] }] : [])],
@@ -107,7 +123,7 @@ export function operationSchema(url: string, doc: RouteDoc): FastifySchema {
  * and never reach Fastify's own validator (zod validates, with the 400 shape of src/server/validate.ts).
  */
 export function documented(url: string, doc: RouteDoc): SwaggerTransform {
-  return () => ({ url, schema: operationSchema(url, doc) });
+  return ({ route }) => ({ url, schema: operationSchema(String(route.method), url, doc) });
 }
 
 /** Routes without a schema of their own that are still part of the API (probes, metrics). */
@@ -180,9 +196,9 @@ export async function registerOpenApi(
         },
       },
     },
-    transform: ({ url }) => {
+    transform: ({ url, route }) => {
       const doc = PUBLIC_DOCS[url];
-      return { url, schema: doc ? operationSchema(url, doc) : { hide: true } };
+      return { url, schema: doc ? operationSchema(String(route.method), url, doc) : { hide: true } };
     },
     transformObject: (doc) =>
       'openapiObject' in doc

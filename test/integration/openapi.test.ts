@@ -122,6 +122,15 @@ describe('the OpenAPI document', () => {
     expect(doc.paths['/']).toBeUndefined();
   });
 
+  it('gives every operation a unique operationId', () => {
+    const ids = operations().map((o) => (o.op as { operationId?: string }).operationId);
+    expect(ids.every((x) => typeof x === 'string' && /^[a-z][A-Za-z]+$/.test(x))).toBe(true);
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(doc.paths['/api/v1/teams/{id}/managers/{userId}']!.put).toMatchObject({
+      operationId: 'putTeamsByIdManagersByUserId',
+    });
+  });
+
   it('names the session cookie and the bearer API key as security schemes', () => {
     expect(doc.components.securitySchemes.session).toMatchObject({ type: 'apiKey', in: 'cookie' });
     expect(doc.components.securitySchemes.apiKey).toMatchObject({ type: 'http', scheme: 'bearer' });
