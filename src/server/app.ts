@@ -27,6 +27,7 @@ import { attendanceRoutes } from './routes/attendance.js';
 import { reportRoutes } from './routes/reports.js';
 import { adminRoutes } from './routes/admin.js';
 import { dsarRoutes } from './routes/dsar.js';
+import { registerOpenApi } from './openapi.js';
 import { warnSwallowed } from '../lib/log.js';
 
 export type { AppHooks } from './deps.js';
@@ -172,6 +173,11 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
       message: `too many requests; retry in ${Math.ceil(ctx.ttl / 1000)} s`,
     }),
   });
+  // Before any route: the document collects the routes registered after it.
+  await registerOpenApi(
+    app,
+    opts.publicRateLimit ?? { max: server.publicRateLimitPerMinute, timeWindow: 60_000 },
+  );
   publicRoutes(app, deps, opts);
 
   const loginLimit = opts.loginRateLimit ?? { max: server.loginRateLimitPerMinute, timeWindow: 60_000 };

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { z } from 'zod';
 import { withTenant, type PoolClient } from '../db/pool.js';
 import { appendAudit } from '../db/queries/audit.js';
 import { ROLES, type Role } from '../core/accounts/roles.js';
@@ -23,6 +24,8 @@ import {
   type LedgerEntry,
 } from '../core/ledger/index.js';
 import type { ServerDeps } from './deps.js';
+import { documented, type SuccessStatus } from './openapi.js';
+import { parse } from './validate.js';
 
 export const ALL_ROLES: readonly Role[] = ROLES;
 
@@ -72,9 +75,28 @@ export interface ApiKeyContext {
   deps: ServerDeps;
 }
 
-export interface RouteSpec {
+/** The request as the route's schemas parsed it (undefined where the route has no schema). */
+export interface Input<B, Q, P> {
+  body: B;
+  query: Q;
+  params: P;
+}
+
+export interface RouteSpec<B = undefined, Q = undefined, P = undefined> {
   method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
   url: string;
+  /**
+   * The request's schemas: parsed before the handler runs (after authentication and RBAC, as a handler's
+   * own parse did), and published in the OpenAPI document, so the document is the validator. A body or
+   * query that fails is a 400 VALIDATION_FAILED; path parameters that fail name nothing: 404.
+   */
+  body?: z.ZodType<B>;
+  query?: z.ZodType<Q>;
+  params?: z.ZodType<P>;
+  /** The 2xx statuses the route answers (default [200]), for the OpenAPI document. */
+  success?: readonly SuccessStatus[];
+  /** Content types of a success body that is not only JSON (downloads). */
+  produces?: readonly string[];
   /** User roles allowed to call the route at all (finer scoping, e.g. a manager's teams, is in the handler). */
   roles: readonly Role[];
   /** The API-key scope that allows the route; absent: API keys may not call it. admin covers every scope. */
@@ -84,7 +106,7 @@ export interface RouteSpec {
    * the generic BEGIN ... COMMIT and owns what it otherwise provides, in single parameterised statements that
    * each set the company, confirm the key is live and write their audit entry atomically (migrations/0004).
    */
-  apiKeyFastPath?: (ctx: ApiKeyContext) => Promise<unknown>;
+  apiKeyFastPath?: (ctx: ApiKeyContext & Input<B, Q, P>) => Promise<unknown>;
   /** The route ends the caller's session (logout, password change): never re-issue the cookie after it. */
   endsSession?: boolean;
   /**
@@ -97,10 +119,12 @@ export interface RouteSpec {
    * 429 before any database or bcrypt work, so concurrent guesses cannot tie up connections and CPU.
    */
   exclusive?: (claim: Claim) => string | undefined;
-  handler(ctx: RequestContext): Promise<unknown>;
+  handler(ctx: RequestContext & Input<B, Q, P>): Promise<unknown>;
 }
 
 export type RouteInfo = Pick<RouteSpec, 'method' | 'url' | 'roles' | 'scope'>;
+/** A spec whose schema types are not known here (the table, the generic request path). */
+type AnySpec = RouteSpec<unknown, unknown, unknown>;
 const tables = new WeakMap<FastifyInstance, RouteInfo[]>();
 
 /** The authenticated routes of an app with their roles and API-key scope (README table, RBAC tests). */
@@ -126,20 +150,28 @@ export function allowed(spec: Pick<RouteSpec, 'roles' | 'scope'>, p: Principal):
  * the session or key, RBAC, the handler's queries, its audit entries) runs in ONE transaction as the app role
  * with the caller's company set for row-level security.
  */
-export function defineRoute(app: FastifyInstance, deps: ServerDeps, spec: RouteSpec): void {
+export function defineRoute<B = undefined, Q = undefined, P = undefined>(
+  app: FastifyInstance,
+  deps: ServerDeps,
+  typed: RouteSpec<B, Q, P>,
+): void {
+  const spec = typed as unknown as AnySpec;
   let list = tables.get(app);
   if (!list) tables.set(app, (list = []));
   list.push({ method: spec.method, url: spec.url, roles: spec.roles, scope: spec.scope });
   app.route({
     method: spec.method,
     url: spec.url,
+    // The API is documented; pages (server-rendered HTML under other paths) are not part of it.
+    config: spec.url.startsWith('/api/') ? { swaggerTransform: documented(spec.url, spec) } : {},
     handler: async (req, reply) => {
       const claim = await readClaim(req, deps);
       checkCsrf(req, deps, claim);
       if (spec.apiKeyFastPath && claim.kind === 'apikey') {
         const p = apiKeyPrincipal(claim);
         // A key without the scope takes the generic path, which refuses it (401 when revoked, else 403).
-        if (allowed(spec, p)) return spec.apiKeyFastPath({ req, reply, claim, p, deps });
+        if (allowed(spec, p))
+          return spec.apiKeyFastPath({ req, reply, claim, p, deps, ...parseInput(spec, req) });
       }
       const exclusiveKey = spec.exclusive?.(claim);
       if (exclusiveKey !== undefined) {
@@ -154,6 +186,22 @@ export function defineRoute(app: FastifyInstance, deps: ServerDeps, spec: RouteS
       }
     },
   });
+}
+
+/** Parse the request with the route's schemas: path parameters first (a 404), then query and body (400). */
+function parseInput(spec: AnySpec, req: FastifyRequest): Input<unknown, unknown, unknown> {
+  let params: unknown;
+  if (spec.params) {
+    const r = spec.params.safeParse(req.params ?? {});
+    // A path that is not an id cannot name anything: answered as for any other missing object.
+    if (!r.success) throw httpError('NOT_FOUND', 'not found');
+    params = r.data;
+  }
+  return {
+    params,
+    query: spec.query ? parse(spec.query, req.query, 'query') : undefined,
+    body: spec.body ? parse(spec.body, req.body, 'body') : undefined,
+  };
 }
 
 /** The audit writer of a request: the caller, the client's hashed address, in the request's transaction. */
@@ -177,7 +225,7 @@ function requestAudit(c: PoolClient, p: Principal, req: FastifyRequest, deps: Se
 /** One authenticated request in its tenant transaction; after commit: ledger mirror, hooks, cookie refresh. */
 export async function runRoute(
   deps: ServerDeps,
-  spec: RouteSpec,
+  spec: AnySpec,
   req: FastifyRequest,
   reply: FastifyReply,
   claim: Claim,
@@ -210,7 +258,7 @@ export async function runRoute(
           return null;
         },
       };
-      const r = await spec.handler(ctx);
+      const r = await spec.handler({ ...ctx, ...parseInput(spec, req) });
       if (spec.ledger) ledger = await readTransactionLedger(c, p.tenantId);
       return r;
     },
@@ -234,8 +282,15 @@ export async function runRoute(
 }
 
 /** Who may call a route, and how it behaves (everything of a RouteSpec but its method, URL and handler). */
-export type Access = Omit<RouteSpec, 'method' | 'url' | 'handler'>;
-type Add = (url: string, access: Access, handler: RouteSpec['handler']) => void;
+export type Access<B = undefined, Q = undefined, P = undefined> = Omit<
+  RouteSpec<B, Q, P>,
+  'method' | 'url' | 'handler'
+>;
+type Add = <B = undefined, Q = undefined, P = undefined>(
+  url: string,
+  access: Access<B, Q, P>,
+  handler: RouteSpec<B, Q, P>['handler'],
+) => void;
 
 /**
  * defineRoute by method, one call per route: route files read as a table of URL, access and the one service
@@ -248,7 +303,7 @@ export function router(
   const add =
     (method: RouteSpec['method']): Add =>
     (url, access, handler) =>
-      defineRoute(app, deps, { method, url, ...access, handler });
+      defineRoute(app, deps, { method, url, ...access, handler } as RouteSpec<unknown, unknown, unknown>);
   return { get: add('GET'), post: add('POST'), put: add('PUT'), patch: add('PATCH'), delete: add('DELETE') };
 }
 

@@ -31,7 +31,12 @@ export function idParam(params: unknown, name = 'id'): string {
   return v.toLowerCase();
 }
 
-export const uuid = z.string().refine(isUuid, 'must be a uuid');
+// `format` is what the OpenAPI document shows of a refinement (JSON Schema cannot carry the check itself).
+export const uuid = z.string().refine(isUuid, 'must be a uuid').meta({ format: 'uuid' });
+/** Path ids: a uuid in any case, compared in lower case. */
+const pathId = uuid.transform((s) => s.toLowerCase());
+export const IdParams = z.strictObject({ id: pathId });
+export const IdUserIdParams = z.strictObject({ id: pathId, userId: pathId });
 export const name200 = z.string().trim().min(1).max(200);
 export const isoDate = z
   .string()
@@ -40,7 +45,8 @@ export const isoDate = z
     (s) =>
       !Number.isNaN(Date.parse(`${s}T00:00:00Z`)) && new Date(`${s}T00:00:00Z`).toISOString().startsWith(s),
     'not a calendar date',
-  );
+  )
+  .meta({ format: 'date' });
 export const isoTime = z
   .string()
   .max(40)
@@ -48,6 +54,7 @@ export const isoTime = z
     (s) => !Number.isNaN(Date.parse(s)) && /^\d{4}-\d{2}-\d{2}T/.test(s),
     'must be an ISO 8601 timestamp',
   )
+  .meta({ format: 'date-time' })
   .transform((s) => new Date(s));
 export const latitude = z.number().min(-90).max(90);
 export const longitude = z.number().min(-180).max(180);

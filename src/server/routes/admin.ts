@@ -18,7 +18,7 @@ import {
 } from '../../core/keys/api-keys.js';
 import { loadSettings, SettingsPatchSchema, updateSettings } from '../../core/settings/settings.js';
 import { readAuditPage } from '../../core/audit/page.js';
-import { idParam, isoTime, parse, uuid } from '../validate.js';
+import { IdParams, isoTime, uuid } from '../validate.js';
 import { created, noContent, router } from '../route.js';
 import type { ServerDeps } from '../deps.js';
 
@@ -61,8 +61,9 @@ export function adminRoutes(app: FastifyInstance, deps: ServerDeps) {
   r.get('/api/v1/settings', { roles: ['owner', 'admin', 'hr'], scope: 'read' }, async ({ tx }) => ({
     settings: await loadSettings(tx.q, tx.caller.tenantId),
   }));
-  r.patch('/api/v1/settings', { roles: OA, scope: 'admin' }, async ({ tx, req, afterCommit }) => {
-    const settings = await updateSettings(tx, parse(SettingsPatchSchema, req.body, 'body'));
+  const settingsPatch = { roles: OA, scope: 'admin', body: SettingsPatchSchema } as const;
+  r.patch('/api/v1/settings', settingsPatch, async ({ tx, body, afterCommit }) => {
+    const settings = await updateSettings(tx, body);
     afterCommit(() => deps.hooks.onTenantSettingsChanged?.(tx.caller.tenantId, tx.caller.actor));
     return { settings };
   });
@@ -70,33 +71,36 @@ export function adminRoutes(app: FastifyInstance, deps: ServerDeps) {
   r.get('/api/v1/users', { roles: OA, scope: 'admin' }, async ({ tx }) => ({
     users: (await listCompanyUsers(tx)).map(publicUser),
   }));
-  r.post('/api/v1/users', { roles: OA }, async ({ tx, req, reply }) => {
-    const { user, generatedPassword } = await addUser(tx, parse(UserCreate, req.body, 'body'), hash);
+  r.post('/api/v1/users', { roles: OA, body: UserCreate, success: [201] }, async ({ tx, body, reply }) => {
+    const { user, generatedPassword } = await addUser(tx, body, hash);
     return created(reply, { ...publicUser(user), ...(generatedPassword ? { generatedPassword } : {}) });
   });
-  r.patch('/api/v1/users/:id', { roles: OA, ledger: true }, async ({ tx, req }) =>
-    publicUser(await changeUser(tx, idParam(req.params), parse(UserPatch, req.body, 'body'))),
+  const userPatch = { roles: OA, ledger: true, params: IdParams, body: UserPatch };
+  r.patch('/api/v1/users/:id', userPatch, async ({ tx, params, body }) =>
+    publicUser(await changeUser(tx, params.id, body)),
   );
-  r.post('/api/v1/users/:id/revoke-sessions', { roles: OA, ledger: true }, async ({ tx, req, reply }) => {
-    await revokeUserSessions(tx, idParam(req.params));
+  const revoke = { roles: OA, ledger: true, params: IdParams, success: [204] } as const;
+  r.post('/api/v1/users/:id/revoke-sessions', revoke, async ({ tx, params, reply }) => {
+    await revokeUserSessions(tx, params.id);
     return noContent(reply);
   });
 
   r.get('/api/v1/api-keys', { roles: OA }, async ({ tx }) => ({
     apiKeys: (await listCompanyKeys(tx)).map(publicKey),
   }));
-  r.post('/api/v1/api-keys', { roles: OA }, async ({ tx, req, reply }) => {
-    const k = await issueApiKey(tx, deps.secrets.apiKeyHmacKey, parse(KeyCreate, req.body, 'body'));
+  r.post('/api/v1/api-keys', { roles: OA, body: KeyCreate, success: [201] }, async ({ tx, body, reply }) => {
+    const k = await issueApiKey(tx, deps.secrets.apiKeyHmacKey, body);
     // The only time the key is shown; only its HMAC is stored.
     return created(reply, { ...publicKey(k.apiKey), key: k.key });
   });
-  r.delete('/api/v1/api-keys/:id', { roles: OA, ledger: true }, async ({ tx, req, reply }) => {
-    await revokeCompanyKey(tx, idParam(req.params));
+  const keyDelete = { roles: OA, ledger: true, params: IdParams, success: [204] } as const;
+  r.delete('/api/v1/api-keys/:id', keyDelete, async ({ tx, params, reply }) => {
+    await revokeCompanyKey(tx, params.id);
     return noContent(reply);
   });
 
-  r.get('/api/v1/audit', { roles: OA }, async ({ tx, req }) => {
-    const { limit, ...filter } = parse(AuditQuery, req.query, 'query');
+  r.get('/api/v1/audit', { roles: OA, query: AuditQuery }, async ({ tx, query }) => {
+    const { limit, ...filter } = query;
     return readAuditPage(tx, filter, limit);
   });
 }

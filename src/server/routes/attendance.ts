@@ -9,7 +9,7 @@ import {
 import { listEvents, recordCheck } from '../../core/attendance/checkin.js';
 import { kioskCheck, type KioskEnv } from '../../core/attendance/kiosk.js';
 import { decide, listCorrections, requestCorrection } from '../../core/corrections/corrections.js';
-import { idParam, isoTime, latitude, longitude, parse, uuid } from '../validate.js';
+import { IdParams, isoTime, latitude, longitude, uuid } from '../validate.js';
 import { ALL_ROLES, auditHashes, created, defineRoute } from '../route.js';
 import { touchKey } from '../auth.js';
 import type { ServerDeps } from '../deps.js';
@@ -63,7 +63,8 @@ const CorrectionsQuery = z.strictObject({
   status: z.enum(['pending', 'approved', 'rejected']).optional(),
   employeeId: uuid.optional(),
 });
-const DecisionBody = z.strictObject({ note: z.string().trim().max(2000).optional() });
+// The body may be left out altogether.
+const DecisionBody = z.strictObject({ note: z.string().trim().max(2000).optional() }).default({});
 
 /** Check-in/out (the kiosk fast path included), events and corrections: core/attendance, core/corrections. */
 export function attendanceRoutes(app: FastifyInstance, deps: ServerDeps) {
@@ -84,20 +85,21 @@ export function attendanceRoutes(app: FastifyInstance, deps: ServerDeps) {
       url,
       roles: ALL_ROLES,
       scope: 'check-in',
-      async apiKeyFastPath({ req, reply, claim, p }) {
-        const b = parse(CheckBody, req.body, 'body');
+      body: CheckBody,
+      success: [201],
+      async apiKeyFastPath({ req, reply, claim, p, body }) {
         const key = {
           caller: p,
           keyId: claim.keyId,
           touch: touchKey(claim.keyId),
           client: auditHashes(req, deps),
         };
-        const event = await kioskCheck(kiosk, key, kind, b);
+        const event = await kioskCheck(kiosk, key, kind, body);
         counted(kind)();
         return created(reply, event);
       },
-      async handler({ tx, req, reply, afterCommit, failAfterCommit }) {
-        const r = await recordCheck(tx, deps, kind, parse(CheckBody, req.body, 'body'));
+      async handler({ tx, body, reply, afterCommit, failAfterCommit }) {
+        const r = await recordCheck(tx, deps, kind, body);
         // A face mismatch's audit entry and throttle count are committed although the request fails.
         if (r.refused) return failAfterCommit(r.refused);
         afterCommit(counted(kind));
@@ -111,8 +113,8 @@ export function attendanceRoutes(app: FastifyInstance, deps: ServerDeps) {
     url: '/api/v1/attendance/events',
     roles: ALL_ROLES,
     scope: 'read',
-    async handler({ tx, req }) {
-      const q = parse(EventsQuery, req.query, 'query');
+    query: EventsQuery,
+    async handler({ tx, query: q }) {
       const flagged = q.flagged === undefined ? undefined : q.flagged === 'true';
       return { events: await listEvents(tx, { ...q, flagged }) };
     },
@@ -122,8 +124,9 @@ export function attendanceRoutes(app: FastifyInstance, deps: ServerDeps) {
     method: 'POST',
     url: '/api/v1/corrections',
     roles: ALL_ROLES,
-    handler: async ({ tx, req, reply }) =>
-      created(reply, await requestCorrection(tx, parse(CorrectionCreate, req.body, 'body'))),
+    body: CorrectionCreate,
+    success: [201],
+    handler: async ({ tx, body, reply }) => created(reply, await requestCorrection(tx, body)),
   });
 
   defineRoute(app, deps, {
@@ -131,9 +134,8 @@ export function attendanceRoutes(app: FastifyInstance, deps: ServerDeps) {
     url: '/api/v1/corrections',
     roles: ALL_ROLES,
     scope: 'read',
-    handler: async ({ tx, req }) => ({
-      corrections: await listCorrections(tx, parse(CorrectionsQuery, req.query, 'query')),
-    }),
+    query: CorrectionsQuery,
+    handler: async ({ tx, query }) => ({ corrections: await listCorrections(tx, query) }),
   });
 
   for (const decision of ['approve', 'reject'] as const) {
@@ -141,11 +143,9 @@ export function attendanceRoutes(app: FastifyInstance, deps: ServerDeps) {
       method: 'POST',
       url: `/api/v1/corrections/:id/${decision}`,
       roles: ['owner', 'admin', 'hr', 'manager'],
-      async handler({ tx, req }) {
-        const id = idParam(req.params);
-        const b = parse(DecisionBody, req.body ?? {}, 'body');
-        return decide(tx, id, decision, b.note);
-      },
+      params: IdParams,
+      body: DecisionBody,
+      handler: async ({ tx, params, body }) => decide(tx, params.id, decision, body.note),
     });
   }
 }

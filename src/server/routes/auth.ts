@@ -8,6 +8,7 @@ import { checkCsrf, clearSessionCookie, nowSeconds, setSessionCookie } from '../
 import { httpError } from '../errors.js';
 import { parse } from '../validate.js';
 import { ALL_ROLES, auditHashes, defineRoute, noContent } from '../route.js';
+import { documented } from '../openapi.js';
 import type { ServerDeps } from '../deps.js';
 
 export const LoginSchema = z.strictObject({
@@ -18,6 +19,12 @@ export const LoginSchema = z.strictObject({
 const PasswordSchema = z.strictObject({
   currentPassword: z.string().min(1).max(200),
   newPassword: z.string().min(1).max(200),
+});
+
+const LOGIN_DOC = documented('/api/v1/auth/login', {
+  public: true,
+  body: LoginSchema,
+  summary: 'Log in: sets the session cookie',
 });
 
 /** Compared against when the company or user does not exist, so that answering takes as long either way. */
@@ -47,7 +54,7 @@ export function authRoutes(
   app.post(
     '/api/v1/auth/login',
     // The per-IP limit runs in onRequest: before the body is parsed, long before bcrypt.
-    { config: { rateLimit: loginRateLimit } },
+    { config: { rateLimit: loginRateLimit, swaggerTransform: LOGIN_DOC } },
     async (req, reply) => {
       checkCsrf(req, deps, undefined);
       const ok = await login(loginDeps, parse(LoginSchema, req.body, 'body'), auditHashes(req, deps));
@@ -74,6 +81,7 @@ export function authRoutes(
     roles: ALL_ROLES,
     endsSession: true,
     ledger: true,
+    success: [204],
     async handler({ tx, req, reply }) {
       await logout(tx);
       clearSessionCookie(req, reply);
@@ -93,6 +101,11 @@ export function authRoutes(
     },
   });
 
+  passwordRoute(app, deps);
+}
+
+/** Change my own password: the current one is checked like a login (failures count toward the lock-out). */
+function passwordRoute(app: FastifyInstance, deps: ServerDeps) {
   defineRoute(app, deps, {
     method: 'POST',
     url: '/api/v1/me/password',
@@ -103,10 +116,12 @@ export function authRoutes(
       claim.kind === 'session' ? `password:${claim.tenantId}:${claim.userId}` : undefined,
     endsSession: true,
     ledger: true,
-    async handler({ tx, req, reply, failAfterCommit }) {
+    body: PasswordSchema,
+    success: [204],
+    async handler({ tx, req, body, reply, failAfterCommit }) {
       const r = await changeOwnPassword(
         tx,
-        parse(PasswordSchema, req.body, 'body'),
+        body,
         { ipHash: auditHashes(req, deps).ipHash ?? '-' },
         { verify: (pw, h) => deps.passwords.verify(pw, h), hash: (pw) => deps.passwords.hash(pw) },
         { maxFailedLogins: deps.server.maxFailedLogins, lockoutMinutes: deps.server.lockoutMinutes },

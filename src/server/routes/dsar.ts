@@ -6,7 +6,6 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { companyRequests, exportOwnData, fileErasureRequest } from '../../core/dsar/self-service.js';
 import { httpError } from '../errors.js';
-import { parse } from '../validate.js';
 import { ALL_ROLES, defineRoute } from '../route.js';
 import type { ServerDeps } from '../deps.js';
 
@@ -33,6 +32,7 @@ export function dsarRoutes(app: FastifyInstance, deps: ServerDeps) {
     url: '/api/v1/me/export',
     roles: ALL_ROLES,
     exclusive: (claim) => (claim.kind === 'session' ? `me-export:${claim.userId}` : undefined),
+    produces: ['application/zip'],
     async handler({ tx, reply }) {
       const dir = await mkdtemp(join(tmpdir(), 'attendux-me-export-'));
       let out: Awaited<ReturnType<typeof exportOwnData>>;
@@ -58,9 +58,11 @@ export function dsarRoutes(app: FastifyInstance, deps: ServerDeps) {
     method: 'POST',
     url: '/api/v1/me/erasure-request',
     roles: ALL_ROLES,
-    async handler({ tx, req, reply }) {
-      const b = parse(z.strictObject({ reason: z.string().max(2000).optional() }), req.body ?? {}, 'body');
-      const r = await fileErasureRequest(tx, b.reason);
+    // The body may be left out altogether.
+    body: z.strictObject({ reason: z.string().max(2000).optional() }).default({}),
+    success: [200, 201],
+    async handler({ tx, body, reply }) {
+      const r = await fileErasureRequest(tx, body.reason);
       if (!r.created)
         return { id: r.id, status: 'open', note: 'an erasure request of yours is already open' };
       reply.code(201);
@@ -72,13 +74,9 @@ export function dsarRoutes(app: FastifyInstance, deps: ServerDeps) {
     method: 'GET',
     url: '/api/v1/dsar/requests',
     roles: ['owner', 'hr'],
-    async handler({ tx, req }) {
-      const q = parse(
-        z.strictObject({ status: z.enum(['open', 'done', 'overdue']).optional() }),
-        req.query,
-        'query',
-      );
-      return { requests: await companyRequests(tx, q.status) };
+    query: z.strictObject({ status: z.enum(['open', 'done', 'overdue']).optional() }),
+    async handler({ tx, query }) {
+      return { requests: await companyRequests(tx, query.status) };
     },
   });
 }

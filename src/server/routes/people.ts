@@ -17,7 +17,7 @@ import {
 } from '../../core/people/employees.js';
 import { createTeam, listTeams, renameTeam, setTeamManager } from '../../core/people/teams.js';
 import { createSite, deleteSite, listSites, updateSite } from '../../core/people/sites.js';
-import { idParam, latitude, longitude, name200, parse, uuid } from '../validate.js';
+import { IdParams, IdUserIdParams, latitude, longitude, name200, uuid } from '../validate.js';
 import { ALL_ROLES, created, noContent, router, type Access } from '../route.js';
 import type { ServerDeps } from '../deps.js';
 
@@ -58,56 +58,67 @@ const SiteBody = z.strictObject({
 const OA = ['owner', 'admin'] as const;
 const OAH = ['owner', 'admin', 'hr'] as const;
 const OAHM = ['owner', 'admin', 'hr', 'manager'] as const;
+const SitePatch = SiteBody.partial();
 
 /** Employees, teams and sites: each handler parses, calls one core/people service, shapes the answer. */
 export function peopleRoutes(app: FastifyInstance, deps: ServerDeps) {
   const r = router(app, deps);
-  const read = (roles: Access['roles']): Access => ({ roles, scope: 'read' });
-  const admin = (roles: Access['roles']): Access => ({ roles, scope: 'admin' });
+  const read = (roles: Access['roles']) => ({ roles, scope: 'read' }) as const;
+  const admin = (roles: Access['roles']) => ({ roles, scope: 'admin' }) as const;
+  const id = { params: IdParams };
+  const made = { success: [201] } as const;
+  const none = { success: [204] } as const;
 
-  r.get('/api/v1/employees', read(OAHM), async ({ tx, req }) => ({
-    employees: await listEmployees(tx, parse(ListQuery, req.query, 'query')),
+  r.get('/api/v1/employees', { ...read(OAHM), query: ListQuery }, async ({ tx, query }) => ({
+    employees: await listEmployees(tx, query),
   }));
-  r.get('/api/v1/employees/:id', read(ALL_ROLES), ({ tx, req }) => getEmployee(tx, idParam(req.params)));
-  r.post('/api/v1/employees', admin(OA), async ({ tx, req, reply }) =>
-    created(reply, await createEmployee(tx, parse(EmployeeCreate, req.body, 'body'))),
+  r.get('/api/v1/employees/:id', { ...read(ALL_ROLES), ...id }, ({ tx, params }) =>
+    getEmployee(tx, params.id),
   );
-  r.patch('/api/v1/employees/:id', admin(OA), ({ tx, req }) =>
-    updateEmployee(tx, idParam(req.params), parse(EmployeePatch, req.body, 'body')),
+  r.post('/api/v1/employees', { ...admin(OA), body: EmployeeCreate, ...made }, async ({ tx, body, reply }) =>
+    created(reply, await createEmployee(tx, body)),
   );
-  r.put('/api/v1/employees/:id/face', admin(OAH), async ({ tx, req, reply }) => {
-    const { vector } = parse(FaceBody, req.body, 'body');
-    await enrollFace(tx, idParam(req.params), vector, await deps.keyring());
+  r.patch('/api/v1/employees/:id', { ...admin(OA), ...id, body: EmployeePatch }, ({ tx, params, body }) =>
+    updateEmployee(tx, params.id, body),
+  );
+  const face = { ...admin(OAH), ...id, body: FaceBody, ...none };
+  r.put('/api/v1/employees/:id/face', face, async ({ tx, params, body, reply }) => {
+    await enrollFace(tx, params.id, body.vector, await deps.keyring());
     return noContent(reply);
   });
-  r.delete('/api/v1/employees/:id/face', admin(OAH), async ({ tx, req, reply }) => {
-    await deleteFace(tx, idParam(req.params));
+  r.delete('/api/v1/employees/:id/face', { ...admin(OAH), ...id, ...none }, async ({ tx, params, reply }) => {
+    await deleteFace(tx, params.id);
     return noContent(reply);
   });
 
   r.get('/api/v1/teams', read(OAHM), async ({ tx }) => ({ teams: await listTeams(tx) }));
-  r.post('/api/v1/teams', admin(OA), async ({ tx, req, reply }) =>
-    created(reply, await createTeam(tx, parse(TeamBody, req.body, 'body').name)),
+  r.post('/api/v1/teams', { ...admin(OA), body: TeamBody, ...made }, async ({ tx, body, reply }) =>
+    created(reply, await createTeam(tx, body.name)),
   );
-  r.patch('/api/v1/teams/:id', admin(OA), ({ tx, req }) =>
-    renameTeam(tx, idParam(req.params), parse(TeamBody, req.body, 'body').name),
+  r.patch('/api/v1/teams/:id', { ...admin(OA), ...id, body: TeamBody }, ({ tx, params, body }) =>
+    renameTeam(tx, params.id, body.name),
   );
+  const manager = { ...admin(OA), params: IdUserIdParams, ...none };
   for (const add of [true, false]) {
-    r[add ? 'put' : 'delete']('/api/v1/teams/:id/managers/:userId', admin(OA), async ({ tx, req, reply }) => {
-      await setTeamManager(tx, idParam(req.params), idParam(req.params, 'userId'), add);
-      return noContent(reply);
-    });
+    r[add ? 'put' : 'delete'](
+      '/api/v1/teams/:id/managers/:userId',
+      manager,
+      async ({ tx, params, reply }) => {
+        await setTeamManager(tx, params.id, params.userId, add);
+        return noContent(reply);
+      },
+    );
   }
 
   r.get('/api/v1/sites', read(ALL_ROLES), async ({ tx }) => ({ sites: await listSites(tx) }));
-  r.post('/api/v1/sites', admin(OA), async ({ tx, req, reply }) =>
-    created(reply, await createSite(tx, parse(SiteBody, req.body, 'body'))),
+  r.post('/api/v1/sites', { ...admin(OA), body: SiteBody, ...made }, async ({ tx, body, reply }) =>
+    created(reply, await createSite(tx, body)),
   );
-  r.patch('/api/v1/sites/:id', admin(OA), ({ tx, req }) =>
-    updateSite(tx, idParam(req.params), parse(SiteBody.partial(), req.body, 'body')),
+  r.patch('/api/v1/sites/:id', { ...admin(OA), ...id, body: SitePatch }, ({ tx, params, body }) =>
+    updateSite(tx, params.id, body),
   );
-  r.delete('/api/v1/sites/:id', admin(OA), async ({ tx, req, reply }) => {
-    await deleteSite(tx, idParam(req.params));
+  r.delete('/api/v1/sites/:id', { ...admin(OA), ...id, ...none }, async ({ tx, params, reply }) => {
+    await deleteSite(tx, params.id);
     return noContent(reply);
   });
 }

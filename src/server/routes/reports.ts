@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { payrollCsv, payrollExport, timesheet } from '../../core/reports/timesheets.js';
-import { isoDate, parse, uuid } from '../validate.js';
+import { isoDate, uuid } from '../validate.js';
 import { ALL_ROLES, defineRoute } from '../route.js';
 import type { ServerDeps } from '../deps.js';
 
@@ -19,8 +19,9 @@ export function reportRoutes(app: FastifyInstance, deps: ServerDeps) {
     url: '/api/v1/timesheets',
     roles: ALL_ROLES,
     scope: 'read',
-    async handler({ tx, req }) {
-      const { employeeId, ...range } = parse(TimesheetQuery, req.query, 'query');
+    query: TimesheetQuery,
+    async handler({ tx, query }) {
+      const { employeeId, ...range } = query;
       return timesheet(tx, range, employeeId);
     },
   });
@@ -30,8 +31,10 @@ export function reportRoutes(app: FastifyInstance, deps: ServerDeps) {
     url: '/api/v1/payroll/export',
     roles: ['owner', 'admin', 'hr'],
     scope: 'read',
-    async handler({ tx, req, reply }) {
-      const { format, ...range } = parse(PayrollQuery, req.query, 'query');
+    query: PayrollQuery,
+    produces: ['application/json', 'text/csv'],
+    async handler({ tx, query, reply }) {
+      const { format, ...range } = query;
       const r = await payrollExport(tx, range, format);
       if (format === 'json') return r;
       reply
