@@ -15,6 +15,15 @@ async function asEmployee(geolocation?: { latitude: number; longitude: number })
   await signIn(o.page, f.fx.a.slug, f.fx.a.users.employee.email, PASSWORD);
   return o;
 }
+/** The page's offline queue in localStorage (its key is on the check-in section), read or replaced. */
+async function storage(page: Page, op: 'get' | 'set', value?: string): Promise<string | null> {
+  const key = JSON.stringify(await page.locator('#checkin').getAttribute('data-queue-key'));
+  return page.evaluate<string | null>(
+    op === 'get'
+      ? `localStorage.getItem(${key})`
+      : `localStorage.setItem(${key}, ${JSON.stringify(value)}), null`,
+  );
+}
 const text = (page: Page, id: string) => page.locator(`#${id}`).textContent();
 const lastEvent = async () =>
   (
@@ -89,12 +98,7 @@ describe.skipIf(!haveChromium)('the employee check-in page in Chromium', () => {
       .poll(() => text(page, 'result'))
       .toMatch(/^No network: your check-in at \d\d:\d\d is queued/);
     expect(await text(page, 'queue')).toMatch(/1 check queued on this phone/);
-    const queue = JSON.parse(
-      (await page.evaluate(() => {
-        const key = document.getElementById('checkin')!.dataset.queueKey!;
-        return localStorage.getItem(key);
-      })) ?? '[]',
-    ) as { deviceTime: string }[];
+    const queue = JSON.parse((await storage(page, 'get')) ?? '[]') as { deviceTime: string }[];
     expect(queue).toHaveLength(1);
     const deviceTime = queue[0]!.deviceTime;
     // Received a while later than it happened on the phone.
@@ -115,10 +119,7 @@ describe.skipIf(!haveChromium)('the employee check-in page in Chromium', () => {
     const { page, context } = await asEmployee(AT_HQ);
     await expect.poll(() => text(page, 'position')).toMatch(/inside its geofence/);
     const deviceTime = new Date(Date.now() - 3_600_000).toISOString();
-    await page.evaluate((t) => {
-      const key = document.getElementById('checkin')!.dataset.queueKey!;
-      localStorage.setItem(key, JSON.stringify([{ kind: 'check_out', body: {}, deviceTime: t }]));
-    }, deviceTime);
+    await storage(page, 'set', JSON.stringify([{ kind: 'check_out', body: {}, deviceTime }]));
     await page.reload();
     await expect
       .poll(() => text(page, 'result'))

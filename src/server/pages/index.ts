@@ -6,6 +6,7 @@ import type { ServerDeps } from '../deps.js';
 import { errorPage } from './page-route.js';
 import { sessionPages } from './session.js';
 import { checkinPages } from './checkin.js';
+import { accountPages } from './account.js';
 
 /** The stylesheet and scripts of the pages (web/assets in the package; same origin, so the CSP allows them). */
 export const ASSETS_DIR = fileURLToPath(new URL('../../../web/assets', import.meta.url));
@@ -32,5 +33,6 @@ export async function registerPages(
     pages.setErrorHandler((err, req, reply) => errorPage(err, req, reply));
     sessionPages(pages, deps, loginRateLimit);
     checkinPages(pages, deps);
+    accountPages(pages, deps);
   });
 }
