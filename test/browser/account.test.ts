@@ -71,7 +71,7 @@ describe.skipIf(!haveChromium)('my account in Chromium', () => {
       page.getByRole('link', { name: 'Download my data (zip)' }).click(),
     ]);
     expect(download.suggestedFilename()).toMatch(/^my-data-\d{4}-\d{2}-\d{2}\.zip$/);
-    const zip = await readFile((await download.path())!);
+    const zip = await readFile(await download.path());
     expect(zip.subarray(0, 2).toString('latin1')).toBe('PK');
     expect(zip.includes(Buffer.from('README'))).toBe(true);
     await context.close();
