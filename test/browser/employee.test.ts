@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { checkPage, haveChromium, openPage, pagesFixture, signIn } from '../helpers/browser.js';
 import { PASSWORD } from '../helpers/server.js';
+import { addDays, dayIn, mondayOf } from '../../src/lib/time-zone.js';
+import { dayLabel } from '../../src/server/pages/my-week.js';
 
 type Fixture = Awaited<ReturnType<typeof pagesFixture>>;
 let f: Fixture;
@@ -136,6 +138,102 @@ describe.skipIf(!haveChromium)('the employee check-in page in Chromium', () => {
     await signIn(page, f.fx.a.slug, f.fx.a.users.employee.email, PASSWORD);
     expect(await page.getByRole('main').textContent()).toContain('Check-in needs JavaScript');
     expect(await page.getByRole('button', { name: 'Check in' }).isVisible()).toBe(false);
+    await context.close();
+  });
+});
+
+describe.skipIf(!haveChromium)('my week and correction requests in Chromium', () => {
+  let g: Fixture;
+  // This week's Monday in the company's zone (Europe/Berlin), and the one before.
+  const monday = mondayOf(dayIn(new Date(), 'Europe/Berlin'));
+  const lastMonday = addDays(monday, -7);
+  const insert = (kind: string, local: string) =>
+    g.fx.admin.query(
+      `INSERT INTO attendance_events (tenant_id, employee_id, kind, occurred_at, geofence, method, site_id, flagged)
+       VALUES ($1, $2, $3, ($4::timestamp AT TIME ZONE 'Europe/Berlin'), 'inside', 'gps', $5, false)`,
+      [g.fx.a.id, g.fx.a.employeeId, kind, local, g.fx.a.siteId],
+    );
+  beforeAll(async () => {
+    g = await pagesFixture('pages_week');
+    await insert('check_in', `${monday} 08:00`);
+    await insert('check_out', `${monday} 16:30`);
+    await insert('check_in', `${lastMonday} 09:00`);
+    await insert('check_out', `${lastMonday} 17:00`);
+  });
+  afterAll(async () => g?.close());
+
+  it("shows my week's timesheet with its checks, and the week before", async () => {
+    const { page, seen, context } = await openPage(g.browser, g.baseURL);
+    await signIn(page, g.fx.a.slug, g.fx.a.users.employee.email, PASSWORD);
+    seen.reset();
+    await page.goto('/timesheet');
+    const main = page.getByRole('main');
+    expect(await main.textContent()).toMatch(/you worked\s+8 h 30 min, of which 30 min overtime\./);
+    const mondayRow = page.getByRole('row').filter({ has: page.getByRole('rowheader', { name: /^Mon / }) });
+    expect(await mondayRow.first().textContent()).toMatch(/8 h 30 min\s*8 h\s*30 min/);
+    expect(await main.textContent()).toContain('Check-in at 08:00, inside HQ');
+    expect(await main.textContent()).toContain('Check-out at 16:30, inside HQ');
+    await checkPage(page, seen, 'timesheet');
+    await page.getByRole('link', { name: 'Previous week' }).click();
+    await page.waitForURL(`**/timesheet?week=${lastMonday}`);
+    expect(await main.textContent()).toMatch(/you worked\s+8 h\./);
+    expect(await main.textContent()).toContain('Check-in at 09:00, inside HQ');
+    await page.getByRole('link', { name: 'Next week' }).click();
+    expect(await main.textContent()).toMatch(/you worked\s+8 h 30 min/);
+    await context.close();
+  });
+
+  it('requests corrections: a missing check-out and a changed check-in, said in words', async () => {
+    const { page, seen, context } = await openPage(g.browser, g.baseURL);
+    await signIn(page, g.fx.a.slug, g.fx.a.users.employee.email, PASSWORD);
+    seen.reset();
+    await page.goto('/corrections/new');
+    await checkPage(page, seen, 'correction-new');
+    expect(await page.getByRole('main').textContent()).toContain(
+      'You have not asked for any correction yet.',
+    );
+
+    // A change that says nothing to change is refused on the form.
+    await page.getByLabel('What is wrong').selectOption('change');
+    await page
+      .getByLabel('Which check')
+      .selectOption({ label: `${dayLabel(monday)}: Check-in at 08:00, inside HQ` });
+    await page.getByLabel('Reason').fill('I came earlier');
+    await page.getByRole('button', { name: 'Send the request' }).click();
+    expect(await page.getByRole('alert').textContent()).toBe(
+      'Not sent: say what to change: the kind, or the date and time.',
+    );
+
+    await page.getByLabel('What is wrong').selectOption('add');
+    await page.getByLabel(/^Kind/).selectOption('check_out');
+    await page.getByLabel('Date and time').fill(`${lastMonday}T18:00`);
+    await page.getByLabel('Reason').fill('Forgot to check out');
+    await page.getByRole('button', { name: 'Send the request' }).click();
+    await page.waitForURL('**/corrections/new?said=sent');
+    expect(await page.getByRole('status').textContent()).toMatch(/Your correction request was sent/);
+    expect(await page.getByRole('main').textContent()).toMatch(
+      /add a missing check \(“Forgot to check out”\):\s*waiting for a decision/,
+    );
+
+    await page.getByLabel('What is wrong').selectOption('change');
+    await page
+      .getByLabel('Which check')
+      .selectOption({ label: `${dayLabel(monday)}: Check-in at 08:00, inside HQ` });
+    await page.getByLabel('Date and time').fill(`${monday}T07:45`);
+    await page.getByLabel('Reason').fill('I came earlier');
+    await page.getByRole('button', { name: 'Send the request' }).click();
+    await page.waitForURL('**/corrections/new?said=sent');
+
+    const rows = await g.fx.admin.query<{ action: string; kind: string | null; at: string; event: boolean }>(
+      `SELECT action, proposed_kind AS kind, event_id IS NOT NULL AS event,
+              to_char(proposed_occurred_at AT TIME ZONE 'Europe/Berlin', 'YYYY-MM-DD"T"HH24:MI') AS at
+         FROM correction_requests WHERE tenant_id = $1 ORDER BY created_at`,
+      [g.fx.a.id],
+    );
+    expect(rows.rows).toEqual([
+      { action: 'add', kind: 'check_out', at: `${lastMonday}T18:00`, event: false },
+      { action: 'change', kind: null, at: `${monday}T07:45`, event: true },
+    ]);
     await context.close();
   });
 });

@@ -7,6 +7,8 @@ import { errorPage } from './page-route.js';
 import { sessionPages } from './session.js';
 import { checkinPages } from './checkin.js';
 import { accountPages } from './account.js';
+import { myWeekPages } from './my-week.js';
+import { correctionRequestPages } from './correction-request.js';
 
 /** The stylesheet and scripts of the pages (web/assets in the package; same origin, so the CSP allows them). */
 export const ASSETS_DIR = fileURLToPath(new URL('../../../web/assets', import.meta.url));
@@ -34,5 +36,7 @@ export async function registerPages(
     sessionPages(pages, deps, loginRateLimit);
     checkinPages(pages, deps);
     accountPages(pages, deps);
+    myWeekPages(pages, deps);
+    correctionRequestPages(pages, deps);
   });
 }

@@ -37,7 +37,7 @@ const EventsQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(1000).default(200),
 });
 
-const CorrectionCreate = z
+export const CorrectionCreate = z
   .strictObject({
     employeeId: uuid.optional(),
     action: z.enum(['add', 'change', 'delete']),
