@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
-import { checkPage, haveChromium, openPage, pagesFixture, signIn } from '../helpers/browser.js';
+import { join } from 'node:path';
+import { checkPage, haveChromium, openPage, pagesFixture, SCREENSHOTS, signIn } from '../helpers/browser.js';
 import { PASSWORD } from '../helpers/server.js';
 import { addDays, dayIn, mondayOf } from '../../src/lib/time-zone.js';
 import { dayLabel } from '../../src/server/pages/my-week.js';
@@ -10,6 +11,7 @@ let f: Fixture;
 
 /** HQ of the seeded company is at 52.52, 13.405 with a 100 m radius. */
 const AT_HQ = { latitude: 52.52, longitude: 13.405 };
+const README_SHOT = { width: 360, height: 560 };
 const FAR = { latitude: 52.53, longitude: 13.405 }; // about 1.1 km north
 
 async function asEmployee(geolocation?: { latitude: number; longitude: number }) {
@@ -57,6 +59,11 @@ describe.skipIf(!haveChromium)('the employee check-in page in Chromium', () => {
     await expect.poll(() => text(page, 'result')).toMatch(/^Checked in at \d\d:\d\d, inside HQ\.$/);
     expect(await lastEvent()).toMatchObject({ offline: false, flagged: false, geofence: 'inside' });
     await checkPage(page, seen, 'checkin');
+    // The README's picture (docs/screenshots/checkin.png is copied from it): the top of the page on a phone.
+    await page.screenshot({
+      path: join(SCREENSHOTS, 'checkin-readme.png'),
+      clip: { x: 0, y: 0, ...README_SHOT },
+    });
     await page.getByRole('button', { name: 'Check out' }).click();
     await expect.poll(() => text(page, 'result')).toMatch(/^Checked out at \d\d:\d\d, inside HQ\.$/);
     await context.close();

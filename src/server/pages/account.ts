@@ -47,8 +47,8 @@ function accountPage(viewer: Viewer, problem?: string, status = 200): PageResult
       <p class="muted">A new password signs you out everywhere, here too: sign in again with it.</p>
       <h2>My data</h2>
       <p>
-        A zip of everything the company holds about you: your user, your employee record, your attendance, the
-        audit entries about you, and a README that explains each file.
+        A zip of everything the company holds about you: your login, your employee record, your attendance and
+        timesheets, your corrections, the audit entries about you, and a README that explains each file.
       </p>
       <p><a href="/api/v1/me/export" download>Download my data (zip)</a></p>`,
   };
