@@ -139,6 +139,51 @@ describe.skipIf(!haveChromium)('the employee check-in page in Chromium', () => {
     await context.close();
   });
 
+  it('follows the company settings: a required position disables the buttons, reject refuses outside', async () => {
+    const set = (key: string, value: unknown) =>
+      f.fx.admin.query(
+        `INSERT INTO tenant_settings (tenant_id, key, value, updated_at, updated_by) VALUES ($1, $2, $3, now(), 'test')
+         ON CONFLICT (tenant_id, key) DO UPDATE SET value = EXCLUDED.value`,
+        [f.fx.a.id, key, JSON.stringify(value)],
+      );
+    await set('geofence.requirePosition', true);
+    await set('geofence.mode', 'reject');
+    try {
+      const refused = await asEmployee();
+      await expect.poll(() => text(refused.page, 'position')).toMatch(/did not share your position/);
+      expect(await text(refused.page, 'no-position')).toMatch(/requires a position to check in or out/);
+      expect(await refused.page.getByRole('button', { name: 'Check in' }).isDisabled()).toBe(true);
+      await refused.context.close();
+      const far = await asEmployee(FAR);
+      expect(await far.page.getByRole('main').textContent()).toContain(
+        'Outside every site, your company refuses the check-in.',
+      );
+      await expect.poll(() => text(far.page, 'position')).toMatch(/outside its geofence/);
+      await far.page.getByRole('button', { name: 'Check in' }).click();
+      await expect
+        .poll(() => text(far.page, 'result'))
+        .toBe('Not checked in: the position is 1112 m from the nearest site, outside its radius.');
+      await far.context.close();
+    } finally {
+      await f.fx.admin.query(`DELETE FROM tenant_settings WHERE tenant_id = $1 AND key LIKE 'geofence.%'`, [
+        f.fx.a.id,
+      ]);
+    }
+  });
+
+  it('tells a user who is not an employee that there is nobody to check in', async () => {
+    const { page, seen, context } = await openPage(f.browser, f.baseURL);
+    await signIn(page, f.fx.a.slug, f.fx.a.users.manager.email, PASSWORD);
+    seen.reset();
+    await page.goto('/checkin');
+    expect(await page.getByRole('main').textContent()).toContain('Your user is not linked to an employee');
+    await checkPage(page, seen, 'checkin-unlinked');
+    const res = await page.goto('/timesheet?week=nonsense');
+    expect(res?.status()).toBe(200); // the manager has no timesheet of their own: said, not an error
+    expect(await page.getByRole('main').textContent()).toContain('no timesheet of yours');
+    await context.close();
+  });
+
   it('tells that check-in needs JavaScript when it is off', async () => {
     const context = await f.browser.newContext({ baseURL: f.baseURL, javaScriptEnabled: false });
     const page = await context.newPage();
@@ -187,6 +232,9 @@ describe.skipIf(!haveChromium)('my week and correction requests in Chromium', ()
     expect(await main.textContent()).toContain('Check-in at 09:00, inside HQ');
     await page.getByRole('link', { name: 'Next week' }).click();
     expect(await main.textContent()).toMatch(/you worked\s+8 h 30 min/);
+    const bad = await page.goto('/timesheet?week=nonsense');
+    expect(bad?.status()).toBe(400);
+    expect(await page.getByRole('alert').textContent()).toBe('the week must be given as a date, YYYY-MM-DD');
     await context.close();
   });
 
