@@ -54,6 +54,12 @@ function accountPage(viewer: Viewer, problem?: string, status = 200): PageResult
   };
 }
 
+/**
+ * Password changes in progress, per user (as the API route's `exclusive`): parallel guesses from many tabs must
+ * not each run bcrypt while logins wait.
+ */
+const changing = new Set<string>();
+
 /** My account: who I am, change my password (as POST /api/v1/me/password), download my data (GET /me/export). */
 export function accountPages(app: FastifyInstance, deps: ServerDeps): void {
   definePage(app, deps, {
@@ -73,6 +79,10 @@ export function accountPages(app: FastifyInstance, deps: ServerDeps): void {
         return accountPage(viewer, 'Not changed: fill in your current password and the new one.', 400);
       if (newPassword !== repeatPassword)
         return accountPage(viewer, 'Not changed: the two new passwords are not the same.', 400);
+      const key = `${tx.caller.tenantId}:${tx.caller.userId}`;
+      if (changing.has(key))
+        return accountPage(viewer, 'Not changed: a change of your password is already in progress.', 429);
+      changing.add(key);
       let r: { refused?: Error };
       try {
         r = await changeOwnPassword(
@@ -97,6 +107,8 @@ export function accountPages(app: FastifyInstance, deps: ServerDeps): void {
             429,
           );
         throw err;
+      } finally {
+        changing.delete(key);
       }
       // Returning (not throwing) commits the failed attempt's counter and audit entry.
       if (r.refused) return accountPage(viewer, 'Not changed: the current password is wrong.', 403);
