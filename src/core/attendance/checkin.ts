@@ -56,7 +56,14 @@ export function eventValues(
 }
 
 function auditDetails(employeeId: string, v: Verdict) {
-  return { employeeId, geofence: v.geo.verdict, flagged: v.flagged, method: v.method, siteId: v.geo.siteId };
+  const base = {
+    employeeId,
+    geofence: v.geo.verdict,
+    flagged: v.flagged,
+    method: v.method,
+    siteId: v.geo.siteId,
+  };
+  return v.deviceTime ? { ...base, offline: true, deviceTime: v.deviceTime.toISOString() } : base;
 }
 
 export interface CheckResult {
@@ -70,6 +77,8 @@ export interface CheckResult {
   flagged: boolean;
   method: Verdict['method'];
   faceScore: number | null;
+  /** Queued on the device while offline: occurredAt is the device's time, received later. */
+  offline: boolean;
 }
 
 export function checkResult(
@@ -89,6 +98,7 @@ export function checkResult(
     flagged: v.flagged,
     method: v.method,
     faceScore: v.faceScore,
+    offline: v.deviceTime !== undefined,
   };
 }
 
@@ -110,7 +120,7 @@ export async function recordCheck(
   try {
     v = await judge(
       keys,
-      { tenantId: caller.tenantId, viaKey: caller.kind === 'apikey' },
+      { tenantId: caller.tenantId, viaKey: caller.kind === 'apikey', now: tx.now() },
       employeeId,
       b,
       subject,
@@ -123,7 +133,7 @@ export async function recordCheck(
   }
   // The event, then its audit entry (MAC'd by appendAudit), in the caller's transaction.
   const vals = eventValues(caller, { ipHash: null, uaHash: null }, employeeId, kind, b, v);
-  const ev = await insertEvent(tx.q, caller.tenantId, employeeId, vals);
+  const ev = await insertEvent(tx.q, caller.tenantId, employeeId, vals, v.deviceTime);
   await tx.audit(`attendance.${kind}`, 'attendance_event', String(ev.id), auditDetails(employeeId, v));
   return { event: checkResult(ev, employeeId, kind, v) };
 }

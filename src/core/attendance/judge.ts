@@ -2,12 +2,13 @@ import { bufferToVector, faceAad, open as openSealed, type DataKeyring } from '.
 import type { CheckinSubject } from '../../db/queries/attendance.js';
 import { AttenduxError } from '../../errors.js';
 import { mergeSettings } from '../settings/settings.js';
-import { conflict, failure, notFound } from '../service.js';
+import { conflict, failure, invalid, notFound } from '../service.js';
 import { faceMatch, FaceThrottle } from './face.js';
 import { judgeGeofence, type GeofenceResult, type Position } from './geofence.js';
+import { offlineTime, type OfflineInput } from './offline.js';
 
 /** What a check-in or check-out says (the route's schema has validated the shapes). */
-export interface CheckInput {
+export interface CheckInput extends OfflineInput {
   employeeId?: string;
   position?: Position;
   face?: number[];
@@ -19,6 +20,8 @@ export interface Verdict {
   flagged: boolean;
   method: 'face' | 'gps' | 'kiosk' | 'manual';
   faceScore: number | null;
+  /** The device's time of a check queued offline (recorded as occurred_at); absent: the server's now. */
+  deviceTime?: Date;
 }
 
 /** The data keys; reloaded when a template names a key id the ring does not hold (rotated meanwhile). */
@@ -77,7 +80,8 @@ async function faceScoreOf(
 /** Face and geofence verdicts, computed here rather than in SQL; throws when the company's settings refuse. */
 export async function judge(
   keys: Keys,
-  who: { tenantId: string; viaKey: boolean },
+  /** `now`: the server's clock, for checks queued offline; absent on the kiosk path, which takes none. */
+  who: { tenantId: string; viaKey: boolean; now?: Date },
   employeeId: string,
   b: CheckInput,
   emp: CheckinSubject | undefined,
@@ -85,6 +89,9 @@ export async function judge(
   if (!emp) throw notFound('employee');
   if (emp.status !== 'active') throw conflict('the employee is inactive');
   const settings = mergeSettings(emp.settings);
+  if ((b.offline || b.deviceTime) && !who.now)
+    throw invalid('body.offline', 'not with an API key', 'offline checks are for the web check-in page');
+  const deviceTime = who.now ? offlineTime(b, settings, who.now) : undefined;
 
   let faceScore: number | null = null;
   if (b.face || settings['face.required']) {
@@ -108,5 +115,5 @@ export async function judge(
   }
   const flagged = geo.verdict === 'outside' || geo.verdict === 'unknown';
   const method = faceScore !== null ? 'face' : b.position ? 'gps' : who.viaKey ? 'kiosk' : 'manual';
-  return { geo, flagged, method, faceScore };
+  return { geo, flagged, method, faceScore, deviceTime };
 }

@@ -26,6 +26,8 @@ export const SETTINGS_SHAPE = {
   'retention.locationDays': z.number().int().min(1).max(36500).nullable(),
   /** Legal hold of payroll records (hours, pay) in years: a DSAR erasure keeps them that long, pseudonymised. */
   'dsar.holdYears': z.number().int().min(0).max(30),
+  /** Check-ins queued offline (device time) are accepted up to this many hours after they happened. */
+  'attendance.offlineMaxHours': z.number().int().min(1).max(720),
 } as const;
 
 export type SettingKey = keyof typeof SETTINGS_SHAPE;
@@ -41,6 +43,7 @@ export const DEFAULT_SETTINGS: TenantSettings = {
   'retention.attendanceYears': null,
   'retention.locationDays': null,
   'dsar.holdYears': 6,
+  'attendance.offlineMaxHours': 72,
 };
 
 export const SettingsPatchSchema = z.strictObject(

@@ -62,14 +62,17 @@ export async function insertEvent(
   tenantId: string,
   employeeId: string,
   v: EventValues,
+  /** A check queued offline: the device's time as occurred_at (recorded_at stays the server's), flagged offline. */
+  deviceTime?: Date,
 ): Promise<{ id: number; occurredAt: Date }> {
   const { rows } = await q.query<{ id: number; occurredAt: Date }>({
     name: 'attendux_checkin_insert_event',
     text: `INSERT INTO attendance_events (tenant_id, employee_id, kind, occurred_at, latitude, longitude, accuracy_m,
-                                          site_id, geofence, distance_m, method, face_score, device_id, flagged)
-           VALUES ($1, $2, $3, now(), $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                                          site_id, geofence, distance_m, method, face_score, device_id, flagged,
+                                          offline)
+           VALUES ($1, $2, $3, coalesce($14, now()), $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14 IS NOT NULL)
            RETURNING id, occurred_at AS "occurredAt"`,
-    values: [tenantId, employeeId, ...v.slice(0, 11)],
+    values: [tenantId, employeeId, ...v.slice(0, 11), deviceTime ?? null],
   });
   return rows[0]!;
 }
@@ -128,7 +131,8 @@ export async function listEvents(q: Queryable, v: Viewer, f: EventFilter): Promi
   const { rows } = await q.query<Row>(
     `SELECT a.id, a.employee_id AS "employeeId", a.kind, a.occurred_at AS "occurredAt", a.latitude, a.longitude,
             a.accuracy_m AS "accuracyM", a.site_id AS "siteId", a.geofence, a.distance_m AS "distanceM", a.method,
-            a.face_score AS "faceScore", a.device_id AS "deviceId", a.flagged, a.correction_id AS "correctionId"
+            a.face_score AS "faceScore", a.device_id AS "deviceId", a.flagged, a.correction_id AS "correctionId",
+            a.offline, a.recorded_at AS "recordedAt"
        FROM attendance_events a JOIN employees e ON e.tenant_id = a.tenant_id AND e.id = a.employee_id
       WHERE a.tenant_id = $1 AND ($2::uuid IS NULL OR a.employee_id = $2)
         AND ($3::timestamptz IS NULL OR a.occurred_at >= $3) AND ($4::timestamptz IS NULL OR a.occurred_at < $4)

@@ -91,6 +91,7 @@ export const EVENT_COLUMNS = [
   'device_id',
   'flagged',
   'correction_id',
+  'offline',
 ] as const;
 
 /** One page of the subject's events after id `after` (keyset paging: constant memory for any count). */
@@ -104,7 +105,8 @@ export async function eventPage(
   const { rows } = await q.query<Record<(typeof EVENT_COLUMNS)[number], unknown>>(
     `SELECT a.id::text, a.kind, to_json(a.occurred_at)#>>'{}' AS occurred_at,
             to_json(a.recorded_at)#>>'{}' AS recorded_at, a.method, a.latitude, a.longitude, a.accuracy_m,
-            s.name AS site, a.geofence, a.distance_m, a.face_score, a.device_id, a.flagged, a.correction_id
+            s.name AS site, a.geofence, a.distance_m, a.face_score, a.device_id, a.flagged, a.correction_id,
+            a.offline
        FROM attendance_events a LEFT JOIN sites s ON s.tenant_id = a.tenant_id AND s.id = a.site_id
       WHERE a.tenant_id = $1 AND a.employee_id = $2 AND a.id > $3::bigint
       ORDER BY a.id LIMIT $4`,

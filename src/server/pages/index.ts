@@ -5,6 +5,10 @@ import { fileURLToPath } from 'node:url';
 import type { ServerDeps } from '../deps.js';
 import { errorPage } from './page-route.js';
 import { sessionPages } from './session.js';
+import { checkinPages } from './checkin.js';
+import { accountPages } from './account.js';
+import { myWeekPages } from './my-week.js';
+import { correctionRequestPages } from './correction-request.js';
 
 /** The stylesheet and scripts of the pages (web/assets in the package; same origin, so the CSP allows them). */
 export const ASSETS_DIR = fileURLToPath(new URL('../../../web/assets', import.meta.url));
@@ -30,5 +34,9 @@ export async function registerPages(
     await pages.register(formbody, { bodyLimit: 16 * 1024 });
     pages.setErrorHandler((err, req, reply) => errorPage(err, req, reply));
     sessionPages(pages, deps, loginRateLimit);
+    checkinPages(pages, deps);
+    accountPages(pages, deps);
+    myWeekPages(pages, deps);
+    correctionRequestPages(pages, deps);
   });
 }

@@ -7,6 +7,8 @@ export interface Viewer {
   displayName: string;
   role: Role;
   company: string;
+  /** The company's time zone (IANA), in which pages show times and days. */
+  timeZone: string;
 }
 
 export interface LayoutInput {

@@ -98,6 +98,7 @@ export function definePage(app: FastifyInstance, deps: ServerDeps, spec: PageSpe
               displayName: user?.displayName ?? '',
               role: user?.role ?? 'employee',
               company: tenant?.name ?? '',
+              timeZone: tenant?.timeZone ?? 'UTC',
             };
             return spec.handler({ ...ctx, viewer, form: strings(req.body), query: strings(req.query) });
           },

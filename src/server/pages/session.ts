@@ -11,11 +11,23 @@ import { html } from './html.js';
 import { homeOf } from './layout.js';
 import { definePage, safeNext, sendPage, strings } from './page-route.js';
 
-function loginForm(reply: FastifyReply, next: string, problem?: string, status = 200): FastifyReply {
+/** Said on the sign-in page after a redirect here (?said=...): only these constants, never text from the URL. */
+const NOTICES: Record<string, string> = {
+  changed: 'Your password was changed, and every session of yours ended. Sign in with the new password.',
+};
+
+function loginForm(
+  reply: FastifyReply,
+  next: string,
+  problem?: string,
+  status = 200,
+  notice?: string,
+): FastifyReply {
   return sendPage(reply, {
     title: 'Sign in',
     status,
     body: html`${problem ? html`<p role="alert" class="problem">${problem}</p>` : ''}
+      ${notice ? html`<p role="status" class="ok">${notice}</p>` : ''}
       <form method="post" action="/login" class="stack">
         <input type="hidden" name="next" value="${next}" />
         <label>Company <input name="company" autocomplete="organization" required maxlength="63" /></label>
@@ -44,9 +56,10 @@ export function sessionPages(
       ? reply.code(303).header('location', '/home').send()
       : loginForm(reply, safeNext(strings(req.query).next, '/home'));
   app.get('/', { config: HTML_PAGE }, signIn);
-  app.get('/login', { config: HTML_PAGE }, (req, reply) =>
-    loginForm(reply, safeNext(strings(req.query).next, '/home')),
-  );
+  app.get('/login', { config: HTML_PAGE }, (req, reply) => {
+    const q = strings(req.query);
+    return loginForm(reply, safeNext(q.next, '/home'), undefined, 200, NOTICES[q.said ?? '']);
+  });
   app.post('/login', { config: { ...HTML_PAGE, rateLimit: loginRateLimit } }, async (req, reply) => {
     checkCsrf(req, deps, undefined);
     const form = strings(req.body);
@@ -82,25 +95,6 @@ export function sessionPages(
     url: '/home',
     roles: ALL_ROLES,
     handler: ({ viewer }) => Promise.resolve({ redirect: homeOf(viewer.role) }),
-  });
-  definePage(app, deps, {
-    method: 'GET',
-    url: '/account',
-    roles: ALL_ROLES,
-    handler: ({ viewer }) =>
-      Promise.resolve({
-        title: 'My account',
-        body: html`<dl>
-          <dt>Name</dt>
-          <dd>${viewer.displayName || '—'}</dd>
-          <dt>Email</dt>
-          <dd>${viewer.email}</dd>
-          <dt>Role</dt>
-          <dd>${viewer.role}</dd>
-          <dt>Company</dt>
-          <dd>${viewer.company}</dd>
-        </dl>`,
-      }),
   });
   definePage(app, deps, {
     method: 'POST',

@@ -24,6 +24,9 @@ const CheckBody = z.strictObject({
     .refine((v) => faceVectorProblem(v) === undefined, 'must be a finite, non-zero vector within bounds')
     .optional(),
   deviceId: z.string().min(1).max(100).optional(),
+  // A check queued by the web page while offline, with the device's time (core/attendance/offline.ts).
+  offline: z.boolean().optional(),
+  deviceTime: isoTime.optional(),
 });
 
 const EventsQuery = z.strictObject({
@@ -34,7 +37,7 @@ const EventsQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(1000).default(200),
 });
 
-const CorrectionCreate = z
+export const CorrectionCreate = z
   .strictObject({
     employeeId: uuid.optional(),
     action: z.enum(['add', 'change', 'delete']),
