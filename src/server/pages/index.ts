@@ -5,6 +5,9 @@ import { fileURLToPath } from 'node:url';
 import type { ServerDeps } from '../deps.js';
 import { errorPage } from './page-route.js';
 import { sessionPages } from './session.js';
+import { managePages } from './manage.js';
+import { adminPeoplePages } from './admin-people.js';
+import { adminAccessPages } from './admin-access.js';
 
 /** The stylesheet and scripts of the pages (web/assets in the package; same origin, so the CSP allows them). */
 export const ASSETS_DIR = fileURLToPath(new URL('../../../web/assets', import.meta.url));
@@ -30,5 +33,8 @@ export async function registerPages(
     await pages.register(formbody, { bodyLimit: 16 * 1024 });
     pages.setErrorHandler((err, req, reply) => errorPage(err, req, reply));
     sessionPages(pages, deps, loginRateLimit);
+    managePages(pages, deps);
+    adminPeoplePages(pages, deps);
+    adminAccessPages(pages, deps);
   });
 }

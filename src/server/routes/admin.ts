@@ -22,26 +22,26 @@ import { idParam, isoTime, parse, uuid } from '../validate.js';
 import { created, noContent, router } from '../route.js';
 import type { ServerDeps } from '../deps.js';
 
-const UserCreate = z.strictObject({
+export const UserCreate = z.strictObject({
   email: EmailSchema,
   role: z.enum(ROLES),
   displayName: z.string().trim().max(200).optional(),
   employeeId: uuid.nullable().optional(),
   password: z.string().min(1).max(200).optional(),
 });
-const UserPatch = z.strictObject({
+export const UserPatch = z.strictObject({
   role: z.enum(ROLES).optional(),
   displayName: z.string().trim().max(200).optional(),
   employeeId: uuid.nullable().optional(),
   disabled: z.boolean().optional(),
 });
-const KeyCreate = z.strictObject({
+export const KeyCreate = z.strictObject({
   name: z.string().trim().min(1).max(200),
   scopes: z.array(z.enum(API_KEY_SCOPES)).min(1).max(3),
   // An already-expired key is refused by the service (400), with the same rule as the command line's.
   expiresAt: isoTime.optional(),
 });
-const AuditQuery = z.strictObject({
+export const AuditQuery = z.strictObject({
   action: z.string().max(64).optional(),
   actor: z.string().max(200).optional(),
   entity: z.string().max(200).optional(),

@@ -24,7 +24,7 @@ import type { ServerDeps } from '../deps.js';
 const currency = z.string().regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code like EUR');
 const timeZone = z.string().max(64).refine(isTimeZone, 'unknown time zone');
 
-const EmployeeCreate = z.strictObject({
+export const EmployeeCreate = z.strictObject({
   fullName: name200,
   employeeNumber: z.string().trim().min(1).max(64).optional(),
   email: z.email().max(254).optional(),
@@ -33,14 +33,14 @@ const EmployeeCreate = z.strictObject({
   currency: currency.optional(),
   timeZone: timeZone.optional(),
 });
-const EmployeePatch = EmployeeCreate.partial().extend({ status: z.enum(['active', 'inactive']).optional() });
+export const EmployeePatch = EmployeeCreate.partial().extend({ status: z.enum(['active', 'inactive']).optional() });
 const ListQuery = z.strictObject({
   teamId: uuid.optional(),
   status: z.enum(['active', 'inactive']).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(200),
   offset: z.coerce.number().int().min(0).max(10_000_000).default(0),
 });
-const FaceBody = z.strictObject({
+export const FaceBody = z.strictObject({
   vector: z
     .array(z.number().min(-FACE_MAX_ABS).max(FACE_MAX_ABS))
     .min(FACE_MIN_DIMENSIONS)
@@ -48,7 +48,7 @@ const FaceBody = z.strictObject({
     .refine((v) => faceVectorProblem(v) === undefined, 'must be a finite, non-zero vector within bounds'),
 });
 const TeamBody = z.strictObject({ name: name200 });
-const SiteBody = z.strictObject({
+export const SiteBody = z.strictObject({
   name: name200,
   latitude,
   longitude,
