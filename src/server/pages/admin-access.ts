@@ -24,10 +24,9 @@ const roleOptions = (current?: Role) =>
   ROLES.map((r) => html`<option value="${r}" ${r === current ? html`selected` : ''}>${r}</option>`);
 
 async function usersPage(tx: Tx, done: string | undefined) {
-  const [users, employees] = await Promise.all([
-    listCompanyUsers(tx),
-    listEmployees(tx, { limit: 1000, offset: 0 }),
-  ]);
+  // One connection per transaction: its queries run one after another.
+  const users = await listCompanyUsers(tx);
+  const employees = await listEmployees(tx, { limit: 1000, offset: 0 });
   const rows = users.map((u) => {
     const id = u.id;
     const self = id === tx.caller.userId;

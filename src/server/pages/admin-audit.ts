@@ -122,7 +122,8 @@ const AuditForm = z.object({ from: isoDate.optional(), to: isoDate.optional() })
 
 /** Actors as people read them: a user's email, an API key's name; anything else as recorded. */
 async function actorNames(tx: Tx): Promise<Map<string, string>> {
-  const [users, keys] = await Promise.all([listCompanyUsers(tx), listCompanyKeys(tx)]);
+  const users = await listCompanyUsers(tx);
+  const keys = await listCompanyKeys(tx);
   return new Map([
     ...users.map((u) => [`user:${u.id}`, u.email] as const),
     ...keys.map((k) => [`apikey:${k.prefix}`, `API key ${k.name}`] as const),
@@ -157,10 +158,8 @@ async function auditPage(tx: Tx, query: Record<string, string>) {
     until,
     limit: '200',
   });
-  const [{ entries, verified }, actors] = await Promise.all([
-    readAuditPage(tx, filter, limit),
-    actorNames(tx),
-  ]);
+  const { entries, verified } = await readAuditPage(tx, filter, limit);
+  const actors = await actorNames(tx);
   return {
     title: 'Audit log',
     body: html`${auditFilterForm(query, actors)}
@@ -168,7 +167,7 @@ async function auditPage(tx: Tx, query: Record<string, string>) {
         ${entries.length} entries (newest first, at most ${limit}; dates in UTC).
         ${entries.length ? (verified ? 'Every entry shown is intact (signature checked).' : html`<strong class="problem">Some entries failed the integrity check: run attendux audit verify.</strong>`) : ''}
       </p>
-      <div class="table-wrap">
+      <div class="table-wrap" tabindex="0" role="region" aria-label="Audit entries table">
         <table>
           <caption>
             Audit entries

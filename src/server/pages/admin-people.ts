@@ -89,12 +89,14 @@ function employeeFields(teams: Row[], e?: Row): Html {
 }
 
 async function employeesPage(tx: Tx, done: string | undefined) {
-  const [list, teams] = await Promise.all([listEmployees(tx, { limit: 1000, offset: 0 }), listTeams(tx)]);
+  // One connection per transaction: its queries run one after another.
+  const list = await listEmployees(tx, { limit: 1000, offset: 0 });
+  const teams = await listTeams(tx);
   const teamName = new Map(teams.map((t) => [t.id, String(t.name)]));
   return {
     title: 'Employees',
     body: html`${notice(doneWords(done))}
-      <div class="table-wrap">
+      <div class="table-wrap" tabindex="0" role="region" aria-label="Employees table">
         <table>
           <caption>
             ${list.length} employees
@@ -249,7 +251,8 @@ function employeePages(app: FastifyInstance, deps: ServerDeps): void {
     url: '/admin/employees/:id',
     roles: ADMINS,
     handler: async ({ tx, req, query }) => {
-      const [e, teams] = await Promise.all([getEmployee(tx, idParam(req.params)), listTeams(tx)]);
+      const e = await getEmployee(tx, idParam(req.params));
+      const teams = await listTeams(tx);
       return {
         title: `Employee ${String(e.fullName)}`,
         body: html`${notice(doneWords(query.done))}

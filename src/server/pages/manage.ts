@@ -26,7 +26,7 @@ const GEOFENCE_WORDS: Record<string, string> = {
 
 function boardTable(b: Board): Html {
   if (!b.rows.length) return html`<p>No active employees in your teams.</p>`;
-  return html`<div class="table-wrap">
+  return html`<div class="table-wrap" tabindex="0" role="region" aria-label="Board table">
     <table>
       <caption>
         Employees on ${b.day}
@@ -111,11 +111,10 @@ interface CorrectionView {
 }
 
 async function correctionsPage(tx: Tx, status: string, done: string | undefined) {
-  const [rows, names, me] = await Promise.all([
-    listCorrections(tx, { status }) as Promise<unknown[]> as Promise<CorrectionView[]>,
-    employeeNames(tx),
-    whoAmI(tx),
-  ]);
+  // One connection per transaction: its queries run one after another.
+  const rows = (await listCorrections(tx, { status })) as unknown[] as CorrectionView[];
+  const names = await employeeNames(tx);
+  const me = await whoAmI(tx);
   const tz = me.tenant?.timeZone;
   const list = rows.map((r) => {
     const who = names.get(String(r.employeeId)) ?? 'an employee';
@@ -231,7 +230,7 @@ async function timesheetsPage(tx: Tx, query: Record<string, string>, role: Role)
         >
         <button type="submit">Show timesheets</button>
       </form>
-      <div class="table-wrap">
+      <div class="table-wrap" tabindex="0" role="region" aria-label="Timesheets table">
         <table>
           <caption>
             Worked time from ${q.from} to ${q.to}
