@@ -140,7 +140,7 @@ describe.skipIf(!haveChromium)('manager and HR pages in Chromium', () => {
       form.getByRole('button', { name: 'Download payroll CSV' }).click(),
     ]);
     expect(download.suggestedFilename()).toBe('payroll-2026-11-01-2026-11-07.csv');
-    const csv = await readFile((await download.path()), 'utf8');
+    const csv = await readFile(await download.path(), 'utf8');
     const lines = csv.trim().split('\r\n');
     expect(lines[0]).toBe(
       'employee_id,employee_number,full_name,regular_minutes,overtime_minutes,hourly_rate_minor,overtime_multiplier_percent,gross_pay_minor,gross_pay,currency',
