@@ -1,6 +1,15 @@
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkPage, haveChromium, openPage, pagesFixture, signIn } from '../helpers/browser.js';
+import { join } from 'node:path';
+import {
+  checkPage,
+  DESKTOP,
+  haveChromium,
+  openPage,
+  pagesFixture,
+  SCREENSHOTS,
+  signIn,
+} from '../helpers/browser.js';
 import { login, ORIGIN, PASSWORD } from '../helpers/server.js';
 
 type Fixture = Awaited<ReturnType<typeof pagesFixture>>;
@@ -30,6 +39,20 @@ describe.skipIf(!haveChromium)('manager and HR pages in Chromium', () => {
     f = await pagesFixture('pages_manager');
     await employeeWithEvent('Flora Flagged', { geofence: 'outside', flagged: true, offline: false });
     await employeeWithEvent('Otto Offline', { geofence: 'inside', flagged: false, offline: true });
+    const carl = await employeeWithEvent('Carl Checkout', {
+      geofence: 'inside',
+      flagged: false,
+      offline: false,
+    });
+    await f.fx.admin.query(
+      `INSERT INTO attendance_events (tenant_id, employee_id, kind, occurred_at, geofence, method, site_id)
+       VALUES ($1, $2, 'check_out', now() - interval '30 seconds', 'inside', 'gps', $3)`,
+      [f.fx.a.id, carl, f.fx.a.siteId],
+    );
+    await f.fx.admin.query(
+      `INSERT INTO employees (tenant_id, full_name, team_id) VALUES ($1, 'Nora Notyet', $2)`,
+      [f.fx.a.id, f.fx.a.teamId],
+    );
     // Alex Example (E1, team Alpha) checked in inside HQ; Sam Sample (E2) is in team Beta, not the manager's.
     await f.fx.admin.query(
       `INSERT INTO attendance_events (tenant_id, employee_id, kind, occurred_at, geofence, method, site_id)
@@ -49,13 +72,23 @@ describe.skipIf(!haveChromium)('manager and HR pages in Chromium', () => {
     expect(await row('Flora Flagged').textContent()).toMatch(/outside the geofence[\s\S]*flagged/);
     expect(await row('Otto Offline').textContent()).toMatch(/offline/);
     expect(await row('Alex Example').textContent()).not.toMatch(/offline|flagged/);
+    expect(await row('Carl Checkout').textContent()).toMatch(/Checked out at \d\d:\d\d/);
+    expect(await row('Nora Notyet').textContent()).toMatch(/Not yet in/);
     // Sam Sample is in team Beta: not on the manager's board.
     expect(await page.getByRole('main').textContent()).not.toContain('Sam Sample');
     const summary = await page.getByRole('list', { name: 'Summary' }).textContent();
     expect(summary).toMatch(/3\s*in/);
+    expect(summary).toMatch(/1\s*not yet in/);
+    expect(summary).toMatch(/1\s*checked out/);
     expect(summary).toMatch(/1\s*flagged/);
     expect(summary).toMatch(/1\s*checked in offline/);
     await checkPage(page, seen, 'board');
+    // The README's picture (docs/screenshots/board.png is a copy of this artifact): desktop width, no blank space.
+    await page.setViewportSize(DESKTOP);
+    await page.screenshot({
+      path: join(SCREENSHOTS, 'board-readme.png'),
+      clip: { x: 0, y: 0, width: 1280, height: 520 },
+    });
     await context.close();
   });
 
