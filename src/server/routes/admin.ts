@@ -22,26 +22,26 @@ import { idParam, isoTime, parse, uuid } from '../validate.js';
 import { created, noContent, router } from '../route.js';
 import type { ServerDeps } from '../deps.js';
 
-export const UserCreate = z.strictObject({
+const UserCreate = z.strictObject({
   email: EmailSchema,
   role: z.enum(ROLES),
   displayName: z.string().trim().max(200).optional(),
   employeeId: uuid.nullable().optional(),
   password: z.string().min(1).max(200).optional(),
 });
-export const UserPatch = z.strictObject({
+const UserPatch = z.strictObject({
   role: z.enum(ROLES).optional(),
   displayName: z.string().trim().max(200).optional(),
   employeeId: uuid.nullable().optional(),
   disabled: z.boolean().optional(),
 });
-export const KeyCreate = z.strictObject({
+const KeyCreate = z.strictObject({
   name: z.string().trim().min(1).max(200),
   scopes: z.array(z.enum(API_KEY_SCOPES)).min(1).max(3),
   // An already-expired key is refused by the service (400), with the same rule as the command line's.
   expiresAt: isoTime.optional(),
 });
-export const AuditQuery = z.strictObject({
+const AuditQuery = z.strictObject({
   action: z.string().max(64).optional(),
   actor: z.string().max(200).optional(),
   entity: z.string().max(200).optional(),
@@ -52,6 +52,8 @@ export const AuditQuery = z.strictObject({
 });
 
 const OA = ['owner', 'admin'] as const;
+// The web pages validate their forms with the same schemas.
+export { UserCreate, UserPatch, KeyCreate, AuditQuery };
 
 /** Settings, users, API keys and the audit log: each handler calls one core service. */
 export function adminRoutes(app: FastifyInstance, deps: ServerDeps) {

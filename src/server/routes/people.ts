@@ -24,7 +24,7 @@ import type { ServerDeps } from '../deps.js';
 const currency = z.string().regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code like EUR');
 const timeZone = z.string().max(64).refine(isTimeZone, 'unknown time zone');
 
-export const EmployeeCreate = z.strictObject({
+const EmployeeCreate = z.strictObject({
   fullName: name200,
   employeeNumber: z.string().trim().min(1).max(64).optional(),
   email: z.email().max(254).optional(),
@@ -33,14 +33,14 @@ export const EmployeeCreate = z.strictObject({
   currency: currency.optional(),
   timeZone: timeZone.optional(),
 });
-export const EmployeePatch = EmployeeCreate.partial().extend({ status: z.enum(['active', 'inactive']).optional() });
+const EmployeePatch = EmployeeCreate.partial().extend({ status: z.enum(['active', 'inactive']).optional() });
 const ListQuery = z.strictObject({
   teamId: uuid.optional(),
   status: z.enum(['active', 'inactive']).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(200),
   offset: z.coerce.number().int().min(0).max(10_000_000).default(0),
 });
-export const FaceBody = z.strictObject({
+const FaceBody = z.strictObject({
   vector: z
     .array(z.number().min(-FACE_MAX_ABS).max(FACE_MAX_ABS))
     .min(FACE_MIN_DIMENSIONS)
@@ -48,7 +48,7 @@ export const FaceBody = z.strictObject({
     .refine((v) => faceVectorProblem(v) === undefined, 'must be a finite, non-zero vector within bounds'),
 });
 const TeamBody = z.strictObject({ name: name200 });
-export const SiteBody = z.strictObject({
+const SiteBody = z.strictObject({
   name: name200,
   latitude,
   longitude,
@@ -58,6 +58,8 @@ export const SiteBody = z.strictObject({
 const OA = ['owner', 'admin'] as const;
 const OAH = ['owner', 'admin', 'hr'] as const;
 const OAHM = ['owner', 'admin', 'hr', 'manager'] as const;
+// The web pages validate their forms with the same schemas.
+export { EmployeeCreate, EmployeePatch, FaceBody, SiteBody };
 
 /** Employees, teams and sites: each handler parses, calls one core/people service, shapes the answer. */
 export function peopleRoutes(app: FastifyInstance, deps: ServerDeps) {
