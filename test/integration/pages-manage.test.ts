@@ -1,0 +1,72 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { login, ORIGIN, serverFixture, type ServerFixture } from '../helpers/server.js';
+
+let f: ServerFixture;
+
+const page = async (role: 'owner' | 'manager' | 'hr' | 'employee', url: string) =>
+  f.app.inject({ method: 'GET', url, headers: { cookie: await login(f.app, f.a, role) } });
+
+describe("today's board and the admin forms, without a browser", () => {
+  beforeAll(async () => {
+    f = await serverFixture('pages_manage');
+  });
+  afterAll(async () => f?.close());
+
+  it("counts only today's events (the company's day) and leaves out inactive employees", async () => {
+    const a = f.a;
+    await f.admin.query(
+      `INSERT INTO attendance_events (tenant_id, employee_id, kind, occurred_at, geofence, method, flagged, offline)
+       VALUES ($1, $2, 'check_in', now() - interval '2 days', 'outside', 'gps', true, true)`,
+      [a.id, a.employeeId],
+    );
+    await f.admin.query(
+      `INSERT INTO employees (tenant_id, full_name, team_id, status) VALUES ($1, 'Ivo Inactive', $2, 'inactive')`,
+      [a.id, a.teamId],
+    );
+    const res = await page('hr', '/board');
+    expect(res.statusCode).toBe(200);
+    expect(res.body).toMatch(/Alex Example[\s\S]*?Not yet in/);
+    expect(res.body).not.toMatch(/class="tag/);
+    expect(res.body).not.toContain('Ivo Inactive');
+    expect(res.body).toMatch(/<strong>0<\/strong>\s*flagged/);
+    expect(res.body).toMatch(/<strong>2<\/strong>\s*not yet in/);
+  });
+
+  it('shows a manager their teams only, and refuses an employee', async () => {
+    const res = await page('manager', '/board');
+    expect(res.body).toContain('Alex Example');
+    expect(res.body).not.toContain('Sam Sample');
+    expect((await page('employee', '/board')).statusCode).toBe(403);
+  });
+
+  it('changes nothing on a destructive post without the ticked box, or from another origin', async () => {
+    const cookie = await login(f.app, f.a, 'owner');
+    const post = (origin: string, payload: string) =>
+      f.app.inject({
+        method: 'POST',
+        url: `/admin/employees/${f.a.employeeId}/deactivate`,
+        headers: { cookie, origin, 'content-type': 'application/x-www-form-urlencoded' },
+        payload,
+      });
+    const unticked = await post(ORIGIN, '');
+    expect(unticked.statusCode).toBe(400);
+    expect(unticked.body).toContain('tick the box to confirm first');
+    expect((await post('https://evil.example', 'confirm=yes')).statusCode).toBe(403);
+    const status = async () =>
+      (
+        await f.admin.query<{ status: string }>('SELECT status FROM employees WHERE id = $1', [
+          f.a.employeeId,
+        ])
+      ).rows[0]!.status;
+    expect(await status()).toBe('active');
+    const ok = await post(ORIGIN, 'confirm=yes');
+    expect(ok.statusCode).toBe(303);
+    expect(ok.headers.location).toBe(`/admin/employees/${f.a.employeeId}?done=deactivated`);
+    expect(await status()).toBe('inactive');
+    const audit = await f.admin.query<{ actor: string; details: { fields: string[] } }>(
+      `SELECT actor, details FROM audit_log WHERE tenant_id = $1 AND action = 'employee.update' AND entity_id = $2`,
+      [f.a.id, f.a.employeeId],
+    );
+    expect(audit.rows).toEqual([{ actor: `user:${f.a.users.owner.id}`, details: { fields: ['status'] } }]);
+  });
+});
