@@ -39,6 +39,42 @@ describe("today's board and the admin forms, without a browser", () => {
     expect((await page('employee', '/board')).statusCode).toBe(403);
   });
 
+  it("shows the same totals as the API's timesheet, for the manager's teams only", async () => {
+    const a = f.a;
+    await f.admin.query(
+      `INSERT INTO attendance_events (tenant_id, employee_id, kind, occurred_at, geofence, method) VALUES
+         ($1, $2, 'check_in', '2026-10-05 08:00+02', 'not_required', 'manual'),
+         ($1, $2, 'check_out', '2026-10-05 18:15+02', 'not_required', 'manual'),
+         ($1, $2, 'check_in', '2026-10-06 09:00+02', 'not_required', 'manual'),
+         ($1, $2, 'check_out', '2026-10-06 13:00+02', 'not_required', 'manual'),
+         ($1, $3, 'check_in', '2026-10-05 09:00+02', 'not_required', 'manual'),
+         ($1, $3, 'check_out', '2026-10-05 10:00+02', 'not_required', 'manual')`,
+      [a.id, a.employeeId, a.otherEmployeeId],
+    );
+    const cookie = await login(f.app, a, 'manager');
+    const api = await f.app.inject({
+      method: 'GET',
+      url: `/api/v1/timesheets?from=2026-10-01&to=2026-10-31&employeeId=${a.employeeId}`,
+      headers: { cookie },
+    });
+    expect(api.json<{ totals: unknown }>().totals).toEqual({
+      workedMinutes: 855,
+      regularMinutes: 720,
+      overtimeMinutes: 135,
+    });
+    const res = await page('manager', '/timesheets?from=2026-10-01&to=2026-10-31');
+    expect(res.body).toMatch(
+      /Alex Example<\/th>\s*<td>14 h 15 min<\/td>\s*<td>12 h 00 min<\/td>\s*<td>2 h 15 min<\/td>\s*<td>2<\/td>/,
+    );
+    expect(res.body).not.toContain('Sam Sample</th>');
+    const one = await page('manager', `/timesheets?from=2026-10-01&to=2026-10-31&employeeId=${a.employeeId}`);
+    expect(one.body).toMatch(/2026-10-05:\s+10 h 15 min \(overtime 2 h 15 min\)/);
+    expect(one.body).toMatch(/2026-10-06:\s+4 h 00 min\s*<\/li>/);
+    const tooLong = await page('manager', '/timesheets?from=2026-01-01&to=2026-12-31');
+    expect(tooLong.statusCode).toBe(400);
+    expect(tooLong.body).toContain('the range is limited to 93 days');
+  });
+
   it('changes nothing on a destructive post without the ticked box, or from another origin', async () => {
     const cookie = await login(f.app, f.a, 'owner');
     const post = (origin: string, payload: string) =>

@@ -4,7 +4,7 @@ import { todaysBoard, type Board } from '../../core/attendance/board.js';
 import { whoAmI } from '../../core/accounts/users.js';
 import { decide, listCorrections } from '../../core/corrections/corrections.js';
 import { listEmployees } from '../../core/people/employees.js';
-import { timesheet } from '../../core/reports/timesheets.js';
+import { teamTimesheets } from '../../core/reports/team-timesheets.js';
 import type { Tx } from '../../core/service.js';
 import type { Role } from '../../core/accounts/roles.js';
 import { idParam, isoDate, uuid } from '../validate.js';
@@ -197,20 +197,18 @@ async function timesheetsPage(tx: Tx, query: Record<string, string>, role: Role)
     employeeId: opt(query.employeeId),
   });
   const employees = await listEmployees(tx, { limit: 1000, offset: 0 });
-  const chosen = q.employeeId ? employees.filter((e) => e.id === q.employeeId) : employees;
-  const sheets = [];
-  for (const e of chosen) sheets.push({ e, t: await timesheet(tx, q, String(e.id)) });
+  const sheets = await teamTimesheets(tx, q, q.employeeId);
   const rows = sheets.map(
-    ({ e, t }) =>
+    (t) =>
       html`<tr>
-        <th scope="row">${String(e.fullName)}</th>
+        <th scope="row">${t.fullName}</th>
         <td>${hoursMinutes(t.totals.workedMinutes)}</td>
         <td>${hoursMinutes(t.totals.regularMinutes)}</td>
         <td>${hoursMinutes(t.totals.overtimeMinutes)}</td>
         <td>${t.days.length}</td>
       </tr>`,
   );
-  const days = q.employeeId && sheets[0] ? dayTable(sheets[0].t.days) : '';
+  const days = q.employeeId && sheets[0] ? dayTable(sheets[0].days) : '';
   return {
     title: 'Timesheets',
     body: html`<form method="get" action="/timesheets" class="inline">
