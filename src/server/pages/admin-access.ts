@@ -9,7 +9,7 @@ import { idParam } from '../validate.js';
 import type { ServerDeps } from '../deps.js';
 import { html, type Html } from './html.js';
 import { definePage } from './page-route.js';
-import { localTime, notice, opt, parseForm, requireConfirm } from './forms.js';
+import { localTime, notice, opt, parseForm, poster, requireConfirm } from './forms.js';
 import { ADMINS } from './admin-people.js';
 import { auditPages } from './admin-audit.js';
 
@@ -110,8 +110,7 @@ function secretPage(title: string, what: string, secret: string, back: string) {
 }
 
 function userPages(app: FastifyInstance, deps: ServerDeps): void {
-  const post = (url: string, handler: Parameters<typeof definePage>[2]['handler']) =>
-    definePage(app, deps, { method: 'POST', url, roles: ADMINS, handler });
+  const post = poster(app, deps, ADMINS);
   definePage(app, deps, {
     method: 'GET',
     url: '/admin/users',

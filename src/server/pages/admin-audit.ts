@@ -17,7 +17,7 @@ import { isoDate } from '../validate.js';
 import type { ServerDeps } from '../deps.js';
 import { html, type Html } from './html.js';
 import { definePage } from './page-route.js';
-import { localTime, notice, num, opt, parseForm, text, yesNo } from './forms.js';
+import { dataTable, localTime, notice, num, opt, parseForm, text, yesNo } from './forms.js';
 import { ADMINS } from './admin-people.js';
 
 /** What each setting means, in words (a key added later still shows, under its own name). */
@@ -167,34 +167,21 @@ async function auditPage(tx: Tx, query: Record<string, string>) {
         ${entries.length} entries (newest first, at most ${limit}; dates in UTC).
         ${entries.length ? (verified ? 'Every entry shown is intact (signature checked).' : html`<strong class="problem">Some entries failed the integrity check: run attendux audit verify.</strong>`) : ''}
       </p>
-      <div class="table-wrap" tabindex="0" role="region" aria-label="Audit entries table">
-        <table>
-          <caption>
-            Audit entries
-          </caption>
-          <thead>
-            <tr>
-              <th scope="col">When (UTC)</th>
-              <th scope="col">Actor</th>
-              <th scope="col">Action</th>
-              <th scope="col">Object</th>
-              <th scope="col">Details</th>
-            </tr>
-          </thead>
-          <tbody>
-            ${entries.map(
-              (e) =>
-                html`<tr>
-                  <td>${localTime(e.at)}</td>
-                  <td>${actors.get(e.actor) ?? e.actor}</td>
-                  <td>${e.action}</td>
-                  <td>${e.entityType}${e.entityId ? html` <span class="muted">${e.entityId}</span>` : ''}</td>
-                  <td><code class="details">${JSON.stringify(e.details ?? {}).slice(0, 300)}</code></td>
-                </tr>`,
-            )}
-          </tbody>
-        </table>
-      </div>`,
+      ${dataTable(
+        'Audit entries table',
+        'Audit entries',
+        ['When (UTC)', 'Actor', 'Action', 'Object', 'Details'],
+        entries.map(
+          (e) =>
+            html`<tr>
+              <td>${localTime(e.at)}</td>
+              <td>${actors.get(e.actor) ?? e.actor}</td>
+              <td>${e.action}</td>
+              <td>${e.entityType}${e.entityId ? html` <span class="muted">${e.entityId}</span>` : ''}</td>
+              <td><code class="details">${JSON.stringify(e.details ?? {}).slice(0, 300)}</code></td>
+            </tr>`,
+        ),
+      )}`,
   };
 }
 

@@ -17,7 +17,7 @@ import { idParam } from '../validate.js';
 import type { ServerDeps } from '../deps.js';
 import { html, type Html } from './html.js';
 import { definePage } from './page-route.js';
-import { notice, num, opt, parseForm, requireConfirm, text } from './forms.js';
+import { dataTable, notice, num, opt, parseForm, poster, requireConfirm, text } from './forms.js';
 
 export const ADMINS: readonly Role[] = ['owner', 'admin'];
 
@@ -96,34 +96,21 @@ async function employeesPage(tx: Tx, done: string | undefined) {
   return {
     title: 'Employees',
     body: html`${notice(doneWords(done))}
-      <div class="table-wrap" tabindex="0" role="region" aria-label="Employees table">
-        <table>
-          <caption>
-            ${list.length} employees
-          </caption>
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Number</th>
-              <th scope="col">Team</th>
-              <th scope="col">Status</th>
-              <th scope="col">Face template</th>
-            </tr>
-          </thead>
-          <tbody>
-            ${list.map(
-              (e) =>
-                html`<tr>
-                  <th scope="row"><a href="/admin/employees/${String(e.id)}">${String(e.fullName)}</a></th>
-                  <td>${(e.employeeNumber as string | null) ?? '—'}</td>
-                  <td>${teamName.get(e.teamId) ?? '—'}</td>
-                  <td>${String(e.status)}</td>
-                  <td>${e.faceEnrolled ? 'enrolled' : 'none'}</td>
-                </tr>`,
-            )}
-          </tbody>
-        </table>
-      </div>
+      ${dataTable(
+        'Employees table',
+        html`${list.length} employees`,
+        ['Name', 'Number', 'Team', 'Status', 'Face template'],
+        list.map(
+          (e) =>
+            html`<tr>
+              <th scope="row"><a href="/admin/employees/${String(e.id)}">${String(e.fullName)}</a></th>
+              <td>${(e.employeeNumber as string | null) ?? '—'}</td>
+              <td>${teamName.get(e.teamId) ?? '—'}</td>
+              <td>${String(e.status)}</td>
+              <td>${e.faceEnrolled ? 'enrolled' : 'none'}</td>
+            </tr>`,
+        ),
+      )}
       <h2>Add an employee</h2>
       <form method="post" action="/admin/employees" class="stack">
         ${employeeFields(teams)}
@@ -234,8 +221,7 @@ const siteInput = (f: Record<string, string>) => ({
 });
 
 function employeePages(app: FastifyInstance, deps: ServerDeps): void {
-  const post = (url: string, handler: Parameters<typeof definePage>[2]['handler']) =>
-    definePage(app, deps, { method: 'POST', url, roles: ADMINS, handler });
+  const post = poster(app, deps, ADMINS);
   definePage(app, deps, {
     method: 'GET',
     url: '/admin/employees',
@@ -296,8 +282,7 @@ function employeePages(app: FastifyInstance, deps: ServerDeps): void {
 }
 
 function sitePages(app: FastifyInstance, deps: ServerDeps): void {
-  const post = (url: string, handler: Parameters<typeof definePage>[2]['handler']) =>
-    definePage(app, deps, { method: 'POST', url, roles: ADMINS, handler });
+  const post = poster(app, deps, ADMINS);
   definePage(app, deps, {
     method: 'GET',
     url: '/admin/sites',

@@ -1,6 +1,10 @@
+import type { FastifyInstance } from 'fastify';
 import type { z } from 'zod';
+import type { Role } from '../../core/accounts/roles.js';
+import type { ServerDeps } from '../deps.js';
+import { definePage, type PageSpec } from './page-route.js';
 import { invalid } from '../../core/service.js';
-import { html, type Html } from './html.js';
+import { html, type Html, type HtmlPart } from './html.js';
 
 /**
  * Form fields arrive as strings; the API's schemas want numbers, booleans and absent fields. These turn a
@@ -71,4 +75,37 @@ export function requireConfirm(form: Record<string, string>): void {
 /** A field's value as form text: numbers and strings as they are, anything else (null, absent) empty. */
 export function text(v: unknown): string {
   return typeof v === 'string' || typeof v === 'number' || typeof v === 'bigint' ? String(v) : '';
+}
+
+/**
+ * A data table in a region that scrolls sideways on a phone (focusable, so a keyboard can scroll it too): a
+ * caption, column headers, and rows whose first cell is the row's header.
+ */
+export function dataTable(
+  label: string,
+  caption: HtmlPart,
+  columns: readonly string[],
+  rows: readonly Html[],
+): Html {
+  return html`<div class="table-wrap" tabindex="0" role="region" aria-label="${label}">
+    <table>
+      <caption>
+        ${caption}
+      </caption>
+      <thead>
+        <tr>
+          ${columns.map((c) => html`<th scope="col">${c}</th>`)}
+        </tr>
+      </thead>
+      <tbody>
+        ${rows}
+      </tbody>
+    </table>
+  </div>`;
+}
+
+/** Register form posts for these roles: `post(url, handler)`, each on the pages' request path (definePage). */
+export function poster(app: FastifyInstance, deps: ServerDeps, roles: readonly Role[]) {
+  return (url: string, handler: PageSpec['handler']) =>
+    definePage(app, deps, { method: 'POST', url, roles, handler });
 }

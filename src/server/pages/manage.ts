@@ -11,7 +11,7 @@ import { idParam, isoDate, uuid } from '../validate.js';
 import type { ServerDeps } from '../deps.js';
 import { html, type Html } from './html.js';
 import { definePage } from './page-route.js';
-import { hoursMinutes, localDate, localTime, notice, opt, parseForm } from './forms.js';
+import { dataTable, hoursMinutes, localDate, localTime, notice, opt, parseForm } from './forms.js';
 
 const MANAGERS: readonly Role[] = ['owner', 'admin', 'manager', 'hr'];
 /** Who may download the payroll export: the API route's roles (GET /api/v1/payroll/export). */
@@ -26,49 +26,36 @@ const GEOFENCE_WORDS: Record<string, string> = {
 
 function boardTable(b: Board): Html {
   if (!b.rows.length) return html`<p>No active employees in your teams.</p>`;
-  return html`<div class="table-wrap" tabindex="0" role="region" aria-label="Board table">
-    <table>
-      <caption>
-        Employees on ${b.day}
-      </caption>
-      <thead>
-        <tr>
-          <th scope="col">Employee</th>
-          <th scope="col">Team</th>
-          <th scope="col">Status</th>
-          <th scope="col">Where</th>
-          <th scope="col">Notes</th>
-        </tr>
-      </thead>
-      <tbody>
-        ${b.rows.map((r) => {
-          const status =
-            r.status === 'in'
-              ? html`<span class="ok">In since ${r.lastAt}</span>`
-              : r.status === 'left'
-                ? `Checked out at ${r.lastAt}`
-                : html`<span class="muted">Not yet in</span>`;
-          const where = r.geofence
-            ? `${GEOFENCE_WORDS[r.geofence] ?? r.geofence}${r.site && r.geofence === 'inside' ? ` ${r.site}` : ''}`
-            : '—';
-          const notes = [
-            r.outside ? html`<span class="tag bad">outside the geofence</span>` : '',
-            r.flagged ? html`<span class="tag bad">flagged</span>` : '',
-            r.offline ? html`<span class="tag">offline</span>` : '',
-          ];
-          return html`<tr>
-            <th scope="row">
-              ${r.fullName}${r.employeeNumber ? html` <span class="muted">(${r.employeeNumber})</span>` : ''}
-            </th>
-            <td>${r.team ?? '—'}</td>
-            <td>${status}</td>
-            <td>${where}</td>
-            <td>${notes}</td>
-          </tr>`;
-        })}
-      </tbody>
-    </table>
-  </div>`;
+  return dataTable(
+    'Board table',
+    `Employees on ${b.day}`,
+    ['Employee', 'Team', 'Status', 'Where', 'Notes'],
+    b.rows.map((r) => {
+      const status =
+        r.status === 'in'
+          ? html`<span class="ok">In since ${r.lastAt}</span>`
+          : r.status === 'left'
+            ? `Checked out at ${r.lastAt}`
+            : html`<span class="muted">Not yet in</span>`;
+      const where = r.geofence
+        ? `${GEOFENCE_WORDS[r.geofence] ?? r.geofence}${r.site && r.geofence === 'inside' ? ` ${r.site}` : ''}`
+        : '—';
+      const notes = [
+        r.outside ? html`<span class="tag bad">outside the geofence</span>` : '',
+        r.flagged ? html`<span class="tag bad">flagged</span>` : '',
+        r.offline ? html`<span class="tag">offline</span>` : '',
+      ];
+      return html`<tr>
+        <th scope="row">
+          ${r.fullName}${r.employeeNumber ? html` <span class="muted">(${r.employeeNumber})</span>` : ''}
+        </th>
+        <td>${r.team ?? '—'}</td>
+        <td>${status}</td>
+        <td>${where}</td>
+        <td>${notes}</td>
+      </tr>`;
+    }),
+  );
 }
 
 function boardSummary(b: Board): Html {
@@ -228,25 +215,7 @@ async function timesheetsPage(tx: Tx, query: Record<string, string>, role: Role)
         >
         <button type="submit">Show timesheets</button>
       </form>
-      <div class="table-wrap" tabindex="0" role="region" aria-label="Timesheets table">
-        <table>
-          <caption>
-            Worked time from ${q.from} to ${q.to}
-          </caption>
-          <thead>
-            <tr>
-              <th scope="col">Employee</th>
-              <th scope="col">Worked</th>
-              <th scope="col">Regular</th>
-              <th scope="col">Overtime</th>
-              <th scope="col">Days worked</th>
-            </tr>
-          </thead>
-          <tbody>
-            ${rows}
-          </tbody>
-        </table>
-      </div>
+      ${dataTable('Timesheets table', html`Worked time from ${q.from} to ${q.to}`, ['Employee', 'Worked', 'Regular', 'Overtime', 'Days worked'], rows)}
       ${days} ${PAYROLL.includes(role) ? payrollForm(q.from, q.to) : ''}`,
   };
 }
