@@ -75,6 +75,45 @@ describe("today's board and the admin forms, without a browser", () => {
     expect(tooLong.body).toContain('the range is limited to 93 days');
   });
 
+  it('rejects a correction request from the form, leaving the attendance as it was', async () => {
+    const res = await f.app.inject({
+      method: 'POST',
+      url: '/api/v1/corrections',
+      headers: { cookie: await login(f.app, f.a, 'employee'), origin: ORIGIN },
+      payload: {
+        action: 'add',
+        proposedKind: 'check_out',
+        proposedOccurredAt: '2026-10-07T16:00:00Z',
+        reason: 'left late',
+      },
+    });
+    const id = res.json<{ id: string }>().id;
+    const post = (role: 'manager' | 'employee') =>
+      login(f.app, f.a, role).then((cookie) =>
+        f.app.inject({
+          method: 'POST',
+          url: `/corrections/${id}/reject`,
+          headers: { cookie, origin: ORIGIN, 'content-type': 'application/x-www-form-urlencoded' },
+          payload: 'note=no+record+of+it',
+        }),
+      );
+    expect((await post('employee')).statusCode).toBe(403);
+    const done = await post('manager');
+    expect(done.statusCode).toBe(303);
+    expect(done.headers.location).toBe('/corrections?done=reject');
+    const r = await f.admin.query(
+      `SELECT status, decision_note, (SELECT count(*)::int FROM attendance_events WHERE correction_id = $1) AS events
+         FROM correction_requests WHERE id = $1`,
+      [id],
+    );
+    expect(r.rows[0]).toEqual({ status: 'rejected', decision_note: 'no record of it', events: 0 });
+    const again = await post('manager');
+    expect(again.statusCode).toBe(409);
+    expect(again.body).toContain('the request is already rejected');
+    const list = await page('manager', '/corrections?done=reject');
+    expect(list.body).toContain('The request was rejected; the attendance stays as it was.');
+  });
+
   it('changes nothing on a destructive post without the ticked box, or from another origin', async () => {
     const cookie = await login(f.app, f.a, 'owner');
     const post = (origin: string, payload: string) =>
