@@ -39,7 +39,7 @@ async function usersPage(tx: Tx, done: string | undefined) {
       </p>
       ${
         self
-          ? html`<p class="muted">This is you: another owner or admin changes your role.</p>`
+          ? html`<p class="muted">This is you: nobody changes their own role or disables themselves.</p>`
           : html`<form method="post" action="/admin/users/${id}/role" class="inline">
                 <label
                   >Role of ${u.email}
