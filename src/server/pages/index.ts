@@ -9,6 +9,9 @@ import { checkinPages } from './checkin.js';
 import { accountPages } from './account.js';
 import { myWeekPages } from './my-week.js';
 import { correctionRequestPages } from './correction-request.js';
+import { managePages } from './manage.js';
+import { adminPeoplePages } from './admin-people.js';
+import { adminAccessPages } from './admin-access.js';
 
 /** The stylesheet and scripts of the pages (web/assets in the package; same origin, so the CSP allows them). */
 export const ASSETS_DIR = fileURLToPath(new URL('../../../web/assets', import.meta.url));
@@ -38,5 +41,8 @@ export async function registerPages(
     accountPages(pages, deps);
     myWeekPages(pages, deps);
     correctionRequestPages(pages, deps);
+    managePages(pages, deps);
+    adminPeoplePages(pages, deps);
+    adminAccessPages(pages, deps);
   });
 }

@@ -52,6 +52,8 @@ const AuditQuery = z.strictObject({
 });
 
 const OA = ['owner', 'admin'] as const;
+// The web pages validate their forms with the same schemas.
+export { UserCreate, UserPatch, KeyCreate, AuditQuery };
 
 /** Settings, users, API keys and the audit log: each handler calls one core service. */
 export function adminRoutes(app: FastifyInstance, deps: ServerDeps) {

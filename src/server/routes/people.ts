@@ -59,6 +59,8 @@ const OA = ['owner', 'admin'] as const;
 const OAH = ['owner', 'admin', 'hr'] as const;
 const OAHM = ['owner', 'admin', 'hr', 'manager'] as const;
 const SitePatch = SiteBody.partial();
+// The web pages validate their forms with the same schemas.
+export { EmployeeCreate, EmployeePatch, FaceBody, SiteBody };
 
 /** Employees, teams and sites: each handler parses, calls one core/people service, shapes the answer. */
 export function peopleRoutes(app: FastifyInstance, deps: ServerDeps) {
