@@ -12,7 +12,7 @@ import { VERSION } from '../../version.js';
 import { chainHead, readCatalog, type CatalogEntry } from '../archive/catalog.js';
 import { CHANGES_ENTRY, changeColumnsSelect, newBackupId, type Sidecar } from '../archive/format.js';
 import { fullBackupBody, trimChangeLog } from './full.js';
-import { auditForBackup, backupAuditWarning } from '../audit/service.js';
+import { auditForBackup, backupAuditWarning } from '../audit/backup.js';
 import { runDatabaseBackup, type BackupRunOptions, type BackupRunResult, type RunEnv } from './run.js';
 import { APPLY_SCRIPT, applyChangesScript } from './scripts.js';
 import { StagingCipher } from './staging.js';
