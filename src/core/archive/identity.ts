@@ -11,10 +11,7 @@ import { identityPassphraseSource } from './passphrase-source.js';
  * --identity-passphrase-file, $ATTENDUX_BACKUP_IDENTITY_PASSPHRASE_FILE, or a prompt on a terminal); core code
  * never prompts. Without one, such a file is refused with the reason.
  */
-export {
-  setIdentityPassphraseSource,
-  type PassphraseSource,
-} from './passphrase-source.js';
+export { setIdentityPassphraseSource, type PassphraseSource } from './passphrase-source.js';
 
 /**
  * The identity file to use: the one given (--identity), else $ATTENDUX_BACKUP_IDENTITY of `env` (the
