@@ -1,4 +1,4 @@
-import { hasStartedClusters, signalStartedClusters, stopStartedClusters } from '../db/embedded.js';
+import { hasStartedClusters, signalStartedClusters, stopStartedClusters } from '../db/started-clusters.js';
 
 /**
  * How the process ends, in one place (main() installs it): on SIGINT/SIGTERM a running `serve` drains and

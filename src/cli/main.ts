@@ -4,7 +4,7 @@ import { VERSION } from '../version.js';
 import { registerCommands } from './commands/index.js';
 import { installSignalHandlers } from './lifecycle.js';
 import { paintFor } from './color.js';
-import { stopStartedClusters } from '../db/embedded.js';
+import { stopStartedClusters } from '../db/started-clusters.js';
 
 export function buildProgram(): Command {
   const program = new Command('attendux')

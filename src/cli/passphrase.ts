@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { AttenduxError } from '../errors.js';
-import { setIdentityPassphraseSource } from '../core/archive/identity.js';
+import { setIdentityPassphraseSource } from '../core/archive/passphrase-source.js';
 import type { CliContext } from './context.js';
 
 export const PASSPHRASE_FLAG = '--identity-passphrase-file <file>';

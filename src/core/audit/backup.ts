@@ -12,6 +12,9 @@ import { verifyAudit } from './chains.js';
 import type { VerifyResult } from './verify.js';
 import { warnSwallowed } from '../../lib/log.js';
 
+// In a module of its own so that the CLI prints it without loading the audit verification code.
+export { backupAuditWarning } from './backup-warning.js';
+
 /**
  * The audit side of backups, kept here so that the backup code only calls in (issue 13): auditForBackup and
  * backupAuditWarning when writing, the others when reading.
@@ -115,25 +118,4 @@ export function sidecarAuditStatus(sidecar: unknown): { ok: boolean; line: strin
   return a.verified.ok
     ? { ok: true, line: `audit log verified (${a.verified.checked} entries)` }
     : { ok: false, line: `AUDIT LOG BROKEN: ${a.verified.breakCount} break(s) when this backup was taken` };
-}
-
-/** The loud line a backup prints when the chain it copied is broken. */
-export function backupAuditWarning(
-  a:
-    | {
-        verified: {
-          ok: boolean;
-          breakCount: number;
-          breaks: { kind: string; tenantId: string; seq: number; detail: string }[];
-        };
-      }
-    | undefined,
-): string | undefined {
-  if (!a || a.verified.ok) return undefined;
-  const first = a.verified.breaks[0];
-  return (
-    `WARNING: the audit log in this backup does NOT verify: ${a.verified.breakCount} break(s)` +
-    (first ? `, first ${first.kind} at ${first.tenantId}#${first.seq}: ${first.detail}` : '') +
-    '. The backup was taken anyway; run `attendux audit verify` and investigate.'
-  );
 }

@@ -9,7 +9,7 @@ import { runDatabaseBackup, type BackupRunOptions, type BackupRunResult, type Ru
 import { RESTORE_SCRIPT, SCHEMA_SCRIPT, restoreScript, schemaScript } from './scripts.js';
 import { StagingCipher } from './staging.js';
 import { EntryQueue, writeArchive } from '../archive/writer.js';
-import { auditForBackup, backupAuditWarning } from '../audit/service.js';
+import { auditForBackup, backupAuditWarning } from '../audit/backup.js';
 import {
   copyWorkItems,
   lockTables,

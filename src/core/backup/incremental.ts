@@ -6,13 +6,13 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import type pg from 'pg';
 import { AttenduxError } from '../../errors.js';
-import { connectClient } from '../../db/pool.js';
+import { readChainState } from '../../db/queries/backup.js';
 import { schemaVersion } from '../../db/migrate.js';
 import { VERSION } from '../../version.js';
 import { chainHead, readCatalog, type CatalogEntry } from '../archive/catalog.js';
 import { CHANGES_ENTRY, changeColumnsSelect, newBackupId, type Sidecar } from '../archive/format.js';
 import { fullBackupBody, trimChangeLog } from './full.js';
-import { auditForBackup, backupAuditWarning } from '../audit/service.js';
+import { auditForBackup, backupAuditWarning } from '../audit/backup.js';
 import { runDatabaseBackup, type BackupRunOptions, type BackupRunResult, type RunEnv } from './run.js';
 import { APPLY_SCRIPT, applyChangesScript } from './scripts.js';
 import { StagingCipher } from './staging.js';
@@ -55,18 +55,14 @@ async function findParent(env: RunEnv): Promise<{
 }> {
   const catalog = await readCatalog(env.backupDir);
   const head = chainHead(catalog);
-  const { rows: meta } = await env.lockClient.query<{ dbid: string | null; trimmed: string | null }>(
-    'SELECT database_id::text AS dbid, trimmed_before::text AS trimmed FROM backup_meta LIMIT 1',
-  );
-  const dbId = meta[0]?.dbid ?? null;
-  const trimmedBefore = meta[0]?.trimmed ?? '0';
-  const version = await schemaVersion(env.lockClient);
-  // A table created without the capture trigger would silently miss changes: attach it and start over
-  // from a full, since its earlier changes were never captured.
-  const { rows: attached } = await env.lockClient.query<{ t: string }>('SELECT attendux_capture_all() AS t');
+  // One statement for backup_meta and the capture check; the schema version was read when the install
+  // was opened (checking that no migration is pending), so it is not asked again.
+  const { dbId, trimmedBefore, attached } = await readChainState(env.lockClient);
+  const version =
+    env.install.schemaVersion !== undefined ? env.install.schemaVersion : await schemaVersion(env.lockClient);
   let why: string | null = null;
   if (!head) why = 'there is no full backup yet';
-  else if (attached.length) why = `change capture was missing on ${attached.map((r) => r.t).join(', ')}`;
+  else if (attached.length) why = `change capture was missing on ${attached.join(', ')}`;
   else why = unusableParent(head, dbId, version, trimmedBefore);
   return { head, why, dbId, version };
 }
@@ -160,7 +156,9 @@ async function incrementalBody(
   // Before the snapshot: it then holds every entry the backup's audit checkpoints name.
   stage('verifying the audit log');
   const audit = await auditForBackup(env.install);
-  const c = await connectClient(env.install.db.adminUrl, 'attendux-backup');
+  // The snapshot runs on the lock's connection (the advisory lock is held by the session, not a
+  // transaction): one connection fewer to open, which is a visible part of a small incremental.
+  const c = env.lockClient;
   try {
     stage('opening the snapshot');
     const snap = await openChangeSnapshot(c, parent.snapshot);
@@ -212,7 +210,7 @@ async function incrementalBody(
     await trimChangeLog(env.lockClient, snapshot).catch(() => undefined);
     return { sidecar, note: backupAuditWarning(audit) };
   } finally {
-    await c.end().catch(() => undefined); // closing the client: the backup's outcome is decided
+    // On failure the lock's connection may be left inside the snapshot: run.ts ends it, which rolls back.
     await rm(staging, { recursive: true, force: true });
   }
 }

@@ -203,7 +203,7 @@ export async function runDatabaseBackup(
     await ensureBackupDir(backupDir);
     const lock = await acquireFileLock(loaded.config.dataDir, `backup ${kind}`);
     release = () => lock.release();
-    install = await openInstall(opts);
+    install = await openInstall({ ...opts, loaded });
     lockClient = await connectClient(install.db.adminUrl, 'attendux-backup-lock');
     await acquireAdvisoryLock(lockClient);
     const cleanedUp = await cleanupLeftovers(backupDir);

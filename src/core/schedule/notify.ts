@@ -1,5 +1,4 @@
 import { hostname } from 'node:os';
-import { execa } from 'execa';
 import type { Config } from '../config/schema.js';
 import type { JobRun } from './runs.js';
 
@@ -38,6 +37,8 @@ export async function runNotify(config: Config, p: NotifyPayload): Promise<strin
     stdout: 'ignore',
     env: { ATTENDUX_EVENT: p.event, ATTENDUX_JOB: p.job },
   } as const;
+  // execa and its ~140 modules load only when a hook runs: offsite/copy.ts imports this into every backup.
+  const { execa } = await import('execa');
   const r =
     typeof cmd === 'string'
       ? await execa(cmd, { ...opts, shell: '/bin/sh' })
