@@ -165,7 +165,11 @@ export async function loadChain(
     ]);
     // The changes go in before the keys exist: matching them is one hash join per table, and inserting
     // them an append, instead of random index lookups and updates in freshly built indexes.
-    await applyPrepared(applier, applied, applyOpts);
+    // Meanwhile the other two sessions take the planner statistics (ANALYZE and the DELETE of the changed
+    // keys do not block each other): the foreign-key checks below are joins over whole tables, and without
+    // statistics the planner picked plans 3-5x slower than the hash anti-joins it picks with them. They are
+    // of the full's rows; the changes are a small part (autovacuum analyses again after a large one).
+    await Promise.all([applyPrepared(applier, applied, applyOpts), analyzeTables(main, helper, names, rows)]);
 
     progress({ phase: 'index' });
     await rebuildKeys(main, helper, cons, idx, names, rows, progress);
@@ -269,13 +273,12 @@ async function loadTables(
 }
 
 /**
- * Re-make the keys and indexes, then the statistics, foreign keys and sequences, on two connections.
+ * Re-make the keys and indexes, then the foreign keys and sequences, on two connections.
  *
  * Every index is built by CREATE INDEX (a primary or unique key as its unique index, attached afterwards
  * with ADD CONSTRAINT ... USING INDEX): CREATE INDEX takes a SHARE lock, so two builds on one table run at
  * once, where ALTER TABLE ADD PRIMARY KEY locks the table exclusively and the other connection waits.
- * ANALYZE runs before the foreign keys: each key's check is a join over the whole table, and without
- * statistics the planner picked a plan 3-5x slower than the hash anti-join it picks with them.
+ * The statistics were taken before (analyzeTables).
  */
 async function rebuildKeys(
   main: pg.Client,
@@ -310,12 +313,6 @@ async function rebuildKeys(
     );
 
   progress({ phase: 'constraints' });
-  const byWeight = <T extends { weight: number }>(xs: T[]) => xs.sort((a, b) => b.weight - a.weight);
-  await runOnTwo(
-    byWeight(names.map((t) => ({ weight: rows[t] ?? 0, run: (c: pg.Client) => ddl(c, 'ANALYZE %I', t) }))),
-    main,
-    helper,
-  );
   // Foreign keys (each validates every row) and sequences on two connections.
   const fks = cons
     .filter((c) => c.type === 'f')
@@ -325,6 +322,19 @@ async function rebuildKeys(
     { weight: (rows.attendance_events ?? 0) / 2, run: (c: pg.Client) => resetSequences(c, names) },
   ];
   await runOnTwo(byWeight(tail), main, helper);
+}
+
+const byWeight = <T extends { weight: number }>(xs: T[]) => xs.sort((a, b) => b.weight - a.weight);
+
+/** ANALYZE every table on two connections, biggest first. */
+async function analyzeTables(
+  a: pg.Client,
+  b: pg.Client,
+  names: string[],
+  rows: Record<string, number>,
+): Promise<void> {
+  const jobs = names.map((t) => ({ weight: rows[t] ?? 0, run: (c: pg.Client) => ddl(c, 'ANALYZE %I', t) }));
+  await runOnTwo(byWeight(jobs), a, b);
 }
 
 /** The tar entries holding a table's rows (parseManifest gives version-1 tables their `entries` too). */
