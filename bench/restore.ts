@@ -178,7 +178,7 @@ async function main(): Promise<void> {
       `chain: full + 4 incrementals (${inst.changed} event updates), ${f(mb(r!.plan.totalBytes), 1)} MB encrypted; pg_dump -Fc ${f(mb(dumpBytes), 1)} MB`,
       `pg_restore -j2                  ${f(j2)} s   (median of ${list(peer)})`,
       `attendux restore (${r!.plan.steps.length} files, ${r!.changes} changes)  ${f(us)} s   (median of ${list(ours.map((t) => t.seconds))})   peak RSS ${f(Math.max(...ours.map((t) => t.peakRssMb)), 0)} MB`,
-      `  ratio attendux / pg_restore -j2  ${f(us / j2)}   (goal <= 0.85)`,
+      `  ratio attendux / pg_restore -j2  ${f(us / j2)}   (goal <= 0.85); per round ${list(ours.map((t, i) => t.seconds / peer[i]!))}, their median ${f(median(ours.map((t, i) => t.seconds / peer[i]!)))}`,
       `floor, each part alone (pg_restore -j2 by section): schema ${f(sections['pre-data']!)} s, COPY load ${f(sections.data!)} s, indexes + keys ${f(sections['post-data']!)} s`,
       `attendux's phases (in process, one run): open+decrypt ${p('open')}+${p('decrypt')} s, schema ${p('schema')} s, COPY load ${p('load')} s, apply ${p('apply')} s, indexes ${p('index')} s, foreign keys+sequences+analyze ${p('constraints')} s`,
     ].join('\n'),
