@@ -23,6 +23,7 @@ export const { values } = parseArgs({
     companies: { type: 'string', default: '200' },
     employees: { type: 'string', default: '5000' },
     reseed: { type: 'boolean', default: false },
+    rounds: { type: 'string', default: '3' },
   },
 });
 

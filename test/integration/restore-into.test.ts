@@ -133,6 +133,39 @@ describe('restore into a new database', () => {
     expect(got).not.toEqual(points.inc2);
   });
 
+  // The load drops every key and index and re-makes them (keys as unique indexes attached USING INDEX,
+  // triggers off and on again in batches): the restored schema must come out as migrated, name for name.
+  it('re-makes every key, index, foreign key and trigger of the source, validated and enabled', async () => {
+    const into = target('schema');
+    await restoreInto({ ...cfg(), into });
+    const schemaOf = async (q: { query: Pool['query'] }) => {
+      const { rows } = await q.query<{ what: string }>(
+        `SELECT * FROM (
+           SELECT format('constraint %s %s %s valid=%s', conrelid::regclass, conname, pg_get_constraintdef(oid),
+                         convalidated) AS what
+             FROM pg_constraint WHERE connamespace = 'public'::regnamespace AND contype IN ('p', 'u', 'f', 'x')
+           UNION ALL
+           SELECT format('index %s', pg_get_indexdef(indexrelid)) FROM pg_index
+            WHERE indrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'public'::regnamespace)
+           UNION ALL
+           SELECT format('trigger %s %s %s', tgrelid::regclass, tgname, tgenabled) FROM pg_trigger
+            WHERE NOT tgisinternal AND tgrelid IN (SELECT oid FROM pg_class WHERE relnamespace = 'public'::regnamespace)
+         ) x ORDER BY what`,
+      );
+      return rows.map((r) => r.what);
+    };
+    const c = await connectClient(urlOf(db, into));
+    try {
+      const got = await schemaOf(c);
+      expect(
+        got.filter((w) => w.startsWith('constraint ') && w.includes('PRIMARY KEY')).length,
+      ).toBeGreaterThan(5);
+      expect(got).toEqual(await schemaOf(admin));
+    } finally {
+      await c.end();
+    }
+  });
+
   // Re-applying the security ledger after the load (every user's session epoch + 1) is captured like any
   // write; the load itself is not.
   it('gives the restored database a new database id, no captured changes of the load and working sequences', async () => {

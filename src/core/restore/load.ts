@@ -6,11 +6,11 @@ import { finished, pipeline } from 'node:stream/promises';
 import { join } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import type pg from 'pg';
-import { AttenduxError } from '../../errors.js';
 import type { ManifestTable } from '../archive/format.js';
-import { connectClient, ddl, formatSql, type Queryable } from '../../db/pool.js';
+import { connectClient, formatSql } from '../../db/pool.js';
 import type { OpenedChain } from './chain.js';
-import { applyChanges } from './apply.js';
+import { applyPrepared, prepareChanges } from './apply.js';
+import { addForeignKeys, analyzeTables, buildKeys, dropKeys, keysOf, readKeys } from './keys.js';
 
 // applyChanges lives in apply.ts; its names stay importable from here.
 export { applyChanges, type ApplyOptions } from './apply.js';
@@ -22,13 +22,6 @@ export interface LoadProgress {
   phase: 'decrypt' | 'schema' | 'load' | 'index' | 'apply' | 'constraints' | 'migrate' | 'check';
   table?: string;
   bytes?: number;
-}
-
-interface SavedConstraint {
-  table: string;
-  name: string;
-  def: string;
-  type: string;
 }
 
 /**
@@ -113,111 +106,128 @@ export interface LoadResult {
 }
 
 /**
- * Load a chain into a freshly migrated database: drop keys and indexes, COPY every table on two connections,
- * rebuild the keys, apply the incrementals' changes, re-add the foreign keys (which checks them), reset
- * sequences. Triggers (change capture, audit chain) are off meanwhile, so loaded rows keep their audit
- * hashes and the restored database starts with an empty change log.
+ * Load a chain into a freshly migrated database: drop keys and indexes, COPY every table, apply the
+ * incrementals' changes, rebuild the keys, re-add the foreign keys (which checks them), reset sequences.
+ * Triggers (change capture, audit chain) are off meanwhile, so loaded rows keep their audit hashes and the
+ * restored database starts with an empty change log.
+ *
+ * Three sessions: two load (the small tables, then the big ones split between them); the third meanwhile
+ * prepares the changes and builds the keys of the small tables they do not touch. Then the changes go in
+ * while the two take the statistics, and the two build the remaining keys and the foreign keys.
  */
 export async function loadChain(
   url: string,
   chain: OpenedChain,
   opts: { until?: string | null; onProgress?: (p: LoadProgress) => void },
 ): Promise<LoadResult> {
-  const main = await connectClient(url, 'attendux-restore');
-  const helper = await connectClient(url, 'attendux-restore');
+  const clients: pg.Client[] = [];
   const progress = opts.onProgress ?? (() => undefined);
   try {
+    for (let i = 0; i < 3; i++) clients.push(await connectClient(url, 'attendux-restore'));
+    const [main, helper, applier] = clients as [pg.Client, pg.Client, pg.Client];
     // Index builds sort whole tables: give them memory to sort in (per session, this restore only).
     // and the change set (sorted, joined) room in memory instead of temp files; temp_buffers must be set
     // before the session's first temporary table.
-    for (const c of [main, helper])
-      await c.query("SET maintenance_work_mem = '256MB'; SET work_mem = '64MB'; SET temp_buffers = '256MB'");
+    for (const c of clients)
+      await c.query(
+        "SET maintenance_work_mem = '256MB'; SET work_mem = '64MB'; SET temp_buffers = '256MB'; " +
+          // Crash-safe here: a commit lost in a crash is one of a database still marked as being built (the
+          // marker is cleared later, on another connection, by a synchronous commit that flushes all WAL
+          // before it), and a marked database is dropped by the next restore.
+          'SET synchronous_commit = off',
+      );
     const names = chain.full.tables.map((t) => t.name);
-    const { cons, idx } = await readKeys(main, chain, names);
+    const keys = await readKeys(main, chain, names);
     progress({ phase: 'schema' });
-    for (const f of cons.filter((c) => c.type === 'f'))
-      await ddl(main, 'ALTER TABLE %s DROP CONSTRAINT %I', f.table, f.name);
-    for (const k of cons.filter((c) => c.type !== 'f'))
-      await ddl(main, 'ALTER TABLE %s DROP CONSTRAINT %I', k.table, k.name);
-    for (const i of idx) await ddl(main, 'DROP INDEX %s', i.name);
-    for (const t of names) await ddl(main, 'ALTER TABLE %I DISABLE TRIGGER USER', t);
+    await dropKeys(main, keys, names);
 
-    const rows = await loadTables(main, helper, chain, progress);
-
+    const applyOpts = {
+      until: opts.until ?? null,
+      target: (t: string) => t,
+      onTable: (t: string) => progress({ phase: 'apply', table: t }),
+    };
+    const sizes = new Map(chain.steps[0]!.backup.entries.map((e) => [e.name, e.bytes]));
+    const bytes = (t: ManifestTable) => t.entries.reduce((a, e) => a + (sizes.get(e) ?? 0), 0);
+    const big = chain.full.tables.filter((t) => bytes(t) > BIG);
+    const small = chain.full.tables.filter((t) => bytes(t) <= BIG);
+    const prepared = prepareChanges(applier, chain, applyOpts);
+    prepared.catch(() => undefined); // awaited below; this only keeps it from counting as unhandled meanwhile
+    const rows = await loadSmall(main, helper, chain, small, progress);
+    // A failure of either is the load's failure (the other one stops when the clients end).
+    const [, early] = await Promise.all([
+      loadBig(main, helper, chain, big, rows, progress),
+      prepared.then(async (p) => {
+        const touched = new Set(p.tables.map((x) => x.t));
+        const done = new Set(small.map((t) => t.name).filter((t) => !touched.has(t)));
+        await buildKeys([applier], keysOf(keys, done), rows);
+        return done;
+      }),
+    ]);
+    const applied = await prepared;
     // The changes go in before the keys exist: matching them is one hash join per table, and inserting
     // them an append, instead of random index lookups and updates in freshly built indexes.
-    const applied = await applyChanges(main, chain, {
-      until: opts.until ?? null,
-      target: (t) => t,
-      onTable: (t) => progress({ phase: 'apply', table: t }),
-    });
+    // Meanwhile the other two sessions take the planner statistics (ANALYZE and the DELETE of the changed
+    // keys do not block each other): the foreign-key checks below are joins over whole tables, and without
+    // statistics the planner picked plans 3-5x slower than the hash anti-joins it picks with them. They are
+    // of the full's rows; the changes are a small part (autovacuum analyses again after a large one).
+    await Promise.all([
+      applyPrepared(applier, applied, applyOpts),
+      analyzeTables([main, helper], names, rows),
+    ]);
 
     progress({ phase: 'index' });
-    await rebuildKeys(main, helper, cons, idx, names, rows, progress);
-    for (const t of names) await ddl(main, 'ALTER TABLE %I ENABLE TRIGGER USER', t);
+    await buildKeys([main, helper], keysOf(keys, new Set(names.filter((t) => !early.has(t)))), rows);
+    progress({ phase: 'constraints' });
+    await addForeignKeys(main, helper, keys, names, rows);
     return { rows, changes: applied.total, changesByBackup: applied.byBackup };
   } finally {
-    await helper.end().catch(() => undefined); // closing the clients: the load's outcome is decided
-    await main.end().catch(() => undefined);
+    // closing the clients: the load's outcome is decided
+    for (const c of clients) await c.end().catch(() => undefined);
   }
 }
 
-interface SavedIndex {
-  table: string;
-  name: string;
-  def: string;
-}
+/** A table above this many compressed bytes is loaded on two sessions at once. */
+const BIG = 4 << 20;
 
-/** The keys and indexes of the full's tables as migrated (they are dropped for the load, then re-made). */
-async function readKeys(
-  main: pg.Client,
-  chain: OpenedChain,
-  names: string[],
-): Promise<{ cons: SavedConstraint[]; idx: SavedIndex[] }> {
-  const { rows: present } = await main.query<{ t: string }>(
-    `SELECT c.relname::text AS t FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname = ANY($1::text[])`,
-    [names],
-  );
-  const missing = names.filter((n) => !present.some((p) => p.t === n));
-  if (missing.length)
-    throw new AttenduxError(
-      'RESTORE_FAILED',
-      `the schema ${chain.full.schemaVersion ?? ''} has no table ${missing.join(', ')} named in ${chain.full.id}`,
-    );
-  const { rows: cons } = await main.query<SavedConstraint>(
-    `SELECT c.conrelid::regclass::text AS "table", c.conname::text AS name, pg_get_constraintdef(c.oid) AS def,
-            c.contype::text AS type
-       FROM pg_constraint c
-      WHERE c.conrelid = ANY (SELECT format('%I', t)::regclass FROM unnest($1::text[]) t)
-        AND c.contype IN ('p', 'u', 'f', 'x')
-      ORDER BY c.contype = 'f', c.conname`,
-    [names],
-  );
-  const { rows: idx } = await main.query<SavedIndex>(
-    `SELECT i.indrelid::regclass::text AS "table", i.indexrelid::regclass::text AS name,
-            pg_get_indexdef(i.indexrelid) AS def
-       FROM pg_index i
-      WHERE i.indrelid = ANY (SELECT format('%I', t)::regclass FROM unnest($1::text[]) t)
-        AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)`,
-    [names],
-  );
-  return { cons, idx };
-}
-
-/** COPY every table of the full; rows per table as COPY counted them. */
-async function loadTables(
+/** COPY the small tables, each on one of two sessions; rows per table as COPY counted them. */
+async function loadSmall(
   main: pg.Client,
   helper: pg.Client,
   chain: OpenedChain,
+  tables: ManifestTable[],
   progress: (p: LoadProgress) => void,
 ): Promise<Record<string, number>> {
-  // Load: tables in turn; a table's block-range entries go to both connections at once, and a single
-  // big entry is split between them (COPY parsing is the server's work, one core per connection).
   const rows: Record<string, number> = {};
   const dir = chain.steps[0]!.backup.dir;
-  const sizes = new Map(chain.steps[0]!.backup.entries.map((e) => [e.name, e.bytes]));
-  for (const t of chain.full.tables) {
+  const queue = [...tables];
+  const worker = async (c: pg.Client) => {
+    for (let t = queue.shift(); t; t = queue.shift()) {
+      const sql = await formatSql(c, 'COPY %I FROM STDIN', t.name);
+      let n = 0;
+      for (const e of t.entries) {
+        progress({ phase: 'load', table: t.name });
+        n += await copyFileInto([c], sql, join(dir, e), () => undefined);
+      }
+      rows[t.name] = n;
+    }
+  };
+  await Promise.all([worker(main), worker(helper)]);
+  return rows;
+}
+
+/** COPY the big tables in turn, each on two sessions at once (into `rows`). */
+async function loadBig(
+  main: pg.Client,
+  helper: pg.Client,
+  chain: OpenedChain,
+  tables: ManifestTable[],
+  rows: Record<string, number>,
+  progress: (p: LoadProgress) => void,
+): Promise<void> {
+  // A table's block-range entries go to both connections at once, and a single big entry is split
+  // between them (COPY parsing is the server's work, one core per connection).
+  const dir = chain.steps[0]!.backup.dir;
+  for (const t of tables) {
     const sql = await formatSql(main, 'COPY %I FROM STDIN', t.name);
     const entries = tableEntries(t);
     const seen = new Map<string, number>();
@@ -226,13 +236,7 @@ async function loadTables(
       progress({ phase: 'load', table: t.name, bytes: [...seen.values()].reduce((x, y) => x + y, 0) });
     };
     if (entries.length === 1) {
-      const big = (sizes.get(entries[0]!) ?? 0) > 4 << 20;
-      rows[t.name] = await copyFileInto(
-        big ? [main, helper] : [main],
-        sql,
-        join(dir, entries[0]!),
-        onBytes(entries[0]!),
-      );
+      rows[t.name] = await copyFileInto([main, helper], sql, join(dir, entries[0]!), onBytes(entries[0]!));
     } else {
       const queue = [...entries];
       let n = 0;
@@ -248,48 +252,6 @@ async function loadTables(
       rows[t.name] = n;
     }
   }
-  return rows;
-}
-
-/** Re-make the keys and indexes, then the foreign keys, sequences and statistics, on two connections. */
-async function rebuildKeys(
-  main: pg.Client,
-  helper: pg.Client,
-  cons: SavedConstraint[],
-  idx: SavedIndex[],
-  names: string[],
-  rows: Record<string, number>,
-  progress: (p: LoadProgress) => void,
-): Promise<void> {
-  // Keys and indexes on two connections, biggest tables first.
-  const size = (tbl: string) => rows[tbl.replace(/^"|"$/g, '')] ?? 0;
-  const jobs = [
-    ...cons
-      .filter((c) => c.type !== 'f')
-      .map((k) => ({
-        table: k.table,
-        run: (c: pg.Client) =>
-          ddl(c, 'ALTER TABLE %s ADD CONSTRAINT %I ' + escapePercent(k.def), k.table, k.name),
-      })),
-    ...idx.map((i) => ({ table: i.table, run: (c: pg.Client) => c.query(i.def).then(() => undefined) })),
-  ].sort((a, b) => size(b.table) - size(a.table));
-  await runOnTwo(jobs, main, helper);
-
-  progress({ phase: 'constraints' });
-  // Foreign keys (each validates every row), sequences and planner statistics, on two connections.
-  const fks = cons
-    .filter((c) => c.type === 'f')
-    .map((f) => ({
-      weight: size(f.table),
-      run: (c: pg.Client) =>
-        ddl(c, 'ALTER TABLE %s ADD CONSTRAINT %I ' + escapePercent(f.def), f.table, f.name),
-    }));
-  const tail = [
-    ...fks,
-    { weight: (rows.attendance_events ?? 0) / 2, run: (c: pg.Client) => resetSequences(c, names) },
-    ...names.map((t) => ({ weight: (rows[t] ?? 0) / 4, run: (c: pg.Client) => ddl(c, 'ANALYZE %I', t) })),
-  ].sort((a, b) => b.weight - a.weight);
-  await runOnTwo(tail, main, helper);
 }
 
 /** The tar entries holding a table's rows (parseManifest gives version-1 tables their `entries` too). */
@@ -297,42 +259,4 @@ export function tableEntries(t: ManifestTable): string[] {
   return t.entries;
 }
 
-/** A constraint definition goes into a format() template: its own % signs must stay literal. */
-function escapePercent(s: string): string {
-  return s.replace(/%/g, '%%');
-}
-
-async function runOnTwo(
-  jobs: { run: (c: pg.Client) => Promise<unknown> }[],
-  a: pg.Client,
-  b: pg.Client,
-): Promise<void> {
-  const queue = [...jobs];
-  const worker = async (c: pg.Client) => {
-    for (let j = queue.shift(); j; j = queue.shift()) await j.run(c);
-  };
-  await Promise.all([worker(a), worker(b)]);
-}
-
-/** Move every identity/serial sequence past the largest value loaded. */
-export async function resetSequences(c: Queryable, tables: string[]): Promise<void> {
-  const { rows } = await c.query<{ t: string; col: string; seq: string }>(
-    `SELECT t, a.attname::text AS col, pg_get_serial_sequence(format('%I', t), a.attname) AS seq
-       FROM unnest($1::text[]) t
-       JOIN pg_attribute a ON a.attrelid = format('%I', t)::regclass AND a.attnum > 0 AND NOT a.attisdropped
-      WHERE pg_get_serial_sequence(format('%I', t), a.attname) IS NOT NULL`,
-    [tables],
-  );
-  for (const r of rows) {
-    const sql = await formatSql(
-      c,
-      'SELECT setval(%L, coalesce((SELECT max(%I) FROM %I), 1), (SELECT max(%I) FROM %I) IS NOT NULL)',
-      r.seq,
-      r.col,
-      r.t,
-      r.col,
-      r.t,
-    );
-    await c.query(sql);
-  }
-}
+export { resetSequences } from './keys.js';
