@@ -15,11 +15,41 @@ export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
 export type Queryable = Pick<pg.ClientBase, 'query'>;
 
-export function createPool(url: string, max = 10, applicationName = 'attendux'): pg.Pool {
+export interface PoolOptions {
+  /**
+   * The URL leads to pgbouncer in transaction mode (database.pgbouncer): each transaction may run on another
+   * server connection, where a statement prepared on the last one does not exist (pgbouncer 1.18, as Debian
+   * ships it, does not track them). Statement names are dropped, so every query is sent unnamed: still with
+   * bound parameters, parsed and planned each time.
+   */
+  unnamedStatements?: boolean;
+}
+
+export function createPool(
+  url: string,
+  max = 10,
+  applicationName = 'attendux',
+  opts: PoolOptions = {},
+): pg.Pool {
   const pool = new pg.Pool({ connectionString: url, max, application_name: applicationName });
   // An idle client losing its connection (database restarted) must not crash the process.
   pool.on('error', () => undefined);
+  if (opts.unnamedStatements) pool.on('connect', (client) => dropStatementNames(client));
   return pool;
+}
+
+/** Every query of this client without its statement name (see PoolOptions.unnamedStatements). */
+export function dropStatementNames(client: pg.ClientBase): void {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+  const unnamed = (...args: unknown[]): unknown => {
+    const [config] = args;
+    if (config && typeof config === 'object' && 'name' in config && 'text' in config) {
+      const { name: _name, ...rest } = config;
+      args[0] = rest;
+    }
+    return query(...args);
+  };
+  client.query = unnamed as typeof client.query;
 }
 
 export async function connectClient(url: string, applicationName = 'attendux'): Promise<pg.Client> {

@@ -18,6 +18,7 @@ import { metricsAllowed } from './metrics-access.js';
 import { httpError } from './errors.js';
 import { pepperedHash } from '../crypto/random.js';
 import { PasswordWork } from './password-work.js';
+import { rateLimitStore } from './rate-limit-store.js';
 import {
   HTML_PAGE,
   loginPage,
@@ -167,6 +168,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     done();
   });
   await app.register(rateLimit, {
+    ...(await rateLimitStore(app, server.redisUrl)),
     // Every route, authenticated ones included; login and the public endpoints have their own, lower limits.
     global: true,
     max: opts.globalRateLimit?.max ?? server.rateLimitPerMinute,
@@ -245,11 +247,10 @@ function serverOptions(opts: AppOptions, logger: FastifyServerOptions['logger'])
 async function buildDeps(opts: AppOptions, app: FastifyInstance): Promise<ServerDeps> {
   const { install } = opts;
   const server = install.loaded.config.server;
-  const pool: Pool = createPool(
-    install.db.appUrl,
-    install.loaded.config.database.poolSize,
-    'attendux-server',
-  );
+  const { poolSize, pgbouncer } = install.loaded.config.database;
+  const pool: Pool = createPool(install.db.appUrl, poolSize, 'attendux-server', {
+    unnamedStatements: pgbouncer,
+  });
   // The server MACs its audit entries itself (the app role never sees the key) and signs checkpoints.
   registerAuditKey(pool, install.secrets.auditKey);
   const checkpointer =
@@ -299,7 +300,8 @@ async function buildDeps(opts: AppOptions, app: FastifyInstance): Promise<Server
     reloadKeyring,
     hooks: opts.hooks ?? {},
     metrics: new Metrics(),
-    maintenance: maintenanceWatcher(install.loaded.config.dataDir, opts.maintenanceTtlMs ?? 1000),
+    // The file (this host) and the row in the database (every host): see core/maintenance.ts.
+    maintenance: maintenanceWatcher(install.loaded.config.dataDir, opts.maintenanceTtlMs ?? 1000, pool),
     bcryptCost: opts.bcryptCost ?? BCRYPT_COST,
     passwords: new PasswordWork(opts.bcryptCost ?? BCRYPT_COST),
     dataDir: install.loaded.config.dataDir,

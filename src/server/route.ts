@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { RateLimitOptions } from '@fastify/rate-limit';
 import { withTenant, type PoolClient } from '../db/pool.js';
 import { appendAudit } from '../db/queries/audit.js';
 import { ROLES, type Role } from '../core/accounts/roles.js';
@@ -97,6 +98,8 @@ export interface RouteSpec {
    * 429 before any database or bcrypt work, so concurrent guesses cannot tie up connections and CPU.
    */
   exclusive?: (claim: Claim) => string | undefined;
+  /** A limit of the route's own instead of the global per-IP one (@fastify/rate-limit's route config). */
+  rateLimit?: RateLimitOptions;
   handler(ctx: RequestContext): Promise<unknown>;
 }
 
@@ -133,6 +136,7 @@ export function defineRoute(app: FastifyInstance, deps: ServerDeps, spec: RouteS
   app.route({
     method: spec.method,
     url: spec.url,
+    ...(spec.rateLimit ? { config: { rateLimit: spec.rateLimit } } : {}),
     handler: async (req, reply) => {
       const claim = await readClaim(req, deps);
       checkCsrf(req, deps, claim);

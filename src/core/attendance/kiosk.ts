@@ -1,5 +1,5 @@
 import { inTransaction, withTenant, type Pool } from '../../db/pool.js';
-import { appendAudit } from '../../db/queries/audit.js';
+import { appendAudit, appendNext } from '../../db/queries/audit.js';
 import {
   checkinContext,
   recordCheckin,
@@ -88,8 +88,9 @@ async function judged(env: KioskEnv, k: KioskKey, employeeId: string, b: CheckIn
 }
 
 /**
- * The event and its audit entry in one transaction, the entry right after the event: the MAC of the entry is
- * computed here (the database never has the key). Rolled back when the key is no longer live or the context
+ * The event and its audit entry in one transaction, the entry right after the event (BEGIN, the statement
+ * that inserts the event and opens the entry, the append, COMMIT): the MAC of the entry is computed here
+ * (the database never has the key). Rolled back when the key is no longer live or the context
  * is stale.
  */
 async function insertWithAudit(
@@ -104,24 +105,15 @@ async function insertWithAudit(
     return await inTransaction(env.pool, async (c) => {
       const key = { tenantId, keyId: k.keyId, touch: k.touch, employeeId, version };
       const row = await recordCheckin(c, key, vals);
-      if (!row?.key_live || !row.fresh || row.id === null) throw new RolledBack(row);
-      const [actor, action, ipHash, uaHash, details] = vals.slice(11) as [
-        string,
-        string,
-        string,
-        string,
-        string,
-      ];
-      await appendAudit(c, {
-        tenantId,
-        actor,
-        action,
-        entityType: 'attendance_event',
-        entityId: String(row.id),
-        ipHash,
-        uaHash,
-        details: JSON.parse(details) as Record<string, unknown>,
-      });
+      if (!row?.key_live || !row.fresh || row.id === null || row.seq === null) throw new RolledBack(row);
+      const [actor, action, ipHash, uaHash] = vals.slice(11) as [string, string, string, string];
+      // The statement opened the entry (seq, link, normalised details): the MAC, then the append.
+      const entry = { tenantId, actor, action, entityType: 'attendance_event', entityId: String(row.id) };
+      await appendNext(
+        c,
+        { ...entry, ipHash, uaHash },
+        { seq: row.seq, at_us: row.at_us!, prev_hash: row.prev_hash!, details: row.details! },
+      );
       env.noteAppend();
       return row;
     });
