@@ -44,8 +44,7 @@ export function dropStatementNames(client: pg.ClientBase): void {
   const unnamed = (...args: unknown[]): unknown => {
     const [config] = args;
     if (config && typeof config === 'object' && 'name' in config && 'text' in config) {
-      const { name: _name, ...rest } = config;
-      args[0] = rest;
+      args[0] = { ...config, name: undefined };
     }
     return query(...args);
   };

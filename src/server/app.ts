@@ -19,6 +19,7 @@ import { httpError } from './errors.js';
 import { pepperedHash } from '../crypto/random.js';
 import { PasswordWork } from './password-work.js';
 import { rateLimitStore } from './rate-limit-store.js';
+import { databaseOf } from '../lib/db-url.js';
 import {
   HTML_PAGE,
   loginPage,
@@ -168,7 +169,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     done();
   });
   await app.register(rateLimit, {
-    ...(await rateLimitStore(app, server.redisUrl)),
+    ...(await rateLimitStore(app, server.redisUrl, databaseOf(install.db.appUrl))),
     // Every route, authenticated ones included; login and the public endpoints have their own, lower limits.
     global: true,
     max: opts.globalRateLimit?.max ?? server.rateLimitPerMinute,

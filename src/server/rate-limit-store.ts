@@ -13,6 +13,8 @@ import type { RateLimitPluginOptions } from '@fastify/rate-limit';
 export async function rateLimitStore(
   app: FastifyInstance,
   redisUrl: string | undefined,
+  /** Keys are prefixed with it: installs (databases) sharing one Redis count apart. */
+  database: string,
 ): Promise<Pick<RateLimitPluginOptions, 'redis' | 'nameSpace' | 'skipOnError'>> {
   if (!redisUrl) return {};
   // Loaded only when configured: a single-process install never pays for ioredis.
@@ -35,8 +37,9 @@ export async function rateLimitStore(
     if (down) app.log.warn('redis (rate limits) is back');
     down = false;
   });
-  app.addHook('onClose', async () => {
+  app.addHook('onClose', (_app, done) => {
     redis.disconnect();
+    done();
   });
-  return { redis, nameSpace: 'attendux-rl-', skipOnError: true };
+  return { redis, nameSpace: `attendux-rl:${database}:`, skipOnError: true };
 }
