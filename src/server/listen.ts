@@ -122,5 +122,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     }
   } finally {
     await install.close();
+    // The IPC channel to the primary would keep the worker's event loop alive after the drain.
+    if (worker) process.disconnect();
   }
 }

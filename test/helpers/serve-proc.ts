@@ -30,7 +30,7 @@ export async function startServe(configPath: string, extra: string[] = []): Prom
   let stderr = '';
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`serve did not start: ${stderr}`)), 60_000);
-    proc.stderr!.on('data', (d: Buffer) => {
+    proc.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();
       const m = /serving on (\S+)/.exec(stderr);
       if (m) {
@@ -178,10 +178,10 @@ export async function startRedis(): Promise<OwnServer> {
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let log = '';
-  proc.stdout!.on('data', (d: Buffer) => (log += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+  proc.stdout.on('data', (d: Buffer) => (log += d.toString()));
+  proc.stderr.on('data', (d: Buffer) => (log += d.toString()));
   await waitForPort(port, proc, 'redis-server', () => log);
-  return own(proc, port, async () => undefined);
+  return own(proc, port, () => Promise.resolve());
 }
 
 /**
@@ -235,8 +235,8 @@ export async function startPgbouncer(
     },
   );
   let log = '';
-  proc.stdout!.on('data', (d: Buffer) => (log += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+  proc.stdout.on('data', (d: Buffer) => (log += d.toString()));
+  proc.stderr.on('data', (d: Buffer) => (log += d.toString()));
   await waitForPort(port, proc, 'pgbouncer', () => log);
   return own(proc, port, () => rm(dir, { recursive: true, force: true }));
 }
