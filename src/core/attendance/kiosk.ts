@@ -1,8 +1,8 @@
-import { inTransaction, withTenant, type Pool } from '../../db/pool.js';
+import { inTransactionFrom, withTenant, type Pool } from '../../db/pool.js';
 import { appendAudit, appendNext } from '../../db/queries/audit.js';
 import {
   checkinContext,
-  recordCheckin,
+  recordCheckinStatement,
   type CheckinSubject,
   type EventKind,
   type EventValues,
@@ -101,22 +101,28 @@ async function insertWithAudit(
   vals: EventValues,
 ): Promise<RecordedCheckin | undefined> {
   const tenantId = k.caller.tenantId;
+  const key = { tenantId, keyId: k.keyId, touch: k.touch, employeeId, version };
   try {
-    return await inTransaction(env.pool, async (c) => {
-      const key = { tenantId, keyId: k.keyId, touch: k.touch, employeeId, version };
-      const row = await recordCheckin(c, key, vals);
-      if (!row?.key_live || !row.fresh || row.id === null || row.seq === null) throw new RolledBack(row);
-      const [actor, action, ipHash, uaHash] = vals.slice(11) as [string, string, string, string];
-      // The statement opened the entry (seq, link, normalised details): the MAC, then the append.
-      const entry = { tenantId, actor, action, entityType: 'attendance_event', entityId: String(row.id) };
-      await appendNext(
-        c,
-        { ...entry, ipHash, uaHash },
-        { seq: row.seq, at_us: row.at_us!, prev_hash: row.prev_hash!, details: row.details! },
-      );
-      env.noteAppend();
-      return row;
-    });
+    // Two round trips: BEGIN travels with the event's statement, COMMIT with the audit append.
+    return await inTransactionFrom(
+      env.pool,
+      recordCheckinStatement(key, vals),
+      async (c, first, commitWith) => {
+        const row = first.rows[0] as RecordedCheckin | undefined;
+        if (!row?.key_live || !row.fresh || row.id === null || row.seq === null) throw new RolledBack(row);
+        const [actor, action, ipHash, uaHash] = vals.slice(11) as [string, string, string, string];
+        // The statement opened the entry (seq, link, normalised details): the MAC, then the append.
+        const entry = { tenantId, actor, action, entityType: 'attendance_event', entityId: String(row.id) };
+        await appendNext(
+          c,
+          { ...entry, ipHash, uaHash },
+          { seq: row.seq, at_us: row.at_us!, prev_hash: row.prev_hash!, details: row.details! },
+          commitWith,
+        );
+        env.noteAppend();
+        return row;
+      },
+    );
   } catch (err) {
     if (err instanceof RolledBack) return err.row;
     throw err;

@@ -1,4 +1,4 @@
-import type { PoolClient, Queryable } from '../pool.js';
+import type { Queryable, Statement } from '../pool.js';
 import { employeeScope, type Viewer } from './scope.js';
 import type { Row } from './people.js';
 
@@ -103,22 +103,20 @@ export interface RecordedCheckin {
 
 /**
  * The kiosk's one statement: sets the company, confirms the key is live, compares the context fingerprint,
- * inserts the event and opens its audit entry (attendux_record_checkin_next, migrations/0010). On a client
- * inside a transaction.
+ * inserts the event and opens its audit entry (attendux_record_checkin_next, migrations/0010). The first
+ * statement of a transaction (src/core/attendance/kiosk.ts).
  */
-export async function recordCheckin(
-  c: PoolClient,
+export function recordCheckinStatement(
   k: { tenantId: string; keyId: string; touch: boolean; employeeId: string; version: string },
   v: EventValues,
-): Promise<RecordedCheckin | undefined> {
-  const { rows } = await c.query<RecordedCheckin>({
+): Statement {
+  return {
     name: 'attendux_record_checkin_next',
     text: `SELECT key_live, fresh, id, occurred_at AS "occurredAt", seq, at_us, prev_hash, details
              FROM attendux_record_checkin_next($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
                                                $16, $17, $18, $19, $20, $21)`,
     values: [k.tenantId, k.keyId, k.touch, k.employeeId, k.version, ...v],
-  });
-  return rows[0];
+  };
 }
 
 export interface EventFilter {

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { inTransaction, type Queryable } from '../pool.js';
+import { inTransaction, type Queryable, type Statement } from '../pool.js';
 import { auditMacFor } from '../../crypto/audit-mac.js';
 
 /** Install-wide events (a company created from the CLI, a backup run) are chained under this tenant id. */
@@ -51,6 +51,8 @@ export async function appendNext(
   q: Queryable,
   e: AuditEntry,
   next: AuditNext,
+  /** How the append is run: the kiosk's runs it with its COMMIT (inTransactionFrom's commitWith). */
+  run: (s: Statement) => Promise<unknown> = (s) => q.query(s),
 ): Promise<{ seq: number; mac: Buffer }> {
   const mac = auditMacFor(q);
   const tenantId = e.tenantId.toLowerCase();
@@ -68,7 +70,7 @@ export async function appendNext(
     prevMac: next.prev_hash,
   };
   const m = mac.of(fields);
-  await q.query({
+  await run({
     name: 'attendux_audit_append',
     text: 'SELECT attendux_audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12)',
     values: [
