@@ -51,6 +51,8 @@ const { values } = parseArgs({
     /** Write a CPU profile of the attendux server process into this directory. */
     profile: { type: 'string' },
     workers: { type: 'string', default: '1' },
+    /** Another checkout's bin/attendux.js (built), measured as "before" in the same rounds. */
+    'compare-bin': { type: 'string' },
   },
 });
 const seconds = Number(values.seconds);
@@ -218,17 +220,21 @@ try {
 
   // Baseline and attendux alternate, round after round, so that noise from the rest of the machine hits both;
   // the medians are reported.
-  const names = ['baseline', ...workerCounts.map((w) => `attendux${w > 1 ? `x${w}` : ''}`)];
+  const names = [
+    'baseline',
+    ...workerCounts.map((w) => `attendux${w > 1 ? `x${w}` : ''}`),
+    ...(values['compare-bin'] ? ['before'] : []),
+  ];
   const rounds: Record<string, { max: Result; fixed: Result }>[] = [];
   for (let round = 0; round < Number(values.rounds); round++) {
     const r: (typeof rounds)[number] = {};
     for (const [i, name] of names.entries()) {
-      const workers = workerCounts[i - 1] ?? 1;
+      const workers = name === 'before' ? 1 : (workerCounts[i - 1] ?? 1);
       const srv =
         i > 0
           ? await start(process.execPath, [
               ...(values.profile ? ['--cpu-prof', `--cpu-prof-dir=${values.profile}`] : []),
-              'bin/attendux.js',
+              name === 'before' ? values['compare-bin']! : 'bin/attendux.js',
               'serve',
               '--config',
               join(dir, 'attendux.json'),

@@ -143,13 +143,26 @@ export function maintenanceWatcher(
   let fromFile: MaintenanceState | undefined;
   let fromDb: MaintenanceState | undefined;
   let pending: Promise<MaintenanceState | undefined> | undefined;
+  let dbPending: Promise<void> | undefined;
+  // A transient read error keeps the last known state rather than flapping maintenance on or off: while a
+  // restore swaps the database, no connection succeeds and the row's last answer stands.
+  const readDb = (q: Queryable) =>
+    (dbPending ??= readMaintenanceDb(q).then(
+      (m) => {
+        fromDb = m;
+        dbPending = undefined;
+      },
+      () => {
+        dbPending = undefined;
+      },
+    ));
   const refresh = async () => {
-    // A transient read error keeps the last known state rather than flapping maintenance on or off: while
-    // a restore swaps the database, no connection succeeds and the row's last answer stands.
-    [fromFile, fromDb] = await Promise.all([
-      readMaintenance(dataDir).catch(() => fromFile),
-      db ? readMaintenanceDb(db).catch(() => fromDb) : undefined,
-    ]);
+    const first = checkedAt === 0;
+    // The row is read in the background after the first time: under load the query waits for a pooled
+    // connection, and requests should not wait for it (the row is seen within ttlMs plus that wait).
+    const db$ = db ? readDb(db) : undefined;
+    fromFile = await readMaintenance(dataDir).catch(() => fromFile);
+    if (first) await db$;
     checkedAt = Date.now();
     pending = undefined;
     return fromFile ?? fromDb;
