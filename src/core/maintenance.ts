@@ -161,6 +161,7 @@ export function maintenanceWatcher(
     // The row is read in the background after the first time: under load the query waits for a pooled
     // connection, and requests should not wait for it (the row is seen within ttlMs plus that wait).
     const db$ = db ? readDb(db) : undefined;
+    // an unreadable file keeps its last known state, as the row does (above)
     fromFile = await readMaintenance(dataDir).catch(() => fromFile);
     if (first) await db$;
     checkedAt = Date.now();
