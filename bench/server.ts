@@ -13,7 +13,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -96,6 +96,44 @@ async function stop(proc: ChildProcess): Promise<void> {
   const done = new Promise((r) => proc.once('exit', r));
   proc.kill('SIGTERM');
   await done;
+}
+
+interface Phases {
+  max: Result;
+  fixed: Result;
+  /** CPU time per request served (warm-up included) of the server's processes and its database sessions. */
+  cpuMs: { server: number; db: number };
+}
+
+const CLOCK_TICK_MS = 10; // USER_HZ is 100 on Linux
+
+/** utime + stime of a process and its children still running (serve --workers), from /proc, in ms. */
+async function processCpuMs(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11] ?? 0) + Number(f[12] ?? 0)) * CLOCK_TICK_MS;
+}
+
+/**
+ * CPU the server used so far (its processes) and its PostgreSQL sessions (every backend on the bench
+ * database but ours), read before it stops: less sensitive to the rest of a loaded machine than req/s.
+ */
+async function cpuOf(pid: number, db: string): Promise<{ server: number; db: number }> {
+  const pids = [pid];
+  for (const e of await readdir('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    const stat = await readFile(`/proc/${e}/stat`, 'utf8').catch(() => '');
+    if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) pids.push(Number(e));
+  }
+  let server = 0;
+  for (const p of pids) server += await processCpuMs(p);
+  const { rows } = await su.query<{ pid: number }>(
+    'SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()',
+    [db],
+  );
+  let dbMs = 0;
+  for (const r of rows) dbMs += await processCpuMs(r.pid);
+  return { server, db: dbMs };
 }
 
 interface Target {
@@ -225,7 +263,7 @@ try {
     ...workerCounts.map((w) => `attendux${w > 1 ? `x${w}` : ''}`),
     ...(values['compare-bin'] ? ['before'] : []),
   ];
-  const rounds: Record<string, { max: Result; fixed: Result }>[] = [];
+  const rounds: Record<string, Phases>[] = [];
   for (let round = 0; round < Number(values.rounds); round++) {
     const r: (typeof rounds)[number] = {};
     for (const [i, name] of names.entries()) {
@@ -252,10 +290,13 @@ try {
             ]);
       const target = i > 0 ? attendux : baseline;
       try {
-        await load(srv.url, target, undefined).catch(() => undefined); // warm-up (JIT, pool, caches)
+        // warm-up (JIT, pool, caches); a failed warm-up shows in the phases after it
+        const warm = await load(srv.url, target, undefined).catch(() => undefined);
         const max = await load(srv.url, target);
         const fixed = await load(srv.url, target, Number(values.rate));
-        r[name] = { max, fixed };
+        const served = (warm?.requests.total ?? 0) + max.requests.total + fixed.requests.total;
+        const cpu = await cpuOf(srv.proc.pid!, database);
+        r[name] = { max, fixed, cpuMs: { server: cpu.server / served, db: cpu.db / served } };
       } finally {
         await stop(srv.proc);
       }
@@ -266,8 +307,8 @@ try {
     const s = [...xs].sort((x, y) => x - y);
     return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
   };
-  const line = (n: string, r: { max: Result; fixed: Result }) =>
-    `${n.padEnd(11)} ${r.max.requests.average.toFixed(0).padStart(7)} req/s  p99 ${String(r.max.latency.p99).padStart(4)} ms (saturated)  p99 ${String(r.fixed.latency.p99).padStart(3)} ms at ${values.rate} req/s  non-2xx ${r.max.non2xx + r.fixed.non2xx}  errors ${r.max.errors + r.fixed.errors}`;
+  const line = (n: string, r: Phases) =>
+    `${n.padEnd(11)} ${r.max.requests.average.toFixed(0).padStart(7)} req/s  p99 ${String(r.max.latency.p99).padStart(4)} ms (saturated)  p99 ${String(r.fixed.latency.p99).padStart(3)} ms at ${values.rate} req/s  CPU/request: server ${r.cpuMs.server.toFixed(2)} ms, PostgreSQL ${r.cpuMs.db.toFixed(2)} ms  non-2xx ${r.max.non2xx + r.fixed.non2xx}  errors ${r.max.errors + r.fixed.errors}`;
   console.log(
     `seeded ${values.companies} companies, ${values.employees} employees, ${values.events} events in ${seededIn.toFixed(1)} s`,
   );
