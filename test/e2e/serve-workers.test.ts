@@ -168,7 +168,7 @@ describe('serve with a dead Redis', () => {
     }
   });
 
-  it('limits again once Redis answers (control: the same limit with Redis up refuses the third)', async () => {
+  it('with Redis up, the same limit refuses the third request (the control)', async () => {
     await configure({ redisUrl: `redis://127.0.0.1:${redis.port}/1`, publicRateLimitPerMinute: 2 });
     const s = await startServe(ti.configPath);
     try {
