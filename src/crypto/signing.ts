@@ -20,8 +20,16 @@ export function generateSigningKey(): string {
   return privateKey.export({ format: 'der', type: 'pkcs8' }).toString('base64');
 }
 
+/** Parsed once per key: the server signs a checkpoint per moved chain (50 companies: 50 parses per checkpoint). */
+const privateKeys = new Map<string, KeyObject>();
+
 function privateKeyObject(signingKey: string): KeyObject {
-  return createPrivateKey({ key: Buffer.from(signingKey, 'base64'), format: 'der', type: 'pkcs8' });
+  let k = privateKeys.get(signingKey);
+  if (!k) {
+    k = createPrivateKey({ key: Buffer.from(signingKey, 'base64'), format: 'der', type: 'pkcs8' });
+    privateKeys.set(signingKey, k);
+  }
+  return k;
 }
 
 /** `ed25519:<base64 of the raw 32-byte public key>`: short enough to print, copy and put in a config. */

@@ -20,6 +20,8 @@ import { pepperedHash } from '../crypto/random.js';
 import { PasswordWork } from './password-work.js';
 import { registerSecurityHeaders, securityTxt, STATIC_SECURITY_HEADERS } from './security.js';
 import { registerPages } from './pages/index.js';
+import { rateLimitStore } from './rate-limit-store.js';
+import { databaseOf } from '../lib/db-url.js';
 import type { AppHooks, ServerDeps } from './deps.js';
 import { authRoutes } from './routes/auth.js';
 import { peopleRoutes } from './routes/people.js';
@@ -163,6 +165,7 @@ export async function buildApp(opts: AppOptions): Promise<FastifyInstance> {
     done();
   });
   await app.register(rateLimit, {
+    ...(await rateLimitStore(app, server.redisUrl, databaseOf(install.db.appUrl))),
     // Every route, authenticated ones included; login and the public endpoints have their own, lower limits.
     global: true,
     max: opts.globalRateLimit?.max ?? server.rateLimitPerMinute,
@@ -248,11 +251,10 @@ function serverOptions(opts: AppOptions, logger: FastifyServerOptions['logger'])
 async function buildDeps(opts: AppOptions, app: FastifyInstance): Promise<ServerDeps> {
   const { install } = opts;
   const server = install.loaded.config.server;
-  const pool: Pool = createPool(
-    install.db.appUrl,
-    install.loaded.config.database.poolSize,
-    'attendux-server',
-  );
+  const { poolSize, pgbouncer } = install.loaded.config.database;
+  const pool: Pool = createPool(install.db.appUrl, poolSize, 'attendux-server', {
+    unnamedStatements: pgbouncer,
+  });
   // The server MACs its audit entries itself (the app role never sees the key) and signs checkpoints.
   registerAuditKey(pool, install.secrets.auditKey);
   const checkpointer =
@@ -302,7 +304,8 @@ async function buildDeps(opts: AppOptions, app: FastifyInstance): Promise<Server
     reloadKeyring,
     hooks: opts.hooks ?? {},
     metrics: new Metrics(),
-    maintenance: maintenanceWatcher(install.loaded.config.dataDir, opts.maintenanceTtlMs ?? 1000),
+    // The file (this host) and the row in the database (every host): see core/maintenance.ts.
+    maintenance: maintenanceWatcher(install.loaded.config.dataDir, opts.maintenanceTtlMs ?? 1000, pool),
     bcryptCost: opts.bcryptCost ?? BCRYPT_COST,
     passwords: new PasswordWork(opts.bcryptCost ?? BCRYPT_COST),
     dataDir: install.loaded.config.dataDir,

@@ -122,6 +122,15 @@ async function lookupKey(deps: ServerDeps, prefix: string): Promise<CachedKey | 
   return entry;
 }
 
+/** The user of a validly signed session cookie, without any database work (per-user rate-limit keys). */
+export function sessionUserOf(req: FastifyRequest): string | undefined {
+  const raw = req.cookies[SESSION_COOKIE];
+  if (!raw || req.headers.authorization !== undefined) return undefined;
+  const unsigned = req.unsignCookie(raw);
+  const m = unsigned.valid && unsigned.value ? SESSION_RE.exec(unsigned.value) : null;
+  return m ? `user:${m[2]!}` : undefined;
+}
+
 /** Read the credentials of a request (cheap checks only: signature, format, idle time, HMAC). */
 export async function readClaim(req: FastifyRequest, deps: ServerDeps): Promise<Claim> {
   const authz = req.headers.authorization;

@@ -1,8 +1,10 @@
+import cluster from 'node:cluster';
 import { readFile } from 'node:fs/promises';
 import { openInstall } from '../core/install.js';
 import { AttenduxError } from '../errors.js';
 import { buildApp, type AppHooks } from './app.js';
 import { DEFAULT_SECURITY_CONTACT, type Config } from '../core/config/schema.js';
+import { reportListening, superviseWorkers, workerStopSignal } from './cluster.js';
 
 export interface ServeOptions {
   configPath?: string;
@@ -17,6 +19,35 @@ export interface ServeOptions {
   onWarning?: (message: string) => void;
   /** Resolves to stop the server (default: SIGTERM or SIGINT). */
   stopSignal?: Promise<void>;
+  /** Processes serving the port (node:cluster, src/server/cluster.ts); default 1: this process serves. */
+  workers?: number;
+}
+
+function signalled(): Promise<void> {
+  return new Promise<void>((resolve) => {
+    process.once('SIGTERM', () => resolve());
+    process.once('SIGINT', () => resolve());
+  });
+}
+
+/**
+ * The primary of `serve --workers N`: opens the install once (starting the embedded cluster if that is the
+ * setup, so the workers find it running; checking the schema), says the warnings once, supervises.
+ */
+async function servePrimary(opts: ServeOptions & { workers: number }): Promise<void> {
+  const install = await openInstall({ configPath: opts.configPath });
+  try {
+    const warn = opts.onWarning ?? ((m: string) => process.stderr.write(`warning: ${m}\n`));
+    for (const w of startupWarnings(install.loaded.config.server)) warn(w);
+    await superviseWorkers({
+      workers: opts.workers,
+      onListening: (url) => opts.onListening?.(`${url} (${opts.workers} workers)`),
+      onWorkerExit: warn,
+      stopSignal: opts.stopSignal ?? signalled(),
+    });
+  } finally {
+    await install.close();
+  }
 }
 
 async function readPem(path: string, what: string): Promise<Buffer> {
@@ -48,6 +79,11 @@ export function startupWarnings(server: Config['server']): string[] {
  * close the pool and the install (and the embedded cluster if this process started it).
  */
 export async function serve(opts: ServeOptions): Promise<void> {
+  if ((opts.workers ?? 1) > 1 && cluster.isPrimary)
+    return servePrimary({ ...opts, workers: opts.workers ?? 1 });
+  // A worker of servePrimary: it listens and drains like a single server, but the primary says the address
+  // and the warnings, and tells it when to stop.
+  const worker = cluster.isWorker;
   const install = await openInstall({ configPath: opts.configPath });
   try {
     const server = install.loaded.config.server;
@@ -64,16 +100,14 @@ export async function serve(opts: ServeOptions): Promise<void> {
         : undefined;
     const app = await buildApp({ install, https, hooks: opts.hooks });
     // The CLI passes lifecycle.ts's gracefulStop(); in-process callers without one stop on the first signal.
-    for (const w of startupWarnings(server)) (opts.onWarning ?? ((m) => app.log.warn(m)))(w);
-    const stop =
-      opts.stopSignal ??
-      new Promise<void>((resolve) => {
-        process.once('SIGTERM', () => resolve());
-        process.once('SIGINT', () => resolve());
-      });
+    if (!worker) for (const w of startupWarnings(server)) (opts.onWarning ?? ((m) => app.log.warn(m)))(w);
+    const stop = worker
+      ? Promise.race([workerStopSignal(), ...(opts.stopSignal ? [opts.stopSignal] : [])])
+      : (opts.stopSignal ?? signalled());
     try {
       const url = await app.listen({ host: opts.host ?? server.host, port: opts.port ?? server.port });
-      opts.onListening?.(url);
+      if (worker) reportListening(url);
+      else opts.onListening?.(url);
       await stop;
       app.log.info('shutting down: finishing in-flight requests');
     } finally {
@@ -88,5 +122,7 @@ export async function serve(opts: ServeOptions): Promise<void> {
     }
   } finally {
     await install.close();
+    // The IPC channel to the primary would keep the worker's event loop alive after the drain.
+    if (worker) process.disconnect();
   }
 }

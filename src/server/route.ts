@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { z } from 'zod';
+import type { RateLimitOptions } from '@fastify/rate-limit';
 import { withTenant, type PoolClient } from '../db/pool.js';
 import { appendAudit } from '../db/queries/audit.js';
 import { ROLES, type Role } from '../core/accounts/roles.js';
@@ -119,6 +120,8 @@ export interface RouteSpec<B = undefined, Q = undefined, P = undefined> {
    * 429 before any database or bcrypt work, so concurrent guesses cannot tie up connections and CPU.
    */
   exclusive?: (claim: Claim) => string | undefined;
+  /** A limit of the route's own instead of the global per-IP one (@fastify/rate-limit's route config). */
+  rateLimit?: RateLimitOptions;
   handler(ctx: RequestContext & Input<B, Q, P>): Promise<unknown>;
 }
 
@@ -163,7 +166,10 @@ export function defineRoute<B = undefined, Q = undefined, P = undefined>(
     method: spec.method,
     url: spec.url,
     // The API is documented; pages (server-rendered HTML under other paths) are not part of it.
-    config: spec.url.startsWith('/api/') ? { swaggerTransform: documented(spec.url, spec) } : {},
+    config: {
+      ...(spec.url.startsWith('/api/') ? { swaggerTransform: documented(spec.url, spec) } : {}),
+      ...(spec.rateLimit ? { rateLimit: spec.rateLimit } : {}),
+    },
     handler: async (req, reply) => {
       const claim = await readClaim(req, deps);
       checkCsrf(req, deps, claim);

@@ -9,8 +9,16 @@ export function registerServe(program: Command): void {
     .option('--port <port>', 'port to listen on (default: server.port)', intOption('--port', 0, 65535))
     .option('--tls-cert <file>', 'PEM certificate for built-in HTTPS (TLS 1.2 minimum)')
     .option('--tls-key <file>', 'PEM private key for built-in HTTPS')
+    .option(
+      '--workers <n>',
+      'processes serving the port (node:cluster; crashed ones restarted); default 1',
+      intOption('--workers', 1, 64),
+    )
     .action(
-      async (flags: { host?: string; port?: number; tlsCert?: string; tlsKey?: string }, cmd: Command) => {
+      async (
+        flags: { host?: string; port?: number; tlsCert?: string; tlsKey?: string; workers?: number },
+        cmd: Command,
+      ) => {
         const ctx = contextOf(cmd);
         const { serve } = await import('../../server/listen.js');
         const { gracefulStop } = await import('../lifecycle.js');
@@ -21,6 +29,7 @@ export function registerServe(program: Command): void {
           port: flags.port,
           tlsCert: flags.tlsCert,
           tlsKey: flags.tlsKey,
+          workers: flags.workers,
           onListening: (url) => ctx.important(`attendux is serving on ${url}`),
           onWarning: (m) => ctx.important(`warning: ${m}`),
           hooks: { onTenantSettingsChanged: settingsBackup(ctx) },

@@ -1,8 +1,8 @@
-import { inTransaction, withTenant, type Pool } from '../../db/pool.js';
-import { appendAudit } from '../../db/queries/audit.js';
+import { inTransactionFrom, withTenant, type Pool } from '../../db/pool.js';
+import { appendAudit, appendNext } from '../../db/queries/audit.js';
 import {
   checkinContext,
-  recordCheckin,
+  recordCheckinStatement,
   type CheckinSubject,
   type EventKind,
   type EventValues,
@@ -88,8 +88,9 @@ async function judged(env: KioskEnv, k: KioskKey, employeeId: string, b: CheckIn
 }
 
 /**
- * The event and its audit entry in one transaction, the entry right after the event: the MAC of the entry is
- * computed here (the database never has the key). Rolled back when the key is no longer live or the context
+ * The event and its audit entry in one transaction, the entry right after the event (BEGIN, the statement
+ * that inserts the event and opens the entry, the append, COMMIT): the MAC of the entry is computed here
+ * (the database never has the key). Rolled back when the key is no longer live or the context
  * is stale.
  */
 async function insertWithAudit(
@@ -100,31 +101,28 @@ async function insertWithAudit(
   vals: EventValues,
 ): Promise<RecordedCheckin | undefined> {
   const tenantId = k.caller.tenantId;
+  const key = { tenantId, keyId: k.keyId, touch: k.touch, employeeId, version };
   try {
-    return await inTransaction(env.pool, async (c) => {
-      const key = { tenantId, keyId: k.keyId, touch: k.touch, employeeId, version };
-      const row = await recordCheckin(c, key, vals);
-      if (!row?.key_live || !row.fresh || row.id === null) throw new RolledBack(row);
-      const [actor, action, ipHash, uaHash, details] = vals.slice(11) as [
-        string,
-        string,
-        string,
-        string,
-        string,
-      ];
-      await appendAudit(c, {
-        tenantId,
-        actor,
-        action,
-        entityType: 'attendance_event',
-        entityId: String(row.id),
-        ipHash,
-        uaHash,
-        details: JSON.parse(details) as Record<string, unknown>,
-      });
-      env.noteAppend();
-      return row;
-    });
+    // Two round trips: BEGIN travels with the event's statement, COMMIT with the audit append.
+    return await inTransactionFrom(
+      env.pool,
+      recordCheckinStatement(key, vals),
+      async (c, first, commitWith) => {
+        const row = first.rows[0] as RecordedCheckin | undefined;
+        if (!row?.key_live || !row.fresh || row.id === null || row.seq === null) throw new RolledBack(row);
+        const [actor, action, ipHash, uaHash] = vals.slice(11) as [string, string, string, string];
+        // The statement opened the entry (seq, link, normalised details): the MAC, then the append.
+        const entry = { tenantId, actor, action, entityType: 'attendance_event', entityId: String(row.id) };
+        await appendNext(
+          c,
+          { ...entry, ipHash, uaHash },
+          { seq: row.seq, at_us: row.at_us!, prev_hash: row.prev_hash!, details: row.details! },
+          commitWith,
+        );
+        env.noteAppend();
+        return row;
+      },
+    );
   } catch (err) {
     if (err instanceof RolledBack) return err.row;
     throw err;

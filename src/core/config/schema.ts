@@ -33,6 +33,11 @@ export const DatabaseSchema = z
       .regex(/^[a-z_][a-z0-9_]{0,62}$/)
       .default('attendux_app'),
     poolSize: z.number().int().min(1).max(200).default(10),
+    /**
+     * database.url leads to pgbouncer in transaction mode: the server sends no named prepared statements
+     * and keeps no session state (pgbouncer 1.18 cannot carry either across transactions).
+     */
+    pgbouncer: z.boolean().default(false),
     embedded: z
       .strictObject({
         port: port.default(54329),
@@ -87,6 +92,14 @@ export const ServerSchema = z.strictObject({
   loginRateLimitPerMinute: z.number().int().min(1).max(100_000).default(10),
   /** Per-IP limit on the other unauthenticated endpoints (login page, readyz, metrics, security.txt). */
   publicRateLimitPerMinute: z.number().int().min(1).max(1_000_000).default(300),
+  /**
+   * Redis shared by every serve instance for the rate limits (redis://[user:pass@]host:port[/db], rediss://
+   * for TLS). Without it each process counts alone. An unreachable Redis fails open (README, Scale-out).
+   */
+  redisUrl: z
+    .string()
+    .refine((v) => /^rediss?:$/.test(URL.parse(v)?.protocol ?? ''), 'must be a redis:// or rediss:// URL')
+    .optional(),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 

@@ -260,6 +260,17 @@ export const REGISTRY: Record<string, TableClass> = {
   },
   change_commits: { subject: null, columns: { txid: no(), committed_at: no() } },
   backup_meta: { subject: null, columns: { singleton: no(), database_id: no(), trimmed_before: no() } },
+  server_maintenance: {
+    subject: null,
+    columns: {
+      singleton: no(),
+      reason: no(),
+      retry_after_seconds: no(),
+      since: no(),
+      host: no(),
+      pid: no(),
+    },
+  },
   pgmigrations: { subject: null, columns: { id: no(), name: no(), run_on: no() } },
 };
 

@@ -192,6 +192,7 @@ export async function restoreInPlace(opts: InPlaceOptions, planned?: InPlacePlan
       await enterMaintenance(dataDir, {
         reason: `restore of ${plan.steps[plan.steps.length - 1]!.id} in progress`,
         retryAfterSeconds: opts.retryAfterSeconds ?? 120,
+        dbUrl: adminUrl,
       });
       faultPoint('in-place:maintenance-on');
       await opts.onMaintenance?.();
@@ -232,7 +233,7 @@ export async function restoreInPlace(opts: InPlaceOptions, planned?: InPlacePlan
     } finally {
       await chain.cleanup();
       if (consistent)
-        await leaveMaintenance(dataDir).catch((err: unknown) =>
+        await leaveMaintenance(dataDir, [adminUrl]).catch((err: unknown) =>
           warnSwallowed('maintenance mode not left; remove the maintenance flag in the data dir', err),
         );
     }
@@ -328,7 +329,8 @@ async function handBack(
     faultPoint('in-place:old-dropped');
   }
   await chain.cleanup();
-  await leaveMaintenance(dataDir);
+  // The replaced database, when kept, still holds the maintenance row: it must not come back in maintenance.
+  await leaveMaintenance(dataDir, dropOld ? [adminUrl] : [adminUrl, databaseUrl(adminUrl, old)]);
   faultPoint('in-place:maintenance-off');
   await removeJournal(dataDir);
 }

@@ -150,7 +150,7 @@ export async function recoverJournal(
     (err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? null : 0),
   );
   if (maintPid !== null && (maintPid === j.pid || !processAlive(maintPid))) {
-    await leaveMaintenance(dataDir);
+    await leaveMaintenance(dataDir, [databaseUrl(adminUrl, j.live), databaseUrl(adminUrl, j.old)]);
     steps.push('left maintenance mode');
   }
   await removeJournal(dataDir);

@@ -1,4 +1,4 @@
-import type { PoolClient, Queryable } from '../pool.js';
+import type { Queryable, Statement } from '../pool.js';
 import { employeeScope, type Viewer } from './scope.js';
 import type { Row } from './people.js';
 
@@ -97,25 +97,29 @@ export interface RecordedCheckin {
   fresh: boolean | null;
   id: number | null;
   occurredAt: Date | null;
+  /** Its audit entry's first half (attendux_audit_next), when the event was inserted. */
+  seq: number | null;
+  at_us: number | null;
+  prev_hash: Buffer | null;
+  details: string | null;
 }
 
 /**
- * The kiosk's one statement: sets the company, confirms the key is live, compares the context fingerprint and
- * inserts the event (attendux_record_checkin, migrations/0004). On a client inside a transaction.
+ * The kiosk's one statement: sets the company, confirms the key is live, compares the context fingerprint,
+ * inserts the event and opens its audit entry (attendux_record_checkin_next, migrations/0010). The first
+ * statement of a transaction (src/core/attendance/kiosk.ts).
  */
-export async function recordCheckin(
-  c: PoolClient,
+export function recordCheckinStatement(
   k: { tenantId: string; keyId: string; touch: boolean; employeeId: string; version: string },
   v: EventValues,
-): Promise<RecordedCheckin | undefined> {
-  const { rows } = await c.query<RecordedCheckin>({
-    name: 'attendux_record_checkin',
-    text: `SELECT key_live, fresh, id, occurred_at AS "occurredAt"
-             FROM attendux_record_checkin($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                                          $17, $18, $19, $20, $21)`,
+): Statement {
+  return {
+    name: 'attendux_record_checkin_next',
+    text: `SELECT key_live, fresh, id, occurred_at AS "occurredAt", seq, at_us, prev_hash, details
+             FROM attendux_record_checkin_next($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                                               $16, $17, $18, $19, $20, $21)`,
     values: [k.tenantId, k.keyId, k.touch, k.employeeId, k.version, ...v],
-  });
-  return rows[0];
+  };
 }
 
 export interface EventFilter {

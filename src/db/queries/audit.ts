@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { inTransaction, type Queryable } from '../pool.js';
+import { inTransaction, type Queryable, type Statement } from '../pool.js';
 import { auditMacFor } from '../../crypto/audit-mac.js';
 
 /** Install-wide events (a company created from the CLI, a backup run) are chained under this tenant id. */
@@ -25,15 +25,37 @@ export interface AuditEntry {
  */
 export async function appendAudit(q: Queryable, e: AuditEntry): Promise<{ seq: number; mac: Buffer }> {
   if (q instanceof pg.Pool) return inTransaction(q, (c) => appendAudit(c, e));
-  const mac = auditMacFor(q);
   const tenantId = e.tenantId.toLowerCase();
   // Named: prepared once per connection, they skip parsing and planning on the server's hot path.
-  const { rows } = await q.query<{ seq: number; at_us: number; prev_hash: Buffer; details: string }>({
+  const { rows } = await q.query<AuditNext>({
     name: 'attendux_audit_next',
     text: 'SELECT seq, at_us, prev_hash, details FROM attendux_audit_next($1, $2::jsonb)',
     values: [tenantId, JSON.stringify(e.details ?? {})],
   });
-  const next = rows[0]!;
+  return appendNext(q, e, rows[0]!);
+}
+
+/** What attendux_audit_next says an entry links to (its first half). */
+export interface AuditNext {
+  seq: number;
+  at_us: number;
+  prev_hash: Buffer;
+  details: string;
+}
+
+/**
+ * The second half of an append, from a first half already read in this transaction (appendAudit, or the
+ * kiosk's statement that returns it with the event: attendux_record_checkin_next, migrations/0010).
+ */
+export async function appendNext(
+  q: Queryable,
+  e: AuditEntry,
+  next: AuditNext,
+  /** How the append is run: the kiosk's runs it with its COMMIT (inTransactionFrom's commitWith). */
+  run: (s: Statement) => Promise<unknown> = (s) => q.query(s),
+): Promise<{ seq: number; mac: Buffer }> {
+  const mac = auditMacFor(q);
+  const tenantId = e.tenantId.toLowerCase();
   const fields = {
     tenantId,
     seq: next.seq,
@@ -48,7 +70,7 @@ export async function appendAudit(q: Queryable, e: AuditEntry): Promise<{ seq: n
     prevMac: next.prev_hash,
   };
   const m = mac.of(fields);
-  await q.query({
+  await run({
     name: 'attendux_audit_append',
     text: 'SELECT attendux_audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12)',
     values: [

@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { companyRequests, exportOwnData, fileErasureRequest } from '../../core/dsar/self-service.js';
-import { httpError } from '../errors.js';
 import { ALL_ROLES, defineRoute } from '../route.js';
 import type { ServerDeps } from '../deps.js';
+import { sessionUserOf } from '../auth.js';
 
 /** Exports per user per hour: a zip of a whole employment history is expensive, and each one is audited. */
 const EXPORTS_PER_HOUR = 3;
@@ -17,27 +17,29 @@ const EXPORTS_PER_HOUR = 3;
  * unencrypted over TLS), file an erasure request for compliance staff; and the register for owners and HR.
  */
 export function dsarRoutes(app: FastifyInstance, deps: ServerDeps) {
-  const recent = new Map<string, number[]>();
-  const takeExportSlot = (userId: string) => {
-    const now = Date.now();
-    const list = (recent.get(userId) ?? []).filter((t) => now - t < 3_600_000);
-    if (list.length >= EXPORTS_PER_HOUR)
-      throw httpError('RATE_LIMITED', `at most ${EXPORTS_PER_HOUR} exports per hour; retry later`);
-    list.push(now);
-    recent.set(userId, list);
-  };
-
   defineRoute(app, deps, {
     method: 'GET',
     url: '/api/v1/me/export',
     roles: ALL_ROLES,
     exclusive: (claim) => (claim.kind === 'session' ? `me-export:${claim.userId}` : undefined),
     produces: ['application/zip'],
+    // @fastify/rate-limit keyed by the session's user (in Redis when server.redisUrl is set, so every serve
+    // instance counts the same exports); it replaces the per-IP limit on this route.
+    rateLimit: {
+      max: EXPORTS_PER_HOUR,
+      timeWindow: 3_600_000,
+      keyGenerator: (req) => sessionUserOf(req) ?? `ip:${req.ip}`,
+      errorResponseBuilder: () => ({
+        statusCode: 429,
+        code: 'RATE_LIMITED',
+        message: `at most ${EXPORTS_PER_HOUR} exports per hour; retry later`,
+      }),
+    },
     async handler({ tx, reply }) {
       const dir = await mkdtemp(join(tmpdir(), 'attendux-me-export-'));
       let out: Awaited<ReturnType<typeof exportOwnData>>;
       try {
-        out = await exportOwnData(tx, dir, takeExportSlot);
+        out = await exportOwnData(tx, dir, () => undefined);
       } catch (err) {
         await rm(dir, { recursive: true, force: true });
         throw err;
