@@ -24,7 +24,7 @@ export interface TableInfo {
 export interface WorkItem {
   table: string;
   part: number;
-  /** Tar entry name: data/<table>.copy.gz, or data/<table>.<part>.copy.gz for a table copied in parts. */
+  /** Tar entry name: data/<table>.bin.gz, or data/<table>.<part>.bin.gz for a table copied in parts. */
   entry: string;
   /** ctid block range [from, to); to null = to the end. Both null = the whole table. */
   from: number | null;
@@ -41,13 +41,16 @@ async function copyItem(
   onBytes: (delta: number) => void,
 ): Promise<void> {
   const { to: copyTo } = await import('pg-copy-streams');
+  // Binary, not text: PostgreSQL writes it in about half the time (no output functions for timestamps,
+  // uuids, floats) and it compresses smaller and faster (README "Performance (backup)").
   const { rows } = await c.query<{ sql: string }>(
     item.from === null && item.to === null
-      ? `SELECT format('COPY %I TO STDOUT', $1::text) AS sql`
+      ? `SELECT format('COPY %I TO STDOUT (FORMAT binary)', $1::text) AS sql`
       : item.to === null
-        ? `SELECT format('COPY (SELECT * FROM %I WHERE ctid >= %L::tid) TO STDOUT', $1::text, $2::text) AS sql`
-        : `SELECT format('COPY (SELECT * FROM %I WHERE ctid >= %L::tid AND ctid < %L::tid) TO STDOUT',
-                         $1::text, $2::text, $3::text) AS sql`,
+        ? `SELECT format('COPY (SELECT * FROM %I WHERE ctid >= %L::tid) TO STDOUT (FORMAT binary)',
+                         $1::text, $2::text) AS sql`
+        : `SELECT format('COPY (SELECT * FROM %I WHERE ctid >= %L::tid AND ctid < %L::tid)
+                            TO STDOUT (FORMAT binary)', $1::text, $2::text, $3::text) AS sql`,
     item.from === null && item.to === null
       ? [item.table]
       : item.to === null
@@ -140,7 +143,7 @@ export function planWorkItems(
     const step = Math.ceil(t.blocks / parts);
     const names: string[] = [];
     for (let p = 0; p < parts; p++) {
-      const entry = parts === 1 ? `data/${t.name}.copy.gz` : `data/${t.name}.${p}.copy.gz`;
+      const entry = parts === 1 ? `data/${t.name}.bin.gz` : `data/${t.name}.${p}.bin.gz`;
       names.push(entry);
       items.push({
         table: t.name,

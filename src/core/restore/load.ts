@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import type pg from 'pg';
 import { AttenduxError } from '../../errors.js';
-import type { ManifestTable } from '../archive/format.js';
+import { copyOptions, type ManifestTable } from '../archive/format.js';
 import { connectClient, ddl, formatSql, type Queryable } from '../../db/pool.js';
 import type { OpenedChain } from './chain.js';
 import { applyChanges } from './apply.js';
@@ -218,7 +218,7 @@ async function loadTables(
   const dir = chain.steps[0]!.backup.dir;
   const sizes = new Map(chain.steps[0]!.backup.entries.map((e) => [e.name, e.bytes]));
   for (const t of chain.full.tables) {
-    const sql = await formatSql(main, 'COPY %I FROM STDIN', t.name);
+    const sql = await formatSql(main, 'COPY %I FROM STDIN' + copyOptions(t), t.name);
     const entries = tableEntries(t);
     const seen = new Map<string, number>();
     const onBytes = (name: string) => (b: number) => {
@@ -226,7 +226,8 @@ async function loadTables(
       progress({ phase: 'load', table: t.name, bytes: [...seen.values()].reduce((x, y) => x + y, 0) });
     };
     if (entries.length === 1) {
-      const big = (sizes.get(entries[0]!) ?? 0) > 4 << 20;
+      // Only text can be cut between rows (at a newline); a binary COPY file goes to one connection.
+      const big = (sizes.get(entries[0]!) ?? 0) > 4 << 20 && t.copyFormat !== 'binary';
       rows[t.name] = await copyFileInto(
         big ? [main, helper] : [main],
         sql,
