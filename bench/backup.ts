@@ -5,7 +5,8 @@
  *     plain `pg_dump -Fc` (unencrypted), vs `attendux backup full` (the real binary, encrypted): wall time
  *     ratios (goal <= 0.8 of the -Z1 pipeline at an equal or smaller size) and attendux's peak RSS (goal <=
  *     150 MB), also on a 10x smaller database to show it does not grow with the data;
- *   - the floor: `COPY ... TO STDOUT` of every table on one connection into /dev/null;
+ *   - the floor: `COPY ... TO STDOUT` of every table on one connection into /dev/null, text (what pg_dump
+ *     reads) and binary (what attendux reads);
  *   - an incremental after changing 1% of the attendance events: time and size vs the full (goal <= 5%);
  *   - `backup verify` throughput in MB/s of backup (goal >= 100).
  *
@@ -109,7 +110,9 @@ async function main(): Promise<void> {
     return n;
   };
   const copies = (await tableNames(big)).flatMap((t) => ['-c', `COPY ${t} TO STDOUT`]);
+  const binCopies = copies.map((a) => (a === '-c' ? a : `${a} (FORMAT binary)`));
   const floor: Timed[] = [];
+  const binFloor: Timed[] = [];
   const contenders: Contender[] = (
     [
       {
@@ -137,6 +140,7 @@ async function main(): Promise<void> {
   ).map((c) => ({ ...c, times: [], bytes: 0 }));
   for (let r = 0; r < ROUNDS; r++) {
     floor.push(await sh('psql -X -q "$@" > /dev/null', url, ...copies));
+    binFloor.push(await sh('psql -X -q "$@" > /dev/null', url, ...binCopies));
     for (const c of contenders) {
       const t = await c.run();
       c.times.push(t);
@@ -176,6 +180,7 @@ async function main(): Promise<void> {
   const lines = [
     `reference database: ${events} events, ${companies} companies (${sz[0]!.db}); PostgreSQL 15 on 127.0.0.1`,
     `floor: COPY TO STDOUT, 1 conn  ${f(median(floor).seconds)} s   (every table into /dev/null; median of ${secs(floor)})`,
+    `  the same, FORMAT binary      ${f(median(binFloor).seconds)} s   (median of ${secs(binFloor)})`,
     row(plain),
     row(peerFc),
     row(peerZ1),
