@@ -178,7 +178,7 @@ describe('attendux backup (binary)', () => {
     await fh.close();
     const bad = await run(i, 'backup', 'verify', '--identity', i.identityFile);
     expect(bad.exitCode).toBe(1);
-    expect(bad.stdout).toMatch(/^BAD {2}full-.*in entry data\/attendance_events(\.\d)?\.copy\.gz/);
+    expect(bad.stdout).toMatch(/^BAD {2}full-.*in entry data\/attendance_events(\.\d+)?\.bin\.gz/);
     const light = await run(i, 'backup', 'verify', '--json');
     expect(light.exitCode).toBe(1);
     expect(JSON.parse(light.stdout)).toMatchObject({

@@ -66,7 +66,9 @@ async function restoreByHand(
     'SET session_replication_role = replica',
   ];
   for (const t of manifest.tables) {
-    for (const e of t.entries) args.push('-c', `\\copy ${t.name} FROM PROGRAM 'zcat ${join(dir, e)}'`);
+    // Format 3 stores COPY binary and says so per table (README "Format").
+    const opts = t.copyFormat === 'binary' ? ' (FORMAT binary)' : '';
+    for (const e of t.entries) args.push('-c', `\\copy ${t.name} FROM PROGRAM 'zcat ${join(dir, e)}'${opts}`);
   }
   execFileSync('psql', args, { stdio: 'pipe' });
   return { db: target, dir, manifest };

@@ -1,6 +1,6 @@
 /**
- * Backups and restores of a database whose big table is copied and loaded in parts (over 4096 blocks, i.e.
- * more than 32 MiB of attendance events), as every real database is: the CI-sized multi-part seed (the
+ * Backups and restores of a database whose big table is copied and loaded in parts (over 1024 blocks, i.e.
+ * more than 8 MiB of attendance events), as every real database is: the CI-sized multi-part seed (the
  * 2,000,000-event reference database is bench/restore.ts's).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,7 +15,7 @@ import { makeInstall, type TestInstall } from '../helpers/backup.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { dropDatabases, tableChecksums, urlOf } from '../helpers/restore.js';
 
-/** 230,000 events fill about 4,900 blocks: two block-range parts, enough to load on both connections. */
+/** 230,000 events fill about 4,900 blocks: five block-range parts, enough to load on both connections. */
 export const MULTIPART_EVENTS = 230_000;
 
 let db: TestDatabase;

@@ -81,8 +81,8 @@ describe('backup verify', () => {
   it('names the tar entry in which the damage was found', async () => {
     await flipByte(Math.floor(pristine.length / 2));
     const r = await verify(true);
-    expect(r.backups[0]!.error!.message).toMatch(/in entry data\/attendance_events(\.\d)?\.copy\.gz/);
-    expect(r.backups[0]!.error!.entry).toMatch(/^data\/attendance_events(\.\d)?\.copy\.gz$/);
+    expect(r.backups[0]!.error!.message).toMatch(/in entry data\/attendance_events(\.\d+)?\.bin\.gz/);
+    expect(r.backups[0]!.error!.entry).toMatch(/^data\/attendance_events(\.\d+)?\.bin\.gz$/);
     await writeFile(file, pristine);
   });
 

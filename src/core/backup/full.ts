@@ -136,7 +136,7 @@ async function pushRestoreScripts(
     content: Buffer.from(
       restoreScript(
         id,
-        tables.map((t) => ({ name: t.name, entries: entriesOf.get(t.name)! })),
+        tables.map((t) => ({ name: t.name, entries: entriesOf.get(t.name)!, copyFormat: 'binary' as const })),
       ),
     ),
   });
@@ -153,7 +153,7 @@ function manifestTables(
   for (const t of tables) {
     const rows = items.filter((i) => i.table === t.name).reduce((n, p) => n + p.rows, 0);
     total += rows;
-    out.push({ name: t.name, rows, entries: entriesOf.get(t.name)!, primaryKey: t.pk });
+    out.push({ name: t.name, rows, entries: entriesOf.get(t.name)!, primaryKey: t.pk, copyFormat: 'binary' });
   }
   return { out, total };
 }

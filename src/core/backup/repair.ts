@@ -8,7 +8,7 @@ import { ensureInstallKeys, loadConfig, loadSecrets, type ConfigLocation } from 
 import { signBackup } from './signature.js';
 import { fsyncDir, writeFileAtomic } from '../../lib/fs.js';
 import { QUARANTINE_DIR, readCatalog, type CatalogProblem } from '../archive/catalog.js';
-import { FORMAT, dataFileName, sidecarFileName, type Manifest, type Sidecar } from '../archive/format.js';
+import { dataFileName, sidecarFileName, type Manifest, type Sidecar } from '../archive/format.js';
 import { readBackup } from '../archive/reader.js';
 import { readIdentityFile } from '../archive/identity.js';
 import { acquireFileLock } from './lock.js';
@@ -61,7 +61,8 @@ async function rebuildSidecar(file: string, p: CatalogProblem, identities: strin
   if (m.id !== p.id) throw new AttenduxError('BACKUP_CORRUPT', `${p.file} holds backup ${m.id}, not ${p.id}`);
   const finishedAt = (await stat(file)).mtime;
   return {
-    format: FORMAT,
+    // The backup's own format version: a repaired older backup stays what it is.
+    format: m.format,
     id: m.id,
     kind: m.kind,
     parent: m.parent,

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MIGRATIONS_DIR, MIGRATIONS_TABLE, migrationFiles } from '../../db/migrate.js';
-import { changeColumnsDdl, type ManifestTable } from '../archive/format.js';
+import { changeColumnsDdl, copyOptions, type ManifestTable } from '../archive/format.js';
 
 /**
  * The SQL that ships inside every backup so that a person can restore it with nothing but age, tar, gunzip
@@ -69,7 +69,10 @@ export async function schemaScript(version: string): Promise<string> {
 const quoteIdent = (s: string) => `"${s.replace(/"/g, '""')}"`;
 
 /** A full backup's load script: every table entry in manifest (foreign-key) order, then the sequences. */
-export function restoreScript(id: string, tables: readonly { name: string; entries: string[] }[]): string {
+export function restoreScript(
+  id: string,
+  tables: readonly Pick<ManifestTable, 'name' | 'entries' | 'copyFormat'>[],
+): string {
   const lines = [
     `-- Load full backup ${id} into a database holding its schema (schema.sql), from the directory it was`,
     `-- extracted into:  psql "$TARGET" -v ON_ERROR_STOP=1 -f restore.sql`,
@@ -77,7 +80,8 @@ export function restoreScript(id: string, tables: readonly { name: string; entri
     'SET session_replication_role = replica;',
   ];
   for (const t of tables)
-    for (const e of t.entries) lines.push(`\\copy ${quoteIdent(t.name)} FROM PROGRAM 'gunzip -c ${e}'`);
+    for (const e of t.entries)
+      lines.push(`\\copy ${quoteIdent(t.name)} FROM PROGRAM 'gunzip -c ${e}'${copyOptions(t)}`);
   lines.push('', RESET_SEQUENCES);
   return lines.join('\n');
 }

@@ -6,7 +6,7 @@ import { finished, pipeline } from 'node:stream/promises';
 import { join } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import type pg from 'pg';
-import type { ManifestTable } from '../archive/format.js';
+import { copyOptions, type ManifestTable } from '../archive/format.js';
 import { connectClient, formatSql } from '../../db/pool.js';
 import type { OpenedChain } from './chain.js';
 import { applyPrepared, prepareChanges } from './apply.js';
@@ -202,7 +202,7 @@ async function loadSmall(
   const queue = [...tables];
   const worker = async (c: pg.Client) => {
     for (let t = queue.shift(); t; t = queue.shift()) {
-      const sql = await formatSql(c, 'COPY %I FROM STDIN', t.name);
+      const sql = await formatSql(c, 'COPY %I FROM STDIN' + copyOptions(t), t.name);
       let n = 0;
       for (const e of t.entries) {
         progress({ phase: 'load', table: t.name });
@@ -228,7 +228,7 @@ async function loadBig(
   // between them (COPY parsing is the server's work, one core per connection).
   const dir = chain.steps[0]!.backup.dir;
   for (const t of tables) {
-    const sql = await formatSql(main, 'COPY %I FROM STDIN', t.name);
+    const sql = await formatSql(main, 'COPY %I FROM STDIN' + copyOptions(t), t.name);
     const entries = tableEntries(t);
     const seen = new Map<string, number>();
     const onBytes = (name: string) => (b: number) => {
@@ -236,7 +236,13 @@ async function loadBig(
       progress({ phase: 'load', table: t.name, bytes: [...seen.values()].reduce((x, y) => x + y, 0) });
     };
     if (entries.length === 1) {
-      rows[t.name] = await copyFileInto([main, helper], sql, join(dir, entries[0]!), onBytes(entries[0]!));
+      // Only text can be cut between rows (at a newline); a binary COPY file goes to one connection.
+      rows[t.name] = await copyFileInto(
+        t.copyFormat === 'binary' ? [main] : [main, helper],
+        sql,
+        join(dir, entries[0]!),
+        onBytes(entries[0]!),
+      );
     } else {
       const queue = [...entries];
       let n = 0;

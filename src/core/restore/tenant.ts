@@ -9,7 +9,7 @@ import { schemaVersion } from '../../db/migrate.js';
 import { openChain, planFromCatalog, restoreIdentities, type OpenedChain } from './chain.js';
 import { registerAuditKey } from '../audit/mac.js';
 import { auditFailure, prepare, writeRestoreAudit, type Prepared, type RestoreOptions } from './toolkit.js';
-import type { ManifestTable } from '../archive/format.js';
+import { copyOptions, type ManifestTable } from '../archive/format.js';
 import { applyChanges, tableEntries } from './load.js';
 import type { RestorePlan } from './plan.js';
 import { reapplyTenantLedger } from '../ledger/index.js';
@@ -130,8 +130,8 @@ async function stageCompany(
   const load = async (table: string, where: string | null) => {
     const t = tables.find((x) => x.name === table)!;
     const sql = where
-      ? await formatSql(c, 'COPY %I FROM STDIN WHERE %s', stage(table), where)
-      : await formatSql(c, 'COPY %I FROM STDIN', stage(table));
+      ? await formatSql(c, `COPY %I FROM STDIN${copyOptions(t)} WHERE %s`, stage(table), where)
+      : await formatSql(c, 'COPY %I FROM STDIN' + copyOptions(t), stage(table));
     opts.onProgress?.({ phase: 'load', table });
     for (const e of tableEntries(t))
       await pipeline(createReadStream(join(dir, e)), createGunzip(), c.query(copyFrom(sql)));
