@@ -15,11 +15,13 @@ let hook: string;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'attendux-imports-'));
-  // A module-load hook that names every ESM module loaded, on stderr, one per line.
+  // A module-load hook that names every ESM module loaded, on stderr, one per line. The hooks run on their own
+  // thread: an asynchronous stderr write there can be lost when the main thread exits first, so write synchronously.
   await writeFile(
     join(dir, 'hooks.mjs'),
-    `export async function load(url, ctx, next) {
-       process.stderr.write('LOADED ' + url + '\\n');
+    `import { writeSync } from 'node:fs';
+     export async function load(url, ctx, next) {
+       writeSync(2, 'LOADED ' + url + '\\n');
        return next(url, ctx);
      }`,
   );
